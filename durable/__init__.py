@@ -1,0 +1,69 @@
+"""The engine: events, the replayer (a pure fold), the executor, the worker, the client."""
+
+from durable._client import Client, RunHandle
+from durable._codec import decode_value, encode_value
+from durable._context import Context
+from durable._engine import URL_ENV, AppLike, Engine, resolve_url
+from durable._errors import (
+    CorruptEventError,
+    DurableError,
+    ErrorInfo,
+    NonDeterminismError,
+    RunCancelled,
+    RunFailed,
+    RunIdConflictError,
+    RunNotFoundError,
+    SerializationError,
+    StepFailed,
+    StepTimeoutError,
+    UnknownWorkflowError,
+    WorkflowDefinitionError,
+)
+from durable._events import AnyEvent, Event, LoggedEvent, decode_record
+from durable._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
+from durable._state import RunState, StepState, apply, fold
+from durable._views import RunInfo, RunSummary, StepInfo
+from durable._worker import Worker, WorkerOptions
+
+__all__ = [
+    "URL_ENV",
+    "AnyEvent",
+    "AppLike",
+    "Client",
+    "Context",
+    "CorruptEventError",
+    "DurableError",
+    "Engine",
+    "ErrorInfo",
+    "Event",
+    "LoggedEvent",
+    "NonDeterminismError",
+    "Registry",
+    "RetryPolicy",
+    "RunCancelled",
+    "RunFailed",
+    "RunHandle",
+    "RunIdConflictError",
+    "RunInfo",
+    "RunNotFoundError",
+    "RunState",
+    "RunSummary",
+    "SerializationError",
+    "Step",
+    "StepDef",
+    "StepFailed",
+    "StepInfo",
+    "StepState",
+    "StepTimeoutError",
+    "UnknownWorkflowError",
+    "Worker",
+    "WorkerOptions",
+    "WorkflowDef",
+    "WorkflowDefinitionError",
+    "apply",
+    "decode_record",
+    "decode_value",
+    "encode_value",
+    "fold",
+    "resolve_url",
+]

@@ -1,0 +1,197 @@
+"""Starting runs and reading them back: the operations behind App.start/run/get_run/watch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+
+from durable._codec import decode_value, encode_value
+from durable._errors import (
+    ErrorInfo,
+    RunCancelled,
+    RunFailed,
+    RunIdConflictError,
+    RunNotFoundError,
+)
+from durable._events import (
+    TERMINAL_EVENTS,
+    LoggedEvent,
+    RunStarted,
+    decode_record,
+    encode_event,
+)
+from durable._notify import Notifier
+from durable._registry import Registry, WorkflowDef
+from durable._state import RunState, apply, fold
+from durable._views import RunInfo, RunSummary, run_info, summary
+from durable._worker import Worker
+from storage import FINAL_STATUSES, EventRecord, Fence, NewRun, RunQuery, RunRecord, Store
+
+RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+
+
+class RunHandle:
+    """A reference to a run; result() waits for it to end."""
+
+    def __init__(self, client: Client, run_id: str, workflow: WorkflowDef | None) -> None:
+        self._client = client
+        self.run_id = run_id
+        self._workflow = workflow
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """The run's result. Raises RunFailed (with the recorded error) if it failed,
+        RunCancelled if it was cancelled, TimeoutError after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            record = await self._client.wait(self.run_id)
+        if record.status == "succeeded":
+            assert record.result is not None
+            tp = self._workflow.return_type if self._workflow is not None else Any
+            return decode_value(record.result, tp)
+        if record.status == "cancelled":
+            raise RunCancelled(self.run_id)
+        assert record.error is not None
+        raise RunFailed(self.run_id, msgspec.msgpack.decode(record.error, type=ErrorInfo))
+
+    async def info(self) -> RunInfo:
+        return await self._client.get_run(self.run_id)
+
+    async def status(self) -> str:
+        record = await self._client.store.get_run(self.run_id)
+        if record is None:
+            raise RunNotFoundError(self.run_id)
+        return record.status
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id!r}>"
+
+
+class Client:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        notifier: Notifier,
+        worker: Worker | None,
+        *,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.notifier = notifier
+        self.worker = worker
+        self.poll_interval = poll_interval
+
+    async def start(
+        self,
+        workflow: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
+    ) -> RunHandle:
+        wf = self.registry.workflow(workflow, version)
+        if not wf.takes_input and input is not None:
+            raise TypeError(f"workflow {wf.name!r} takes no input, but input was given")
+        data = encode_value(input, f"the input of workflow {wf.name!r}")
+        rid = run_id if run_id is not None else uuid.uuid4().hex
+        if not rid or len(rid) > 255:
+            raise ValueError("run_id must be a non-empty string of at most 255 characters")
+        now = time.time()
+        worker = self.worker
+        local = worker is not None and worker.has_capacity
+        started = RunStarted(
+            workflow=wf.name, version=wf.version, input=msgspec.Raw(data),
+            fingerprint=wf.fingerprint,
+        )
+        first = EventRecord(rid, 1, "RunStarted", encode_event(started), now)
+        new = NewRun(
+            run_id=rid, workflow=wf.name, version=wf.version, input=data, created_at=now,
+            owner=worker.owner if local and worker else None,
+            lease_expires_at=now + worker.options.lease_ttl if local and worker else None,
+        )
+        record, created = await self.store.create_run(new, first)
+        if not created:
+            if record.workflow != wf.name:
+                raise RunIdConflictError(
+                    f"run id {rid!r} already names a run of workflow {record.workflow!r}, "
+                    f"not {wf.name!r}; choose another run_id"
+                )
+            return RunHandle(self, rid, self.registry.get(record.workflow, record.version))
+        if worker is not None:
+            if local:
+                state = RunState(run_id=rid)
+                apply(state, 1, now, started)
+                worker.execute(state, Fence(worker.owner, record.epoch))
+            else:
+                worker.wake()
+        return RunHandle(self, rid, wf)
+
+    async def wait(self, run_id: str) -> RunRecord:
+        """Wait until the run is finished; returns its row."""
+        delay = 0.02
+        with self.notifier.subscribe(run_id) as changed:
+            while True:
+                task = self.worker.tasks.get(run_id) if self.worker is not None else None
+                if task is not None:
+                    # Executing here: its end is the moment to look, no polling needed.
+                    await asyncio.wait([task])
+                changed.clear()  # before reading: a change after the read still wakes us
+                record = await self.store.get_run(run_id)
+                if record is None:
+                    raise RunNotFoundError(run_id)
+                if record.status in FINAL_STATUSES:
+                    return record
+                try:
+                    await asyncio.wait_for(changed.wait(), delay)
+                except TimeoutError:
+                    delay = min(delay * 2, self.poll_interval)
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFoundError(run_id)
+        events = await self.store.read_events(run_id)
+        state = fold(run_id, [decode_record(r) for r in events])
+        return run_info(record, state)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[RunSummary]:
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"unknown status {status!r}; use one of {', '.join(RUN_STATUSES)}")
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        records = await self.store.list_runs(RunQuery(status=status, workflow=workflow, limit=limit))
+        return [summary(r) for r in records]
+
+    async def events(self, run_id: str, after_seq: int = 0) -> list[LoggedEvent]:
+        records = await self.store.read_events(run_id, after_seq)
+        if not records and after_seq == 0 and await self.store.get_run(run_id) is None:
+            raise RunNotFoundError(run_id)
+        return [decode_record(r) for r in records]
+
+    async def watch(self, run_id: str) -> AsyncIterator[LoggedEvent]:
+        """Every event of the run, from the first, live, until the run ends."""
+        last = 0
+        delay = 0.02
+        with self.notifier.subscribe(run_id) as changed:
+            while True:
+                changed.clear()
+                batch = await self.events(run_id, last)
+                for logged in batch:
+                    last = logged.seq
+                    yield logged
+                    if isinstance(logged.event, TERMINAL_EVENTS):
+                        return
+                if batch:
+                    delay = 0.02
+                    continue
+                try:
+                    await asyncio.wait_for(changed.wait(), delay)
+                except TimeoutError:
+                    delay = min(delay * 2, self.poll_interval)

@@ -1,0 +1,87 @@
+"""An engine: a store, a registry, an optional in-process worker and a client, opened and
+closed together. The SDK's App is a thin facade over it; the CLI builds one from a URL."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Protocol, runtime_checkable
+
+from durable._client import Client
+from durable._notify import Notifier
+from durable._registry import Registry
+from durable._worker import Worker, WorkerOptions
+from storage import DEFAULT_URL, Store, open_store
+
+log = logging.getLogger("durable")
+
+URL_ENV = "DURABLE_DATABASE_URL"
+
+
+def resolve_url(url: str | None) -> str:
+    """The database URL: the one given, else $DURABLE_DATABASE_URL, else ./durable.db."""
+    return url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+@runtime_checkable
+class AppLike(Protocol):
+    """What the CLI needs of an application object loaded by 'module:attr' (the SDK's App)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def worker_options(self) -> WorkerOptions: ...
+
+
+class Engine:
+    def __init__(
+        self,
+        url: str | None,
+        registry: Registry,
+        *,
+        run_worker: bool = True,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.registry = registry
+        self.options = options or WorkerOptions()
+        self.run_worker = run_worker
+        self.store: Store = open_store(self.url)
+        self.notifier = Notifier()
+        self.worker: Worker | None = None
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("the engine is not open: use 'async with app:' first")
+        return self._client
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    async def open(self) -> None:
+        if self._client is not None:
+            raise RuntimeError("the engine is already open")
+        await self.store.open()
+        if self.run_worker:
+            self.worker = Worker(self.store, self.registry, self.notifier, self.options)
+        self._client = Client(self.store, self.registry, self.notifier, self.worker)
+        if self.worker is not None:
+            await self.worker.start()  # its first claim picks up every unfinished run
+
+    async def close(self) -> None:
+        if self._client is None:
+            return
+        try:
+            if self.worker is not None:
+                await self.worker.stop()
+        finally:
+            self._client = None
+            self.worker = None
+            await self.store.close()

@@ -1,0 +1,129 @@
+"""The events of a run's log: msgspec tagged-union Structs, encoded as msgpack maps.
+
+Schema evolution rules (tests/golden holds histories every release must still read):
+- a new field always has a default; a field's type never changes; a field is never renamed;
+- an event type is never removed or renamed (the tag is the class name);
+- values produced by user code (inputs, results, marker values) are nested msgpack (Raw), decoded
+  only when needed and with the type the code declares.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from durable._errors import CorruptEventError, ErrorInfo
+from storage import EventRecord
+
+
+class Event(msgspec.Struct, tag=True, frozen=True):
+    """Base of every event."""
+
+
+class RunStarted(Event, frozen=True):
+    workflow: str
+    version: str
+    input: msgspec.Raw
+    parent_run_id: str | None = None
+    fingerprint: str = ""
+
+
+class StepStarted(Event, frozen=True):
+    pos: int  # the step's position in the workflow's deterministic sequence of commands
+    name: str
+    attempt: int
+    input: msgspec.Raw = msgspec.Raw(b"\xc0")  # msgpack nil; Raw can't be Optional
+
+
+class StepCompleted(Event, frozen=True):
+    pos: int
+    result: msgspec.Raw
+
+
+class StepFailed(Event, frozen=True):
+    pos: int
+    attempt: int
+    error: ErrorInfo
+    retryable: bool
+    next_attempt_at: float | None = None
+
+
+class MarkerRecorded(Event, frozen=True):
+    """A non-deterministic value the workflow asked for (now, random, uuid4), recorded once."""
+
+    pos: int
+    kind: str
+    value: msgspec.Raw
+
+
+class RunCompleted(Event, frozen=True):
+    result: msgspec.Raw
+
+
+class RunFailed(Event, frozen=True):
+    error: ErrorInfo
+
+
+class CancelRequested(Event, frozen=True):
+    reason: str = ""
+
+
+class RunCancelled(Event, frozen=True):
+    reason: str = ""
+
+
+AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
+    RunStarted,
+    StepStarted,
+    StepCompleted,
+    StepFailed,
+    MarkerRecorded,
+    RunCompleted,
+    RunFailed,
+    CancelRequested,
+    RunCancelled,
+]
+TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyEvent)
+
+
+def event_type(event: Event) -> str:
+    return type(event).__name__
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(record: EventRecord) -> AnyEvent:
+    try:
+        event = _decoder.decode(record.data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CorruptEventError(record.run_id, record.seq, str(exc)) from None
+    if type(event).__name__ != record.type:
+        raise CorruptEventError(
+            record.run_id,
+            record.seq,
+            f"stored type {record.type!r} does not match payload {type(event).__name__!r}",
+        )
+    return event
+
+
+class LoggedEvent(msgspec.Struct, frozen=True):
+    """An event as read back from the log, with its position and time."""
+
+    run_id: str
+    seq: int
+    at: float
+    event: AnyEvent
+
+    @property
+    def type(self) -> str:
+        return type(self.event).__name__
+
+
+def decode_record(record: EventRecord) -> LoggedEvent:
+    return LoggedEvent(record.run_id, record.seq, record.created_at, decode_event(record))

@@ -1,0 +1,230 @@
+"""What a worker knows how to run: workflows by (name, version), and steps."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from durable._context import current_executor
+from durable._errors import UnknownWorkflowError, WorkflowDefinitionError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how soon a failed step is tried again.
+
+    The delay before attempt n+1 is min(initial_delay * backoff**(n-1), max_delay) seconds.
+    Errors of a type in non_retryable (matched by isinstance) fail the step at once.
+    """
+
+    max_attempts: int = 1
+    initial_delay: float = 1.0
+    backoff: float = 2.0
+    max_delay: float = 60.0
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise WorkflowDefinitionError(f"RetryPolicy.max_attempts must be >= 1, not {self.max_attempts}")
+        if self.initial_delay < 0 or self.max_delay < 0:
+            raise WorkflowDefinitionError("RetryPolicy delays must be >= 0")
+        if self.backoff < 1:
+            raise WorkflowDefinitionError(f"RetryPolicy.backoff must be >= 1, not {self.backoff}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.initial_delay * self.backoff ** (attempt - 1), self.max_delay))
+
+
+NO_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class StepDef:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    retry: RetryPolicy
+    timeout: float | None
+    return_type: Any
+
+
+class Step(Generic[P, R]):
+    """A step function. Inside a workflow a call is recorded in the log (and answered from it on
+    replay); outside a workflow it is a plain call of the function.
+
+    The position is taken at call time, synchronously: `asyncio.gather(a(), b())` numbers a
+    before b on every execution, whatever order the steps then finish in.
+    """
+
+    def __init__(self, definition: StepDef) -> None:
+        self.definition = definition
+        self.fn = definition.fn
+        self.__name__ = definition.name
+        self.__doc__ = definition.fn.__doc__
+        self.__wrapped__ = definition.fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        executor = current_executor.get()
+        if executor is None:
+            result: Awaitable[R] = self.fn(*args, **kwargs)
+            return result
+        return executor.call_step(self.definition, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<durable step {self.definition.name!r}>"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDef:
+    name: str
+    version: str
+    fn: Callable[..., Awaitable[Any]]
+    takes_input: bool
+    input_type: Any
+    return_type: Any
+    fingerprint: str
+    source: str  # "file:line" of the definition, for messages
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._workflows: dict[tuple[str, str], WorkflowDef] = {}
+        self._by_fn: dict[Callable[..., Any], WorkflowDef] = {}
+        self._steps: dict[str, StepDef] = {}
+
+    def add_step(
+        self, fn: Callable[..., Any], *, name: str | None, retry: RetryPolicy | None,
+        timeout: float | None,
+    ) -> StepDef:
+        step_name = name or fn.__name__
+        if timeout is not None and timeout <= 0:
+            raise WorkflowDefinitionError(f"step {step_name!r}: timeout must be > 0 seconds")
+        existing = self._steps.get(step_name)
+        if existing is not None and existing.fn is not fn:
+            raise WorkflowDefinitionError(
+                f"two different functions are registered as step {step_name!r} "
+                f"({_where(existing.fn)} and {_where(fn)}); give one of them name=..."
+            )
+        definition = StepDef(
+            name=step_name,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            retry=retry or NO_RETRY,
+            timeout=timeout,
+            return_type=_hints(fn).get("return", Any),
+        )
+        self._steps[step_name] = definition
+        return definition
+
+    def add_workflow(
+        self, fn: Callable[..., Awaitable[Any]], *, name: str | None, version: str
+    ) -> WorkflowDef:
+        wf_name = name or fn.__name__
+        if not inspect.iscoroutinefunction(fn):
+            raise WorkflowDefinitionError(
+                f"workflow {wf_name!r} ({_where(fn)}) must be an async function "
+                "taking (ctx) or (ctx, input)"
+            )
+        params = list(inspect.signature(fn).parameters.values())
+        if not 1 <= len(params) <= 2:
+            raise WorkflowDefinitionError(
+                f"workflow {wf_name!r} ({_where(fn)}) must take (ctx) or (ctx, input), "
+                f"not {len(params)} parameters"
+            )
+        key = (wf_name, str(version))
+        if key in self._workflows:
+            raise WorkflowDefinitionError(
+                f"workflow {wf_name!r} version {version!r} is registered twice "
+                f"({self._workflows[key].source} and {_where(fn)}); bump the version of one"
+            )
+        hints = _hints(fn)
+        definition = WorkflowDef(
+            name=wf_name,
+            version=str(version),
+            fn=fn,
+            takes_input=len(params) == 2,
+            input_type=hints.get(params[1].name, Any) if len(params) == 2 else Any,
+            return_type=hints.get("return", Any),
+            fingerprint=_fingerprint(fn),
+            source=_where(fn),
+        )
+        self._workflows[key] = definition
+        self._by_fn[fn] = definition
+        return definition
+
+    def workflow(self, ref: str | Callable[..., Any], version: str | None = None) -> WorkflowDef:
+        """The definition a reference names: a workflow function or a name (newest version
+        unless one is given)."""
+        if not isinstance(ref, str):
+            found = self._by_fn.get(ref)
+            if found is None:
+                found = self._by_fn.get(getattr(ref, "__wrapped__", None))  # type: ignore[arg-type]
+            if found is None:
+                raise UnknownWorkflowError(getattr(ref, "__name__", repr(ref)), version, self.names())
+            if version is None or found.version == version:
+                return found
+            ref = found.name
+        if version is not None:
+            wf = self._workflows.get((ref, version))
+            if wf is None:
+                raise UnknownWorkflowError(ref, version, self.names())
+            return wf
+        versions = [wf for (n, _), wf in self._workflows.items() if n == ref]
+        if not versions:
+            raise UnknownWorkflowError(ref, None, self.names())
+        return max(versions, key=lambda wf: _version_key(wf.version))
+
+    def get(self, name: str, version: str) -> WorkflowDef | None:
+        return self._workflows.get((name, version))
+
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self._workflows)
+
+    def names(self) -> list[str]:
+        return sorted(f"{n}@{v}" for n, v in self._workflows)
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    # "10" sorts after "9", and "1.10" after "1.9": numeric parts compare as numbers.
+    parts: list[tuple[int, int | str]] = []
+    for part in version.replace("-", ".").split("."):
+        parts.append((1, int(part)) if part.isdigit() else (0, part))
+    return tuple(parts)
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: decode untyped
+        return {}
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return repr(fn)
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def _fingerprint(fn: Callable[..., Any]) -> str:
+    try:
+        text = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        text = code.co_code if code is not None else repr(fn).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def caller_location(depth: int) -> str:
+    """"file:line" of the frame `depth` levels above the caller: where workflow code called us."""
+    frame = sys._getframe(depth + 1)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

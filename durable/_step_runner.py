@@ -1,0 +1,120 @@
+"""Running one step live: attempts, timeouts, retry delays, recording the outcome.
+
+At-least-once execution, exactly-once recording: an attempt may run again if the process dies
+before its outcome is durable, but the log holds one StepCompleted per step, and every later
+execution of the workflow reads that one result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from durable._codec import decode_value, encode_value, error_info
+from durable._errors import ErrorInfo, SerializationError, StepFailed, StepTimeoutError
+from durable._events import StepCompleted, StepFailed as StepFailedEvent, StepStarted
+from durable._registry import StepDef
+from durable._runlog import RunLog
+from durable._state import StepState
+
+if TYPE_CHECKING:
+    from durable._executor import RunExecutor
+
+# A step whose attempts keep being cut short by the process dying (it crashes the worker, or
+# exhausts its memory) must not crash-loop forever: after this many interrupted starts it fails.
+MAX_INTERRUPTED_STARTS = 10
+
+
+async def run_step(
+    executor: RunExecutor,
+    log: RunLog,
+    pos: int,
+    step: StepDef,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    input_raw: msgspec.Raw,
+    prior: StepState | None,
+) -> Any:
+    policy = step.retry
+    # A crash-interrupted attempt (started, no outcome) runs again under the same number.
+    attempt = (prior.failures if prior is not None else 0) + 1
+    next_at = prior.next_attempt_at if prior is not None else None
+    if prior is not None and prior.starts - prior.failures >= MAX_INTERRUPTED_STARTS:
+        error = ErrorInfo(
+            type="durable.StepInterrupted",
+            message=(
+                f"step {step.name!r} was started {prior.starts - prior.failures} times without "
+                "finishing: the worker died during each attempt (a crash or out of memory?)"
+            ),
+        )
+        await log.append(StepFailedEvent(pos=pos, attempt=attempt, error=error, retryable=False))
+        raise StepFailed(step.name, pos, attempt, error)
+    while True:
+        if next_at is not None:
+            delay = next_at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        log.append(StepStarted(pos=pos, name=step.name, attempt=attempt, input=input_raw))
+        retryable = True
+        try:
+            value = await _attempt(executor, step, args, kwargs, attempt)
+            encoded = encode_value(value, f"the result of step {step.name!r}")
+        except asyncio.CancelledError:
+            raise
+        except SerializationError as exc:
+            error, retryable = error_info(exc), False  # the same value would fail again
+        except Exception as exc:
+            error = error_info(exc)
+            retryable = not isinstance(exc, policy.non_retryable)
+        else:
+            await log.append(StepCompleted(pos=pos, result=msgspec.Raw(encoded)))
+            return decode_value(encoded, step.return_type)
+        final = not retryable or attempt >= policy.max_attempts
+        next_at = None if final else time.time() + policy.delay(attempt)
+        await log.append(
+            StepFailedEvent(
+                pos=pos, attempt=attempt, error=error, retryable=not final, next_attempt_at=next_at
+            )
+        )
+        if final:
+            raise StepFailed(step.name, pos, attempt, error)
+        attempt += 1
+
+
+async def _attempt(
+    executor: RunExecutor, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any],
+    attempt: int,
+) -> Any:
+    timeout = step.timeout
+    if step.is_async:
+        if timeout is None:
+            return await step.fn(*args, **kwargs)
+        try:
+            async with asyncio.timeout(timeout) as cm:
+                return await step.fn(*args, **kwargs)
+        except TimeoutError:
+            if cm.expired():
+                raise _timed_out(step, attempt) from None
+            raise
+    loop = asyncio.get_running_loop()
+    # run_in_executor does not copy contextvars: the step body can't see the workflow context.
+    fut = loop.run_in_executor(executor.step_pool, functools.partial(step.fn, *args, **kwargs))
+    if timeout is None:
+        return await fut
+    try:
+        return await asyncio.wait_for(fut, timeout)
+    except TimeoutError:
+        if not fut.done() or fut.cancelled():
+            # A thread can't be interrupted: the attempt is abandoned and counted as failed.
+            raise _timed_out(step, attempt) from None
+        raise
+
+
+def _timed_out(step: StepDef, attempt: int) -> StepTimeoutError:
+    return StepTimeoutError(
+        f"step {step.name!r} attempt {attempt} timed out after {step.timeout:g}s and was cancelled"
+    )

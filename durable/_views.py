@@ -1,0 +1,114 @@
+"""What users read about runs: stable shapes (the CLI's --json prints exactly these)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+
+from durable._codec import decode_value
+from durable._errors import ErrorInfo
+from durable._state import RunState, StepState
+from storage import RunRecord
+
+
+class StepInfo(msgspec.Struct, frozen=True):
+    position: int
+    name: str
+    status: str
+    attempts: int
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    duration: float | None
+    result: Any = None
+    error: ErrorInfo | None = None
+    next_attempt_at: dt.datetime | None = None
+
+
+class RunSummary(msgspec.Struct, frozen=True):
+    run_id: str
+    workflow: str
+    version: str
+    status: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration: float | None
+
+
+class RunInfo(msgspec.Struct, frozen=True):
+    run_id: str
+    workflow: str
+    version: str
+    status: str
+    input: Any
+    result: Any
+    error: ErrorInfo | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration: float | None
+    steps: list[StepInfo]
+    parent_run_id: str | None = None
+    owner: str | None = None
+    events: int = 0
+
+
+def ts(value: float | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.timezone.utc)
+
+
+def _duration(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(end - start, 6)
+
+
+def summary(record: RunRecord) -> RunSummary:
+    created = ts(record.created_at)
+    assert created is not None
+    return RunSummary(
+        run_id=record.run_id,
+        workflow=record.workflow,
+        version=record.version,
+        status=record.status,
+        created_at=created,
+        finished_at=ts(record.finished_at),
+        duration=_duration(record.created_at, record.finished_at),
+    )
+
+
+def step_info(step: StepState) -> StepInfo:
+    return StepInfo(
+        position=step.pos,
+        name=step.name,
+        status=step.status,
+        attempts=step.attempts,
+        started_at=ts(step.started_at),
+        finished_at=ts(step.finished_at),
+        duration=_duration(step.started_at, step.finished_at),
+        result=decode_value(step.result) if step.result is not None else None,
+        error=step.error,
+        next_attempt_at=ts(step.next_attempt_at),
+    )
+
+
+def run_info(record: RunRecord, state: RunState) -> RunInfo:
+    created = ts(record.created_at)
+    assert created is not None
+    error = state.error
+    if error is None and record.error is not None:
+        error = msgspec.msgpack.decode(record.error, type=ErrorInfo)
+    return RunInfo(
+        run_id=record.run_id,
+        workflow=record.workflow,
+        version=record.version,
+        status=record.status,
+        input=decode_value(record.input),
+        result=decode_value(record.result) if record.result is not None else None,
+        error=error,
+        created_at=created,
+        finished_at=ts(record.finished_at),
+        duration=_duration(record.created_at, record.finished_at),
+        steps=[step_info(s) for _, s in sorted(state.steps.items())],
+        parent_run_id=record.parent_run_id,
+        owner=record.owner if record.status in ("pending", "running") else None,
+        events=state.last_seq,
+    )

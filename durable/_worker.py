@@ -1,0 +1,207 @@
+"""The worker: leases runs, executes them, keeps the leases alive, gives them back.
+
+A run is executed by at most one worker at a time: the one holding its lease (owner, epoch,
+expiry). A worker claims runs nobody holds or whose lease expired; each claim bumps the epoch, so
+a paused worker that wakes up after losing its lease is fenced off by the store on its next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from durable._errors import CorruptEventError
+from durable._events import decode_record
+from durable._executor import RunExecutor
+from durable._notify import Notifier
+from durable._registry import Registry
+from durable._runlog import RunLog
+from durable._state import RunState, fold
+from storage import Claim, Fence, LeaseLostError, Release, StorageError, Store
+
+log = logging.getLogger("durable.worker")
+
+# A run whose history can't be read is put aside for this long before another try, so a
+# corrupted row neither crash-loops a worker nor hides: it stays visible to the CLI.
+QUARANTINE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    lease_ttl: float = 15.0
+    poll_interval: float = 1.0
+    max_concurrent_runs: int = 1000
+    claim_batch: int = 100
+    step_threads: int = 32
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl <= 0 or self.poll_interval <= 0:
+            raise ValueError("lease_ttl and poll_interval must be > 0")
+        if self.max_concurrent_runs < 1 or self.claim_batch < 1 or self.step_threads < 1:
+            raise ValueError("max_concurrent_runs, claim_batch and step_threads must be >= 1")
+
+
+class Worker:
+    def __init__(
+        self, store: Store, registry: Registry, notifier: Notifier, options: WorkerOptions
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.notifier = notifier
+        self.options = options
+        self.owner = options.owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.executors: dict[str, RunExecutor] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.step_pool = ThreadPoolExecutor(options.step_threads, thread_name_prefix="durable-step")
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._running = False
+        self.stale_writes = 0  # appends rejected because another worker took the lease
+
+    @property
+    def has_capacity(self) -> bool:
+        return len(self.executors) < self.options.max_concurrent_runs
+
+    async def start(self) -> None:
+        self._running = True
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="durable-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="durable-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming, stop executing, give the leases back so another worker can continue
+        at once. Steps cut short run again there (at-least-once); nothing recorded is lost."""
+        self._running = False
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        fences = {run_id: ex.log.fence for run_id, ex in self.executors.items() if ex.log}
+        for ex in list(self.executors.values()):
+            ex.abort()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        releases = [
+            Release(run_id, fence) for run_id, fence in fences.items() if fence is not None
+        ]
+        try:
+            await self.store.release_leases(releases)
+        except StorageError as exc:
+            log.warning("could not release %d leases (they will expire): %s", len(releases), exc)
+        self.step_pool.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def execute(self, state: RunState, fence: Fence) -> RunExecutor | None:
+        """Start executing a run this worker holds the lease of."""
+        workflow = self.registry.get(state.workflow, state.version)
+        if workflow is None:  # claims are filtered by registered versions: only a race lands here
+            log.warning("run %s: workflow %s@%s not registered here", state.run_id,
+                        state.workflow, state.version)
+            return None
+        run_log = RunLog(
+            self.store, state, fence, on_durable=self.notifier.notify,
+            on_failed=lambda exc, run_id=state.run_id: self._write_failed(run_id, exc),
+        )
+        executor = RunExecutor(state, workflow, run_log, step_pool=self.step_pool)
+        self.executors[state.run_id] = executor
+        task = executor.start()
+        self.tasks[state.run_id] = task
+        task.add_done_callback(lambda t, run_id=state.run_id: self._finished(run_id, t))
+        return executor
+
+    def _write_failed(self, run_id: str, exc: BaseException) -> None:
+        executor = self.executors.get(run_id)
+        if isinstance(exc, LeaseLostError):
+            self.stale_writes += 1
+            log.warning("run %s: lease lost, another worker continues it (%s)", run_id, exc)
+        else:
+            log.error("run %s: writing to the log failed, execution stopped: %s", run_id, exc)
+        if executor is not None:
+            executor.abort()
+
+    def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
+        executor = self.executors.pop(run_id, None)
+        self.tasks.pop(run_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, LeaseLostError):
+                log.error("run %s: execution stopped: %r", run_id, exc)
+        if executor is None or executor.log is None or not self._running:
+            return
+        run_log = executor.log
+        if executor.state.finished or isinstance(run_log.failed, LeaseLostError):
+            self.wake()  # a slot freed up
+            return
+        # Stopped without finishing (a write failed): give the run back with a short delay.
+        if run_log.fence is not None:
+            release = Release(run_id, run_log.fence, ready_at=time.time() + 1.0)
+            task2 = asyncio.ensure_future(self.store.release_leases([release]))
+            task2.add_done_callback(_ignore_result)
+
+    async def _claim_loop(self) -> None:
+        opts = self.options
+        while self._running:
+            claimed = 0
+            free = opts.max_concurrent_runs - len(self.executors)
+            if free > 0:
+                try:
+                    claims = await self.store.claim_runs(
+                        self.owner,
+                        limit=min(free, opts.claim_batch),
+                        lease_ttl=opts.lease_ttl,
+                        now=time.time(),
+                        eligible=self.registry.keys(),
+                    )
+                    claimed = len(claims)
+                    for claim in claims:
+                        await self._resume(claim)
+                except StorageError as exc:
+                    log.warning("claiming runs failed, retrying: %s", exc)
+            if claimed >= opts.claim_batch:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), opts.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def _resume(self, claim: Claim) -> None:
+        run_id = claim.run.run_id
+        try:
+            records = await self.store.read_events(run_id)
+            state = fold(run_id, [decode_record(r) for r in records])
+        except CorruptEventError as exc:
+            log.error("%s (retrying in %.0fs)", exc, QUARANTINE_SECONDS)
+            await self.store.release_leases(
+                [Release(run_id, claim.fence, ready_at=time.time() + QUARANTINE_SECONDS)]
+            )
+            return
+        if state.finished:
+            return
+        log.info("resuming run %s (%s@%s) from event %d", run_id, state.workflow, state.version,
+                 state.last_seq)
+        self.execute(state, claim.fence)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.options.lease_ttl / 3
+        while self._running:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.renew_leases(
+                    self.owner, lease_ttl=self.options.lease_ttl, now=time.time()
+                )
+            except StorageError as exc:
+                log.warning("renewing leases failed (will retry in %.1fs): %s", interval, exc)
+
+
+def _ignore_result(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("releasing a lease failed: %s", fut.exception())

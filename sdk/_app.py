@@ -1,0 +1,213 @@
+"""App: the one object users create. Decorators register workflows and steps; `async with app`
+opens the database, starts the in-process worker and recovers unfinished runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, overload
+
+from durable import (
+    Engine,
+    LoggedEvent,
+    Registry,
+    RetryPolicy,
+    RunHandle,
+    RunInfo,
+    RunSummary,
+    Step,
+    WorkerOptions,
+    resolve_url,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+W = TypeVar("W", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+class App:
+    """A durable application.
+
+    App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:
+    "sqlite:///path.db", "memory://" (tests, not durable).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        lease_ttl: float = 15.0,
+        poll_interval: float = 1.0,
+        max_concurrent_runs: int = 1000,
+        step_threads: int = 32,
+        worker: bool = True,
+    ) -> None:
+        self._url = url
+        self._registry = Registry()
+        self._options = WorkerOptions(
+            lease_ttl=lease_ttl,
+            poll_interval=poll_interval,
+            max_concurrent_runs=max_concurrent_runs,
+            step_threads=step_threads,
+        )
+        self._run_worker = worker
+        self._engine: Engine | None = None
+
+    # -- definitions --------------------------------------------------------------------
+
+    @overload
+    def step(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Step[P, R]: ...
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> Step[P, R]: ...
+
+    @overload
+    def step(
+        self,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> _StepDecorator: ...
+
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Step[Any, Any] | _StepDecorator:
+        """Declare a step: @app.step or @app.step(retry=RetryPolicy(...), timeout=5.0).
+        Async functions run on the event loop, plain functions in a worker thread."""
+        decorator = _StepDecorator(self._registry, name, retry, timeout)
+        return decorator if fn is None else decorator(fn)
+
+    @overload
+    def workflow(self, fn: W, /) -> W: ...
+
+    @overload
+    def workflow(self, *, name: str | None = None, version: str = "1") -> Callable[[W], W]: ...
+
+    def workflow(
+        self, fn: W | None = None, /, *, name: str | None = None, version: str = "1"
+    ) -> W | Callable[[W], W]:
+        """Declare a workflow: an async function taking (ctx) or (ctx, input)."""
+
+        def register(f: W) -> W:
+            self._registry.add_workflow(f, name=name, version=version)
+            return f
+
+        return register if fn is None else register(fn)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> App:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        engine = Engine(
+            self._url, self._registry, run_worker=self._run_worker, options=self._options
+        )
+        await engine.open()
+        self._engine = engine
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.close()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the app is not open: use 'async with app:' first")
+        return self._engine
+
+    # -- what the CLI reads (durable.AppLike) ------------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    @property
+    def database_url(self) -> str:
+        return resolve_url(self._url)
+
+    @property
+    def worker_options(self) -> WorkerOptions:
+        return self._options
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
+    ) -> RunHandle:
+        """Start a run. Idempotent on run_id: an existing run's handle is returned instead."""
+        return await self.engine.client.start(workflow, input, run_id=run_id, version=version)
+
+    async def run(
+        self,
+        workflow: str | Callable[..., Any],
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Start a run and wait for its result (raises RunFailed if it fails)."""
+        handle = await self.start(workflow, input, run_id=run_id, version=version)
+        return await handle.result(timeout)
+
+    def handle(self, run_id: str) -> RunHandle:
+        """A handle on an existing run, e.g. to wait for its result."""
+        client = self.engine.client
+        return RunHandle(client, run_id, None)
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        return await self.engine.client.get_run(run_id)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[RunSummary]:
+        return await self.engine.client.list_runs(status=status, workflow=workflow, limit=limit)
+
+    async def events(self, run_id: str) -> list[LoggedEvent]:
+        return await self.engine.client.events(run_id)
+
+    def watch(self, run_id: str) -> AsyncIterator[LoggedEvent]:
+        """Every event of the run from the first, then live ones until it ends."""
+        return self.engine.client.watch(run_id)
+
+
+class _StepDecorator:
+    def __init__(
+        self, registry: Registry, name: str | None, retry: RetryPolicy | None,
+        timeout: float | None,
+    ) -> None:
+        self._registry = registry
+        self._name = name
+        self._retry = retry
+        self._timeout = timeout
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Step[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Step[Any, Any]:
+        definition = self._registry.add_step(
+            fn, name=self._name, retry=self._retry, timeout=self._timeout
+        )
+        return Step(definition)

@@ -1,0 +1,57 @@
+"""Persistence of runs and event logs. Knows nothing of what events mean; never imports
+`durable` or `sdk`."""
+
+from storage._errors import (
+    DatabaseOpenError,
+    DatabaseUnavailableError,
+    DatabaseURLError,
+    LeaseLostError,
+    RunNotFoundError,
+    SequenceConflictError,
+    StorageError,
+    StoreClosedError,
+)
+from storage._memory import MemoryStore
+from storage._protocol import Store
+from storage._records import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Append,
+    Claim,
+    EventRecord,
+    Fence,
+    NewRun,
+    Release,
+    RunQuery,
+    RunRecord,
+    RunUpdate,
+)
+from storage._sqlite import SQLiteStore
+from storage._url import DEFAULT_URL, open_store
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "DEFAULT_URL",
+    "FINAL_STATUSES",
+    "Append",
+    "Claim",
+    "DatabaseOpenError",
+    "DatabaseURLError",
+    "DatabaseUnavailableError",
+    "EventRecord",
+    "Fence",
+    "LeaseLostError",
+    "MemoryStore",
+    "NewRun",
+    "Release",
+    "RunNotFoundError",
+    "RunQuery",
+    "RunRecord",
+    "RunUpdate",
+    "SQLiteStore",
+    "SequenceConflictError",
+    "StorageError",
+    "Store",
+    "StoreClosedError",
+    "open_store",
+]

@@ -1,0 +1,67 @@
+"""The storage layer's error hierarchy.
+
+Backends translate driver errors (sqlite3, aiosqlite, asyncpg) into these, so the engine and the
+users never see a driver exception; the conformance tests check the translation.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error raised by a store."""
+
+
+class DatabaseURLError(StorageError, ValueError):
+    """A database URL could not be understood."""
+
+
+class DatabaseOpenError(StorageError):
+    """The database could not be opened or created (path, permissions, corruption)."""
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database stopped answering (locked for too long, connection lost)."""
+
+
+class RunNotFoundError(StorageError, LookupError):
+    """No run has this id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}")
+        self.run_id = run_id
+
+
+class SequenceConflictError(StorageError):
+    """An append expected a different last sequence number (another writer got there first)."""
+
+    def __init__(self, run_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"run {run_id!r}: append expected last event seq {expected}, but the log is at {actual}"
+        )
+        self.run_id = run_id
+        self.expected = expected
+        self.actual = actual
+
+
+class LeaseLostError(StorageError):
+    """The writer's lease on the run is gone: another worker took it (fencing rejected a write)."""
+
+    def __init__(self, run_id: str, owner: str, epoch: int, current_owner: str | None,
+                 current_epoch: int) -> None:
+        super().__init__(
+            f"run {run_id!r}: lease epoch {epoch} of worker {owner!r} is stale "
+            f"(now held by {current_owner!r} at epoch {current_epoch}); write rejected"
+        )
+        self.run_id = run_id
+        self.owner = owner
+        self.epoch = epoch
+        self.current_owner = current_owner
+        self.current_epoch = current_epoch
+
+
+class RunExistsError(StorageError):
+    """Internal signal: create_run found an existing run with the id (handled by callers)."""
+
+
+class StoreClosedError(StorageError):
+    """The store was used after close() (or before open())."""

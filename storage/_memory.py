@@ -1,0 +1,196 @@
+"""An in-memory store for tests and experiments: the same semantics as the SQL backends, no
+durability. Writes apply at once; the futures they return are already resolved."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import msgspec
+
+from storage._errors import (
+    LeaseLostError,
+    RunNotFoundError,
+    SequenceConflictError,
+    StoreClosedError,
+)
+from storage._records import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Append,
+    Claim,
+    EventRecord,
+    Fence,
+    NewRun,
+    Release,
+    RunQuery,
+    RunRecord,
+)
+
+
+class MemoryStore:
+    def __init__(self, url: str = "memory://") -> None:
+        self._url = url
+        self._runs: dict[str, RunRecord] = {}
+        self._events: dict[str, list[EventRecord]] = {}
+        self._open = False
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreClosedError("the memory store is not open")
+
+    def create_run(
+        self, run: NewRun, first_event: EventRecord
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
+        fut: asyncio.Future[tuple[RunRecord, bool]] = asyncio.get_running_loop().create_future()
+        try:
+            self._check_open()
+            existing = self._runs.get(run.run_id)
+            if existing is not None:
+                fut.set_result((existing, False))
+                return fut
+            record = RunRecord(
+                run_id=run.run_id,
+                workflow=run.workflow,
+                version=run.version,
+                status="running" if run.owner is not None else "pending",
+                input=run.input,
+                result=None,
+                error=None,
+                parent_run_id=run.parent_run_id,
+                created_at=run.created_at,
+                updated_at=run.created_at,
+                finished_at=None,
+                last_seq=first_event.seq,
+                owner=run.owner,
+                epoch=1 if run.owner is not None else 0,
+                lease_expires_at=run.lease_expires_at,
+                ready_at=run.created_at,
+            )
+            self._runs[run.run_id] = record
+            self._events[run.run_id] = [first_event]
+            fut.set_result((record, True))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
+
+    def append(self, append: Append) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            self._apply(append)
+            fut.set_result(None)
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
+
+    def _apply(self, append: Append) -> None:
+        self._check_open()
+        run = self._runs.get(append.run_id)
+        if run is None:
+            raise RunNotFoundError(append.run_id)
+        fence = append.fence
+        if fence is not None and (run.owner != fence.owner or run.epoch != fence.epoch):
+            raise LeaseLostError(append.run_id, fence.owner, fence.epoch, run.owner, run.epoch)
+        if run.last_seq != append.expected_last_seq:
+            raise SequenceConflictError(append.run_id, append.expected_last_seq, run.last_seq)
+        if not append.events:
+            return
+        log = self._events[append.run_id]
+        log.extend(append.events)
+        last = append.events[-1]
+        update = append.update
+        changes: dict[str, object] = {"last_seq": last.seq, "updated_at": last.created_at}
+        if update is not None:
+            for name in ("status", "result", "error", "finished_at"):
+                value = getattr(update, name)
+                if value is not None:
+                    changes[name] = value
+            if update.status in FINAL_STATUSES:
+                changes["ready_at"] = None
+        self._runs[append.run_id] = _replace(run, changes)
+
+    async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
+        self._check_open()
+        return [e for e in self._events.get(run_id, ()) if e.seq > after_seq]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        self._check_open()
+        return self._runs.get(run_id)
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        self._check_open()
+        rows = [
+            r
+            for r in self._runs.values()
+            if (query.status is None or r.status == query.status)
+            and (query.workflow is None or r.workflow == query.workflow)
+            and (query.before is None or (r.created_at, r.run_id) < query.before)
+        ]
+        rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return rows[: query.limit]
+
+    async def claim_runs(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_ttl: float,
+        now: float,
+        eligible: Sequence[tuple[str, str]] | None = None,
+    ) -> list[Claim]:
+        self._check_open()
+        allowed = None if eligible is None else set(eligible)
+        candidates = sorted(
+            (
+                r
+                for r in self._runs.values()
+                if r.status in ACTIVE_STATUSES
+                and (r.owner is None or (r.lease_expires_at or 0.0) < now)
+                and r.ready_at is not None
+                and r.ready_at <= now
+                and (allowed is None or (r.workflow, r.version) in allowed)
+            ),
+            key=lambda r: (r.ready_at or 0.0, r.created_at, r.run_id),
+        )
+        claims: list[Claim] = []
+        for run in candidates[:limit]:
+            claimed = _replace(
+                run, {"owner": owner, "epoch": run.epoch + 1, "lease_expires_at": now + lease_ttl}
+            )
+            self._runs[run.run_id] = claimed
+            claims.append(Claim(run=claimed, fence=Fence(owner, claimed.epoch)))
+        return claims
+
+    async def renew_leases(self, owner: str, *, lease_ttl: float, now: float) -> int:
+        self._check_open()
+        count = 0
+        for run_id, run in list(self._runs.items()):
+            if run.owner == owner and run.status in ACTIVE_STATUSES:
+                self._runs[run_id] = _replace(run, {"lease_expires_at": now + lease_ttl})
+                count += 1
+        return count
+
+    async def release_leases(self, releases: Sequence[Release]) -> None:
+        self._check_open()
+        for rel in releases:
+            run = self._runs.get(rel.run_id)
+            if run is None or run.owner != rel.fence.owner or run.epoch != rel.fence.epoch:
+                continue
+            changes: dict[str, object] = {"owner": None, "lease_expires_at": None}
+            if run.status in ACTIVE_STATUSES:
+                changes["ready_at"] = rel.ready_at if rel.ready_at is not None else run.created_at
+            self._runs[rel.run_id] = _replace(run, changes)
+
+
+def _replace(run: RunRecord, changes: dict[str, object]) -> RunRecord:
+    return msgspec.structs.replace(run, **changes)

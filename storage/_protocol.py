@@ -1,0 +1,82 @@
+"""The store protocol: everything the engine asks of a database.
+
+Writes are *enqueued* synchronously and return a future that resolves once the write is durable.
+That lets the engine issue a write-behind append (a StepStarted it need not wait for) and lets a
+backend batch the pending writes of every run into one transaction (group commit). Writes for one
+run are applied in the order they were enqueued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from storage._records import (
+    Append,
+    Claim,
+    EventRecord,
+    NewRun,
+    Release,
+    RunQuery,
+    RunRecord,
+)
+
+
+class Store(Protocol):
+    """A durable home for run rows and their event logs."""
+
+    @property
+    def url(self) -> str:
+        """The URL the store was opened with, with any password masked."""
+        ...
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Raises DatabaseOpenError with the cause."""
+        ...
+
+    async def close(self) -> None:
+        """Flush pending writes and disconnect."""
+        ...
+
+    def create_run(self, run: NewRun, first_event: EventRecord) -> asyncio.Future[tuple[RunRecord, bool]]:
+        """Insert a run row and its first event atomically. If a run with that id exists, nothing
+        is written and the future gives (existing row, False); otherwise (new row, True)."""
+        ...
+
+    def append(self, append: Append) -> asyncio.Future[None]:
+        """Add events after expected_last_seq, check the fence, apply the run update: all or
+        nothing. Fails with SequenceConflictError, LeaseLostError or RunNotFoundError."""
+        ...
+
+    async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
+        """The run's events with seq > after_seq, in order, in one query."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    async def claim_runs(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_ttl: float,
+        now: float,
+        eligible: Sequence[tuple[str, str]] | None = None,
+    ) -> list[Claim]:
+        """Lease up to `limit` unfinished runs that nobody holds (or whose lease expired) and
+        whose ready_at has come, restricted to (workflow, version) pairs in `eligible`. Each
+        claim increments the run's epoch, fencing out the previous holder."""
+        ...
+
+    async def renew_leases(self, owner: str, *, lease_ttl: float, now: float) -> int:
+        """Extend every lease `owner` holds on an unfinished run; returns how many."""
+        ...
+
+    async def release_leases(self, releases: Sequence[Release]) -> None:
+        """Give leases back (only where the fence still matches)."""
+        ...

@@ -1,0 +1,102 @@
+"""Plain rows the store persists. The store knows nothing of what events mean: an event is
+(run_id, seq, type tag, opaque bytes), a run row carries the columns listing and leasing need."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+ACTIVE_STATUSES: tuple[str, ...] = ("pending", "running")
+
+
+class EventRecord(msgspec.Struct, frozen=True):
+    run_id: str
+    seq: int
+    type: str
+    data: bytes
+    created_at: float
+
+
+class RunRecord(msgspec.Struct, frozen=True):
+    run_id: str
+    workflow: str
+    version: str
+    status: str
+    input: bytes
+    result: bytes | None
+    error: bytes | None
+    parent_run_id: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    last_seq: int
+    owner: str | None
+    epoch: int
+    lease_expires_at: float | None
+    ready_at: float | None
+
+
+class NewRun(msgspec.Struct, frozen=True):
+    """A run to create. With an owner the creator holds the lease from the first instant, so it
+    can execute the run without a claim round trip."""
+
+    run_id: str
+    workflow: str
+    version: str
+    input: bytes
+    created_at: float
+    parent_run_id: str | None = None
+    owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+class Fence(msgspec.Struct, frozen=True):
+    """The lease a writer holds; an append carrying a fence is rejected unless it still matches."""
+
+    owner: str
+    epoch: int
+
+
+class RunUpdate(msgspec.Struct, frozen=True):
+    """Columns of the run row an append changes in the same transaction. None = unchanged."""
+
+    status: str | None = None
+    result: bytes | None = None
+    error: bytes | None = None
+    finished_at: float | None = None
+
+
+class Append(msgspec.Struct, frozen=True):
+    """Events to add to one run's log, after its event number expected_last_seq."""
+
+    run_id: str
+    events: tuple[EventRecord, ...]
+    expected_last_seq: int
+    fence: Fence | None = None
+    update: RunUpdate | None = None
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A run a worker now holds: its row as it stood, with the new epoch."""
+
+    run: RunRecord
+    fence: Fence
+
+
+class Release(msgspec.Struct, frozen=True):
+    """Give a lease back. ready_at says when the run should next be claimed (None = now)."""
+
+    run_id: str
+    fence: Fence
+    ready_at: float | None = None
+
+
+class RunQuery(msgspec.Struct, frozen=True):
+    status: str | None = None
+    workflow: str | None = None
+    limit: int = 50
+    # Keyset pagination: runs created strictly before this (created_at, run_id).
+    before: tuple[float, str] | None = None

@@ -1,0 +1,233 @@
+"""The SQLite backend: an embedded, zero-configuration store in one file.
+
+WAL mode, synchronous=FULL by default (a committed step survives power loss), busy_timeout, and
+BEGIN IMMEDIATE for every write. All writes of this process go through one writer thread with
+group commit (storage._sqlite_writer); reads use a separate aiosqlite connection, which WAL lets
+proceed while the writer commits. Several processes may share the file: SQLite's lock serializes
+their writers and leases decide who runs what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiosqlite
+from sqlalchemy import create_engine, insert, select
+
+from storage import _sqlite_ops as ops
+from storage._errors import (
+    DatabaseOpenError,
+    DatabaseUnavailableError,
+    StoreClosedError,
+)
+from storage._records import (
+    Append,
+    Claim,
+    EventRecord,
+    NewRun,
+    Release,
+    RunQuery,
+    RunRecord,
+)
+from storage._schema import SCHEMA_VERSION, metadata, schema_info
+from storage._sqlite_writer import SQLiteWriter
+
+SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
+
+
+class SQLiteStore:
+    def __init__(
+        self, path: str, *, synchronous: str = "full", busy_timeout_ms: int = 5000
+    ) -> None:
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
+        self._path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: SQLiteWriter | None = None
+        self._reader: aiosqlite.Connection | None = None
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self._path}"
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(transactions committed, writes in them) since open: writes/commits is the mean
+        group-commit batch size."""
+        w = self._writer
+        return (w.commits, w.writes) if w is not None else (0, 0)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    async def open(self) -> None:
+        _check_path(self._path)
+        try:
+            await asyncio.to_thread(self._create_schema)
+            writer = SQLiteWriter(self._connect)
+            writer.start(asyncio.get_running_loop())
+            self._writer = writer
+            reader = await aiosqlite.connect(self._path, isolation_level=None)
+            await reader.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            self._reader = reader
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise DatabaseOpenError(_open_message(self._path, exc)) from None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, cached_statements=256
+        )
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    def _create_schema(self) -> None:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise DatabaseOpenError(
+                    f"cannot put SQLite database {self._path} in WAL mode (got {mode!r}); "
+                    "is it on a network file system?"
+                )
+        finally:
+            conn.close()
+        engine = create_engine(f"sqlite:///{self._path}", connect_args={"timeout": 30})
+        try:
+            with engine.begin() as sa:
+                metadata.create_all(sa)
+                version = sa.execute(select(schema_info.c.version)).scalar()
+                if version is None:
+                    sa.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+                elif version > SCHEMA_VERSION:
+                    raise DatabaseOpenError(
+                        f"database {self._path} has schema version {version}, newer than this "
+                        f"durable release understands ({SCHEMA_VERSION}); upgrade durable"
+                    )
+        except Exception as exc:
+            orig = getattr(exc, "orig", None)
+            if isinstance(orig, sqlite3.DatabaseError):
+                raise orig from None
+            raise
+        finally:
+            engine.dispose()
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        reader, self._reader = self._reader, None
+        if writer is not None:
+            await writer.stop()
+        if reader is not None:
+            await reader.close()
+
+    def _w(self) -> SQLiteWriter:
+        if self._writer is None:
+            raise StoreClosedError(f"SQLite store {self._path} is not open")
+        return self._writer
+
+    def _r(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreClosedError(f"SQLite store {self._path} is not open")
+        return self._reader
+
+    def create_run(
+        self, run: NewRun, first_event: EventRecord
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
+        return self._w().submit(functools.partial(ops.create_run, run=run, first=first_event))
+
+    def append(self, append: Append) -> asyncio.Future[None]:
+        return self._w().submit(functools.partial(ops.append, app=append))
+
+    async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
+        rows = await self._read(
+            "SELECT run_id, seq, type, data, created_at FROM durable_events "
+            "WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after_seq),
+        )
+        return [EventRecord(*r) for r in rows]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._read(ops._SELECT_RUN, (run_id,))
+        return ops.row_to_run(rows[0]) if rows else None
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        where, params = [], []
+        if query.status is not None:
+            where.append("status = ?")
+            params.append(query.status)
+        if query.workflow is not None:
+            where.append("workflow = ?")
+            params.append(query.workflow)
+        if query.before is not None:
+            where.append("(created_at, run_id) < (?, ?)")
+            params += [query.before[0], query.before[1]]
+        sql = f"SELECT {ops.RUN_COLUMNS} FROM durable_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        params.append(query.limit)
+        return [ops.row_to_run(r) for r in await self._read(sql, tuple(params))]
+
+    async def _read(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+        try:
+            return list(await self._r().execute_fetchall(sql, params))
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseUnavailableError(f"SQLite read from {self._path} failed: {exc}") from None
+
+    async def claim_runs(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_ttl: float,
+        now: float,
+        eligible: Sequence[tuple[str, str]] | None = None,
+    ) -> list[Claim]:
+        elig = None if eligible is None else tuple(eligible)
+        op = functools.partial(
+            ops.claim, owner=owner, limit=limit, lease_ttl=lease_ttl, now=now, eligible=elig
+        )
+        result: list[Claim] = await self._w().submit(op)
+        return result
+
+    async def renew_leases(self, owner: str, *, lease_ttl: float, now: float) -> int:
+        op = functools.partial(ops.renew, owner=owner, lease_ttl=lease_ttl, now=now)
+        result: int = await self._w().submit(op)
+        return result
+
+    async def release_leases(self, releases: Sequence[Release]) -> None:
+        if releases:
+            await self._w().submit(functools.partial(ops.release, releases=tuple(releases)))
+
+
+def _check_path(path: str) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise DatabaseOpenError(
+            f"cannot open SQLite database {path}: directory {parent} does not exist "
+            "(create it, or pass another --db / DURABLE_DATABASE_URL)"
+        )
+    target = Path(path)
+    if target.exists() and not os.access(target, os.R_OK | os.W_OK):
+        raise DatabaseOpenError(
+            f"cannot open SQLite database {path}: no read/write permission on the file"
+        )
+    if not target.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise DatabaseOpenError(
+            f"cannot create SQLite database {path}: directory {parent} is not writable"
+        )
+
+
+def _open_message(path: str, exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "file is not a database" in text:
+        return f"cannot open {path}: it is not a SQLite database (or it is corrupted)"
+    return f"cannot open SQLite database {path}: {text}"
