@@ -21,6 +21,7 @@ from durable._errors import (
 )
 from durable._events import AnyEvent, Event, LoggedEvent, decode_record
 from durable._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
+from durable._replay import Divergence, ReplayReport, replay, state_at
 from durable._state import RunState, StepState, apply, fold
 from durable._views import RunInfo, RunSummary, StepInfo
 from durable._worker import Worker, WorkerOptions
@@ -32,6 +33,7 @@ __all__ = [
     "Client",
     "Context",
     "CorruptEventError",
+    "Divergence",
     "DurableError",
     "Engine",
     "ErrorInfo",
@@ -39,6 +41,7 @@ __all__ = [
     "LoggedEvent",
     "NonDeterminismError",
     "Registry",
+    "ReplayReport",
     "RetryPolicy",
     "RunCancelled",
     "RunFailed",
@@ -65,5 +68,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "fold",
+    "replay",
     "resolve_url",
+    "state_at",
 ]

@@ -105,12 +105,18 @@ class Client:
         worker = self.worker
         local = worker is not None and worker.has_capacity
         started = RunStarted(
-            workflow=wf.name, version=wf.version, input=msgspec.Raw(data),
+            workflow=wf.name,
+            version=wf.version,
+            input=msgspec.Raw(data),
             fingerprint=wf.fingerprint,
         )
         first = EventRecord(rid, 1, "RunStarted", encode_event(started), now)
         new = NewRun(
-            run_id=rid, workflow=wf.name, version=wf.version, input=data, created_at=now,
+            run_id=rid,
+            workflow=wf.name,
+            version=wf.version,
+            input=data,
+            created_at=now,
             owner=worker.owner if local and worker else None,
             lease_expires_at=now + worker.options.lease_ttl if local and worker else None,
         )
@@ -166,7 +172,9 @@ class Client:
             raise ValueError(f"unknown status {status!r}; use one of {', '.join(RUN_STATUSES)}")
         if limit < 1:
             raise ValueError("limit must be >= 1")
-        records = await self.store.list_runs(RunQuery(status=status, workflow=workflow, limit=limit))
+        records = await self.store.list_runs(
+            RunQuery(status=status, workflow=workflow, limit=limit)
+        )
         return [summary(r) for r in records]
 
     async def events(self, run_id: str, after_seq: int = 0) -> list[LoggedEvent]:

@@ -47,7 +47,7 @@ class Context:
 
     def now(self) -> dt.datetime:
         ts: float = self._executor.marker("now", _wall_clock)
-        return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(ts, dt.UTC)
 
     def random(self) -> float:
         value: float = self._executor.marker("random", _random.random)
@@ -62,4 +62,4 @@ class Context:
 
 
 def _wall_clock() -> Any:
-    return dt.datetime.now(dt.timezone.utc).timestamp()
+    return dt.datetime.now(dt.UTC).timestamp()

@@ -100,7 +100,7 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(record: EventRecord) -> AnyEvent:
     try:
-        event = _decoder.decode(record.data)
+        event: AnyEvent = _decoder.decode(record.data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CorruptEventError(record.run_id, record.seq, str(exc)) from None
     if type(event).__name__ != record.type:

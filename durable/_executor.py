@@ -159,7 +159,9 @@ class RunExecutor:
             return done
         from durable._step_runner import run_step  # a cycle: the runner reports back to us
 
-        input_raw = msgspec.Raw(encode_value([list(args), kwargs], f"the arguments of step {step.name!r}"))
+        input_raw = msgspec.Raw(
+            encode_value([list(args), kwargs], f"the arguments of step {step.name!r}")
+        )
         task = loop.create_task(
             run_step(self, self.log, pos, step, args, kwargs, input_raw, rec),
             context=self._step_ctx.copy(),
@@ -212,7 +214,8 @@ class RunExecutor:
         recorded = (
             f"step {self.state.steps[pos].name!r}"
             if pos in self.state.steps
-            else f"ctx.{self.state.markers[pos].kind}()" if pos in self.state.markers
+            else f"ctx.{self.state.markers[pos].kind}()"
+            if pos in self.state.markers
             else "a later command"
         )
         raise self._divergence_at_return(pos, recorded)

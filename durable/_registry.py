@@ -33,7 +33,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise WorkflowDefinitionError(f"RetryPolicy.max_attempts must be >= 1, not {self.max_attempts}")
+            raise WorkflowDefinitionError(
+                f"RetryPolicy.max_attempts must be >= 1, not {self.max_attempts}"
+            )
         if self.initial_delay < 0 or self.max_delay < 0:
             raise WorkflowDefinitionError("RetryPolicy delays must be >= 0")
         if self.backoff < 1:
@@ -102,7 +104,11 @@ class Registry:
         self._steps: dict[str, StepDef] = {}
 
     def add_step(
-        self, fn: Callable[..., Any], *, name: str | None, retry: RetryPolicy | None,
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None,
+        retry: RetryPolicy | None,
         timeout: float | None,
     ) -> StepDef:
         step_name = name or fn.__name__
@@ -169,7 +175,9 @@ class Registry:
             if found is None:
                 found = self._by_fn.get(getattr(ref, "__wrapped__", None))  # type: ignore[arg-type]
             if found is None:
-                raise UnknownWorkflowError(getattr(ref, "__name__", repr(ref)), version, self.names())
+                raise UnknownWorkflowError(
+                    getattr(ref, "__name__", repr(ref)), version, self.names()
+                )
             if version is None or found.version == version:
                 return found
             ref = found.name
@@ -225,6 +233,6 @@ def _fingerprint(fn: Callable[..., Any]) -> str:
 
 
 def caller_location(depth: int) -> str:
-    """"file:line" of the frame `depth` levels above the caller: where workflow code called us."""
+    """ "file:line" of the frame `depth` levels above the caller: where workflow code called us."""
     frame = sys._getframe(depth + 1)
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"

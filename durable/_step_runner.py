@@ -16,7 +16,8 @@ import msgspec
 
 from durable._codec import decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, SerializationError, StepFailed, StepTimeoutError
-from durable._events import StepCompleted, StepFailed as StepFailedEvent, StepStarted
+from durable._events import StepCompleted, StepStarted
+from durable._events import StepFailed as StepFailedEvent
 from durable._registry import StepDef
 from durable._runlog import RunLog
 from durable._state import StepState
@@ -86,7 +87,10 @@ async def run_step(
 
 
 async def _attempt(
-    executor: RunExecutor, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any],
+    executor: RunExecutor,
+    step: StepDef,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     attempt: int,
 ) -> Any:
     timeout = step.timeout

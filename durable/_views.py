@@ -54,7 +54,7 @@ class RunInfo(msgspec.Struct, frozen=True):
 
 
 def ts(value: float | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
 
 
 def _duration(start: float | None, end: float | None) -> float | None:

@@ -8,6 +8,8 @@ a paused worker that wakes up after losing its lease is fenced off by the store 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import socket
@@ -87,9 +89,7 @@ class Worker:
         for ex in list(self.executors.values()):
             ex.abort()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        releases = [
-            Release(run_id, fence) for run_id, fence in fences.items() if fence is not None
-        ]
+        releases = [Release(run_id, fence) for run_id, fence in fences.items() if fence is not None]
         try:
             await self.store.release_leases(releases)
         except StorageError as exc:
@@ -103,18 +103,25 @@ class Worker:
         """Start executing a run this worker holds the lease of."""
         workflow = self.registry.get(state.workflow, state.version)
         if workflow is None:  # claims are filtered by registered versions: only a race lands here
-            log.warning("run %s: workflow %s@%s not registered here", state.run_id,
-                        state.workflow, state.version)
+            log.warning(
+                "run %s: workflow %s@%s not registered here",
+                state.run_id,
+                state.workflow,
+                state.version,
+            )
             return None
         run_log = RunLog(
-            self.store, state, fence, on_durable=self.notifier.notify,
-            on_failed=lambda exc, run_id=state.run_id: self._write_failed(run_id, exc),
+            self.store,
+            state,
+            fence,
+            on_durable=self.notifier.notify,
+            on_failed=functools.partial(self._write_failed, state.run_id),
         )
         executor = RunExecutor(state, workflow, run_log, step_pool=self.step_pool)
         self.executors[state.run_id] = executor
         task = executor.start()
         self.tasks[state.run_id] = task
-        task.add_done_callback(lambda t, run_id=state.run_id: self._finished(run_id, t))
+        task.add_done_callback(functools.partial(self._finished, state.run_id))
         return executor
 
     def _write_failed(self, run_id: str, exc: BaseException) -> None:
@@ -168,10 +175,8 @@ class Worker:
             if claimed >= opts.claim_batch:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), opts.poll_interval)
-            except TimeoutError:
-                pass
 
     async def _resume(self, claim: Claim) -> None:
         run_id = claim.run.run_id
@@ -186,8 +191,13 @@ class Worker:
             return
         if state.finished:
             return
-        log.info("resuming run %s (%s@%s) from event %d", run_id, state.workflow, state.version,
-                 state.last_seq)
+        log.info(
+            "resuming run %s (%s@%s) from event %d",
+            run_id,
+            state.workflow,
+            state.version,
+            state.last_seq,
+        )
         self.execute(state, claim.fence)
 
     async def _heartbeat_loop(self) -> None:

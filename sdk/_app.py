@@ -55,9 +55,7 @@ class App:
     # -- definitions --------------------------------------------------------------------
 
     @overload
-    def step(
-        self, fn: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> Step[P, R]: ...
+    def step(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
 
     @overload
     def step(self, fn: Callable[P, R], /) -> Step[P, R]: ...
@@ -65,6 +63,7 @@ class App:
     @overload
     def step(
         self,
+        /,
         *,
         name: str | None = None,
         retry: RetryPolicy | None = None,
@@ -89,7 +88,7 @@ class App:
     def workflow(self, fn: W, /) -> W: ...
 
     @overload
-    def workflow(self, *, name: str | None = None, version: str = "1") -> Callable[[W], W]: ...
+    def workflow(self, /, *, name: str | None = None, version: str = "1") -> Callable[[W], W]: ...
 
     def workflow(
         self, fn: W | None = None, /, *, name: str | None = None, version: str = "1"
@@ -192,7 +191,10 @@ class App:
 
 class _StepDecorator:
     def __init__(
-        self, registry: Registry, name: str | None, retry: RetryPolicy | None,
+        self,
+        registry: Registry,
+        name: str | None,
+        retry: RetryPolicy | None,
         timeout: float | None,
     ) -> None:
         self._registry = registry

@@ -46,8 +46,9 @@ class SequenceConflictError(StorageError):
 class LeaseLostError(StorageError):
     """The writer's lease on the run is gone: another worker took it (fencing rejected a write)."""
 
-    def __init__(self, run_id: str, owner: str, epoch: int, current_owner: str | None,
-                 current_epoch: int) -> None:
+    def __init__(
+        self, run_id: str, owner: str, epoch: int, current_owner: str | None, current_epoch: int
+    ) -> None:
         super().__init__(
             f"run {run_id!r}: lease epoch {epoch} of worker {owner!r} is stale "
             f"(now held by {current_owner!r} at epoch {current_epoch}); write rejected"

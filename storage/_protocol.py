@@ -39,7 +39,9 @@ class Store(Protocol):
         """Flush pending writes and disconnect."""
         ...
 
-    def create_run(self, run: NewRun, first_event: EventRecord) -> asyncio.Future[tuple[RunRecord, bool]]:
+    def create_run(
+        self, run: NewRun, first_event: EventRecord
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
         """Insert a run row and its first event atomically. If a run with that id exists, nothing
         is written and the future gives (existing row, False); otherwise (new row, True)."""
         ...

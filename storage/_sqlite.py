@@ -159,7 +159,8 @@ class SQLiteStore:
         return ops.row_to_run(rows[0]) if rows else None
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if query.status is not None:
             where.append("status = ?")
             params.append(query.status)

@@ -28,7 +28,9 @@ _INSERT_RUN = (
     "VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, NULL, ?, ?, ?, ?, ?) "
     "ON CONFLICT (run_id) DO NOTHING"
 )
-_INSERT_EVENT = "INSERT INTO durable_events (run_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)"
+_INSERT_EVENT = (
+    "INSERT INTO durable_events (run_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)"
+)
 _SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = ?"
 # One statement checks the expected seq, the fence, and updates the row: rowcount 0 = refused.
 _UPDATE_ON_APPEND = (
@@ -51,10 +53,19 @@ def create_run(cur: sqlite3.Cursor, run: NewRun, first: EventRecord) -> tuple[Ru
     cur.execute(
         _INSERT_RUN,
         (
-            run.run_id, run.workflow, run.version, _initial_status(run), run.input,
+            run.run_id,
+            run.workflow,
+            run.version,
+            _initial_status(run),
+            run.input,
             run.parent_run_id,
-            run.created_at, run.created_at, first.seq, run.owner, epoch,
-            run.lease_expires_at, run.created_at,
+            run.created_at,
+            run.created_at,
+            first.seq,
+            run.owner,
+            epoch,
+            run.lease_expires_at,
+            run.created_at,
         ),
     )
     if cur.rowcount == 0:
@@ -62,11 +73,22 @@ def create_run(cur: sqlite3.Cursor, run: NewRun, first: EventRecord) -> tuple[Ru
         return row_to_run(row), False
     cur.execute(_INSERT_EVENT, (first.run_id, first.seq, first.type, first.data, first.created_at))
     record = RunRecord(
-        run_id=run.run_id, workflow=run.workflow, version=run.version, status=_initial_status(run),
-        input=run.input, result=None, error=None, parent_run_id=run.parent_run_id,
-        created_at=run.created_at, updated_at=run.created_at, finished_at=None,
-        last_seq=first.seq, owner=run.owner, epoch=epoch,
-        lease_expires_at=run.lease_expires_at, ready_at=run.created_at,
+        run_id=run.run_id,
+        workflow=run.workflow,
+        version=run.version,
+        status=_initial_status(run),
+        input=run.input,
+        result=None,
+        error=None,
+        parent_run_id=run.parent_run_id,
+        created_at=run.created_at,
+        updated_at=run.created_at,
+        finished_at=None,
+        last_seq=first.seq,
+        owner=run.owner,
+        epoch=epoch,
+        lease_expires_at=run.lease_expires_at,
+        ready_at=run.created_at,
     )
     return record, True
 
@@ -140,7 +162,9 @@ def claim(
     )
     params: list[object] = [owner, now + lease_ttl, now, now]
     if eligible is not None:
-        where += " AND (workflow, version) IN (VALUES " + ", ".join(["(?, ?)"] * len(eligible)) + ")"
+        where += (
+            " AND (workflow, version) IN (VALUES " + ", ".join(["(?, ?)"] * len(eligible)) + ")"
+        )
         for wf, ver in eligible:
             params += [wf, ver]
     params.append(limit)

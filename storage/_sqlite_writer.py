@@ -11,6 +11,7 @@ for sqlite3 itself on the same disk).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -150,10 +151,9 @@ class SQLiteWriter:
     def _deliver(self, outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
         loop = self._loop
         assert loop is not None
-        try:
+        # A closed loop means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_resolve, outcomes)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -167,10 +167,8 @@ def _resolve(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    try:
+    with contextlib.suppress(sqlite3.Error):
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
 
 
 def _translate(exc: Exception) -> Exception:

@@ -1,10 +1,10 @@
 """Turn a database URL into a store.
 
-  memory://                      in-process, not durable (tests)
-  sqlite:///relative/path.db     a SQLite file (four slashes for an absolute path)
-  sqlite:////abs/path.db?synchronous=normal&busy_timeout_ms=10000
-  /some/path.db, ./durable.db    a bare path is a SQLite file too
-  postgresql://user@host/db      PostgreSQL (not in this release yet)
+memory://                      in-process, not durable (tests)
+sqlite:///relative/path.db     a SQLite file (four slashes for an absolute path)
+sqlite:////abs/path.db?synchronous=normal&busy_timeout_ms=10000
+/some/path.db, ./durable.db    a bare path is a SQLite file too
+postgresql://user@host/db      PostgreSQL (not in this release yet)
 """
 
 from __future__ import annotations
