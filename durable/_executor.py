@@ -125,7 +125,10 @@ class RunExecutor:
         else:
             assert isinstance(event, RunCompleted)
             update = RunUpdate(status="succeeded", result=bytes(event.result), finished_at=now)
-        await self.log.append(event, update, at=now)
+        self.log.append(event, update, at=now)
+        durable = self.log.all_durable()
+        if durable is not None:
+            await durable
 
     # -- commands issued by workflow code -------------------------------------------------
 

@@ -6,26 +6,34 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from durable._events import Event, encode_event
+from durable._events import Event, StepStarted, encode_event
 from durable._state import RunState, apply
 from storage import Append, EventRecord, Fence, RunUpdate, Store
 
 _RUNNING = RunUpdate(status="running")
+# Events nobody waits for (a step starting, a result the workflow carries on with) are sent at
+# most this long after they are appended. Not at the end of the loop turn: the workflow's next
+# step is usually a turn or two away, and its start should share the commit.
+WRITE_BEHIND_DELAY = 0.001
 
 
 class RunLog:
     """The one writer of a run's log inside a worker.
 
-    append() applies the event to the state at once and returns a future that resolves when it
-    is durable. The events a run appends during one turn of the event loop (a step starting and,
-    if it is quick, finishing; a clock reading; a step of a gather) go to the store together at
-    the end of that turn as one Append: one row update and one multi-row insert, one commit.
-    Sent one by one, the write-behind StepStarted would wake the writer and cost an fsync of its
-    own before the StepCompleted right behind it.
+    append() applies the event to the state at once and buffers it; the buffer goes to the
+    store as one Append (one row update, one multi-row insert, one commit) when someone needs
+    durability, or at the end of the current event-loop turn at the latest.
 
-    Callers await the future where the engine's promise needs durability (a step's result before
-    the workflow may act on it, the run's end) and ignore it otherwise: the store applies one
-    run's writes in order, so a durable event implies every earlier one is durable too.
+    What needs durability, and when (pipelined durability):
+    - Workflow code may go on with a step's result before it is durable: it is deterministic and
+      has no effects of its own, so nothing outside can have seen the result yet.
+    - A step's body may run only once every *result* appended before it (step outcomes, ctx
+      values) is durable: its effects may depend on them. StepStarted events are exempt; they
+      record attempts, and a lost one costs nothing but an approximate count.
+    - The run's end is reported only once durable.
+    So a sequential run commits each step's completion together with the next step's start,
+    and its last step together with RunCompleted: one commit per step, and no more.
+    Events nobody waits for go out within WRITE_BEHIND_DELAY.
     """
 
     def __init__(
@@ -47,12 +55,13 @@ class RunLog:
         self.failed: BaseException | None = None
         self._buffer: list[EventRecord] = []
         self._update: RunUpdate | None = None
-        self._flushed_seq = state.last_seq
-        self._pending: asyncio.Future[None] | None = None
+        self._flushed_seq = state.last_seq  # sent to the store
+        self._durable_seq = state.last_seq  # known committed
+        self._barrier_seq = state.last_seq  # the newest event a step body must not outrun
+        self._tail: asyncio.Future[None] | None = None  # the newest Append sent
+        self._timer: asyncio.TimerHandle | None = None
 
-    def append(
-        self, event: Event, update: RunUpdate | None = None, at: float | None = None
-    ) -> asyncio.Future[None]:
+    def append(self, event: Event, update: RunUpdate | None = None, at: float | None = None) -> int:
         state = self.state
         seq = self.last_seq + 1
         when = time.time() if at is None else at
@@ -65,48 +74,65 @@ class RunLog:
         if update is not None:
             self._update = update if self._update is None else _merge(self._update, update)
         self.last_seq = seq
+        if not isinstance(event, StepStarted):
+            self._barrier_seq = seq
         apply(state, seq, when, event)  # type: ignore[arg-type]
-        pending = self._pending
-        if pending is None:
-            loop = asyncio.get_running_loop()
-            pending = self._pending = loop.create_future()
-            loop.call_soon(self._flush)
-        return pending
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(WRITE_BEHIND_DELAY, self._timed)
+        return seq
+
+    def results_durable(self) -> asyncio.Future[None] | None:
+        """A future to await before a step body runs, or None if nothing needs waiting for."""
+        if self._durable_seq >= self._barrier_seq:
+            return None
+        return self._covering(self._barrier_seq)
+
+    def all_durable(self) -> asyncio.Future[None] | None:
+        """A future resolved once every event appended so far is durable (None if already)."""
+        if self._durable_seq >= self.last_seq:
+            return None
+        return self._covering(self.last_seq)
+
+    def _covering(self, seq: int) -> asyncio.Future[None]:
+        if seq > self._flushed_seq:
+            self._flush()  # don't wait for the end of the turn: someone is waiting now
+        tail = self._tail
+        assert tail is not None  # seq <= flushed_seq and not durable: a flush is in flight
+        return tail
+
+    def _timed(self) -> None:
+        self._timer = None
+        self._flush()
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, None
+        if self._timer is not None:
+            # A timer left running would fire in the middle of the next step and send that
+            # step's completion alone, a commit of its own.
+            self._timer.cancel()
+            self._timer = None
+        if not self._buffer:
+            return
         records, self._buffer = self._buffer, []
         update, self._update = self._update, None
-        if pending is None or not records:
-            return
         expected, self._flushed_seq = self._flushed_seq, records[-1].seq
+        append = Append(self.state.run_id, tuple(records), expected, self.fence, update)
         try:
-            fut = self._store.append(
-                Append(self.state.run_id, tuple(records), expected, self.fence, update)
-            )
+            fut = self._store.append(append)
         except Exception as exc:  # the store is closed: nothing was written
-            self._settle(pending, exc)
-            return
-        fut.add_done_callback(lambda f: self._settle(pending, _outcome(f)))
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(exc)
+        self._tail = fut
+        last = records[-1].seq
+        fut.add_done_callback(lambda f: self._settle(f, last))
 
-    def _settle(self, pending: asyncio.Future[None], exc: BaseException | None) -> None:
+    def _settle(self, fut: asyncio.Future[None], seq: int) -> None:
+        exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if exc is None:
-            if not pending.done():
-                pending.set_result(None)
+            self._durable_seq = max(self._durable_seq, seq)
             self._on_durable(self.state.run_id)
-            return
-        if not pending.done():
-            pending.set_exception(exc)
-            pending.exception()  # nobody may await a write-behind event: mark it retrieved
-        if self.failed is None:
+        elif self.failed is None:
             self.failed = exc
             self._on_failed(exc)
-
-
-def _outcome(fut: asyncio.Future[None]) -> BaseException | None:
-    if fut.cancelled():
-        return asyncio.CancelledError()
-    return fut.exception()
 
 
 def _merge(old: RunUpdate, new: RunUpdate) -> RunUpdate:

@@ -52,7 +52,7 @@ async def run_step(
                 "finishing: the worker died during each attempt (a crash or out of memory?)"
             ),
         )
-        await log.append(StepFailedEvent(pos=pos, attempt=attempt, error=error, retryable=False))
+        log.append(StepFailedEvent(pos=pos, attempt=attempt, error=error, retryable=False))
         raise StepFailed(step.name, pos, attempt, error)
     while True:
         if next_at is not None:
@@ -60,6 +60,10 @@ async def run_step(
             if delay > 0:
                 await asyncio.sleep(delay)
         log.append(StepStarted(pos=pos, name=step.name, attempt=attempt, input=input_raw))
+        # The body's effects may depend on earlier results: those must be durable first.
+        barrier = log.results_durable()
+        if barrier is not None:
+            await barrier
         retryable = True
         try:
             value = await _attempt(executor, step, args, kwargs, attempt)
@@ -72,11 +76,12 @@ async def run_step(
             error = error_info(exc)
             retryable = not isinstance(exc, policy.non_retryable)
         else:
-            await log.append(StepCompleted(pos=pos, result=msgspec.Raw(encoded)))
+            # Not awaited: see RunLog. The next step body, or the run's end, waits for it.
+            log.append(StepCompleted(pos=pos, result=msgspec.Raw(encoded)))
             return decode_value(encoded, step.return_type)
         final = not retryable or attempt >= policy.max_attempts
         next_at = None if final else time.time() + policy.delay(attempt)
-        await log.append(
+        log.append(
             StepFailedEvent(
                 pos=pos, attempt=attempt, error=error, retryable=not final, next_attempt_at=next_at
             )

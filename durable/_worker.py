@@ -65,6 +65,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
+        self._starved = False  # the claim loop found no free slot: wake it when one frees up
         self.stale_writes = 0  # appends rejected because another worker took the lease
 
     @property
@@ -145,7 +146,8 @@ class Worker:
             return
         run_log = executor.log
         if executor.state.finished or isinstance(run_log.failed, LeaseLostError):
-            self.wake()  # a slot freed up
+            if self._starved:
+                self.wake()
             return
         # Stopped without finishing (a write failed): give the run back with a short delay.
         if run_log.fence is not None:
@@ -158,6 +160,7 @@ class Worker:
         while self._running:
             claimed = 0
             free = opts.max_concurrent_runs - len(self.executors)
+            self._starved = free <= 0
             if free > 0:
                 try:
                     claims = await self.store.claim_runs(

@@ -193,11 +193,26 @@ class SQLiteStore:
         eligible: Sequence[tuple[str, str]] | None = None,
     ) -> list[Claim]:
         elig = None if eligible is None else tuple(eligible)
+        if not await self._anything_claimable(now, elig):
+            return []  # an idle poll stays a read: no write lock, no commit
         op = functools.partial(
             ops.claim, owner=owner, limit=limit, lease_ttl=lease_ttl, now=now, eligible=elig
         )
         result: list[Claim] = await self._w().submit(op)
         return result
+
+    async def _anything_claimable(
+        self, now: float, eligible: tuple[tuple[str, str], ...] | None
+    ) -> bool:
+        if eligible is not None and not eligible:
+            return False
+        rows = await self._read(
+            "SELECT 1 FROM durable_runs WHERE status IN ('pending', 'running') "
+            "AND (owner IS NULL OR lease_expires_at < ?) AND ready_at IS NOT NULL "
+            "AND ready_at <= ? LIMIT 1",
+            (now, now),
+        )
+        return bool(rows)
 
     async def renew_leases(self, owner: str, *, lease_ttl: float, now: float) -> int:
         op = functools.partial(ops.renew, owner=owner, lease_ttl=lease_ttl, now=now)
