@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any
 
@@ -24,7 +24,16 @@ from durable._events import MarkerRecorded, RunCompleted, RunFailed
 from durable._registry import StepDef, WorkflowDef, caller_location
 from durable._runlog import RunLog
 from durable._state import RunState
+from durable._step_runner import run_step
 from storage import RunUpdate
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+async def _raise(exc: BaseException) -> Any:
+    raise exc
 
 
 class EndOfHistory(BaseException):
@@ -47,14 +56,11 @@ class RunExecutor:
         self.step_pool = step_pool
         self._next_pos = 0
         self._max_recorded = max([*state.steps, *state.markers], default=-1)
-        self._step_tasks: set[asyncio.Task[Any]] = set()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fatal: NonDeterminismError | None = None
         self.reached_end_of_history = False
         self.returned: tuple[bool, Any] | None = None  # replay: (ok, value or exception)
-        self._step_ctx = contextvars.copy_context()
-        self._step_ctx.run(current_executor.set, None)
 
     @property
     def is_replaying(self) -> bool:
@@ -72,9 +78,8 @@ class RunExecutor:
         return self._task
 
     def abort(self) -> None:
-        """Stop executing (lease lost, worker stopping). Nothing more is written."""
-        for task in list(self._step_tasks):
-            task.cancel()
+        """Stop executing (lease lost, worker stopping). Cancelling the workflow's task cancels
+        the steps it awaits, inline or gathered."""
         if self._task is not None:
             self._task.cancel()
 
@@ -102,9 +107,6 @@ class RunExecutor:
             await self._finish(RunFailed(error=error_info(failure)), failed=True)
         else:
             await self._finish(RunCompleted(result=msgspec.Raw(result)), failed=False)
-        finally:
-            for task in list(self._step_tasks):
-                task.cancel()
 
     async def _invoke(self, wf: WorkflowDef) -> Any:
         ctx = Context(self)
@@ -134,44 +136,33 @@ class RunExecutor:
 
     def call_step(
         self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Awaitable[Any]:
+    ) -> Coroutine[Any, Any, Any]:
+        """Take the next position now, synchronously, and return a coroutine that gives the
+        step's outcome: the recorded one, or a live execution's. Always a coroutine, recorded or
+        not, so that code treating it as one (asyncio.create_task) behaves the same on replay.
+        Awaited directly, a live step runs inline in the workflow's task: no task to create and
+        schedule per step; asyncio.gather wraps each in a task of its own."""
         pos = self._next_pos
         self._next_pos = pos + 1
-        loop = self._loop
-        assert loop is not None
         rec = self.state.steps.get(pos)
         if rec is not None:
             if rec.name != step.name:
                 return self._diverged(pos, f"step {rec.name!r}", f"step {step.name!r}")
             if rec.status == "succeeded":
-                done = loop.create_future()
                 assert rec.result is not None
-                done.set_result(decode_value(rec.result, step.return_type))
-                return done
+                return _value(decode_value(rec.result, step.return_type))
             if rec.status == "failed":
                 assert rec.error is not None
-                done = loop.create_future()
-                done.set_exception(StepFailed(step.name, pos, rec.attempts, rec.error))
-                return done
+                return _raise(StepFailed(step.name, pos, rec.attempts, rec.error))
         elif pos in self.state.markers:
             kind = self.state.markers[pos].kind
             return self._diverged(pos, f"ctx.{kind}()", f"step {step.name!r}")
         if self.log is None:
-            done = loop.create_future()
-            done.set_exception(EndOfHistory())
-            return done
-        from durable._step_runner import run_step  # a cycle: the runner reports back to us
-
+            return _raise(EndOfHistory())
         input_raw = msgspec.Raw(
             encode_value([list(args), kwargs], f"the arguments of step {step.name!r}")
         )
-        task = loop.create_task(
-            run_step(self, self.log, pos, step, args, kwargs, input_raw, rec),
-            context=self._step_ctx.copy(),
-        )
-        self._step_tasks.add(task)
-        task.add_done_callback(self._step_tasks.discard)
-        return task
+        return run_step(self, self.log, pos, step, args, kwargs, input_raw, rec)
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
         pos = self._next_pos
@@ -192,12 +183,8 @@ class RunExecutor:
 
     # -- divergence -----------------------------------------------------------------------
 
-    def _diverged(self, pos: int, recorded: str, requested: str) -> Awaitable[Any]:
-        err = self._divergence(pos, recorded, requested, depth=4)
-        assert self._loop is not None
-        done = self._loop.create_future()
-        done.set_exception(err)
-        return done
+    def _diverged(self, pos: int, recorded: str, requested: str) -> Coroutine[Any, Any, Any]:
+        return _raise(self._divergence(pos, recorded, requested, depth=4))
 
     def _divergence(
         self, pos: int, recorded: str, requested: str, depth: int = 3

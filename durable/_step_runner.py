@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from durable._codec import decode_value, encode_value, error_info
+from durable._context import current_executor
 from durable._errors import ErrorInfo, SerializationError, StepFailed, StepTimeoutError
 from durable._events import StepCompleted, StepStarted
 from durable._events import StepFailed as StepFailedEvent
@@ -100,15 +101,13 @@ async def _attempt(
 ) -> Any:
     timeout = step.timeout
     if step.is_async:
-        if timeout is None:
-            return await step.fn(*args, **kwargs)
+        # The body runs in the workflow's task (or a gather child of it): clear the marker
+        # there, so that a step the body calls is a plain call, not a recorded one.
+        token = current_executor.set(None)
         try:
-            async with asyncio.timeout(timeout) as cm:
-                return await step.fn(*args, **kwargs)
-        except TimeoutError:
-            if cm.expired():
-                raise _timed_out(step, attempt) from None
-            raise
+            return await _attempt_async(step, args, kwargs, attempt, timeout)
+        finally:
+            current_executor.reset(token)
     loop = asyncio.get_running_loop()
     # run_in_executor does not copy contextvars: the step body can't see the workflow context.
     fut = loop.run_in_executor(executor.step_pool, functools.partial(step.fn, *args, **kwargs))
@@ -119,6 +118,24 @@ async def _attempt(
     except TimeoutError:
         if not fut.done() or fut.cancelled():
             # A thread can't be interrupted: the attempt is abandoned and counted as failed.
+            raise _timed_out(step, attempt) from None
+        raise
+
+
+async def _attempt_async(
+    step: StepDef,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    attempt: int,
+    timeout: float | None,
+) -> Any:
+    if timeout is None:
+        return await step.fn(*args, **kwargs)
+    try:
+        async with asyncio.timeout(timeout) as cm:
+            return await step.fn(*args, **kwargs)
+    except TimeoutError:
+        if cm.expired():
             raise _timed_out(step, attempt) from None
         raise
 
