@@ -194,8 +194,10 @@ class Worker:
             return
         if state.finished:
             return
+        verb = "starting" if state.last_seq == 1 else "resuming"
         log.info(
-            "resuming run %s (%s@%s) from event %d",
+            "%s run %s (%s@%s) after event %d",
+            verb,
             run_id,
             state.workflow,
             state.version,

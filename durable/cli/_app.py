@@ -1,0 +1,129 @@
+"""The `durable` command group, the options every command shares, and the one place where the
+project's errors become a one-line "error: ..." and exit status 2."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+import click
+import msgspec
+
+from durable._engine import URL_ENV, Engine
+from durable._errors import DurableError
+from durable._registry import Registry
+from durable.cli._render import plain
+from storage import SQLiteStore, StorageError, Store
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERROR = 2
+DIVERGED = 1
+
+
+class CLIError(click.ClickException):
+    """A user error: printed as one line on stderr, never with a traceback."""
+
+    exit_code = USER_ERROR
+
+    def __init__(self, message: str) -> None:
+        # Messages from lower layers may span lines; the contract is one line.
+        super().__init__(" ".join(message.split("\n")).strip())
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+
+
+class DurableGroup(click.Group):
+    """A group whose commands' user errors (storage, engine, loader) print as CLIError."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (StorageError, DurableError) as exc:
+            raise CLIError(str(exc)) from None
+        except msgspec.DecodeError as exc:
+            # A stored value nested inside an event (input, result) that no longer decodes.
+            raise CLIError(
+                f"a stored value cannot be decoded, the database is damaged: {exc}"
+            ) from None
+
+
+@dataclass(slots=True)
+class Settings:
+    db: str | None = None
+
+
+DB_HELP = f"Database URL (default: ${URL_ENV}, else ./durable.db)."
+
+
+def db_option(fn: F) -> F:
+    """--db on a command; it wins over the group's --db."""
+    decorated: F = click.option("--db", "db", metavar="URL", default=None, help=DB_HELP)(fn)
+    return decorated
+
+
+def json_option(fn: F) -> F:
+    decorated: F = click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (shapes in docs/cli.md)."
+    )(fn)
+    return decorated
+
+
+def chosen_url(ctx: click.Context, db: str | None) -> str | None:
+    """The --db given on the command, else on the group; None if neither."""
+    if db:
+        return db
+    settings = ctx.find_object(Settings)
+    return settings.db if settings is not None and settings.db else None
+
+
+@click.group(cls=DurableGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", metavar="URL", default=None, help=DB_HELP)
+@click.version_option(package_name="durable", prog_name="durable")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """durable: inspect, replay and execute durable workflow runs."""
+    ctx.obj = Settings(db=db)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@asynccontextmanager
+async def reading(url: str | None, registry: Registry | None = None) -> AsyncIterator[Engine]:
+    """A client-only engine (no worker: reading never executes a run)."""
+    engine = Engine(url, registry or Registry(), run_worker=False)
+    _require_existing(engine.store)
+    await engine.open()
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+def _require_existing(store: Store) -> None:
+    # Opening a SQLite store creates the file; a read-only command pointed at the wrong
+    # place should say so rather than show an empty, freshly created database.
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
+        where = os.path.dirname(os.path.abspath(store.path))
+        hint = "" if os.path.isdir(where) else f" (directory {where} does not exist)"
+        raise CLIError(f"no database at {store.path}{hint}; pass --db URL or set {URL_ENV}")
+
+
+def emit_json(data: Any) -> None:
+    """JSON to stdout, bypassing rich so that nothing is wrapped or highlighted."""
+    try:
+        encoded = msgspec.json.encode(data)
+    except TypeError:  # a recorded value with map keys JSON can't have
+        encoded = msgspec.json.encode(plain(data))
+    text = msgspec.json.format(encoded, indent=2)
+    sys.stdout.write(text.decode() + "\n")
+    sys.stdout.flush()

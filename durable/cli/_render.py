@@ -1,0 +1,174 @@
+"""Human output: rich tables and short previews. Every user-provided value is wrapped in a
+rich Text, never passed as markup: a result containing "[bold]" must print as itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from durable._codec import decode_value
+from durable._errors import CorruptEventError, ErrorInfo
+from durable._events import LoggedEvent
+from durable._views import StepInfo
+
+STATUS_STYLES = {
+    "pending": "yellow",
+    "running": "cyan",
+    "retrying": "yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+    "cancelled": "magenta",
+}
+PREVIEW = 60
+# Piped output has no terminal width; rich would assume 80 columns and fold run ids.
+PIPE_WIDTH = 200
+
+
+class EventView(msgspec.Struct, frozen=True):
+    """One event as `durable events --json` prints it: nested msgpack values decoded."""
+
+    seq: int
+    at: dt.datetime
+    type: str
+    fields: dict[str, Any]
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def when(value: dt.datetime | None, *, millis: bool = False) -> Text:
+    if value is None:
+        return Text("-", style="dim")
+    local = value.astimezone()
+    text = local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if millis else f"{local:%Y-%m-%d %H:%M:%S}"
+    return Text(text)
+
+
+def duration(seconds: float | None) -> Text:
+    if seconds is None:
+        return Text("-", style="dim")
+    if seconds < 1:
+        return Text(f"{seconds * 1000:.0f}ms")
+    if seconds < 60:
+        return Text(f"{seconds:.2f}s")
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return Text(f"{minutes}m{secs:02d}s")
+    hours, minutes = divmod(minutes, 60)
+    return Text(f"{hours}h{minutes:02d}m")
+
+
+def plain(value: Any) -> Any:
+    """A JSON-able form of a decoded value (bytes as base64, datetimes as ISO strings,
+    non-string keys as strings), so no Python repr ever reaches the output."""
+    try:
+        return msgspec.to_builtins(value, str_keys=True)
+    except TypeError:
+        # MessagePack allows map keys JSON can't have (bytes, arrays, nil): spell them out.
+        return msgspec.to_builtins(_loose(value), str_keys=True)
+
+
+def _loose(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {f: _loose(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, dict):
+        return {_key(k): _loose(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_loose(v) for v in value]
+    return value
+
+
+def _key(key: Any) -> Any:
+    if isinstance(key, str | int | float) and not isinstance(key, bool):
+        return key
+    return msgspec.json.encode(plain(key)).decode()
+
+
+def preview(value: Any, limit: int = PREVIEW) -> str:
+    text = msgspec.json.encode(plain(value)).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_line(error: ErrorInfo) -> Text:
+    return Text(str(error), style="red")
+
+
+def event_view(logged: LoggedEvent) -> EventView:
+    fields: dict[str, Any] = {}
+    for name in msgspec.structs.fields(logged.event):
+        value = getattr(logged.event, name.name)
+        if isinstance(value, msgspec.Raw):
+            try:
+                value = plain(decode_value(value))
+            except msgspec.DecodeError as exc:
+                raise CorruptEventError(
+                    logged.run_id, logged.seq, f"field {name.name!r}: {exc}"
+                ) from None
+        fields[name.name] = value
+    at = dt.datetime.fromtimestamp(logged.at, dt.UTC)
+    return EventView(seq=logged.seq, at=at, type=logged.type, fields=fields)
+
+
+def events_table(views: Sequence[EventView]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("seq", justify="right")
+    table.add_column("time", no_wrap=True)
+    table.add_column("type", no_wrap=True, style="bold")
+    table.add_column("fields", overflow="fold")
+    for view in views:
+        parts = []
+        for key, value in view.fields.items():
+            shown = str(value) if isinstance(value, ErrorInfo) else preview(value, 80)
+            parts.append(f"{key}={shown}")
+        table.add_row(
+            str(view.seq), when(view.at, millis=True), Text(view.type), Text("  ".join(parts))
+        )
+    return table
+
+
+def steps_table(steps: Sequence[StepInfo]) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="steps", title_justify="left"
+    )
+    table.add_column("#", justify="right")
+    table.add_column("step", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("result")
+    for step in steps:
+        outcome: Text
+        if step.error is not None and step.status == "retrying":
+            at = when(step.next_attempt_at).plain
+            outcome = Text(f"retry at {at} after {step.error}", style="yellow")
+        elif step.error is not None:
+            outcome = error_line(step.error)
+        elif step.status == "succeeded":
+            outcome = Text(preview(step.result))
+        else:
+            outcome = Text("-", style="dim")
+        table.add_row(
+            str(step.position),
+            Text(step.name),
+            status_text(step.status),
+            str(step.attempts),
+            duration(step.duration),
+            outcome,
+        )
+    return table
