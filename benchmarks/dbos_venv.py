@@ -1,0 +1,49 @@
+"""The private virtual environment that DBOS runs in.
+
+DBOS must never become a dependency of the project, so the benchmark installs it
+into a venv of its own, outside the work tree (nothing there for git, mypy or ruff
+to trip over), and rebuilds it only when the requested version or the interpreter
+changes.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+# Pinned so that numbers from different days compare one DBOS with itself;
+# override with --dbos-requirement to measure another release.
+DBOS_REQUIREMENT = "dbos==3.4.0"
+_MARKER = "durable-bench-marker.txt"
+
+
+def default_venv_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "durable-bench" / "dbos-venv"
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_dbos_venv(venv: Path, requirement: str) -> Path:
+    """Create or update the venv so that it holds `requirement`; return its python."""
+    python = venv_python(venv)
+    marker = venv / _MARKER
+    interpreter = f"{sys.executable} {platform.python_version()}"
+    wanted = f"{requirement}\n{interpreter}\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    print(f"setting up DBOS venv in {venv} ({requirement})...", file=sys.stderr, flush=True)
+    built_by = marker.read_text().splitlines()[1:] if marker.exists() else []
+    if not python.exists() or built_by != [interpreter]:
+        # Built from the project's own interpreter so that both engines run on one
+        # Python; --clear rebuilds a venv left by another interpreter.
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, requirement], check=True)
+    marker.write_text(wanted)
+    return python
