@@ -50,7 +50,8 @@ class Target:
 
 def best(series: list[Series], engine: str, kind: str, setup: str | None = None) -> Series | None:
     candidates = [
-        s for s in series
+        s
+        for s in series
         if s.engine == engine and s.kind == kind and s.rates and setup in (None, s.setup)
     ]
     return max(candidates, key=lambda s: s.median or 0.0, default=None)

@@ -94,8 +94,13 @@ def execute(job: Job, db: Path) -> None:
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            [*job.argv, "--db", str(db)], env=job.env, cwd=REPO_ROOT,
-            capture_output=True, text=True, timeout=JOB_TIMEOUT_S, check=False,
+            [*job.argv, "--db", str(db)],
+            env=job.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=JOB_TIMEOUT_S,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         job.series.errors.append(f"timed out after {JOB_TIMEOUT_S:.0f} s")
@@ -124,18 +129,23 @@ def _progress(done: int, total: int, job: Job) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument("--repeats", type=int, help="repetitions per measurement")
-    parser.add_argument("--engines", default="durable,dbos",
-                        help="comma-separated subset of durable,dbos (default: both)")
+    parser.add_argument(
+        "--engines",
+        default="durable,dbos",
+        help="comma-separated subset of durable,dbos (default: both)",
+    )
     parser.add_argument("--tmpdir", type=Path, help="where the databases go (default: $TMPDIR)")
     parser.add_argument("--dbos-venv", type=Path, default=dbos_venv.default_venv_dir())
     parser.add_argument("--dbos-requirement", default=dbos_venv.DBOS_REQUIREMENT)
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 3 unless every target is PASS")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 3 unless every target is PASS"
+    )
     return parser.parse_args()
 
 
@@ -152,8 +162,11 @@ def main() -> int:
         dbos_python = dbos_venv.ensure_dbos_venv(args.dbos_venv, args.dbos_requirement)
 
     raw = Series("raw", "raw sqlite3", "raw")
-    raw_job = Job(raw, [sys.executable, str(BENCH_DIR / "raw_sqlite.py"),
-                        "--rows", str(sizes.raw_rows)], _env(None))
+    raw_job = Job(
+        raw,
+        [sys.executable, str(BENCH_DIR / "raw_sqlite.py"), "--rows", str(sizes.raw_rows)],
+        _env(None),
+    )
     engine_jobs = plan(sizes, engines, dbos_python)
     # Raw runs bracket every repetition, and the engines swap order between
     # repetitions, so a disk that speeds up or slows down mid-run favours no one.
@@ -188,7 +201,11 @@ def main() -> int:
 
 
 def summarize(
-    args: argparse.Namespace, sizes: Sizes, tmp: str, series: list[Series], raw: Series,
+    args: argparse.Namespace,
+    sizes: Sizes,
+    tmp: str,
+    series: list[Series],
+    raw: Series,
     total_s: float,
 ) -> tuple[str, dict[str, object]]:
     cpus = os.cpu_count() or 0
