@@ -169,6 +169,9 @@ class Worker:
                         lease_ttl=opts.lease_ttl,
                         now=time.time(),
                         eligible=self.registry.keys(),
+                        # A late heartbeat can let the lease of a run still executing here
+                        # lapse: claiming it again would fence out our own executor.
+                        exclude=list(self.executors),
                     )
                     claimed = len(claims)
                     for claim in claims:
@@ -210,8 +213,13 @@ class Worker:
         while self._running:
             await asyncio.sleep(interval)
             try:
+                # Only the runs executing here: a run whose executor stopped without giving
+                # its lease back (the release failed) must expire, not stay leased forever.
                 await self.store.renew_leases(
-                    self.owner, lease_ttl=self.options.lease_ttl, now=time.time()
+                    self.owner,
+                    lease_ttl=self.options.lease_ttl,
+                    now=time.time(),
+                    run_ids=list(self.executors),
                 )
             except StorageError as exc:
                 log.warning("renewing leases failed (will retry in %.1fs): %s", interval, exc)

@@ -103,13 +103,13 @@ class MemoryStore:
             raise LeaseLostError(append.run_id, fence.owner, fence.epoch, run.owner, run.epoch)
         if run.last_seq != append.expected_last_seq:
             raise SequenceConflictError(append.run_id, append.expected_last_seq, run.last_seq)
-        if not append.events:
-            return
-        log = self._events[append.run_id]
-        log.extend(append.events)
-        last = append.events[-1]
+        # An append without events still applies its update (as the SQL backends do).
+        changes: dict[str, object] = {}
+        if append.events:
+            self._events[append.run_id].extend(append.events)
+            last = append.events[-1]
+            changes = {"last_seq": last.seq, "updated_at": last.created_at}
         update = append.update
-        changes: dict[str, object] = {"last_seq": last.seq, "updated_at": last.created_at}
         if update is not None:
             for name in ("status", "result", "error", "finished_at"):
                 value = getattr(update, name)
@@ -147,9 +147,11 @@ class MemoryStore:
         lease_ttl: float,
         now: float,
         eligible: Sequence[tuple[str, str]] | None = None,
+        exclude: Sequence[str] = (),
     ) -> list[Claim]:
         self._check_open()
         allowed = None if eligible is None else set(eligible)
+        excluded = set(exclude)
         candidates = sorted(
             (
                 r
@@ -159,6 +161,7 @@ class MemoryStore:
                 and r.ready_at is not None
                 and r.ready_at <= now
                 and (allowed is None or (r.workflow, r.version) in allowed)
+                and r.run_id not in excluded
             ),
             key=lambda r: (r.ready_at or 0.0, r.created_at, r.run_id),
         )
@@ -171,10 +174,20 @@ class MemoryStore:
             claims.append(Claim(run=claimed, fence=Fence(owner, claimed.epoch)))
         return claims
 
-    async def renew_leases(self, owner: str, *, lease_ttl: float, now: float) -> int:
+    async def renew_leases(
+        self,
+        owner: str,
+        *,
+        lease_ttl: float,
+        now: float,
+        run_ids: Sequence[str] | None = None,
+    ) -> int:
         self._check_open()
+        wanted = None if run_ids is None else set(run_ids)
         count = 0
         for run_id, run in list(self._runs.items()):
+            if wanted is not None and run_id not in wanted:
+                continue
             if run.owner == owner and run.status in ACTIVE_STATUSES:
                 self._runs[run_id] = _replace(run, {"lease_expires_at": now + lease_ttl})
                 count += 1

@@ -69,14 +69,25 @@ class Store(Protocol):
         lease_ttl: float,
         now: float,
         eligible: Sequence[tuple[str, str]] | None = None,
+        exclude: Sequence[str] = (),
     ) -> list[Claim]:
         """Lease up to `limit` unfinished runs that nobody holds (or whose lease expired) and
-        whose ready_at has come, restricted to (workflow, version) pairs in `eligible`. Each
-        claim increments the run's epoch, fencing out the previous holder."""
+        whose ready_at has come, restricted to (workflow, version) pairs in `eligible` and
+        leaving out the run ids in `exclude` (those the claimer is still executing, whose
+        lease a late heartbeat let lapse). Each claim increments the run's epoch, fencing out
+        the previous holder."""
         ...
 
-    async def renew_leases(self, owner: str, *, lease_ttl: float, now: float) -> int:
-        """Extend every lease `owner` holds on an unfinished run; returns how many."""
+    async def renew_leases(
+        self,
+        owner: str,
+        *,
+        lease_ttl: float,
+        now: float,
+        run_ids: Sequence[str] | None = None,
+    ) -> int:
+        """Extend the leases `owner` holds on unfinished runs: those in `run_ids` (the runs it
+        is executing), or all of them if None. Returns how many were extended."""
         ...
 
     async def release_leases(self, releases: Sequence[Release]) -> None:

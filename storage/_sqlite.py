@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import create_engine, event, insert, select
 
 from storage import _sqlite_ops as ops
 from storage._errors import (
@@ -100,7 +100,13 @@ class SQLiteStore:
                 )
         finally:
             conn.close()
-        engine = create_engine(f"sqlite:///{self._path}", connect_args={"timeout": 30})
+        # Processes opening a new file at once must not all see no tables and all create them
+        # ("table durable_runs already exists"): the check and the creation run in one
+        # BEGIN IMMEDIATE transaction (pysqlite would run the DDL with no transaction at all).
+        engine = create_engine(
+            f"sqlite:///{self._path}", connect_args={"timeout": 30, "isolation_level": None}
+        )
+        event.listen(engine, "begin", lambda sa: sa.exec_driver_sql("BEGIN IMMEDIATE"))
         try:
             with engine.begin() as sa:
                 metadata.create_all(sa)
@@ -191,12 +197,19 @@ class SQLiteStore:
         lease_ttl: float,
         now: float,
         eligible: Sequence[tuple[str, str]] | None = None,
+        exclude: Sequence[str] = (),
     ) -> list[Claim]:
         elig = None if eligible is None else tuple(eligible)
         if not await self._anything_claimable(now, elig):
             return []  # an idle poll stays a read: no write lock, no commit
         op = functools.partial(
-            ops.claim, owner=owner, limit=limit, lease_ttl=lease_ttl, now=now, eligible=elig
+            ops.claim,
+            owner=owner,
+            limit=limit,
+            lease_ttl=lease_ttl,
+            now=now,
+            eligible=elig,
+            exclude=tuple(exclude),
         )
         result: list[Claim] = await self._w().submit(op)
         return result
@@ -214,8 +227,16 @@ class SQLiteStore:
         )
         return bool(rows)
 
-    async def renew_leases(self, owner: str, *, lease_ttl: float, now: float) -> int:
-        op = functools.partial(ops.renew, owner=owner, lease_ttl=lease_ttl, now=now)
+    async def renew_leases(
+        self,
+        owner: str,
+        *,
+        lease_ttl: float,
+        now: float,
+        run_ids: Sequence[str] | None = None,
+    ) -> int:
+        ids = None if run_ids is None else tuple(run_ids)
+        op = functools.partial(ops.renew, owner=owner, lease_ttl=lease_ttl, now=now, run_ids=ids)
         result: int = await self._w().submit(op)
         return result
 

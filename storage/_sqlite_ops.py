@@ -3,6 +3,7 @@ inside the batch's transaction. Kept apart from the thread mechanics so each sta
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 
@@ -153,6 +154,7 @@ def claim(
     lease_ttl: float,
     now: float,
     eligible: Sequence[tuple[str, str]] | None,
+    exclude: Sequence[str] = (),
 ) -> list[Claim]:
     if eligible is not None and not eligible:
         return []
@@ -167,6 +169,10 @@ def claim(
         )
         for wf, ver in eligible:
             params += [wf, ver]
+    if exclude:
+        # One JSON parameter however many runs the claimer executes.
+        where += " AND run_id NOT IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(list(exclude)))
     params.append(limit)
     rows = cur.execute(
         "UPDATE durable_runs SET owner = ?, epoch = epoch + 1, lease_expires_at = ? "
@@ -180,11 +186,19 @@ def claim(
     return claims
 
 
-def renew(cur: sqlite3.Cursor, owner: str, lease_ttl: float, now: float) -> int:
-    cur.execute(
-        f"UPDATE durable_runs SET lease_expires_at = ? WHERE owner = ? AND status IN {_ACTIVE}",
-        (now + lease_ttl, owner),
-    )
+def renew(
+    cur: sqlite3.Cursor,
+    owner: str,
+    lease_ttl: float,
+    now: float,
+    run_ids: Sequence[str] | None = None,
+) -> int:
+    sql = f"UPDATE durable_runs SET lease_expires_at = ? WHERE owner = ? AND status IN {_ACTIVE}"
+    params: tuple[object, ...] = (now + lease_ttl, owner)
+    if run_ids is not None:
+        sql += " AND run_id IN (SELECT value FROM json_each(?))"
+        params += (json.dumps(list(run_ids)),)
+    cur.execute(sql, params)
     return cur.rowcount
 
 

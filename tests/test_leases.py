@@ -1,0 +1,101 @@
+"""Lease bookkeeping inside one worker, and the durability a step body can rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from sdk import App, Context
+
+
+async def test_a_lapsed_lease_on_a_run_still_executing_here_is_not_reclaimed(
+    tmp_path: Path,
+) -> None:
+    """A late heartbeat lets the lease lapse; the claim loop must not take the run back from
+    its own executor (that would fence the executor out and run the steps again)."""
+    path = tmp_path / "l.db"
+    app = App(f"sqlite:///{path}", poll_interval=0.05, lease_ttl=30.0)
+    gate = asyncio.Event()
+    runs = 0
+
+    @app.step()
+    async def long_step() -> str:
+        nonlocal runs
+        runs += 1
+        await gate.wait()
+        return "done"
+
+    @app.workflow()
+    async def wf(ctx: Context) -> str:
+        return await long_step()
+
+    async with app:
+        await app.start(wf, run_id="r")
+        while runs == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        with sqlite3.connect(path) as conn:  # as if the heartbeat were late
+            conn.execute("UPDATE durable_runs SET lease_expires_at = 0 WHERE run_id = 'r'")
+        await asyncio.sleep(0.3)  # several claim polls
+        gate.set()
+        assert await app.handle("r").result(timeout=10) == "done"
+    with sqlite3.connect(path) as conn:
+        (epoch,) = conn.execute("SELECT epoch FROM durable_runs WHERE run_id = 'r'").fetchone()
+    assert epoch == 1
+    assert runs == 1
+
+
+async def test_heartbeat_renews_only_the_runs_executing_here(tmp_path: Path) -> None:
+    """A run this worker owns but no longer executes (its release failed) must expire and be
+    taken up again, not be kept leased forever by the heartbeat."""
+    path = tmp_path / "l.db"
+    setup = App(f"sqlite:///{path}", worker=False)
+
+    @setup.workflow()
+    async def wf(ctx: Context) -> str:
+        return "finished"
+
+    async with setup:
+        await setup.start(wf, run_id="orphan")
+    app = App(f"sqlite:///{path}", poll_interval=0.05, lease_ttl=0.6)
+    app.workflow(wf)
+    async with app:
+        owner = app.engine.worker.owner if app.engine.worker else ""
+        # Our own owner id and a live lease, but no executor: a release that never happened.
+        # (Set after the first claim poll has run, so the worker doesn't simply execute it.)
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "UPDATE durable_runs SET owner = ?, epoch = 5, lease_expires_at = ? "
+                "WHERE run_id = 'orphan'",
+                (owner, time.time() + 0.6),
+            )
+        # Heartbeats (every 0.2 s) must not extend it; once it lapses it is claimed and run.
+        assert await app.handle("orphan").result(timeout=10) == "finished"
+
+
+async def test_a_ctx_value_is_durable_before_a_step_that_uses_it_starts(tmp_path: Path) -> None:
+    """A step's effects may depend on a ctx value: if the value were not durable and the
+    process died, the step would re-run with a different one. The body checks the log."""
+    path = tmp_path / "l.db"
+    app = App(f"sqlite:///{path}")
+    seen: list[tuple[str, int]] = []
+
+    @app.step()
+    def use(token: str) -> str:
+        with sqlite3.connect(path) as conn:  # another connection sees only committed data
+            (markers,) = conn.execute(
+                "SELECT count(*) FROM durable_events WHERE type = 'MarkerRecorded'"
+            ).fetchone()
+        seen.append((token, markers))
+        return token
+
+    @app.workflow()
+    async def wf(ctx: Context) -> str:
+        first = await use(str(ctx.uuid4()))
+        second = await use(str(ctx.uuid4()))
+        return first + second
+
+    async with app:
+        await app.run(wf)
+    assert [count for _, count in seen] == [1, 2]
