@@ -42,13 +42,19 @@ SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 class SQLiteStore:
     def __init__(
-        self, path: str, *, synchronous: str = "full", busy_timeout_ms: int = 5000
+        self,
+        path: str,
+        *,
+        synchronous: str = "full",
+        busy_timeout_ms: int = 5000,
+        inline_commits: bool = True,
     ) -> None:
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
         self._path = path
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
+        self._inline_commits = inline_commits
         self._writer: SQLiteWriter | None = None
         self._reader: aiosqlite.Connection | None = None
 
@@ -71,7 +77,7 @@ class SQLiteStore:
         _check_path(self._path)
         try:
             await asyncio.to_thread(self._create_schema)
-            writer = SQLiteWriter(self._connect)
+            writer = SQLiteWriter(self._connect, inline=self._inline_commits)
             writer.start(asyncio.get_running_loop())
             self._writer = writer
             reader = await aiosqlite.connect(self._path, isolation_level=None)

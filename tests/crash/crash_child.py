@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from typing import Any
@@ -156,7 +157,7 @@ def install_commit_killer(kill_seq: int, note: str | None) -> None:
     watched: dict[asyncio.Future[Any], int] = {}  # a write's future -> the last seq it writes
     orig_append = SQLiteStore.append
     orig_create = SQLiteStore.create_run
-    orig_deliver = SQLiteWriter._deliver
+    orig_apply = SQLiteWriter._apply
 
     def append(self: SQLiteStore, app: Append) -> asyncio.Future[None]:
         fut = orig_append(self, app)
@@ -171,8 +172,12 @@ def install_commit_killer(kill_seq: int, note: str | None) -> None:
         watched[fut] = first.seq
         return fut
 
-    def deliver(self: SQLiteWriter, outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-        # Runs on the writer thread after COMMIT returned and before the futures are resolved.
+    def apply(
+        self: SQLiteWriter, conn: sqlite3.Connection, batch: Any, *, wait_for_lock: bool
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        # Right after COMMIT returned (on the writer thread, or inline on the loop thread for a
+        # lone write) and before any future is resolved: nothing has acted on it yet.
+        outcomes = orig_apply(self, conn, batch, wait_for_lock=wait_for_lock)
         durable = []
         for fut, ok, value in outcomes:
             seq = watched.pop(fut, None)
@@ -187,11 +192,11 @@ def install_commit_killer(kill_seq: int, note: str | None) -> None:
                     f.flush()
                     os.fsync(f.fileno())
             os.kill(os.getpid(), signal.SIGKILL)
-        orig_deliver(self, outcomes)
+        return outcomes
 
     SQLiteStore.append = append  # type: ignore[method-assign,assignment]
     SQLiteStore.create_run = create_run  # type: ignore[method-assign,assignment]
-    SQLiteWriter._deliver = deliver  # type: ignore[method-assign]
+    SQLiteWriter._apply = apply  # type: ignore[method-assign]
 
 
 async def amain(cfg: ChildConfig) -> None:
