@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -30,9 +30,17 @@ from durable._registry import Registry, WorkflowDef
 from durable._state import RunState, apply, fold
 from durable._views import RunInfo, RunSummary, run_info, summary
 from durable._worker import Worker
-from storage import FINAL_STATUSES, EventRecord, Fence, NewRun, RunQuery, RunRecord, Store
+from storage import FINAL_STATUSES, EventRecord, Fence, NewRun, RunQuery, Store
 
 RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """How a run ended."""
+
+    status: str
+    result: bytes | None
+    error: ErrorInfo | None
 
 
 class RunHandle:
@@ -47,15 +55,15 @@ class RunHandle:
         """The run's result. Raises RunFailed (with the recorded error) if it failed,
         RunCancelled if it was cancelled, TimeoutError after `timeout` seconds."""
         async with asyncio.timeout(timeout):
-            record = await self._client.wait(self.run_id)
-        if record.status == "succeeded":
-            assert record.result is not None
+            outcome = await self._client.wait(self.run_id)
+        if outcome.status == "succeeded":
+            assert outcome.result is not None
             tp = self._workflow.return_type if self._workflow is not None else Any
-            return decode_value(record.result, tp)
-        if record.status == "cancelled":
+            return decode_value(outcome.result, tp)
+        if outcome.status == "cancelled":
             raise RunCancelled(self.run_id)
-        assert record.error is not None
-        raise RunFailed(self.run_id, msgspec.msgpack.decode(record.error, type=ErrorInfo))
+        assert outcome.error is not None
+        raise RunFailed(self.run_id, outcome.error)
 
     async def info(self) -> RunInfo:
         return await self._client.get_run(self.run_id)
@@ -137,25 +145,51 @@ class Client:
                 worker.wake()
         return RunHandle(self, rid, wf)
 
-    async def wait(self, run_id: str) -> RunRecord:
-        """Wait until the run is finished; returns its row."""
+    async def wait(self, run_id: str) -> Outcome:
+        """Wait until the run is finished; returns how it ended."""
         delay = 0.02
         with self.notifier.subscribe(run_id) as changed:
             while True:
-                task = self.worker.tasks.get(run_id) if self.worker is not None else None
-                if task is not None:
-                    # Executing here: its end is the moment to look, no polling needed.
-                    await asyncio.wait([task])
+                local = self._local_outcome(run_id)
+                if local is not None:
+                    found = await local
+                    if found is not None:
+                        return found
                 changed.clear()  # before reading: a change after the read still wakes us
                 record = await self.store.get_run(run_id)
                 if record is None:
                     raise RunNotFoundError(run_id)
                 if record.status in FINAL_STATUSES:
-                    return record
+                    error = None
+                    if record.error is not None:
+                        error = msgspec.msgpack.decode(record.error, type=ErrorInfo)
+                    return Outcome(record.status, record.result, error)
                 try:
                     await asyncio.wait_for(changed.wait(), delay)
                 except TimeoutError:
                     delay = min(delay * 2, self.poll_interval)
+
+    def _local_outcome(self, run_id: str) -> Awaitable[Outcome | None] | None:
+        """If the run is executing in this process, an awaitable of its outcome: the executor's
+        final state, which it reaches only once the final event is durable. No read needed."""
+        worker = self.worker
+        task = worker.tasks.get(run_id) if worker is not None else None
+        if worker is None or task is None:
+            return None
+        executor = worker.executors[run_id]
+
+        async def outcome() -> Outcome | None:
+            await asyncio.wait([task])
+            state = executor.state
+            log = executor.log
+            if not state.finished or log is None or log.failed is not None:
+                return None  # stopped without finishing: ask the database
+            if state.status == "succeeded":
+                assert state.result is not None
+                return Outcome("succeeded", bytes(state.result), None)
+            return Outcome(state.status, None, state.error)
+
+        return outcome()
 
     async def get_run(self, run_id: str) -> RunInfo:
         record = await self.store.get_run(run_id)
