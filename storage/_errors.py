@@ -60,6 +60,11 @@ class LeaseLostError(StorageError):
         self.current_epoch = current_epoch
 
 
+class InvalidAppendError(StorageError, ValueError):
+    """An append whose events are not numbered expected_last_seq+1, +2, ... for its run: a
+    caller's bug. Refused before anything is written."""
+
+
 class RunExistsError(StorageError):
     """Internal signal: create_run found an existing run with the id (handled by callers)."""
 

@@ -25,6 +25,7 @@ from storage._records import (
     Release,
     RunQuery,
     RunRecord,
+    check_append,
 )
 
 
@@ -95,6 +96,7 @@ class MemoryStore:
 
     def _apply(self, append: Append) -> None:
         self._check_open()
+        check_append(append)
         run = self._runs.get(append.run_id)
         if run is None:
             raise RunNotFoundError(append.run_id)

@@ -7,6 +7,8 @@ from typing import Literal
 
 import msgspec
 
+from storage._errors import InvalidAppendError
+
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE_STATUSES: tuple[str, ...] = ("pending", "running")
@@ -77,6 +79,18 @@ class Append(msgspec.Struct, frozen=True):
     expected_last_seq: int
     fence: Fence | None = None
     update: RunUpdate | None = None
+
+
+def check_append(append: Append) -> None:
+    """Refuse an append whose events don't continue the log it names, gap-free."""
+    expected = append.expected_last_seq + 1
+    for event in append.events:
+        if event.run_id != append.run_id or event.seq != expected:
+            raise InvalidAppendError(
+                f"append to run {append.run_id!r} after seq {append.expected_last_seq}: event "
+                f"{event.run_id!r}#{event.seq} should be {append.run_id!r}#{expected}"
+            )
+        expected += 1
 
 
 class Claim(msgspec.Struct, frozen=True):

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,10 +96,26 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
 
+    def _enable_wal(self, conn: sqlite3.Connection) -> object:
+        # Switching a new file to WAL takes an exclusive lock. When two connections race for it
+        # (two workers starting together), SQLite fails one with "database is locked" at once,
+        # without waiting busy_timeout (waiting could deadlock): so retry, up to busy_timeout.
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay = 0.001
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
     def _create_schema(self) -> None:
         conn = self._connect()
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._enable_wal(conn)
             if str(mode).lower() != "wal":
                 raise DatabaseOpenError(
                     f"cannot put SQLite database {self._path} in WAL mode (got {mode!r}); "

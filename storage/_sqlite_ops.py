@@ -16,6 +16,7 @@ from storage._records import (
     NewRun,
     Release,
     RunRecord,
+    check_append,
 )
 
 RUN_COLUMNS = (
@@ -100,6 +101,7 @@ def _initial_status(run: NewRun) -> str:
 
 
 def append(cur: sqlite3.Cursor, app: Append) -> None:
+    check_append(app)
     if app.events:
         last = app.events[-1]
         new_seq, updated_at = last.seq, last.created_at

@@ -1,0 +1,145 @@
+"""What only the SQLite backend promises: its PRAGMAs, group commit, and sharing one file between
+two stores (two connections, as two worker processes would have)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from storekit import T0, append, create, event, new_run
+
+from storage import Claim, SQLiteStore, open_store
+
+
+@asynccontextmanager
+async def opened(*stores: SQLiteStore) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for s in stores:
+            await s.open()
+            stack.push_async_callback(s.close)
+        yield
+
+
+async def writer_pragma(store: SQLiteStore, name: str) -> Any:
+    # synchronous is per connection, and the one that matters for durability is the writer's,
+    # which only the writer may touch: ask through its queue.
+    return await store._w().submit(lambda cur: cur.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+async def reader_pragma(store: SQLiteStore, name: str) -> Any:
+    rows = list(await store._r().execute_fetchall(f"PRAGMA {name}"))
+    return rows[0][0]
+
+
+async def test_default_pragmas_are_wal_and_synchronous_full(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    store = SQLiteStore(str(path))
+    async with opened(store):
+        assert await writer_pragma(store, "journal_mode") == "wal"
+        assert await writer_pragma(store, "synchronous") == 2  # FULL
+        # The writer never sleeps in SQLite's busy handler (it may run on the event loop
+        # thread); it retries on its own thread instead. Readers do wait, up to busy_timeout.
+        assert await writer_pragma(store, "busy_timeout") == 0
+        assert await reader_pragma(store, "busy_timeout") == 5000
+    # WAL is a property of the file: another process opening it later gets WAL too.
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_url_options_reach_the_connections(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'n.db'}?synchronous=normal&busy_timeout_ms=1234"
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore)
+    assert store.path == str(tmp_path / "n.db")
+    async with opened(store):
+        assert await writer_pragma(store, "synchronous") == 1  # NORMAL
+        assert await reader_pragma(store, "busy_timeout") == 1234
+
+
+async def test_stores_opening_a_new_file_together_all_succeed(tmp_path: Path) -> None:
+    # Workers booting together on a file that does not exist yet race to create it, switch it
+    # to WAL and create the schema. One race is rarely lost, so run many, one file each.
+    for i in range(60):
+        path = str(tmp_path / f"new{i}.db")
+        pair = (SQLiteStore(path), SQLiteStore(path))
+        outcomes = await asyncio.gather(*(s.open() for s in pair), return_exceptions=True)
+        # gather waited for both opens, so closing now leaves no half-open store behind.
+        await asyncio.gather(*(s.close() for s in pair))
+        assert outcomes == [None, None], f"round {i}: {outcomes}"
+    with sqlite3.connect(tmp_path / "new7.db") as conn:
+        assert conn.execute("SELECT version FROM durable_schema").fetchall() == [(1,)]
+
+
+async def test_group_commit_batches_writes_of_many_runs(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "g.db"))
+    async with opened(store):
+        ids = [f"r{i}" for i in range(200)]
+        await asyncio.gather(*(store.create_run(new_run(r), event(r, 1)) for r in ids))
+        commits_before, writes_before = store.commit_stats
+        await asyncio.gather(*(store.append(append(r, 1)) for r in ids))
+        commits, writes = store.commit_stats
+        assert writes - writes_before == 200
+        # One transaction per write would be 200 commits; issued in one go they share a handful.
+        assert commits - commits_before <= 10, (commits - commits_before, writes - writes_before)
+        for r in ids:
+            assert [e.seq for e in await store.read_events(r)] == [1, 2]
+
+
+async def test_two_stores_on_one_file_never_claim_the_same_run(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    async with opened(a, b):
+        ids = {f"r{i:03}" for i in range(120)}
+        await asyncio.gather(*(a.create_run(new_run(r), event(r, 1)) for r in sorted(ids)))
+        by_owner: dict[str, list[Claim]] = {"a": [], "b": []}
+        for _ in range(len(ids)):  # bounded, so a claim that never runs dry fails, not hangs
+            got_a, got_b = await asyncio.gather(
+                a.claim_runs("a", limit=7, lease_ttl=60, now=T0 + 1),
+                b.claim_runs("b", limit=7, lease_ttl=60, now=T0 + 1),
+            )
+            if not got_a and not got_b:
+                break
+            by_owner["a"] += got_a
+            by_owner["b"] += got_b
+        taken_a = {c.run.run_id for c in by_owner["a"]}
+        taken_b = {c.run.run_id for c in by_owner["b"]}
+        assert taken_a.isdisjoint(taken_b)
+        assert taken_a | taken_b == ids
+        assert len(by_owner["a"]) + len(by_owner["b"]) == len(ids)
+        # Both really competed (otherwise this test shows nothing about two connections).
+        assert taken_a and taken_b
+        for store in (a, b):
+            for c in by_owner["a"] + by_owner["b"]:
+                row = await store.get_run(c.run.run_id)
+                assert row is not None
+                assert (row.owner, row.epoch) == (c.fence.owner, c.fence.epoch)
+                assert c.fence.epoch == 1
+
+
+async def test_contended_writes_from_two_stores_never_report_locked(tmp_path: Path) -> None:
+    path = str(tmp_path / "busy.db")
+    # Each writer meets the other's lock on most commits and must wait it out itself (its
+    # connection never sleeps in SQLite's busy handler); 1 ms makes the readers' waits overrun
+    # their busy_timeout too.
+    a = SQLiteStore(path, busy_timeout_ms=1)
+    b = SQLiteStore(path, busy_timeout_ms=1)
+    async with opened(a, b):
+        runs = {a: [f"a{i}" for i in range(25)], b: [f"b{i}" for i in range(25)]}
+        for store, ids in runs.items():
+            for r in ids:
+                await create(store, r)
+        rounds = 40
+        for seq in range(1, rounds + 1):
+            # Both writer threads commit at once, while each store also reads the runs the
+            # other is writing (WAL must not block readers either).
+            futures = [s.append(append(r, seq)) for s, ids in runs.items() for r in ids]
+            reads = [a.read_events("b0"), b.read_events("a0"), a.get_run("b1"), b.get_run("a1")]
+            await asyncio.gather(*futures, *reads)
+        for store, ids in runs.items():
+            other = b if store is a else a
+            for r in ids:
+                assert [e.seq for e in await other.read_events(r)] == list(range(1, rounds + 2))
