@@ -13,6 +13,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._memory import MemoryStore
+from storage._postgres import PostgresStore
 from storage._protocol import Store
 from storage._records import (
     ACTIVE_STATUSES,
@@ -45,6 +46,7 @@ __all__ = [
     "LeaseLostError",
     "MemoryStore",
     "NewRun",
+    "PostgresStore",
     "Release",
     "RunNotFoundError",
     "RunQuery",

@@ -4,15 +4,17 @@ memory://                      in-process, not durable (tests)
 sqlite:///relative/path.db     a SQLite file (four slashes for an absolute path)
 sqlite:////abs/path.db?synchronous=normal&busy_timeout_ms=10000
 /some/path.db, ./durable.db    a bare path is a SQLite file too
-postgresql://user@host/db      PostgreSQL (not in this release yet)
+postgresql://user:pw@host/db   PostgreSQL (also postgres://, postgresql+asyncpg://), options
+    ?pool_size=10&pool_min_size=1&schema=NAME; other options go to asyncpg (e.g. sslmode)
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from storage._errors import DatabaseURLError
 from storage._memory import MemoryStore
+from storage._postgres import SCHEMES, PostgresStore, mask_url
 from storage._protocol import Store
 from storage._sqlite import SYNCHRONOUS_MODES, SQLiteStore
 
@@ -31,14 +33,11 @@ def open_store(url: str) -> Store:
         return MemoryStore(url)
     if scheme == "sqlite":
         return _sqlite(url)
-    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
-        raise DatabaseURLError(
-            f"PostgreSQL support is not available in this release ({_mask(url)}); "
-            "use sqlite:///path.db"
-        )
+    if scheme in SCHEMES:
+        return PostgresStore.from_url(url)
     raise DatabaseURLError(
-        f"unsupported database URL scheme {scheme!r} in {_mask(url)}; "
-        "use sqlite:///path.db, memory:// or a file path"
+        f"unsupported database URL scheme {scheme!r} in {mask_url(url)}; "
+        "use sqlite:///path.db, postgresql://user@host/db, memory:// or a file path"
     )
 
 
@@ -73,10 +72,3 @@ def _sqlite(url: str) -> SQLiteStore:
             "(known: synchronous, busy_timeout_ms)"
         )
     return SQLiteStore(path, synchronous=synchronous, busy_timeout_ms=busy)
-
-
-def _mask(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url

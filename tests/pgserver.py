@@ -29,6 +29,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -159,19 +160,29 @@ def start() -> PgServer:
     if user is not None:
         shutil.chown(root, user, user)
     server = PgServer(url="", bindir=bindir, root=root, user=user)
+    # Password authentication on TCP, as in production: the tests of bad credentials need a
+    # server that can refuse them. (The password is in the URL; the store must mask it.)
+    password = secrets.token_hex(12)
+    pwfile = os.path.join(root, "pwfile")
+    Path(pwfile).write_text(password + "\n")
+    if user is not None:
+        shutil.chown(pwfile, user, user)
     try:
         # --no-sync only skips initdb's own final flush of the template files (this cluster is
         # thrown away); the server itself runs with fsync on.
         _check(
             _as_user(user, [f"{bindir}/initdb", "-D", server.datadir, "-U", ROLE,
-                            "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"]),
+                            f"--pwfile={pwfile}", "--auth-local=trust",
+                            "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-locale",
+                            "--no-sync"]),
             what="initdb",
         )  # fmt: skip
         port = _launch(server)
-        url = f"postgresql://{ROLE}@127.0.0.1:{port}/{DATABASE}"
+        url = f"postgresql://{ROLE}:{password}@127.0.0.1:{port}/{DATABASE}"
         _check(
             [f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", ROLE, DATABASE],
             what="createdb",
+            env={**os.environ, "PGPASSWORD": password},
         )
         return PgServer(url=url, bindir=bindir, root=root, user=user)
     except BaseException:

@@ -492,7 +492,8 @@ async def test_sqlite_on_a_non_database_file_is_database_open_error(tmp_path: Pa
         ("sqlite:///x.db?synchronous=sometimes", "synchronous must be one of"),
         ("sqlite:///x.db?busy_timeout_ms=soon", "busy_timeout_ms must be an integer"),
         ("sqlite:///x.db?journal=delete", "unknown option(s) journal"),
-        ("postgresql://me:hunter2@db/prod", "PostgreSQL"),
+        ("postgresql://me:hunter2@db/prod?pool_size=many", "pool_size and pool_min_size must"),
+        ("postgres://me:hunter2@db/prod?schema=a;drop", "schema must be a plain identifier"),
     ],
 )
 def test_bad_urls_raise_database_url_error(url: str, fragment: str) -> None:

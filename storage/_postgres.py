@@ -1,0 +1,376 @@
+"""The PostgreSQL backend: one database shared by many workers on many machines.
+
+postgresql://user:password@host:5432/db?pool_size=10&schema=durable
+
+- A bounded asyncpg pool per store (`pool_size`, default 10; `pool_min_size`, default 1):
+  however many runs are in flight, the store never holds more connections than that. The
+  writer, the readers and the LISTEN connection all come out of it.
+- Writes go through one writer task with group commit (storage._postgres_writer); each
+  statement has a fixed text, prepared once per connection by asyncpg.
+- Claims lock candidates with FOR UPDATE SKIP LOCKED; every append checks the expected seq and
+  the writer's lease (owner, epoch) in the same statement that writes it (fencing).
+- A run that becomes claimable (created without an owner, released) sends NOTIFY on the
+  store's channel at commit; wait_for_work() lets an idle worker sleep until then.
+- `schema` keeps the tables in a schema of their own (created on first use); other query
+  options are passed to asyncpg as libpq connection options.
+- The schema is created or migrated on open (storage._postgres_schema).
+
+Driver errors are translated into storage's own: a server that cannot be reached or went away
+is DatabaseUnavailableError; bad credentials, a missing database or a schema too new is
+DatabaseOpenError. Every message shows the URL with its password masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from storage import _postgres_ops as ops
+from storage._errors import (
+    DatabaseOpenError,
+    DatabaseUnavailableError,
+    DatabaseURLError,
+    StorageError,
+    StoreClosedError,
+)
+from storage._postgres_schema import migrate
+from storage._postgres_writer import PostgresWriter, no_reset
+from storage._records import (
+    Append,
+    Claim,
+    EventRecord,
+    NewRun,
+    Release,
+    RunQuery,
+    RunRecord,
+)
+
+SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+CHANNEL = "durable_runs"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password (in the user info or the query) replaced by ***."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        url = url.replace(f":{password}@", ":***@", 1)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_min_size: int = 1,
+        schema: str | None = None,
+    ) -> None:
+        """`url` is a libpq-style postgresql:// URL for asyncpg (without this store's own
+        options, which are the keyword arguments here; see from_url)."""
+        if pool_size < 1 or not 0 <= pool_min_size <= pool_size:
+            raise ValueError("need pool_size >= 1 and 0 <= pool_min_size <= pool_size")
+        if schema is not None and not _IDENT.fullmatch(schema):
+            raise ValueError(f"schema must be a plain identifier, not {schema!r}")
+        self._dsn = url
+        self._pool_size = pool_size
+        self._pool_min_size = pool_min_size
+        self._schema = schema
+        options = [f"pool_size={pool_size}"] + ([f"schema={schema}"] if schema else [])
+        self._url = mask_url(_add_query(url, "&".join(options)))
+        # One channel per schema: several durable deployments may share a database.
+        self.channel = CHANNEL if schema is None else f"{CHANNEL}_{schema}"
+        self._pool: Any = None
+        self._writer: PostgresWriter | None = None
+        self._listener: Any = None
+        self._work = asyncio.Event()
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """Parse postgresql:// (also postgres://, postgresql+asyncpg://) with this store's
+        options pool_size, pool_min_size and schema. Raises DatabaseURLError."""
+        masked = mask_url(url)
+        scheme, rest = url.split("://", 1)
+        if scheme.lower() not in SCHEMES:
+            raise DatabaseURLError(f"not a PostgreSQL URL: {masked}")
+        parts = urlsplit("postgresql://" + rest)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        own = {k: v for k, v in query if k in ("pool_size", "pool_min_size", "schema")}
+        passed = [(k, v) for k, v in query if k not in own]
+        try:
+            size = int(own.get("pool_size", "10"))
+            min_size = int(own.get("pool_min_size", str(min(1, size))))
+        except ValueError:
+            raise DatabaseURLError(
+                f"bad PostgreSQL URL {masked}: pool_size and pool_min_size must be integers"
+            ) from None
+        if size < 1 or not 0 <= min_size <= size:
+            raise DatabaseURLError(
+                f"bad PostgreSQL URL {masked}: need pool_size >= 1 and "
+                "0 <= pool_min_size <= pool_size"
+            )
+        schema = own.get("schema") or None
+        if schema is not None and not _IDENT.fullmatch(schema):
+            raise DatabaseURLError(
+                f"bad PostgreSQL URL {masked}: schema must be a plain identifier "
+                "(letters, digits, underscores; at most 63)"
+            )
+        dsn = urlunsplit(parts._replace(query=urlencode(passed)))
+        return cls(dsn, pool_size=size, pool_min_size=min_size, schema=schema)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def pool_size(self) -> int:
+        return self._pool_size
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(transactions committed, writes in them) since open: writes/commits is the mean
+        group-commit batch size."""
+        w = self._writer
+        return (w.commits, w.writes) if w is not None else (0, 0)
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        settings: dict[str, str] = {}
+        if "application_name=" not in self._dsn:  # let the URL name the connections
+            settings["application_name"] = "durable"
+        if self._schema is not None:
+            settings["search_path"] = f'"{self._schema}"'
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._pool_min_size,
+                max_size=self._pool_size,
+                server_settings=settings,
+                reset=no_reset,
+            )
+        except Exception as exc:
+            raise self._translate(exc, "open") from None
+        try:
+            async with pool.acquire() as conn:
+                schema = self._schema or await conn.fetchval("SELECT current_schema()")
+                if schema is None:
+                    raise DatabaseOpenError(
+                        f"cannot open {self._url}: no schema on the search_path exists; "
+                        "create one or add ?schema=NAME to the URL"
+                    )
+                await migrate(conn, schema, create_schema=self._schema is not None, where=self._url)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
+                raise self._translate(exc, "open") from None
+            raise
+        self._pool = pool
+        writer = PostgresWriter(
+            pool, channel=self.channel, translate=self._translate, where=self._url
+        )
+        writer.start()
+        self._writer = writer
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        listener, self._listener = self._listener, None
+        pool, self._pool = self._pool, None
+        if writer is not None:
+            await writer.stop()
+        if pool is None:
+            return
+        if listener is not None:
+            try:
+                await listener.remove_listener(self.channel, self._notified)  # UNLISTEN
+                await pool.release(listener)
+            except Exception:
+                listener.terminate()
+        await pool.close()
+
+    def _w(self) -> PostgresWriter:
+        if self._writer is None:
+            raise StoreClosedError(f"PostgreSQL store {self._url} is not open")
+        return self._writer
+
+    def _p(self) -> Any:
+        if self._pool is None:
+            raise StoreClosedError(f"PostgreSQL store {self._url} is not open")
+        return self._pool
+
+    # ------------------------------------------------------------------------ writes
+
+    def create_run(
+        self, run: NewRun, first_event: EventRecord
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
+        op = functools.partial(ops.create_run, run=run, first=first_event)
+        return self._w().submit(op, notify=run.owner is None)
+
+    def append(self, append: Append) -> asyncio.Future[None]:
+        return self._w().submit(functools.partial(ops.append, app=append))
+
+    async def claim_runs(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_ttl: float,
+        now: float,
+        eligible: Sequence[tuple[str, str]] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[Claim]:
+        elig = None if eligible is None else tuple(eligible)
+        if limit <= 0 or (elig is not None and not elig):
+            self._w()
+            return []
+        if not await self._fetchval(ops.ANYTHING_CLAIMABLE, now):
+            return []  # an idle poll stays a read: no write transaction
+        op = functools.partial(
+            ops.claim,
+            owner=owner,
+            limit=limit,
+            lease_ttl=lease_ttl,
+            now=now,
+            eligible=elig,
+            exclude=tuple(exclude),
+        )
+        result: list[Claim] = await self._w().submit(op)
+        return result
+
+    async def renew_leases(
+        self,
+        owner: str,
+        *,
+        lease_ttl: float,
+        now: float,
+        run_ids: Sequence[str] | None = None,
+    ) -> int:
+        ids = None if run_ids is None else tuple(run_ids)
+        op = functools.partial(ops.renew, owner=owner, lease_ttl=lease_ttl, now=now, run_ids=ids)
+        result: int = await self._w().submit(op)
+        return result
+
+    async def release_leases(self, releases: Sequence[Release]) -> None:
+        writer = self._w()
+        if releases:
+            op = functools.partial(ops.release, releases=tuple(releases))
+            await writer.submit(op, notify=True)
+
+    # ------------------------------------------------------------------------ reads
+
+    async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
+        rows = await self._fetch(ops.SELECT_EVENTS, run_id, after_seq)
+        return [EventRecord(*r) for r in rows]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._fetch(ops.SELECT_RUN, run_id)
+        return ops.row_to_run(rows[0]) if rows else None
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        where: list[str] = []
+        params: list[object] = []
+        if query.status is not None:
+            params.append(query.status)
+            where.append(f"status = ${len(params)}")
+        if query.workflow is not None:
+            params.append(query.workflow)
+            where.append(f"workflow = ${len(params)}")
+        if query.before is not None:
+            params += [query.before[0], query.before[1]]
+            where.append(f"(created_at, run_id) < (${len(params) - 1}, ${len(params)})")
+        sql = f"SELECT {ops.RUN_COLUMNS} FROM durable_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        params.append(query.limit)
+        sql += f" ORDER BY created_at DESC, run_id DESC LIMIT ${len(params)}"
+        return [ops.row_to_run(r) for r in await self._fetch(sql, *params)]
+
+    async def _fetch(self, sql: str, *args: object) -> list[Any]:
+        pool = self._p()
+        try:
+            return list(await pool.fetch(sql, *args))
+        except Exception as exc:
+            raise self._translate(exc, "read") from None
+
+    async def _fetchval(self, sql: str, *args: object) -> Any:
+        pool = self._p()
+        try:
+            return await pool.fetchval(sql, *args)
+        except Exception as exc:
+            raise self._translate(exc, "read") from None
+
+    # ------------------------------------------------------------------------ LISTEN/NOTIFY
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Sleep until another process (or this one) makes a run claimable, or `timeout`
+        seconds pass; True if woken by a notification. The first call starts listening and
+        returns True at once, since work may have arrived before. Holds one connection of
+        the pool for as long as the store is open."""
+        pool = self._p()
+        if self._listener is None or self._listener.is_closed():
+            try:
+                conn = await pool.acquire()
+            except Exception as exc:
+                raise self._translate(exc, "listen") from None
+            try:
+                await conn.add_listener(self.channel, self._notified)
+            except Exception as exc:
+                await pool.release(conn)
+                raise self._translate(exc, "listen") from None
+            self._listener = conn
+            return True
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._work.clear()
+        return True
+
+    def _notified(self, *_: object) -> None:
+        self._work.set()
+
+    # ------------------------------------------------------------------------ errors
+
+    def _translate(self, exc: BaseException, during: str) -> BaseException:
+        return translate(exc, self._url, during)
+
+
+def translate(exc: BaseException, where: str, during: str) -> BaseException:
+    """storage's own error for an asyncpg (or socket) error; `where` is the masked URL."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return DatabaseOpenError(f"cannot open {where}: password authentication failed")
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return DatabaseOpenError(f"cannot open {where}: the server refused the login ({exc})")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return DatabaseOpenError(
+            f"cannot open {where}: the database does not exist (create it, e.g. createdb)"
+        )
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return DatabaseOpenError(f"cannot open {where}: insufficient privilege ({exc})")
+    if isinstance(exc, OSError | TimeoutError):
+        reason = getattr(exc, "strerror", None) or str(exc) or "timed out"
+        return DatabaseUnavailableError(f"cannot reach PostgreSQL at {where}: {reason}")
+    if isinstance(exc, ValueError) and during == "open":  # e.g. a bad libpq option
+        return DatabaseOpenError(f"cannot open {where}: {exc}")
+    if type(exc).__module__.startswith("asyncpg"):
+        # Lost connections surface in several guises (ConnectionDoesNotExistError,
+        # InterfaceError, even InternalClientError when the server's goodbye arrives mid-
+        # query); none of them may reach the engine as a driver exception.
+        return DatabaseUnavailableError(f"PostgreSQL {during} on {where} failed: {exc}")
+    return exc
+
+
+def _add_query(url: str, extra: str) -> str:
+    return url + ("&" if "?" in url else "?") + extra if extra else url

@@ -1,0 +1,263 @@
+"""The SQL of every PostgreSQL write, as coroutines over an asyncpg connection, run by the writer
+inside its batch's transaction.
+
+Each statement has a fixed text, whatever the arguments (lists travel as arrays), so asyncpg
+prepares it once per connection and every later call only binds and executes. A refused write
+(expected seq, fence) is detected by a checked UPDATE in the same statement as its inserts, so a
+refusal changes nothing and the rest of the batch commits without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
+from storage._records import (
+    Append,
+    Claim,
+    EventRecord,
+    Fence,
+    NewRun,
+    Release,
+    RunRecord,
+    check_append,
+)
+
+_COLUMNS = (
+    "run_id",
+    "workflow",
+    "version",
+    "status",
+    "input",
+    "result",
+    "error",
+    "parent_run_id",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "last_seq",
+    "owner",
+    "epoch",
+    "lease_expires_at",
+    "ready_at",
+)
+RUN_COLUMNS = ", ".join(_COLUMNS)
+_ACTIVE = "('pending', 'running')"
+_FINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = $1"
+SELECT_EVENTS = (
+    "SELECT run_id, seq, type, data, created_at FROM durable_events "
+    "WHERE run_id = $1 AND seq > $2 ORDER BY seq"
+)
+ANYTHING_CLAIMABLE = (
+    f"SELECT EXISTS (SELECT 1 FROM durable_runs WHERE status IN {_ACTIVE} "
+    "AND (owner IS NULL OR lease_expires_at < $1) AND ready_at IS NOT NULL AND ready_at <= $1)"
+)
+
+# The run row and its first event in one statement; ON CONFLICT makes a repeated id a no-op.
+_CREATE_RUN = f"""
+WITH r AS (
+    INSERT INTO durable_runs ({RUN_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7, NULL, $8, $9, $10, $11, $7)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING 1
+), e AS (
+    INSERT INTO durable_events (run_id, seq, type, data, created_at)
+    SELECT $1, $8, $12, $13, $14 WHERE EXISTS (SELECT 1 FROM r)
+    RETURNING 1
+)
+SELECT count(*) FROM r
+"""
+
+# The expected seq, the fence and the run update are one checked UPDATE; the events are inserted
+# only if it matched. Both in one statement: one round trip per append, and nothing written on
+# refusal. ($10 NULL = no fence.)
+_APPEND = """
+WITH u AS (
+    UPDATE durable_runs SET
+        last_seq = $3,
+        updated_at = COALESCE($4, updated_at),
+        status = COALESCE($5, status),
+        result = COALESCE($6, result),
+        error = COALESCE($7, error),
+        finished_at = COALESCE($8, finished_at),
+        ready_at = CASE WHEN $9 THEN NULL ELSE ready_at END
+    WHERE run_id = $1 AND last_seq = $2 AND ($10::text IS NULL OR (owner = $10 AND epoch = $11))
+    RETURNING 1
+), e AS (
+    INSERT INTO durable_events (run_id, seq, type, data, created_at)
+    SELECT $1, x.seq, x.type, x.data, x.created_at
+    FROM unnest($12::int4[], $13::text[], $14::bytea[], $15::float8[]) AS x(seq, type, data,
+                                                                           created_at)
+    WHERE EXISTS (SELECT 1 FROM u)
+    RETURNING 1
+)
+SELECT count(*) FROM u
+"""
+
+# Candidates are locked with SKIP LOCKED: concurrent claimers (other workers) pass over each
+# other's rows instead of queueing behind them, and no run is handed out twice.
+_CLAIM = """
+UPDATE durable_runs AS r SET owner = $1, epoch = r.epoch + 1, lease_expires_at = $2
+FROM (
+    SELECT run_id FROM durable_runs
+    WHERE status IN {active} AND (owner IS NULL OR lease_expires_at < $3)
+        AND ready_at IS NOT NULL AND ready_at <= $3
+        AND run_id <> ALL($4::text[]){eligible}
+    ORDER BY ready_at, created_at
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+) AS c
+WHERE r.run_id = c.run_id
+RETURNING {columns}
+"""
+_ELIGIBLE = (
+    "\n        AND (workflow, version) IN "
+    "(SELECT w, v FROM unnest($6::text[], $7::text[]) AS e(w, v))"
+)
+_RETURNING = ", ".join(f"r.{c}" for c in _COLUMNS)
+CLAIM_ANY = _CLAIM.format(active=_ACTIVE, eligible="", columns=_RETURNING)
+CLAIM_ELIGIBLE = _CLAIM.format(active=_ACTIVE, eligible=_ELIGIBLE, columns=_RETURNING)
+
+_RENEW = f"UPDATE durable_runs SET lease_expires_at = $1 WHERE owner = $2 AND status IN {_ACTIVE}"
+_RENEW_LISTED = _RENEW + " AND run_id = ANY($3::text[])"
+_RELEASE = (
+    "UPDATE durable_runs SET owner = NULL, lease_expires_at = NULL, "
+    f"ready_at = CASE WHEN status IN {_ACTIVE} THEN COALESCE($1::float8, created_at) ELSE NULL END "
+    "WHERE run_id = $2 AND owner = $3 AND epoch = $4"
+)
+NOTIFY = "SELECT pg_notify($1, '')"
+
+
+def row_to_run(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(*row)  # column order matches the struct
+
+
+def _initial_status(run: NewRun) -> str:
+    # A run created with an owner is already being executed by its creator.
+    return "running" if run.owner is not None else "pending"
+
+
+async def create_run(conn: Any, run: NewRun, first: EventRecord) -> tuple[RunRecord, bool]:
+    epoch = 1 if run.owner is not None else 0
+    status = _initial_status(run)
+    created = await conn.fetchval(
+        _CREATE_RUN,
+        run.run_id,
+        run.workflow,
+        run.version,
+        status,
+        run.input,
+        run.parent_run_id,
+        run.created_at,
+        first.seq,
+        run.owner,
+        epoch,
+        run.lease_expires_at,
+        first.type,
+        first.data,
+        first.created_at,
+    )
+    if not created:
+        return row_to_run(await conn.fetchrow(SELECT_RUN, run.run_id)), False
+    record = RunRecord(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        version=run.version,
+        status=status,
+        input=run.input,
+        result=None,
+        error=None,
+        parent_run_id=run.parent_run_id,
+        created_at=run.created_at,
+        updated_at=run.created_at,
+        finished_at=None,
+        last_seq=first.seq,
+        owner=run.owner,
+        epoch=epoch,
+        lease_expires_at=run.lease_expires_at,
+        ready_at=run.created_at,
+    )
+    return record, True
+
+
+async def append(conn: Any, app: Append) -> None:
+    check_append(app)
+    events = app.events
+    upd = app.update
+    status = upd.status if upd else None
+    fence = app.fence
+    matched = await conn.fetchval(
+        _APPEND,
+        app.run_id,
+        app.expected_last_seq,
+        events[-1].seq if events else app.expected_last_seq,
+        # An append without events only verifies and updates: updated_at stays.
+        events[-1].created_at if events else None,
+        status,
+        upd.result if upd else None,
+        upd.error if upd else None,
+        upd.finished_at if upd else None,
+        status in _FINAL,
+        fence.owner if fence else None,
+        fence.epoch if fence else None,
+        [e.seq for e in events],
+        [e.type for e in events],
+        [e.data for e in events],
+        [e.created_at for e in events],
+    )
+    if not matched:
+        raise await _why_refused(conn, app)
+
+
+async def _why_refused(conn: Any, app: Append) -> Exception:
+    row = await conn.fetchrow(
+        "SELECT last_seq, owner, epoch FROM durable_runs WHERE run_id = $1", app.run_id
+    )
+    if row is None:
+        return RunNotFoundError(app.run_id)
+    last_seq, owner, epoch = row
+    fence = app.fence
+    if fence is not None and (owner != fence.owner or epoch != fence.epoch):
+        return LeaseLostError(app.run_id, fence.owner, fence.epoch, owner, epoch)
+    return SequenceConflictError(app.run_id, app.expected_last_seq, last_seq)
+
+
+async def claim(
+    conn: Any,
+    owner: str,
+    limit: int,
+    lease_ttl: float,
+    now: float,
+    eligible: Sequence[tuple[str, str]] | None,
+    exclude: Sequence[str],
+) -> list[Claim]:
+    if limit <= 0 or (eligible is not None and not eligible):
+        return []
+    args: list[Any] = [owner, now + lease_ttl, now, list(exclude), limit]
+    if eligible is None:
+        rows = await conn.fetch(CLAIM_ANY, *args)
+    else:
+        args += [[w for w, _ in eligible], [v for _, v in eligible]]
+        rows = await conn.fetch(CLAIM_ELIGIBLE, *args)
+    claims = [Claim(run=row_to_run(r), fence=Fence(owner, r["epoch"])) for r in rows]
+    claims.sort(key=lambda c: (c.run.ready_at or 0.0, c.run.created_at, c.run.run_id))
+    return claims
+
+
+async def renew(
+    conn: Any, owner: str, lease_ttl: float, now: float, run_ids: Sequence[str] | None
+) -> int:
+    if run_ids is None:
+        status = await conn.execute(_RENEW, now + lease_ttl, owner)
+    else:
+        status = await conn.execute(_RENEW_LISTED, now + lease_ttl, owner, list(run_ids))
+    return int(str(status).rsplit(" ", 1)[-1])  # "UPDATE <count>"
+
+
+async def release(conn: Any, releases: Sequence[Release]) -> None:
+    await conn.executemany(
+        _RELEASE, [(r.ready_at, r.run_id, r.fence.owner, r.fence.epoch) for r in releases]
+    )

@@ -1,0 +1,121 @@
+"""The PostgreSQL schema, created or migrated on first use, safely under concurrency.
+
+The tables are those of storage._schema (SQLAlchemy Core), compiled to DDL by SQLAlchemy's
+PostgreSQL dialect and run over the store's own asyncpg connection: no second driver, and no
+connection outside the pool.
+
+Versioning: the row of durable_schema holds the version the tables are at.
+
+- A database without the tables gets the current schema at once (metadata.create_all, then
+  stamped with SCHEMA_VERSION): a fresh database never replays history.
+- A database at an older version gets MIGRATIONS[v], MIGRATIONS[v + 1], ... in order, each
+  taking it from version v to v + 1.
+- A database at a newer version than this release knows is refused (never written to).
+
+Everything happens in one transaction holding an advisory lock keyed by the schema name: when
+many workers start together, one creates or migrates and the others wait, then find the work
+done. PostgreSQL's DDL is transactional, so a migration that fails leaves the previous version
+whole.
+
+(Alembic would give the same guarantees with more machinery; this runner is the seam where it
+would plug in, and MIGRATIONS is empty until the schema first changes.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable, DDLElement
+
+from storage._errors import DatabaseOpenError
+from storage._schema import SCHEMA_VERSION, metadata
+
+# A migration: the statements that take the schema from one version to the next, built from
+# SQLAlchemy constructs (or, for data moves, parameterless SQL) when it is applied.
+Migration = Callable[[], Sequence[str]]
+
+MIGRATIONS: Mapping[int, Migration] = {}
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def ddl(element: DDLElement) -> str:
+    return str(element.compile(dialect=_DIALECT))
+
+
+def create_all() -> list[str]:
+    """The current schema, as DDL statements in dependency order."""
+    statements: list[str] = []
+    for table in metadata.sorted_tables:
+        statements.append(ddl(CreateTable(table)))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            statements.append(ddl(CreateIndex(index)))
+    return statements
+
+
+def lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory lock key for migrating one schema."""
+    digest = hashlib.blake2b(f"durable.migrate:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def migrate(
+    conn: Any,
+    schema: str,
+    *,
+    create_schema: bool,
+    where: str,
+    target: int = SCHEMA_VERSION,
+    migrations: Mapping[int, Migration] = MIGRATIONS,
+) -> int:
+    """Bring the tables in `schema` to version `target`; returns the version found before.
+
+    `conn` is an asyncpg connection whose search_path starts with `schema`; `where` names the
+    database in error messages (password already masked)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(schema))
+        if create_schema:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        table = f"{quote_ident(schema)}.durable_schema"
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+        found = 0
+        if exists:
+            found = await conn.fetchval(f"SELECT version FROM {table} WHERE id = 1") or 0
+        if found > target:
+            raise DatabaseOpenError(
+                f"database {where} has schema version {found}, newer than this durable "
+                f"release understands ({target}); upgrade durable"
+            )
+        if found == target:
+            return found
+        if not exists:
+            await conn.execute(";\n".join(create_all()))
+            await conn.execute(
+                f"INSERT INTO {table} (id, version, note) VALUES (1, $1, $2)",
+                target,
+                "created by durable",
+            )
+            return found
+        for version in range(found, target):
+            step = migrations.get(version)
+            if step is None:
+                raise DatabaseOpenError(
+                    f"database {where} has schema version {found} and this release has no "
+                    f"migration from version {version}; upgrade through an earlier release"
+                )
+            statements = step()
+            if statements:
+                await conn.execute(";\n".join(statements))
+        await conn.execute(
+            f"UPDATE {table} SET version = $1, note = $2 WHERE id = 1",
+            target,
+            f"migrated from {found} by durable",
+        )
+        return found

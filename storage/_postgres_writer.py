@@ -1,0 +1,177 @@
+"""The writer of a PostgreSQL store, and its group commit.
+
+Every write of the store (create_run, append, claim, renew, release) is queued here and applied
+by one task, in the order it was made. While one batch is in its transaction, the writes made
+meanwhile (by every run of the process) queue up and become the next batch: one transaction,
+one commit (one WAL flush) for all of them. A lone sequential run pays one commit per write; a
+thousand runs in flight share theirs.
+
+The writer borrows a connection from the store's pool for each batch, so it counts against
+the pool's size like any reader, and a small pool (even of one) cannot deadlock it.
+
+A write that the store refuses (expected seq, fence, unknown run) changes nothing and fails
+alone. A batch that fails for another reason (a deadlock with another process's batch, a
+constraint) is rolled back and its writes applied one by one, so one bad write cannot fail the
+others. A lost connection fails the whole batch with DatabaseUnavailableError: whether its
+commit happened is unknown, and the callers' optimistic checks sort that out on their retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from storage._errors import StorageError, StoreClosedError
+
+log = logging.getLogger("durable.storage.postgres")
+
+Op = Callable[[Any], Awaitable[Any]]  # run with the batch's connection, inside its transaction
+_Item = tuple[Op, "asyncio.Future[Any]", bool]  # (op, its future, notify workers after commit)
+_Outcome = tuple["asyncio.Future[Any]", bool, Any]
+
+# A batch bigger than this is split: a huge transaction delays every waiter in it.
+_MAX_BATCH = 2000
+# A deadlock or serialization failure of a single write is retried this many times.
+_RETRIES = 3
+
+Translate = Callable[[BaseException, str], BaseException]
+
+
+class PostgresWriter:
+    def __init__(self, pool: Any, *, channel: str, translate: Translate, where: str) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._translate = translate
+        self._where = where
+        self._pending: list[_Item] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        # Counters for benchmarks and tests: how well group commit is batching.
+        self.commits = 0
+        self.writes = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="durable-postgres-writer")
+
+    def submit(self, op: Op, *, notify: bool = False) -> asyncio.Future[Any]:
+        if self._task is None or self._closed:
+            raise StoreClosedError(f"PostgreSQL store {self._where} is not open")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, fut, notify))
+        self._wakeup.set()
+        return fut
+
+    async def stop(self) -> None:
+        """Apply everything already queued, then stop."""
+        task = self._task
+        if task is None or self._closed:
+            return
+        self._closed = True
+        self._wakeup.set()
+        await task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[:_MAX_BATCH]
+                del self._pending[:_MAX_BATCH]
+                try:
+                    outcomes = await self._apply(batch)
+                except Exception as exc:  # never let the writer die with futures waiting
+                    log.exception("PostgreSQL writer failed")
+                    error = self._translate(exc, "write")
+                    outcomes = [(fut, False, error) for _, fut, _ in batch]
+                _resolve(outcomes)
+            if self._closed:
+                return
+
+    async def _apply(self, batch: list[_Item]) -> list[_Outcome]:
+        """Apply a batch in one transaction; the outcome of each write, in order."""
+        try:
+            async with self._pool.acquire() as conn:
+                try:
+                    return await self._transaction(conn, batch)
+                except Exception as exc:
+                    if _connection_lost(exc, conn):
+                        raise
+                    if len(batch) == 1:
+                        return [await self._alone(conn, batch[0], exc)]
+                    log.warning(
+                        "batch of %d writes failed (%s); applying them one by one", len(batch), exc
+                    )
+                    return [await self._alone(conn, item, None) for item in batch]
+        except Exception as exc:  # the connection or the pool failed: the whole batch did
+            error = self._translate(exc, "write")
+            return [(fut, False, error) for _, fut, _ in batch]
+
+    async def _transaction(self, conn: Any, batch: list[_Item]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        notify = False
+        async with conn.transaction():
+            for op, fut, wake in batch:
+                try:
+                    outcomes.append((fut, True, await op(conn)))
+                    notify = notify or wake
+                except StorageError as exc:
+                    outcomes.append((fut, False, exc))
+            if notify:
+                # Delivered at commit, to every LISTENing worker: there is work to claim.
+                await conn.execute("SELECT pg_notify($1, '')", self._channel)
+        self.commits += 1
+        self.writes += len(batch)
+        return outcomes
+
+    async def _alone(self, conn: Any, item: _Item, first: Exception | None) -> _Outcome:
+        """One write in its own transaction (after its batch failed), retrying transient
+        conflicts with other processes' transactions (deadlock, serialization)."""
+        _, fut, _ = item
+        error = first
+        for _attempt in range(_RETRIES):
+            if error is not None and not isinstance(error, asyncpg.TransactionRollbackError):
+                break
+            try:
+                return (await self._transaction(conn, [item]))[0]
+            except Exception as exc:
+                if _connection_lost(exc, conn):
+                    raise
+                error = exc
+        assert error is not None
+        return (fut, False, self._translate(error, "write"))
+
+
+def _connection_lost(exc: BaseException, conn: Any) -> bool:
+    """The connection (or the server) is gone: nothing more can be done on it."""
+    return conn.is_closed() or isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.InsufficientResourcesError
+        # What asyncpg raises when the server's goodbye arrives while a query starts.
+        | asyncpg.exceptions.InternalClientError,
+    )
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    for fut, ok, value in outcomes:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+async def no_reset(conn: Any) -> None:
+    """The pool's reset hook. asyncpg already rolls back an open transaction on release; its
+    default reset query (RESET ALL, UNLISTEN *, ...) would cost a round trip per release, and
+    the store leaves no session state behind (the listener connection UNLISTENs itself)."""

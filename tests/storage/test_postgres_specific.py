@@ -1,0 +1,305 @@
+"""What only the PostgreSQL backend has: a bounded pool, several processes' stores on one
+database, SKIP LOCKED claims, LISTEN/NOTIFY, versioned schema creation, the driver's errors.
+(Everything the backends share is in test_conformance.py, run against PostgreSQL there too.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from pgserver import PgSession
+from storekit import T0, append, create, event, new_run
+
+from storage import (
+    Append,
+    DatabaseOpenError,
+    DatabaseUnavailableError,
+    PostgresStore,
+    SequenceConflictError,
+    Store,
+    open_store,
+)
+from storage._postgres_schema import migrate
+
+
+@contextlib.asynccontextmanager
+async def opened(url: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore.from_url(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def admin(url: str, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run fn on a plain asyncpg connection to the test server (outside any store)."""
+    conn = await asyncpg.connect(url.split("?", 1)[0])
+    try:
+        return await fn(conn)
+    finally:
+        await conn.close()
+
+
+def schema_of(url: str) -> str:
+    return url.rsplit("schema=", 1)[1]
+
+
+# ---------------------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+asyncpg", "PostgreSQL"])
+def test_postgres_urls_open_a_postgres_store_with_the_password_masked(scheme: str) -> None:
+    store = open_store(f"{scheme}://me:hunter2@db.example:6432/prod?pool_size=4&schema=tenant_a")
+    assert isinstance(store, PostgresStore)
+    assert store.pool_size == 4
+    assert "hunter2" not in store.url
+    assert store.url.startswith("postgresql://me:***@db.example:6432/prod?")
+    assert store.channel == "durable_runs_tenant_a"
+    # libpq options (and a password in the query) pass through to the driver, masked too.
+    other = open_store("postgresql://me@db/prod?sslmode=disable&password=hunter2")
+    assert "sslmode=disable" in other.url and "hunter2" not in other.url
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+async def test_nothing_listening_is_database_unavailable() -> None:
+    with contextlib.closing(__import__("socket").socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        store = PostgresStore.from_url(f"postgresql://u:hunter2@127.0.0.1:{port}/db")
+        with pytest.raises(DatabaseUnavailableError, match=f"127.0.0.1:{port}") as info:
+            await store.open()
+    assert "hunter2" not in str(info.value)
+
+
+async def test_missing_database_is_database_open_error(pg_url: str) -> None:
+    url = pg_url.rsplit("/", 1)[0] + "/no_such_db"
+    with pytest.raises(DatabaseOpenError, match="database does not exist") as info:
+        await PostgresStore.from_url(url).open()
+    assert "no_such_db" in str(info.value)
+    password = urlsplit(pg_url).password
+    assert password is None or password not in str(info.value)
+
+
+async def test_wrong_password_is_database_open_error_without_the_password(pg_url: str) -> None:
+    parts = urlsplit(pg_url)
+    wrong = pg_url.replace(f"{parts.username}:{parts.password}@", f"{parts.username}:WRONG1@")
+    if parts.password is None:
+        wrong = pg_url.replace(f"{parts.username}@", f"{parts.username}:WRONG1@")
+    try:
+        await admin(wrong, lambda conn: conn.fetchval("SELECT 1"))
+    except asyncpg.InvalidPasswordError:
+        pass
+    else:
+        pytest.skip("this server accepts any password on loopback (trust authentication)")
+    with pytest.raises(DatabaseOpenError, match="password authentication failed") as info:
+        await PostgresStore.from_url(wrong).open()
+    assert "WRONG1" not in str(info.value) and "***" in str(info.value)
+
+
+async def test_lost_connections_are_unavailable_then_the_pool_recovers(pg_fresh_url: str) -> None:
+    name = f"lost_{uuid.uuid4().hex[:8]}"
+    async with opened(f"{pg_fresh_url}&application_name={name}&pool_size=2") as store:
+        await create(store, "r")
+        killed = await admin(
+            pg_fresh_url,
+            lambda c: c.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                name,
+            ),
+        )
+        assert killed >= 1
+        outcomes: list[object] = []
+        for seq in range(1, 4):  # the first use of each dead connection fails, translated
+            try:
+                await store.append(append("r", seq))
+                outcomes.append(None)
+            except DatabaseUnavailableError as exc:
+                outcomes.append(exc)
+                break
+        with contextlib.suppress(DatabaseUnavailableError):
+            await store.read_events("r")
+        # Then fresh connections: the store works again without being reopened.
+        last = (await store.read_events("r"))[-1].seq
+        await store.append(append("r", last))
+        assert (await store.read_events("r"))[-1].seq == last + 1
+        assert all(o is None or isinstance(o, DatabaseUnavailableError) for o in outcomes)
+
+
+# ---------------------------------------------------------------------------- pool and batching
+
+
+async def test_a_thousand_concurrent_runs_stay_within_the_pool(pg_fresh_url: str) -> None:
+    name = f"pool_{uuid.uuid4().hex[:8]}"
+    peak = 0
+    done = asyncio.Event()
+
+    async def sample(conn: Any) -> None:
+        nonlocal peak
+        while not done.is_set():
+            count = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name
+            )
+            peak = max(peak, count)
+            await asyncio.sleep(0.005)
+
+    async def run(store: Store, i: int) -> None:
+        run_id = f"r{i}"
+        await store.create_run(new_run(run_id), event(run_id, 1))
+        for seq in range(1, 4):
+            await store.append(append(run_id, seq))
+            assert (await store.get_run(run_id)) is not None
+        assert len(await store.read_events(run_id)) == 4
+
+    async with opened(f"{pg_fresh_url}&application_name={name}&pool_size=3") as store:
+        sampler = asyncio.ensure_future(admin(pg_fresh_url, sample))
+        await asyncio.gather(*(run(store, i) for i in range(1000)))
+        done.set()
+        await sampler
+        commits, writes = store.commit_stats
+    assert 1 <= peak <= 3
+    assert writes == 4000
+    assert commits < writes / 20  # group commit: the runs' writes share transactions
+
+
+# ---------------------------------------------------------------------------- many workers
+
+
+async def test_workers_on_one_database_never_claim_a_run_twice(pg_fresh_url: str) -> None:
+    async with opened(pg_fresh_url) as setup:
+        for i in range(120):
+            await create(setup, f"r{i:03}")
+    claimed: dict[str, list[str]] = {}
+
+    async def worker(owner: str) -> None:
+        async with opened(pg_fresh_url) as store:
+            while claims := await store.claim_runs(owner, limit=7, lease_ttl=60, now=T0):
+                for c in claims:
+                    claimed.setdefault(c.run.run_id, []).append(owner)
+
+    await asyncio.gather(*(worker(f"w{i}") for i in range(4)))
+    assert sorted(claimed) == [f"r{i:03}" for i in range(120)]
+    assert all(len(owners) == 1 for owners in claimed.values()), claimed
+    assert len({o[0] for o in claimed.values()}) > 1  # the work was actually shared
+
+
+async def test_concurrent_appends_from_many_stores_have_exactly_one_winner(
+    pg_fresh_url: str,
+) -> None:
+    stores = [PostgresStore.from_url(pg_fresh_url) for _ in range(5)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        await create(stores[0], "r")
+        for seq in range(1, 6):  # several rounds, each a race between five connections
+            attempts = [
+                s.append(Append("r", (event("r", seq + 1, f"W{i}"),), seq))
+                for i, s in enumerate(stores)
+            ]
+            outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+            assert sum(o is None for o in outcomes) == 1, outcomes
+            assert all(o is None or isinstance(o, SequenceConflictError) for o in outcomes)
+        assert [e.seq for e in await stores[1].read_events("r")] == [1, 2, 3, 4, 5, 6]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+# ---------------------------------------------------------------------------- LISTEN/NOTIFY
+
+
+async def test_an_idle_worker_is_woken_when_a_run_becomes_claimable(pg_fresh_url: str) -> None:
+    async with opened(pg_fresh_url) as worker, opened(pg_fresh_url) as client:
+        assert await worker.wait_for_work(0.01)  # starts listening; work may predate it
+        assert not await worker.wait_for_work(0.05)  # nothing happened: the timeout
+        waiting = asyncio.ensure_future(worker.wait_for_work(10))
+        await asyncio.sleep(0.05)
+        await client.create_run(new_run("r"), event("r", 1))
+        assert await asyncio.wait_for(waiting, 5)
+        # A run created already leased by its creator is nobody else's work: no wake-up.
+        await client.create_run(new_run("mine", owner="c", lease_expires_at=T0), event("mine", 1))
+        assert not await worker.wait_for_work(0.2)
+
+
+# ---------------------------------------------------------------------------- schema
+
+
+async def test_stores_opening_a_new_schema_together_all_succeed(pg_fresh_url: str) -> None:
+    stores = [PostgresStore.from_url(pg_fresh_url) for _ in range(6)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        await create(stores[3], "r")
+        assert (await stores[0].get_run("r")) is not None
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    rows = await admin(
+        pg_fresh_url,
+        lambda c: c.fetch(f'SELECT id, version FROM "{schema_of(pg_fresh_url)}".durable_schema'),
+    )
+    assert [tuple(r) for r in rows] == [(1, 1)]
+
+
+async def test_a_newer_schema_is_refused_and_left_alone(pg_fresh_url: str) -> None:
+    async with opened(pg_fresh_url) as store:
+        await create(store, "r")
+    table = f'"{schema_of(pg_fresh_url)}".durable_schema'
+    await admin(pg_fresh_url, lambda c: c.execute(f"UPDATE {table} SET version = 99"))
+    with pytest.raises(DatabaseOpenError, match="schema version 99, newer than"):
+        await PostgresStore.from_url(pg_fresh_url).open()
+    version = await admin(pg_fresh_url, lambda c: c.fetchval(f"SELECT version FROM {table}"))
+    assert version == 99
+
+
+async def test_migrations_run_in_order_and_a_failing_one_changes_nothing(
+    pg_fresh_url: str,
+) -> None:
+    schema = schema_of(pg_fresh_url)
+    async with opened(pg_fresh_url) as store:
+        await create(store, "r")
+    steps = {
+        1: lambda: ["ALTER TABLE durable_runs ADD COLUMN tag text"],
+        2: lambda: ["UPDATE durable_runs SET tag = 'v3'"],
+    }
+
+    async def run(conn: Any, target: int, migrations: Any) -> int:
+        await conn.execute(f'SET search_path = "{schema}"')
+        found: int = await migrate(
+            conn, schema, create_schema=False, where="db", target=target, migrations=migrations
+        )
+        return found
+
+    broken = {**steps, 2: lambda: ["UPDATE durable_runs SET no_such_column = 1"]}
+    with pytest.raises(asyncpg.UndefinedColumnError):
+        await admin(pg_fresh_url, lambda c: run(c, 3, broken))
+    columns = await admin(
+        pg_fresh_url,
+        lambda c: c.fetchval(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_schema = $1 AND column_name = 'tag'",
+            schema,
+        ),
+    )
+    assert columns == 0  # the first step was rolled back with the failing second
+    assert await admin(pg_fresh_url, lambda c: run(c, 3, steps)) == 1
+    assert await admin(pg_fresh_url, lambda c: run(c, 3, steps)) == 3  # already there
+    tag = await admin(
+        pg_fresh_url, lambda c: c.fetchval(f'SELECT tag FROM "{schema}".durable_runs')
+    )
+    assert tag == "v3"
+
+
+async def test_each_url_schema_is_a_separate_store(pg_schema_factory: PgSession) -> None:
+    a_url, b_url = pg_schema_factory.fresh_url(), pg_schema_factory.fresh_url()
+    async with opened(a_url) as a, opened(b_url) as b:
+        await create(a, "r")
+        assert await b.get_run("r") is None
+        await create(b, "r")  # the same id, another store: no conflict
+        await a.append(append("r", 1))
+        assert [e.seq for e in await b.read_events("r")] == [1]
