@@ -350,9 +350,10 @@ def _main(argv: list[str]) -> int:
         state.write_text(json.dumps(asdict(server)))
         print(server.url)
         return 0
-    if state.exists():
-        stop(PgServer(**json.loads(state.read_text())))
-        state.unlink()
+    text = state.read_text().strip() if state.exists() else ""
+    if text:  # empty: the start failed (or never wrote it); nothing runs
+        stop(PgServer(**json.loads(text)))
+    state.unlink(missing_ok=True)
     return 0
 
 
