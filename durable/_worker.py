@@ -25,7 +25,7 @@ from durable._notify import Notifier
 from durable._registry import Registry
 from durable._runlog import RunLog
 from durable._state import RunState, fold
-from storage import Claim, Fence, LeaseLostError, Release, StorageError, Store
+from storage import Claim, Fence, LeaseLostError, Release, StorageError, Store, WorkSignal
 
 log = logging.getLogger("durable.worker")
 
@@ -181,8 +181,33 @@ class Worker:
             if claimed >= opts.claim_batch:
                 continue
             self._wake.clear()
+            await self._idle(opts.poll_interval)
+
+    async def _idle(self, timeout: float) -> None:
+        """Sleep until there may be work: woken by this process (a run started here, a slot
+        freed), by the store when another process made a run claimable (LISTEN/NOTIFY on
+        PostgreSQL), or at the latest by the poll (timers, expired leases)."""
+        if not isinstance(self.store, WorkSignal):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), opts.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            return
+        waits = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self._store_signal(self.store, timeout)),
+        }
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _store_signal(self, store: WorkSignal, timeout: float) -> None:
+        try:
+            await store.wait_for_work(timeout)
+        except StorageError as exc:
+            # Listening failed (the database is down): wait out the poll rather than spin.
+            log.debug("waiting for work notifications failed: %s", exc)
+            await asyncio.sleep(timeout)
 
     async def _resume(self, claim: Claim) -> None:
         run_id = claim.run.run_id

@@ -14,7 +14,7 @@ from storage._errors import (
 )
 from storage._memory import MemoryStore
 from storage._postgres import PostgresStore
-from storage._protocol import Store
+from storage._protocol import Store, WorkSignal
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -57,5 +57,6 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreClosedError",
+    "WorkSignal",
     "open_store",
 ]

@@ -314,20 +314,16 @@ class PostgresStore:
     async def wait_for_work(self, timeout: float) -> bool:
         """Sleep until another process (or this one) makes a run claimable, or `timeout`
         seconds pass; True if woken by a notification. The first call starts listening and
-        returns True at once, since work may have arrived before. Holds one connection of
-        the pool for as long as the store is open."""
+        returns True at once, since work may have arrived before.
+
+        Listening holds one connection of the pool for as long as the store is open; a pool of
+        one connection cannot spare it, so there this only sleeps (the caller's poll)."""
         pool = self._p()
+        if self._pool_size < 2:
+            await asyncio.sleep(timeout)
+            return False
         if self._listener is None or self._listener.is_closed():
-            try:
-                conn = await pool.acquire()
-            except Exception as exc:
-                raise self._translate(exc, "listen") from None
-            try:
-                await conn.add_listener(self.channel, self._notified)
-            except Exception as exc:
-                await pool.release(conn)
-                raise self._translate(exc, "listen") from None
-            self._listener = conn
+            await self._listen(pool)
             return True
         try:
             await asyncio.wait_for(self._work.wait(), timeout)
@@ -335,6 +331,21 @@ class PostgresStore:
             return False
         self._work.clear()
         return True
+
+    async def _listen(self, pool: Any) -> None:
+        self._listener = None
+        try:
+            conn = await pool.acquire()
+        except Exception as exc:
+            raise self._translate(exc, "listen") from None
+        try:
+            await conn.add_listener(self.channel, self._notified)
+        except BaseException as exc:  # cancelled too: the connection must go back
+            await pool.release(conn)
+            if isinstance(exc, Exception):
+                raise self._translate(exc, "listen") from None
+            raise
+        self._listener = conn
 
     def _notified(self, *_: object) -> None:
         self._work.set()

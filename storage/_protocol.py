@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from storage._records import (
     Append,
@@ -92,4 +92,14 @@ class Store(Protocol):
 
     async def release_leases(self, releases: Sequence[Release]) -> None:
         """Give leases back (only where the fence still matches)."""
+        ...
+
+
+@runtime_checkable
+class WorkSignal(Protocol):
+    """A store that can tell idle workers when another process made a run claimable
+    (PostgreSQL: LISTEN/NOTIFY). Workers of stores without it rely on their poll alone."""
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Return True when woken by a notification, False after `timeout` seconds."""
         ...

@@ -20,9 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def build(
-    url: str, calls: Counter[str], gate: asyncio.Event | None = None, *, worker: bool = True
+    url: str,
+    calls: Counter[str],
+    gate: asyncio.Event | None = None,
+    *,
+    worker: bool = True,
+    poll: float = 0.05,
 ) -> App:
-    app = App(url, poll_interval=0.05, lease_ttl=5.0, worker=worker)
+    app = App(url, poll_interval=poll, lease_ttl=5.0, worker=worker)
 
     @app.step(retry=RetryPolicy(max_attempts=3, initial_delay=0.05))
     async def flaky(name: str) -> str:
@@ -98,6 +103,21 @@ async def test_two_workers_on_one_database_run_each_run_once(pg_fresh_url: str) 
     assert results == [f"t{i}:ABC" for i in range(30)]
     assert calls == Counter({"a": 30, "b": 30, "c": 30})  # no run executed twice
     assert stats == [0, 0]
+
+
+async def test_an_idle_worker_is_woken_by_notify_not_by_its_poll(pg_fresh_url: str) -> None:
+    calls: Counter[str] = Counter()
+    client = build(pg_fresh_url, calls, worker=False)
+    worker = build(pg_fresh_url, calls, poll=60.0)  # the poll alone would take a minute
+    loop = asyncio.get_running_loop()
+    async with worker, client:
+        await asyncio.sleep(0.3)  # its first claim found nothing: the worker is idle now
+        started = loop.time()
+        for i in range(3):
+            await client.start("abc", f"n{i}", run_id=f"n{i}")
+            assert await client.handle(f"n{i}").result(timeout=20) == f"n{i}:ABC"
+            await asyncio.sleep(0.1)  # idle again before the next one
+    assert loop.time() - started < 10
 
 
 def test_cli_reads_a_postgres_database(pg_schema_factory: PgSession) -> None:

@@ -228,6 +228,15 @@ async def test_an_idle_worker_is_woken_when_a_run_becomes_claimable(pg_fresh_url
         assert not await worker.wait_for_work(0.2)
 
 
+async def test_a_pool_of_one_never_gives_its_connection_to_the_listener(
+    pg_fresh_url: str,
+) -> None:
+    async with opened(f"{pg_fresh_url}&pool_size=1") as store:
+        assert not await store.wait_for_work(0.05)  # only sleeps: listening would starve it
+        await asyncio.wait_for(create(store, "r"), 5)
+        assert await asyncio.wait_for(store.get_run("r"), 5) is not None
+
+
 # ---------------------------------------------------------------------------- schema
 
 
