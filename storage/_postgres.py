@@ -217,7 +217,8 @@ class PostgresStore:
         return self._w().submit(op, notify=run.owner is None)
 
     def append(self, append: Append) -> asyncio.Future[None]:
-        return self._w().submit(functools.partial(ops.append, app=append))
+        fut: asyncio.Future[None] = self._w().submit(append)
+        return fut
 
     async def claim_runs(
         self,

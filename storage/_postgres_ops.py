@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
+from storage._errors import (
+    InvalidAppendError,
+    LeaseLostError,
+    RunNotFoundError,
+    SequenceConflictError,
+)
 from storage._records import (
     Append,
     Claim,
@@ -71,31 +76,43 @@ WITH r AS (
 SELECT count(*) FROM r
 """
 
-# The expected seq, the fence and the run update are one checked UPDATE; the events are inserted
-# only if it matched. Both in one statement: one round trip per append, and nothing written on
-# refusal. ($10 NULL = no fence.)
-_APPEND = """
-WITH u AS (
-    UPDATE durable_runs SET
-        last_seq = $3,
-        updated_at = COALESCE($4, updated_at),
-        status = COALESCE($5, status),
-        result = COALESCE($6, result),
-        error = COALESCE($7, error),
-        finished_at = COALESCE($8, finished_at),
-        ready_at = CASE WHEN $9 THEN NULL ELSE ready_at END
-    WHERE run_id = $1 AND last_seq = $2 AND ($10::text IS NULL OR (owner = $10 AND epoch = $11))
-    RETURNING 1
+# The appends of one round (at most one per run) as one statement: the expected seq, the fence
+# and the run update are one checked UPDATE over all of them, and only the events of the appends
+# it matched are inserted. One round trip for a whole group commit's appends, and nothing
+# written for a refused one. (A NULL fence owner = no fence.)
+_APPEND_ROUND = """
+WITH a AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::int4[], $3::int4[], $4::float8[], $5::text[], $6::bytea[],
+        $7::bytea[], $8::float8[], $9::bool[], $10::text[], $11::int4[]
+    ) AS a(run_id, expected, new_seq, updated_at, status, result, error, finished_at, final,
+           fence_owner, fence_epoch)
+), u AS (
+    UPDATE durable_runs AS r SET
+        last_seq = a.new_seq,
+        updated_at = COALESCE(a.updated_at, r.updated_at),
+        status = COALESCE(a.status, r.status),
+        result = COALESCE(a.result, r.result),
+        error = COALESCE(a.error, r.error),
+        finished_at = COALESCE(a.finished_at, r.finished_at),
+        ready_at = CASE WHEN a.final THEN NULL ELSE r.ready_at END
+    FROM a
+    WHERE r.run_id = a.run_id AND r.last_seq = a.expected
+        AND (a.fence_owner IS NULL OR (r.owner = a.fence_owner AND r.epoch = a.fence_epoch))
+    RETURNING r.run_id
 ), e AS (
     INSERT INTO durable_events (run_id, seq, type, data, created_at)
-    SELECT $1, x.seq, x.type, x.data, x.created_at
-    FROM unnest($12::int4[], $13::text[], $14::bytea[], $15::float8[]) AS x(seq, type, data,
-                                                                           created_at)
-    WHERE EXISTS (SELECT 1 FROM u)
+    SELECT x.run_id, x.seq, x.type, x.data, x.created_at
+    FROM unnest($12::text[], $13::int4[], $14::text[], $15::bytea[], $16::float8[])
+        AS x(run_id, seq, type, data, created_at)
+    WHERE x.run_id IN (SELECT run_id FROM u)
     RETURNING 1
 )
-SELECT count(*) FROM u
+SELECT run_id FROM u
 """
+_REFUSAL_STATE = (
+    "SELECT run_id, last_seq, owner, epoch FROM durable_runs WHERE run_id = ANY($1::text[])"
+)
 
 # Candidates are locked with SKIP LOCKED: concurrent claimers (other workers) pass over each
 # other's rows instead of queueing behind them, and no run is handed out twice.
@@ -183,42 +200,72 @@ async def create_run(conn: Any, run: NewRun, first: EventRecord) -> tuple[RunRec
     return record, True
 
 
-async def append(conn: Any, app: Append) -> None:
-    check_append(app)
-    events = app.events
-    upd = app.update
-    status = upd.status if upd else None
-    fence = app.fence
-    matched = await conn.fetchval(
-        _APPEND,
-        app.run_id,
-        app.expected_last_seq,
-        events[-1].seq if events else app.expected_last_seq,
-        # An append without events only verifies and updates: updated_at stays.
-        events[-1].created_at if events else None,
-        status,
-        upd.result if upd else None,
-        upd.error if upd else None,
-        upd.finished_at if upd else None,
-        status in _FINAL,
-        fence.owner if fence else None,
-        fence.epoch if fence else None,
-        [e.seq for e in events],
-        [e.type for e in events],
-        [e.data for e in events],
-        [e.created_at for e in events],
-    )
-    if not matched:
-        raise await _why_refused(conn, app)
+async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | None]:
+    """Apply appends in the order given; each one's outcome (None: written). A refused one
+    changes nothing. Appends to one run are applied one round apart, in order."""
+    outcomes: list[Exception | None] = [None] * len(apps)
+    pending: list[int] = []
+    for i, app in enumerate(apps):
+        try:
+            check_append(app)
+            pending.append(i)
+        except InvalidAppendError as exc:
+            outcomes[i] = exc
+    while pending:
+        this_round: list[int] = []
+        later: list[int] = []
+        seen: set[str] = set()
+        for i in pending:
+            # Once a run's append is deferred, all its later ones are too: order per run holds.
+            (later if apps[i].run_id in seen else this_round).append(i)
+            seen.add(apps[i].run_id)
+        written = await _append_round(conn, [apps[i] for i in this_round])
+        refused = [i for i in this_round if apps[i].run_id not in written]
+        if refused:
+            # Read now, before a later round moves these runs on: the state that refused them.
+            ids = [apps[i].run_id for i in refused]
+            state = {r["run_id"]: r for r in await conn.fetch(_REFUSAL_STATE, ids)}
+            for i in refused:
+                outcomes[i] = _refusal(apps[i], state.get(apps[i].run_id))
+        pending = later
+    return outcomes
 
 
-async def _why_refused(conn: Any, app: Append) -> Exception:
-    row = await conn.fetchrow(
-        "SELECT last_seq, owner, epoch FROM durable_runs WHERE run_id = $1", app.run_id
-    )
+async def _append_round(conn: Any, apps: Sequence[Append]) -> set[str]:
+    """One statement for appends to distinct runs; the ids of the runs it wrote."""
+    cols: list[list[Any]] = [[] for _ in range(11)]
+    evs: list[list[Any]] = [[] for _ in range(5)]
+    for app in apps:
+        events, upd, fence = app.events, app.update, app.fence
+        status = upd.status if upd else None
+        row: tuple[Any, ...] = (
+            app.run_id,
+            app.expected_last_seq,
+            events[-1].seq if events else app.expected_last_seq,
+            # An append without events only verifies and updates: updated_at stays.
+            events[-1].created_at if events else None,
+            status,
+            upd.result if upd else None,
+            upd.error if upd else None,
+            upd.finished_at if upd else None,
+            status in _FINAL,
+            fence.owner if fence else None,
+            fence.epoch if fence else None,
+        )
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+        for e in events:
+            fields: tuple[Any, ...] = (e.run_id, e.seq, e.type, e.data, e.created_at)
+            for col, value in zip(evs, fields, strict=True):
+                col.append(value)
+    rows = await conn.fetch(_APPEND_ROUND, *cols, *evs)
+    return {r[0] for r in rows}
+
+
+def _refusal(app: Append, row: Any) -> Exception:
     if row is None:
         return RunNotFoundError(app.run_id)
-    last_seq, owner, epoch = row
+    last_seq, owner, epoch = row["last_seq"], row["owner"], row["epoch"]
     fence = app.fence
     if fence is not None and (owner != fence.owner or epoch != fence.epoch):
         return LeaseLostError(app.run_id, fence.owner, fence.epoch, owner, epoch)

@@ -26,11 +26,15 @@ from typing import Any
 import asyncpg
 
 from storage._errors import StorageError, StoreClosedError
+from storage._postgres_ops import append_many
+from storage._records import Append
 
 log = logging.getLogger("durable.storage.postgres")
 
 Op = Callable[[Any], Awaitable[Any]]  # run with the batch's connection, inside its transaction
-_Item = tuple[Op, "asyncio.Future[Any]", bool]  # (op, its future, notify workers after commit)
+# (an op or an append, its future, notify workers after commit). Appends are data, not ops, so
+# that the writer can apply the consecutive ones of a batch together.
+_Item = tuple[Op | Append, "asyncio.Future[Any]", bool]
 _Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
 # A batch bigger than this is split: a huge transaction delays every waiter in it.
@@ -58,7 +62,7 @@ class PostgresWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="durable-postgres-writer")
 
-    def submit(self, op: Op, *, notify: bool = False) -> asyncio.Future[Any]:
+    def submit(self, op: Op | Append, *, notify: bool = False) -> asyncio.Future[Any]:
         if self._task is None or self._closed:
             raise StoreClosedError(f"PostgreSQL store {self._where} is not open")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -116,12 +120,27 @@ class PostgresWriter:
         outcomes: list[_Outcome] = []
         notify = False
         async with conn.transaction():
-            for op, fut, wake in batch:
+            i = 0
+            while i < len(batch):
+                op, fut, wake = batch[i]
+                if isinstance(op, Append):
+                    # Consecutive appends (the bulk of any batch) go as one statement per round.
+                    j = i
+                    while j < len(batch) and isinstance(batch[j][0], Append):
+                        j += 1
+                    group = batch[i:j]
+                    apps = [item[0] for item in group if isinstance(item[0], Append)]
+                    refusals = await append_many(conn, apps)
+                    for (_, f, _), refusal in zip(group, refusals, strict=True):
+                        outcomes.append((f, False, refusal) if refusal else (f, True, None))
+                    i = j
+                    continue
                 try:
                     outcomes.append((fut, True, await op(conn)))
                     notify = notify or wake
                 except StorageError as exc:
                     outcomes.append((fut, False, exc))
+                i += 1
             if notify:
                 # Delivered at commit, to every LISTENing worker: there is work to claim.
                 await conn.execute("SELECT pg_notify($1, '')", self._channel)

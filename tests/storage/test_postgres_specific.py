@@ -171,6 +171,32 @@ async def test_a_thousand_concurrent_runs_stay_within_the_pool(pg_fresh_url: str
     assert commits < writes / 20  # group commit: the runs' writes share transactions
 
 
+async def test_a_batch_of_appends_is_one_statement_per_round_in_one_commit(
+    pg_fresh_url: str,
+) -> None:
+    async with opened(pg_fresh_url) as store:
+        for i in range(200):
+            await create(store, f"r{i}")
+        before = store.commit_stats
+        # One loop turn: 200 runs' appends, three of them to "r0" (three rounds), and a refused
+        # one whose error must describe the log as it stood when it was refused.
+        futures = [store.append(append(f"r{i}", 1)) for i in range(200)]
+        futures += [store.append(append("r0", 2)), store.append(append("r0", 3))]
+        stale = store.append(append("r1", 5))
+        more = store.append(append("r1", 2))
+        assert await asyncio.gather(*futures, more) == [None] * 203
+        with pytest.raises(SequenceConflictError) as info:
+            await stale
+        after = store.commit_stats
+    assert (info.value.expected, info.value.actual) == (5, 2)
+    assert after[1] - before[1] == 204
+    assert after[0] - before[0] <= 2  # one group commit (two if the loop split the turn)
+    async with opened(pg_fresh_url) as store:
+        assert [e.seq for e in await store.read_events("r0")] == [1, 2, 3, 4]
+        assert [e.seq for e in await store.read_events("r1")] == [1, 2, 3]
+        assert [e.seq for e in await store.read_events("r199")] == [1, 2]
+
+
 # ---------------------------------------------------------------------------- many workers
 
 
