@@ -8,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 from pgserver import PgSession
 
 from durable import events as ev
@@ -118,6 +120,44 @@ async def test_an_idle_worker_is_woken_by_notify_not_by_its_poll(pg_fresh_url: s
             assert await client.handle(f"n{i}").result(timeout=20) == f"n{i}:ABC"
             await asyncio.sleep(0.1)  # idle again before the next one
     assert loop.time() - started < 10
+
+
+async def test_a_thousand_concurrent_runs_never_exceed_the_pool(pg_fresh_url: str) -> None:
+    name = f"smoke_{uuid.uuid4().hex[:8]}"
+    app = App(f"{pg_fresh_url}&pool_size=4&application_name={name}", poll_interval=0.2)
+
+    @app.step()
+    async def hop(i: int) -> int:
+        await asyncio.sleep(0.01)
+        return i + 1
+
+    @app.workflow()
+    async def two_hops(ctx: Context, i: int) -> int:
+        return await hop(await hop(i))
+
+    peak = 0
+    done = asyncio.Event()
+
+    async def sample(conn: asyncpg.Connection) -> None:
+        nonlocal peak
+        while not done.is_set():
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+            peak = max(peak, await conn.fetchval(sql, name))
+            await asyncio.sleep(0.01)
+
+    admin = await asyncpg.connect(pg_fresh_url.split("?", 1)[0])
+    try:
+        sampler = asyncio.ensure_future(sample(admin))
+        async with app:
+            starts = (app.start(two_hops, i, run_id=f"r{i}") for i in range(1000))
+            handles = await asyncio.gather(*starts)
+            results = await asyncio.gather(*(h.result(timeout=60) for h in handles))
+        done.set()
+        await sampler
+    finally:
+        await admin.close()
+    assert results == [i + 2 for i in range(1000)]
+    assert 1 <= peak <= 4
 
 
 def test_cli_reads_a_postgres_database(pg_schema_factory: PgSession) -> None:
