@@ -109,7 +109,7 @@ class PostgresStore:
         passed = [(k, v) for k, v in query if k not in own]
         try:
             size = int(own.get("pool_size", "10"))
-            min_size = int(own.get("pool_min_size", str(min(1, size))))
+            min_size = int(own.get("pool_min_size", "1"))
         except ValueError:
             raise DatabaseURLError(
                 f"bad PostgreSQL URL {masked}: pool_size and pool_min_size must be integers"
@@ -369,12 +369,23 @@ def translate(exc: BaseException, where: str, during: str) -> BaseException:
         return DatabaseOpenError(
             f"cannot open {where}: the database does not exist (create it, e.g. createdb)"
         )
-    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError) and during == "open":
         return DatabaseOpenError(f"cannot open {where}: insufficient privilege ({exc})")
     if isinstance(exc, OSError | TimeoutError):
         reason = getattr(exc, "strerror", None) or str(exc) or "timed out"
         return DatabaseUnavailableError(f"cannot reach PostgreSQL at {where}: {reason}")
-    if isinstance(exc, ValueError) and during == "open":  # e.g. a bad libpq option
+    transient = (
+        asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.InsufficientResourcesError
+    )
+    if (
+        during == "open"
+        and isinstance(exc, ValueError | asyncpg.PostgresError)
+        and not isinstance(exc, transient)
+    ):
+        # A bad libpq option, an unknown server setting in the URL, a schema we may not
+        # create: the configuration is wrong, and retrying won't help.
         return DatabaseOpenError(f"cannot open {where}: {exc}")
     if type(exc).__module__.startswith("asyncpg"):
         # Lost connections surface in several guises (ConnectionDoesNotExistError,

@@ -105,6 +105,23 @@ async def test_wrong_password_is_database_open_error_without_the_password(pg_url
     assert "WRONG1" not in str(info.value) and "***" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("pool_sise=3", 'unrecognized configuration parameter "pool_sise"'),  # a typo
+        ("sslmode=bogus", "sslmode"),
+        ("schema=pg_mine", "unacceptable schema name"),
+    ],
+)
+async def test_bad_configuration_is_database_open_error(
+    pg_url: str, query: str, fragment: str
+) -> None:
+    with pytest.raises(DatabaseOpenError, match=fragment) as info:
+        await PostgresStore.from_url(f"{pg_url}?{query}").open()
+    password = urlsplit(pg_url).password
+    assert password is None or password not in str(info.value)
+
+
 async def test_lost_connections_are_unavailable_then_the_pool_recovers(pg_fresh_url: str) -> None:
     name = f"lost_{uuid.uuid4().hex[:8]}"
     async with opened(f"{pg_fresh_url}&application_name={name}&pool_size=2") as store:
@@ -206,13 +223,19 @@ async def test_workers_on_one_database_never_claim_a_run_twice(pg_fresh_url: str
             await create(setup, f"r{i:03}")
     claimed: dict[str, list[str]] = {}
 
-    async def worker(owner: str) -> None:
-        async with opened(pg_fresh_url) as store:
-            while claims := await store.claim_runs(owner, limit=7, lease_ttl=60, now=T0):
-                for c in claims:
-                    claimed.setdefault(c.run.run_id, []).append(owner)
+    async def worker(store: PostgresStore, owner: str) -> None:
+        while claims := await store.claim_runs(owner, limit=7, lease_ttl=60, now=T0):
+            for c in claims:
+                claimed.setdefault(c.run.run_id, []).append(owner)
 
-    await asyncio.gather(*(worker(f"w{i}") for i in range(4)))
+    # Each its own pool and connections, as four processes would have; opened first, so
+    # that they all claim at once.
+    stores = [PostgresStore.from_url(pg_fresh_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        await asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(stores)))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
     assert sorted(claimed) == [f"r{i:03}" for i in range(120)]
     assert all(len(owners) == 1 for owners in claimed.values()), claimed
     assert len({o[0] for o in claimed.values()}) > 1  # the work was actually shared
