@@ -148,9 +148,12 @@ class Worker:
         if executor is None or executor.log is None or not self._running:
             return
         run_log = executor.log
-        if executor.state.finished:
+        # The state follows appends optimistically: it says "finished" as soon as the final
+        # event is appended. Finished means durably so: no write of this execution failed.
+        finished = executor.state.finished and run_log.failed is None
+        if finished:
             self._write_failures.pop(run_id, None)
-        if executor.state.finished or isinstance(run_log.failed, LeaseLostError):
+        if finished or isinstance(run_log.failed, LeaseLostError):
             if self._starved:
                 self.wake()
             return
