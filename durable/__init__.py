@@ -2,7 +2,7 @@
 
 from durable._client import Client, RunHandle
 from durable._codec import decode_value, encode_value
-from durable._context import Context
+from durable._context import Context, StepContext, current_step
 from durable._engine import URL_ENV, AppLike, Engine, resolve_url
 from durable._errors import (
     CorruptEventError,
@@ -53,6 +53,7 @@ __all__ = [
     "RunSummary",
     "SerializationError",
     "Step",
+    "StepContext",
     "StepDef",
     "StepFailed",
     "StepInfo",
@@ -64,6 +65,7 @@ __all__ = [
     "WorkflowDef",
     "WorkflowDefinitionError",
     "apply",
+    "current_step",
     "decode_record",
     "decode_value",
     "encode_value",

@@ -8,6 +8,8 @@ import random as _random
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 if TYPE_CHECKING:
     from durable._executor import RunExecutor
 
@@ -16,6 +18,35 @@ if TYPE_CHECKING:
 current_executor: contextvars.ContextVar[RunExecutor | None] = contextvars.ContextVar(
     "durable_current_executor", default=None
 )
+
+
+class StepContext(msgspec.Struct, frozen=True):
+    """What a step body may know about the call it serves (see current_step())."""
+
+    run_id: str
+    position: int
+    name: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts, crashes and replays of this one step call: pass it to an
+        external system so a step that runs twice has its effect once."""
+        return f"{self.run_id}:{self.position}"
+
+
+# Set while a step body runs (in its task, or copied into its worker thread).
+_current_step: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+    "durable_current_step", default=None
+)
+
+
+def current_step() -> StepContext:
+    """The step call being executed, from inside a step body (async or sync)."""
+    step = _current_step.get()
+    if step is None:
+        raise RuntimeError("current_step() is only available inside a step body run by a workflow")
+    return step
 
 
 class Context:

@@ -8,6 +8,7 @@ execution of the workflow reads that one result.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from durable._codec import decode_value, encode_value, error_info
-from durable._context import current_executor
+from durable._context import StepContext, _current_step, current_executor
 from durable._errors import ErrorInfo, SerializationError, StepFailed, StepTimeoutError
 from durable._events import StepCompleted, StepStarted
 from durable._events import StepFailed as StepFailedEvent
@@ -67,7 +68,8 @@ async def run_step(
             await barrier
         retryable = True
         try:
-            value = await _attempt(executor, step, args, kwargs, attempt)
+            call = StepContext(log.state.run_id, pos, step.name, attempt)
+            value = await _attempt(executor, step, args, kwargs, call)
             encoded = encode_value(value, f"the result of step {step.name!r}")
         except asyncio.CancelledError:
             raise
@@ -97,20 +99,28 @@ async def _attempt(
     step: StepDef,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    attempt: int,
+    call: StepContext,
 ) -> Any:
     timeout = step.timeout
+    attempt = call.attempt
     if step.is_async:
         # The body runs in the workflow's task (or a gather child of it): clear the marker
         # there, so that a step the body calls is a plain call, not a recorded one.
         token = current_executor.set(None)
+        step_token = _current_step.set(call)
         try:
             return await _attempt_async(step, args, kwargs, attempt, timeout)
         finally:
+            _current_step.reset(step_token)
             current_executor.reset(token)
     loop = asyncio.get_running_loop()
-    # run_in_executor does not copy contextvars: the step body can't see the workflow context.
-    fut = loop.run_in_executor(executor.step_pool, functools.partial(step.fn, *args, **kwargs))
+    # The thread gets a copy of the context with the step set and the workflow marker cleared:
+    # a step the body calls from its thread is a plain call.
+    thread_ctx = contextvars.copy_context()
+    thread_ctx.run(current_executor.set, None)
+    thread_ctx.run(_current_step.set, call)
+    body = functools.partial(thread_ctx.run, step.fn, *args, **kwargs)
+    fut = loop.run_in_executor(executor.step_pool, body)
     if timeout is None:
         return await fut
     try:

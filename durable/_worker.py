@@ -32,6 +32,7 @@ log = logging.getLogger("durable.worker")
 # A run whose history can't be read is put aside for this long before another try, so a
 # corrupted row neither crash-loops a worker nor hides: it stays visible to the CLI.
 QUARANTINE_SECONDS = 60.0
+RETRY_FAILED_WRITES_MAX = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ class Worker:
         self._running = False
         self._starved = False  # the claim loop found no free slot: wake it when one frees up
         self.stale_writes = 0  # appends rejected because another worker took the lease
+        # run id -> consecutive executions here that stopped on a failed write
+        self._write_failures: dict[str, int] = {}
 
     @property
     def has_capacity(self) -> bool:
@@ -145,13 +148,24 @@ class Worker:
         if executor is None or executor.log is None or not self._running:
             return
         run_log = executor.log
-        if executor.state.finished or isinstance(run_log.failed, LeaseLostError):
+        # The state follows appends optimistically: it says "finished" as soon as the final
+        # event is appended. Finished means durably so: no write of this execution failed.
+        finished = executor.state.finished and run_log.failed is None
+        if finished:
+            self._write_failures.pop(run_id, None)
+        if finished or isinstance(run_log.failed, LeaseLostError):
             if self._starved:
                 self.wake()
             return
-        # Stopped without finishing (a write failed): give the run back with a short delay.
+        # Stopped without finishing (a write failed, e.g. a full disk): give the run back, to
+        # be tried again after a delay that doubles with each consecutive failure of this run
+        # here (1 s, 2 s, ... at most RETRY_FAILED_WRITES_MAX), so a lasting fault neither
+        # spins nor floods the log.
+        failures = self._write_failures.get(run_id, 0) + 1
+        self._write_failures[run_id] = failures
+        delay = min(2.0 ** (failures - 1), RETRY_FAILED_WRITES_MAX)
         if run_log.fence is not None:
-            release = Release(run_id, run_log.fence, ready_at=time.time() + 1.0)
+            release = Release(run_id, run_log.fence, ready_at=time.time() + delay)
             task2 = asyncio.ensure_future(self.store.release_leases([release]))
             task2.add_done_callback(_ignore_result)
 

@@ -16,11 +16,13 @@ from durable import (
     RunSummary,
     SerializationError,
     Step,
+    StepContext,
     StepFailed,
     StepInfo,
     StepTimeoutError,
     UnknownWorkflowError,
     WorkflowDefinitionError,
+    current_step,
 )
 from sdk._app import App
 
@@ -41,9 +43,11 @@ __all__ = [
     "RunSummary",
     "SerializationError",
     "Step",
+    "StepContext",
     "StepFailed",
     "StepInfo",
     "StepTimeoutError",
     "UnknownWorkflowError",
     "WorkflowDefinitionError",
+    "current_step",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from sdk import App, Context
@@ -99,3 +100,44 @@ async def test_a_ctx_value_is_durable_before_a_step_that_uses_it_starts(tmp_path
     async with app:
         await app.run(wf)
     assert [count for _, count in seen] == [1, 2]
+
+
+async def test_failing_writes_back_off_and_the_run_recovers(tmp_path: Path) -> None:
+    """A write that fails for a reason other than a lost lease (here: the database going
+    away, twice) stops the execution; the run is retried after 1 s, then 2 s, and finishes."""
+    from storage import Append, DatabaseUnavailableError, Release
+
+    app = App(f"sqlite:///{tmp_path / 'l.db'}", poll_interval=0.05)
+
+    @app.step()
+    async def one() -> int:
+        return 1
+
+    @app.workflow()
+    async def wf(ctx: Context) -> int:
+        return await one()
+
+    async with app:
+        store = app.engine.store
+        real_append, real_release = store.append, store.release_leases
+        failures = 2
+        delays: list[float] = []
+
+        def flaky_append(append: Append) -> asyncio.Future[None]:
+            nonlocal failures
+            if append.run_id == "r" and failures > 0:
+                failures -= 1
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                fut.set_exception(DatabaseUnavailableError("disk I/O error"))
+                return fut
+            return real_append(append)
+
+        async def recording_release(releases: Sequence[Release]) -> None:
+            delays.extend((r.ready_at or 0.0) - time.time() for r in releases)
+            await real_release(releases)
+
+        store.append = flaky_append  # type: ignore[method-assign]
+        store.release_leases = recording_release  # type: ignore[method-assign]
+        assert await app.handle((await app.start(wf, run_id="r")).run_id).result(timeout=20) == 1
+    assert len(delays) == 2
+    assert 0.8 < delays[0] <= 1.0 and 1.8 < delays[1] <= 2.0

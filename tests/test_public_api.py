@@ -23,11 +23,13 @@ SDK = {
     "RunSummary",
     "SerializationError",
     "Step",
+    "StepContext",
     "StepFailed",
     "StepInfo",
     "StepTimeoutError",
     "UnknownWorkflowError",
     "WorkflowDefinitionError",
+    "current_step",
 }
 
 

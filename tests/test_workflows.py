@@ -13,7 +13,7 @@ import pytest
 
 from durable import events as ev
 from durable import replay
-from sdk import App, Context, RetryPolicy, RunFailed, StepFailed
+from sdk import App, Context, RetryPolicy, RunFailed, StepFailed, current_step
 
 
 def make_app(tmp_path: Path, name: str = "wf.db") -> App:
@@ -404,3 +404,31 @@ async def test_list_runs_filters(tmp_path: Path) -> None:
         assert len(await app.list_runs(limit=2)) == 2
         with pytest.raises(ValueError, match="unknown status"):
             await app.list_runs(status="done")
+
+
+async def test_steps_know_their_idempotency_key(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    keys: list[tuple[str, int]] = []
+
+    @app.step(retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
+    async def charge() -> str:
+        call = current_step()
+        keys.append((call.idempotency_key, call.attempt))
+        if call.attempt == 1:
+            raise ConnectionError("timeout talking to the payment provider")
+        return call.idempotency_key
+
+    @app.step()
+    def ship() -> str:  # in a worker thread
+        return current_step().idempotency_key
+
+    @app.workflow()
+    async def wf(ctx: Context) -> list[str]:
+        return [await charge(), await ship()]
+
+    async with app:
+        assert await app.run(wf, run_id="order-7") == ["order-7:0", "order-7:1"]
+    # The same key on every attempt: the provider can drop the retry's duplicate.
+    assert keys == [("order-7:0", 1), ("order-7:0", 2)]
+    with pytest.raises(RuntimeError, match="only available inside a step"):
+        current_step()
