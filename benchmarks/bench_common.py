@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
@@ -32,7 +33,12 @@ class WorkloadArgs:
     kind: Kind
     workflows: int
     warmup: int
-    db: Path
+    db: str  # a SQLite file path, or a postgresql:// URL
+
+
+def is_postgres(db: str) -> bool:
+    # A URL, not a Path: pathlib would fold the "//" of postgresql:// into one slash.
+    return db.startswith(("postgresql://", "postgres://"))
 
 
 def workload_parser(description: str) -> argparse.ArgumentParser:
@@ -40,7 +46,9 @@ def workload_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--kind", choices=["sequential", "concurrent"], required=True)
     parser.add_argument("--workflows", type=int, required=True)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument(
+        "--db", required=True, help="SQLite file path or postgresql:// URL (a fresh database)"
+    )
     return parser
 
 
@@ -126,6 +134,14 @@ def journal_mode(db: Path) -> str:
     return str(row[0]) if row else "unknown"
 
 
+def project_version() -> str:
+    """durable's version, when installed; measured from a bare source tree it is not."""
+    try:
+        return version("durable")
+    except PackageNotFoundError:
+        return "source tree"
+
+
 def emit(payload: Mapping[str, object]) -> None:
     print(RESULT_PREFIX + json.dumps(payload), flush=True)
 
@@ -143,3 +159,14 @@ def emit_workload(args: WorkloadArgs, elapsed: float, info: Mapping[str, object]
             "info": dict(info),
         }
     )
+
+
+# What a build without a PostgreSQL store says when given a postgresql:// URL
+# (storage/_url.py). Any other refusal of a URL is the harness's own bug: it must fail
+# loudly rather than pass for "not in this build".
+NO_STORE_MESSAGE = "PostgreSQL support is not available"
+
+
+def emit_unavailable(reason: str, info: Mapping[str, object]) -> None:
+    """This build can't run the workload at all (e.g. no PostgreSQL store): not a failure."""
+    emit({"unavailable": reason, "info": dict(info)})

@@ -17,6 +17,10 @@ from pathlib import Path
 # Pinned so that numbers from different days compare one DBOS with itself;
 # override with --dbos-requirement to measure another release.
 DBOS_REQUIREMENT = "dbos==3.4.0"
+# DBOS reaches PostgreSQL through psycopg 3. dbos 3.x already depends on psycopg[binary]
+# (which bundles libpq), but an older or custom --dbos-requirement may not: the PostgreSQL
+# column installs it explicitly rather than trusting the transitive dependency.
+PSYCOPG_REQUIREMENT = "psycopg[binary]>=3.1"
 _MARKER = "durable-bench-marker.txt"
 
 
@@ -29,21 +33,24 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_dbos_venv(venv: Path, requirement: str) -> Path:
-    """Create or update the venv so that it holds `requirement`; return its python."""
+def ensure_dbos_venv(venv: Path, requirement: str, *, postgres: bool = False) -> Path:
+    """Create or update the venv so that it holds `requirement` (and, for `postgres`, a
+    PostgreSQL driver); return its python."""
     python = venv_python(venv)
     marker = venv / _MARKER
     interpreter = f"{sys.executable} {platform.python_version()}"
     wanted = f"{requirement}\n{interpreter}\n"
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
+    lines = marker.read_text().splitlines() if marker.exists() else []
+    have = "".join(f"{line}\n" for line in lines[:2])
+    if python.exists() and have == wanted and (not postgres or PSYCOPG_REQUIREMENT in lines):
         return python
     print(f"setting up DBOS venv in {venv} ({requirement})...", file=sys.stderr, flush=True)
-    built_by = marker.read_text().splitlines()[1:] if marker.exists() else []
-    if not python.exists() or built_by != [interpreter]:
+    if not python.exists() or lines[1:2] != [interpreter]:
         # Built from the project's own interpreter so that both engines run on one
         # Python; --clear rebuilds a venv left by another interpreter.
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, requirement], check=True)
-    marker.write_text(wanted)
+    extras = [PSYCOPG_REQUIREMENT] if postgres or PSYCOPG_REQUIREMENT in lines else []
+    subprocess.run([*pip, requirement, *extras], check=True)
+    marker.write_text(wanted + "".join(f"{e}\n" for e in extras))
     return python

@@ -1,21 +1,28 @@
 """The durable engine's side of the benchmark: one workload, one fresh process.
 
 Uses only the public SDK, exactly as an application would, so the numbers include
-everything a user pays for. Mirrors workloads_dbos.py step for step.
+everything a user pays for. Mirrors workloads_dbos.py step for step. --db is a SQLite
+file or a postgresql:// URL; the same code runs on both.
+
+A build without a PostgreSQL store refuses the URL with DatabaseURLError when the app
+opens: that is reported as "unavailable" (exit 0), not as a failure, so the harness works
+before the store is merged and lights up after.
 """
 
 from __future__ import annotations
 
 import asyncio
-from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import bench_common as bc
 
+import sdk
 from sdk import App
+from storage import DatabaseURLError
 
 
 async def measure(args: bc.WorkloadArgs) -> float:
-    app = App(f"sqlite:///{args.db}")
+    app = App(args.db if bc.is_postgres(args.db) else f"sqlite:///{args.db}")
 
     @app.step()
     async def noop(i: int) -> int:
@@ -44,21 +51,23 @@ async def measure(args: bc.WorkloadArgs) -> float:
         return await bc.timed_async(args, run_one, run_many)
 
 
-def _project_version() -> str:
-    try:
-        return version("durable")
-    except PackageNotFoundError:
-        return "source tree"
-
-
 def main() -> None:
     args = bc.workload_args(bc.workload_parser(__doc__ or "").parse_args())
-    elapsed = asyncio.run(measure(args))
-    bc.emit_workload(
-        args,
-        elapsed,
-        {"durable_version": _project_version(), "journal_mode": bc.journal_mode(args.db)},
-    )
+    # Which tree the engine came from: PYTHONPATH may point at a branch's work tree.
+    info: dict[str, object] = {
+        "durable_version": bc.project_version(),
+        "source": str(Path(sdk.__file__).resolve().parent.parent),
+    }
+    try:
+        elapsed = asyncio.run(measure(args))
+    except DatabaseURLError as exc:
+        if bc.NO_STORE_MESSAGE not in str(exc):
+            raise
+        bc.emit_unavailable(str(exc), info)
+        return
+    if not bc.is_postgres(args.db):
+        info["journal_mode"] = bc.journal_mode(Path(args.db))
+    bc.emit_workload(args, elapsed, info)
 
 
 if __name__ == "__main__":
