@@ -40,7 +40,9 @@ class WorkerOptions:
     lease_ttl: float = 15.0
     poll_interval: float = 1.0
     max_concurrent_runs: int = 1000
-    claim_batch: int = 100
+    # Small enough that idle workers woken together share a burst of new runs between them,
+    # large enough to amortize the claim round trip when a backlog is drained.
+    claim_batch: int = 10
     step_threads: int = 32
     owner: str | None = None
 

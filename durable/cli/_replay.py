@@ -4,6 +4,7 @@ nothing is written), or show the state the log had reached at a given event."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from durable._codec import decode_value
+from durable._engine import URL_ENV
 from durable._errors import ErrorInfo, RunNotFoundError
 from durable._events import decode_record
 from durable._loader import load_app
@@ -93,7 +95,7 @@ def replay_cmd(
     if app_path is not None:
         app = load_app(app_path)
         registry = app.registry
-        url = url or app.database_url
+        url = url or os.environ.get(URL_ENV) or app.database_url
     elif until is None:
         raise CLIError("replay needs --app MODULE:APP to re-execute the workflow code")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from durable._engine import Engine
+from durable._engine import URL_ENV, Engine
 from durable._loader import load_app
 from durable._registry import Registry
 from durable._worker import WorkerOptions
@@ -64,7 +64,8 @@ def worker(
     cuts the current steps short and gives its leases back, so another worker continues at
     once; nothing recorded is lost."""
     app = load_app(app_path)
-    url = chosen_url(ctx, db) or app.database_url
+    # The operator's choice (--db, then the environment) beats the URL written in the app.
+    url = chosen_url(ctx, db) or os.environ.get(URL_ENV) or app.database_url
     overrides: dict[str, Any] = {
         "lease_ttl": lease_ttl,
         "poll_interval": poll_interval,
