@@ -23,6 +23,7 @@ DatabaseOpenError. Every message shows the URL with its password masked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._postgres_schema import migrate
-from storage._postgres_writer import PostgresWriter, no_reset
+from storage._postgres_writer import PostgresWriter, is_dead, no_reset
 from storage._records import (
     Append,
     Claim,
@@ -151,6 +152,12 @@ class PostgresStore:
             settings["application_name"] = "durable"
         if self._schema is not None:
             settings["search_path"] = f'"{self._schema}"'
+        if "idle_in_transaction_session_timeout" not in self._dsn:
+            # The store's transactions never wait on the client between statements. A worker
+            # paused mid-transaction (SIGSTOP, a stalled VM) would keep its row locks, and the
+            # claims' SKIP LOCKED would pass over those runs for as long as it stays paused:
+            # the server ends such a session instead, releasing them.
+            settings["idle_in_transaction_session_timeout"] = "10000"
         try:
             pool = await asyncpg.create_pool(
                 self._dsn,
@@ -194,9 +201,14 @@ class PostgresStore:
             try:
                 await listener.remove_listener(self.channel, self._notified)  # UNLISTEN
                 await pool.release(listener)
-            except Exception:
-                listener.terminate()
-        await pool.close()
+            except Exception:  # its connection is gone (or detached): nothing to hand back
+                with contextlib.suppress(Exception):
+                    listener.terminate()
+        try:
+            await pool.close()
+        except Exception:
+            # Closing politely needs the server; when it is gone, drop the connections.
+            pool.terminate()
 
     def _w(self) -> PostgresWriter:
         if self._writer is None:
@@ -323,7 +335,16 @@ class PostgresStore:
         if self._pool_size < 2:
             await asyncio.sleep(timeout)
             return False
-        if self._listener is None or self._listener.is_closed():
+        listener = self._listener
+        if listener is None or is_dead(listener):
+            if listener is not None:
+                # Its connection died (a server restart): let the pool forget it, then listen
+                # on a fresh one. Work may have arrived meanwhile, so report a wake-up.
+                self._listener = None
+                with contextlib.suppress(Exception):
+                    listener.terminate()
+                with contextlib.suppress(Exception):
+                    await pool.release(listener)
             await self._listen(pool)
             return True
         try:

@@ -166,9 +166,18 @@ class PostgresWriter:
         return (fut, False, self._translate(error, "write"))
 
 
+def is_dead(conn: Any) -> bool:
+    """Closed, or a pool proxy already detached from its connection (asking a detached proxy
+    anything, is_closed() included, raises InterfaceError)."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
 def _connection_lost(exc: BaseException, conn: Any) -> bool:
     """The connection (or the server) is gone: nothing more can be done on it."""
-    return conn.is_closed() or isinstance(
+    return is_dead(conn) or isinstance(
         exc,
         OSError
         | TimeoutError
