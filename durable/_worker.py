@@ -33,12 +33,16 @@ log = logging.getLogger("durable.worker")
 # corrupted row neither crash-loops a worker nor hides: it stays visible to the CLI.
 QUARANTINE_SECONDS = 60.0
 RETRY_FAILED_WRITES_MAX = 60.0
+POLL_INTERVAL = 1.0
+NOTIFIED_POLL_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     lease_ttl: float = 15.0
-    poll_interval: float = 1.0
+    # Seconds between looks for claimable runs. None: 1 s, or 5 s on a store that wakes idle
+    # workers itself (PostgreSQL's LISTEN/NOTIFY), where polling only finds expired leases.
+    poll_interval: float | None = None
     max_concurrent_runs: int = 1000
     # Small enough that idle workers woken together share a burst of new runs between them,
     # large enough to amortize the claim round trip when a backlog is drained.
@@ -47,7 +51,7 @@ class WorkerOptions:
     owner: str | None = None
 
     def __post_init__(self) -> None:
-        if self.lease_ttl <= 0 or self.poll_interval <= 0:
+        if self.lease_ttl <= 0 or (self.poll_interval is not None and self.poll_interval <= 0):
             raise ValueError("lease_ttl and poll_interval must be > 0")
         if self.max_concurrent_runs < 1 or self.claim_batch < 1 or self.step_threads < 1:
             raise ValueError("max_concurrent_runs, claim_batch and step_threads must be >= 1")
@@ -72,6 +76,12 @@ class Worker:
         self.stale_writes = 0  # appends rejected because another worker took the lease
         # run id -> consecutive executions here that stopped on a failed write
         self._write_failures: dict[str, int] = {}
+
+    @property
+    def poll_interval(self) -> float:
+        if self.options.poll_interval is not None:
+            return self.options.poll_interval
+        return NOTIFIED_POLL_INTERVAL if isinstance(self.store, WorkSignal) else POLL_INTERVAL
 
     @property
     def has_capacity(self) -> bool:
@@ -197,7 +207,7 @@ class Worker:
             if claimed >= opts.claim_batch:
                 continue
             self._wake.clear()
-            await self._idle(opts.poll_interval)
+            await self._idle(self.poll_interval)
 
     async def _idle(self, timeout: float) -> None:
         """Sleep until there may be work: woken by this process (a run started here, a slot

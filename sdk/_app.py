@@ -36,7 +36,7 @@ class App:
         url: str | None = None,
         *,
         lease_ttl: float = 15.0,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = None,
         max_concurrent_runs: int = 1000,
         step_threads: int = 32,
         worker: bool = True,

@@ -60,9 +60,9 @@ def worker(
     """Execute the runs of an application's workflows until Ctrl-C or SIGTERM.
 
     Options not given come from the application (sdk.App(lease_ttl=...)); the database is
-    --db, else the application's own URL. On a stop signal the worker stops claiming runs,
-    cuts the current steps short and gives its leases back, so another worker continues at
-    once; nothing recorded is lost."""
+    --db, else $DURABLE_DATABASE_URL, else the application's own URL. On a stop signal the
+    worker stops claiming runs, cuts the current steps short and gives its leases back, so
+    another worker continues at once; nothing recorded is lost."""
     app = load_app(app_path)
     # The operator's choice (--db, then the environment) beats the URL written in the app.
     url = chosen_url(ctx, db) or os.environ.get(URL_ENV) or app.database_url
