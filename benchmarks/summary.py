@@ -168,8 +168,10 @@ def _explanation(cpus: int, backends: list[str]) -> list[str]:
     for backend in backends:
         lines += _WHY[backend]
     lines += [
-        "runs per worker: a worker leases up to 100 runs per look and looks again at once",
-        "while it finds 100, so after a burst whoever looks first may take a large share.",
+        "runs per worker: a worker leases up to 10 runs per look and looks again at once",
+        "while it finds 10. On PostgreSQL a new run's NOTIFY wakes every idle worker, so",
+        "they share a burst; on SQLite the others only look at their next poll, and the",
+        "worker that looked first may take most of a burst.",
     ]
     return lines
 
