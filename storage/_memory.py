@@ -26,6 +26,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     check_append,
+    created_record,
 )
 
 
@@ -60,24 +61,7 @@ class MemoryStore:
             if existing is not None:
                 fut.set_result((existing, False))
                 return fut
-            record = RunRecord(
-                run_id=run.run_id,
-                workflow=run.workflow,
-                version=run.version,
-                status="running" if run.owner is not None else "pending",
-                input=run.input,
-                result=None,
-                error=None,
-                parent_run_id=run.parent_run_id,
-                created_at=run.created_at,
-                updated_at=run.created_at,
-                finished_at=None,
-                last_seq=first_event.seq,
-                owner=run.owner,
-                epoch=1 if run.owner is not None else 0,
-                lease_expires_at=run.lease_expires_at,
-                ready_at=run.created_at,
-            )
+            record = created_record(run, first_event)
             self._runs[run.run_id] = record
             self._events[run.run_id] = [first_event]
             fut.set_result((record, True))

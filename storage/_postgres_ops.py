@@ -27,6 +27,7 @@ from storage._records import (
     Release,
     RunRecord,
     check_append,
+    created_record,
 )
 
 _COLUMNS = (
@@ -152,14 +153,9 @@ def row_to_run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(*row)  # column order matches the struct
 
 
-def _initial_status(run: NewRun) -> str:
-    # A run created with an owner is already being executed by its creator.
-    return "running" if run.owner is not None else "pending"
-
-
 async def create_run(conn: Any, run: NewRun, first: EventRecord) -> tuple[RunRecord, bool]:
-    epoch = 1 if run.owner is not None else 0
-    status = _initial_status(run)
+    record = created_record(run, first)
+    status, epoch = record.status, record.epoch
     created = await conn.fetchval(
         _CREATE_RUN,
         run.run_id,
@@ -179,24 +175,6 @@ async def create_run(conn: Any, run: NewRun, first: EventRecord) -> tuple[RunRec
     )
     if not created:
         return row_to_run(await conn.fetchrow(SELECT_RUN, run.run_id)), False
-    record = RunRecord(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        version=run.version,
-        status=status,
-        input=run.input,
-        result=None,
-        error=None,
-        parent_run_id=run.parent_run_id,
-        created_at=run.created_at,
-        updated_at=run.created_at,
-        finished_at=None,
-        last_seq=first.seq,
-        owner=run.owner,
-        epoch=epoch,
-        lease_expires_at=run.lease_expires_at,
-        ready_at=run.created_at,
-    )
     return record, True
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from storage._errors import StorageError, StoreClosedError
+from storage._outcomes import Outcome, resolve
 from storage._postgres_ops import append_many
 from storage._records import Append
 
@@ -35,7 +36,7 @@ Op = Callable[[Any], Awaitable[Any]]  # run with the batch's connection, inside 
 # (an op or an append, its future, notify workers after commit). Appends are data, not ops, so
 # that the writer can apply the consecutive ones of a batch together.
 _Item = tuple[Op | Append, "asyncio.Future[Any]", bool]
-_Outcome = tuple["asyncio.Future[Any]", bool, Any]
+_Outcome = Outcome
 
 # A batch bigger than this is split: a huge transaction delays every waiter in it.
 _MAX_BATCH = 2000
@@ -93,7 +94,7 @@ class PostgresWriter:
                     log.exception("PostgreSQL writer failed")
                     error = self._translate(exc, "write")
                     outcomes = [(fut, False, error) for _, fut, _ in batch]
-                _resolve(outcomes)
+                resolve(outcomes)
             if self._closed:
                 return
 
@@ -211,16 +212,6 @@ def _connection_lost(exc: BaseException, conn: Any) -> bool:
         # What asyncpg raises when the server's goodbye arrives while a query starts.
         | asyncpg.exceptions.InternalClientError,
     )
-
-
-def _resolve(outcomes: list[_Outcome]) -> None:
-    for fut, ok, value in outcomes:
-        if fut.done():
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
 
 
 async def no_reset(conn: Any) -> None:

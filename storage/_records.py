@@ -81,6 +81,30 @@ class Append(msgspec.Struct, frozen=True):
     update: RunUpdate | None = None
 
 
+def created_record(run: NewRun, first: EventRecord) -> RunRecord:
+    """The row of a run just created, as every backend inserts and returns it. A run created
+    with an owner is already being executed by its creator: running, at lease epoch 1."""
+    owned = run.owner is not None
+    return RunRecord(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        version=run.version,
+        status="running" if owned else "pending",
+        input=run.input,
+        result=None,
+        error=None,
+        parent_run_id=run.parent_run_id,
+        created_at=run.created_at,
+        updated_at=run.created_at,
+        finished_at=None,
+        last_seq=first.seq,
+        owner=run.owner,
+        epoch=1 if owned else 0,
+        lease_expires_at=run.lease_expires_at,
+        ready_at=run.created_at,
+    )
+
+
 def check_append(append: Append) -> None:
     """Refuse an append whose events don't continue the log it names, gap-free."""
     expected = append.expected_last_seq + 1

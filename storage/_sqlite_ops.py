@@ -17,6 +17,7 @@ from storage._records import (
     Release,
     RunRecord,
     check_append,
+    created_record,
 )
 
 RUN_COLUMNS = (
@@ -51,21 +52,21 @@ def row_to_run(row: Sequence[object]) -> RunRecord:
 
 
 def create_run(cur: sqlite3.Cursor, run: NewRun, first: EventRecord) -> tuple[RunRecord, bool]:
-    epoch = 1 if run.owner is not None else 0
+    record = created_record(run, first)
     cur.execute(
         _INSERT_RUN,
         (
             run.run_id,
             run.workflow,
             run.version,
-            _initial_status(run),
+            record.status,
             run.input,
             run.parent_run_id,
             run.created_at,
             run.created_at,
             first.seq,
             run.owner,
-            epoch,
+            record.epoch,
             run.lease_expires_at,
             run.created_at,
         ),
@@ -74,30 +75,7 @@ def create_run(cur: sqlite3.Cursor, run: NewRun, first: EventRecord) -> tuple[Ru
         row = cur.execute(_SELECT_RUN, (run.run_id,)).fetchone()
         return row_to_run(row), False
     cur.execute(_INSERT_EVENT, (first.run_id, first.seq, first.type, first.data, first.created_at))
-    record = RunRecord(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        version=run.version,
-        status=_initial_status(run),
-        input=run.input,
-        result=None,
-        error=None,
-        parent_run_id=run.parent_run_id,
-        created_at=run.created_at,
-        updated_at=run.created_at,
-        finished_at=None,
-        last_seq=first.seq,
-        owner=run.owner,
-        epoch=epoch,
-        lease_expires_at=run.lease_expires_at,
-        ready_at=run.created_at,
-    )
     return record, True
-
-
-def _initial_status(run: NewRun) -> str:
-    # A run created with an owner is already being executed by its creator.
-    return "running" if run.owner is not None else "pending"
 
 
 def append(cur: sqlite3.Cursor, app: Append) -> None:

@@ -30,13 +30,14 @@ from collections.abc import Callable
 from typing import Any
 
 from storage._errors import DatabaseUnavailableError, StorageError, StoreClosedError
+from storage._outcomes import Outcome, resolve
 
 log = logging.getLogger("durable.storage.sqlite")
 
 Op = Callable[[sqlite3.Cursor], Any]
 _Item = tuple[Op, "asyncio.Future[Any]"]
 _Items = list[_Item]
-_Outcome = tuple["asyncio.Future[Any]", bool, Any]
+_Outcome = Outcome
 
 # A batch bigger than this is split: a huge transaction delays every waiter in it.
 _MAX_BATCH = 2000
@@ -105,7 +106,7 @@ class SQLiteWriter:
         finally:
             self._conn_lock.release()
         self.inline_commits += 1
-        _resolve(outcomes)
+        resolve(outcomes)
         return True
 
     async def stop(self) -> None:
@@ -200,17 +201,7 @@ class SQLiteWriter:
 
     def _resolve_from_thread(self, outcomes: list[_Outcome], count: int) -> None:
         self._in_thread -= count
-        _resolve(outcomes)
-
-
-def _resolve(outcomes: list[_Outcome]) -> None:
-    for fut, ok, value in outcomes:
-        if fut.done():
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
+        resolve(outcomes)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
