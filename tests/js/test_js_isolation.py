@@ -38,7 +38,7 @@ async def test_timeout_kills_and_replaces_the_sandbox(single: JsSandboxPool) -> 
     started = time.perf_counter()
     with pytest.raises(JsTimeout):
         await single.evaluate("while (true) {}", timeout=0.5)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # the infinite loop was stopped, not waited out
     assert single.pids == []  # killed, replaced on next use
     assert await single.evaluate("return 'alive';") == "alive"
     assert single.pids != [pid]
