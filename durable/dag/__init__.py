@@ -1,0 +1,54 @@
+"""DAG definitions: one validated model for the Python builder, YAML and JSON files."""
+
+from ._json import parse_json
+from ._load import load_definition, parse_definition
+from ._model import (
+    BUILTIN_ACTIONS,
+    DagDefinition,
+    DagStep,
+    FieldSpot,
+    Location,
+    Loop,
+    Notification,
+    Notifications,
+    Resources,
+    RetryPolicy,
+    Webhooks,
+)
+from ._validate import (
+    DagDefinitionError,
+    Problem,
+    expression_of,
+    find_cycle,
+    parallel_levels,
+    template_errors,
+    topological_order,
+    validate_definition,
+)
+from ._yaml import parse_yaml
+
+__all__ = [
+    "BUILTIN_ACTIONS",
+    "DagDefinition",
+    "DagDefinitionError",
+    "DagStep",
+    "FieldSpot",
+    "Location",
+    "Loop",
+    "Notification",
+    "Notifications",
+    "Problem",
+    "Resources",
+    "RetryPolicy",
+    "Webhooks",
+    "expression_of",
+    "find_cycle",
+    "load_definition",
+    "parallel_levels",
+    "parse_definition",
+    "parse_json",
+    "parse_yaml",
+    "template_errors",
+    "topological_order",
+    "validate_definition",
+]

@@ -1,0 +1,272 @@
+"""JSON definitions (the `steps:` list format with camelCase fields) -> DagDefinition."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from json.scanner import NUMBER_RE
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ._model import (
+    DagDefinition,
+    DagStep,
+    Location,
+    Loop,
+    Resources,
+    RetryPolicy,
+    TriggerRule,
+    Webhooks,
+)
+from ._source import (
+    LineMap,
+    Path,
+    convert,
+    fail,
+    field_names,
+    group_lines,
+    kind_of,
+    location,
+    path_str,
+)
+from ._validate import DagDefinitionError, Problem
+
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Amount = Annotated[float, msgspec.Meta(gt=0)]
+_WS = re.compile(r"[ \t\n\r]*")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+class _Retry(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    max_attempts: Positive = 1
+    backoff_multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    initial_delay: Count = 1000
+    max_delay: Count | None = None
+
+
+class _Loop(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    until: str
+    max_iterations: Positive
+
+
+class _Step(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    name: str | None = None
+    description: str | None = None
+    type: Literal["task"] = "task"  # the only type 003 uses; the kind follows from the fields
+    action: str | None = None
+    script: str | None = None
+    code: str | None = None
+    function: str | None = None
+    params: dict[str, Any] = {}
+    dependencies: list[str] = []
+    retry_policy: _Retry | None = None
+    timeout_ms: Positive | None = None
+    environment: dict[str, str] = {}
+    cpu_cores: Amount | None = None
+    memory_mb: Positive | None = None
+    disk_gb: Amount | None = None
+    condition: str | None = None
+    skip_if: str | None = None
+    trigger_rule: TriggerRule = "all_success"
+    min_success: int | None = None
+    matrix: dict[str, Annotated[list[Any], msgspec.Meta(min_length=1)]] = {}
+    parallelism: Positive | None = None
+    loop: _Loop | None = None
+    on_error: str | None = None
+
+
+class _Webhooks(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
+    on_complete: str | None = None
+    on_failure: str | None = None
+    on_step: str | None = None
+
+
+class _Workflow(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    version: str | int | float = "1"
+    steps: list[dict[str, Any]]
+    webhooks: _Webhooks = _Webhooks()
+    parallelism: Positive | None = None
+
+
+_VOCABULARY = field_names(_Retry, _Loop, _Step, _Webhooks, _Workflow)
+_RENAME = {
+    "dependencies": "depends_on",
+    "retryPolicy": "retry",
+    "timeoutMs": "timeout_seconds",
+    "cpuCores": "resources",
+    "memoryMb": "resources",
+    "diskGb": "resources",
+    "skipIf": "skip_if",
+    "triggerRule": "trigger_rule",
+    "minSuccess": "min_success",
+    "onError": "on_error",
+}
+
+
+class _Positions:
+    """A second pass over already-valid JSON that records the line of every key and item.
+
+    msgspec (and the json module) forget positions once decoded; re-walking the text with the
+    json module's own string and number scanners is exact, and cheap next to a real run.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+        self.lines: LineMap = {}
+        self.problems: list[Problem] = []
+
+    def line(self, pos: int) -> int:
+        return bisect.bisect_right(self.newlines, pos) + 1
+
+    def string(self, pos: int) -> tuple[str, int]:
+        match = _STRING.match(self.text, pos)
+        assert match is not None, "the text was validated by msgspec first"
+        decoded: str = json.loads(match.group())
+        return decoded, match.end()
+
+    def ws(self, pos: int) -> int:
+        match = _WS.match(self.text, pos)
+        return match.end() if match else pos
+
+    def value(self, pos: int, path: Path) -> tuple[Any, int]:
+        text = self.text
+        pos = self.ws(pos)
+        char = text[pos]
+        if char == "{":
+            obj: dict[str, Any] = {}
+            pos = self.ws(pos + 1)
+            while text[pos] != "}":
+                start = pos
+                key, pos = self.string(pos)
+                sub = (*path, key)
+                if sub in self.lines:
+                    self.problems.append(
+                        Problem(
+                            f"duplicate key {key!r} (first at line {self.lines[sub]})",
+                            None,
+                            self.line(start),
+                            path_str(sub),
+                        )
+                    )
+                else:
+                    self.lines[sub] = self.line(start)
+                pos = self.ws(self.ws(pos) + 1)  # past the colon
+                obj[key], pos = self.value(pos, sub)
+                pos = self.ws(pos)
+                if text[pos] == ",":
+                    pos = self.ws(pos + 1)
+            return obj, pos + 1
+        if char == "[":
+            items: list[Any] = []
+            pos = self.ws(pos + 1)
+            while text[pos] != "]":
+                self.lines[(*path, len(items))] = self.line(pos)
+                item, pos = self.value(pos, (*path, len(items)))
+                items.append(item)
+                pos = self.ws(pos)
+                if text[pos] == ",":
+                    pos = self.ws(pos + 1)
+            return items, pos + 1
+        if char == '"':
+            return self.string(pos)
+        for word, literal in (("true", True), ("false", False), ("null", None)):
+            if text.startswith(word, pos):
+                return literal, pos + len(word)
+        match = NUMBER_RE.match(text, pos)
+        assert match is not None, "the text was validated by msgspec first"
+        integer, frac, exp = match.groups()
+        number = float(integer + (frac or "") + (exp or "")) if frac or exp else int(integer)
+        return number, match.end()
+
+
+def _decode(text: str, file: str | None) -> tuple[Any, LineMap]:
+    try:
+        msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        found = re.search(r"byte (\d+)", str(exc))
+        line = text.encode()[: int(found.group(1))].count(b"\n") + 1 if found else None
+        raise DagDefinitionError([Problem(f"invalid JSON: {exc}", file, line)]) from None
+    walker = _Positions(text)
+    data, _ = walker.value(0, ())
+    walker.lines[()] = walker.line(walker.ws(0))
+    if walker.problems:
+        raise DagDefinitionError([msgspec.structs.replace(p, file=file) for p in walker.problems])
+    return data, walker.lines
+
+
+def _step(raw: _Step, file: str | None, lines: LineMap, at: Path) -> DagStep:
+    kind, error = kind_of(
+        script=raw.script, code=raw.code, function=raw.function, action=raw.action
+    )
+    if error:
+        raise fail(f"step {raw.id!r} {error}", file, lines, at)
+    retry = raw.retry_policy or _Retry()
+    where = location(file, lines, at, _RENAME)
+    # A step is best named by its "id" line, not by the brace that opens it.
+    where = msgspec.structs.replace(where, line=lines.get((*at, "id"), where.line))
+    return DagStep(
+        id=raw.id,
+        name=raw.name,
+        kind=kind,
+        script=raw.script,
+        code=raw.code,
+        function=raw.function,
+        action=raw.action,
+        params=raw.params,
+        depends_on=tuple(raw.dependencies),
+        trigger_rule=raw.trigger_rule,
+        min_success=raw.min_success,
+        retry=RetryPolicy(
+            max_attempts=retry.max_attempts,  # 003 counts the first attempt ("Attempt 1")
+            initial_delay_ms=retry.initial_delay,
+            backoff="fixed" if retry.backoff_multiplier == 1 else "exponential",
+            multiplier=retry.backoff_multiplier,
+            max_delay_ms=retry.max_delay,
+        ),
+        timeout_seconds=None if raw.timeout_ms is None else raw.timeout_ms / 1000,
+        environment=raw.environment,
+        resources=Resources(raw.cpu_cores, raw.memory_mb, raw.disk_gb),
+        condition=raw.condition,
+        skip_if=raw.skip_if,
+        matrix={k: tuple(v) for k, v in raw.matrix.items()},
+        parallelism=raw.parallelism,
+        loop=None if raw.loop is None else Loop(raw.loop.until, raw.loop.max_iterations),
+        on_error=raw.on_error,
+        location=where,
+    )
+
+
+def parse_json(text: str, file: str | None = None) -> DagDefinition:
+    """Parse (but do not yet validate the graph of) a JSON workflow definition."""
+    data, lines = _decode(text, file)
+    if not isinstance(data, dict):
+        raise fail("a workflow definition must be a JSON object", file, lines, ())
+    wf = convert(data, _Workflow, file=file, lines=lines, at=(), vocabulary=_VOCABULARY)
+    name = wf.id or wf.name
+    if not name:
+        raise fail("a workflow definition needs an `id` (or a `name`)", file, lines, ())
+    steps = []
+    groups = group_lines(lines, 2)
+    for i, body in enumerate(wf.steps):
+        at: Path = ("steps", i)
+        raw = convert(body, _Step, file=file, lines=lines, at=at, vocabulary=_VOCABULARY)
+        steps.append(_step(raw, file, groups.get(at, lines), at))
+    hooks = wf.webhooks
+    return DagDefinition(
+        name=name,
+        version=str(wf.version),
+        title=wf.name if wf.id else None,
+        description=wf.description,
+        steps=tuple(steps),
+        webhooks=Webhooks(hooks.on_complete, hooks.on_failure, hooks.on_step),
+        parallelism=wf.parallelism,
+        source=Location(file, lines.get(()), "$"),
+    )

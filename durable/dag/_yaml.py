@@ -1,0 +1,277 @@
+"""YAML workflow files (the `tasks:` mapping format) -> DagDefinition, with line numbers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+import yaml
+
+from ._model import (
+    BackoffKind,
+    DagDefinition,
+    DagStep,
+    Location,
+    Loop,
+    Notification,
+    Notifications,
+    NotificationType,
+    Resources,
+    RetryPolicy,
+    TriggerRule,
+)
+from ._source import (
+    LineMap,
+    Path,
+    convert,
+    fail,
+    field_names,
+    group_lines,
+    kind_of,
+    line_of,
+    location,
+    path_str,
+)
+from ._validate import DagDefinitionError, Problem
+
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Amount = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class _Loop(msgspec.Struct, forbid_unknown_fields=True):
+    until: str
+    max_iterations: Positive
+
+
+class _Task(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str | None = None
+    script: str | None = None
+    code: str | None = None
+    function: str | None = None
+    action: str | None = None
+    params: dict[str, Any] = {}
+    depends_on: list[str] | str = []
+    timeout_minutes: Amount | None = None
+    retries: Count = 0
+    retry_backoff: BackoffKind = "exponential"
+    retry_delay_ms: Count = 1000
+    max_retry_delay_ms: Count | None = None
+    environment: dict[str, str | int | float | bool] = {}
+    cpu_cores: Amount | None = None
+    memory_mb: Positive | None = None
+    disk_gb: Amount | None = None
+    skip_if: str | None = None
+    condition: str | None = None
+    run_always: bool = False
+    trigger_rule: TriggerRule | None = None
+    min_success: int | None = None
+    parallelism: Positive | None = None
+    matrix: dict[str, Annotated[list[Any], msgspec.Meta(min_length=1)]] = {}
+    loop: _Loop | None = None
+    on_error: str | None = None
+
+
+class _Note(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    type: NotificationType
+    webhook: str | None = None
+    url: str | None = None
+    recipients: list[str] = []
+    subject: str | None = None
+    message: str | None = None
+    integration_key: str | None = None
+
+
+class _Notes(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    on_success: list[_Note] = []
+    on_failure: list[_Note] = []
+
+
+class _Workflow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    version: str | int | float = "1"
+    description: str | None = None
+    tasks: dict[str, dict[str, Any] | None]
+    notifications: _Notes = _Notes()
+    parallelism: Positive | None = None
+
+
+_VOCABULARY = field_names(_Task, _Loop, _Note, _Notes, _Workflow)
+# Source spelling -> model field, so errors found on the model point at the source line.
+_RENAME = {
+    "timeout_minutes": "timeout_seconds",
+    "retries": "retry",
+    "retry_backoff": "retry",
+    "retry_delay_ms": "retry",
+    "max_retry_delay_ms": "retry",
+    "run_always": "trigger_rule",
+    "cpu_cores": "resources",
+    "memory_mb": "resources",
+    "disk_gb": "resources",
+}
+
+
+def _index(
+    node: yaml.Node,
+    path: Path,
+    lines: LineMap,
+    problems: list[Problem],
+    active: frozenset[int] = frozenset(),
+) -> None:
+    """Record the line of every key and item, and find duplicate keys.
+
+    Duplicates must be caught here: a YAML loader silently keeps the last one, which would
+    quietly drop a task declared twice.
+    """
+    if id(node) in active:
+        # `&a {x: *a}` builds a value that contains itself: no step can be encoded from it.
+        problems.append(Problem("recursive YAML alias", None, lines.get(path), path_str(path)))
+        return
+    active = active | {id(node)}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            sub = (*path, key)
+            line = key_node.start_mark.line + 1
+            if sub in lines:
+                what = "step id" if path in {("tasks",), ("workflow", "tasks")} else "key"
+                problems.append(
+                    Problem(
+                        f"duplicate {what} {key!r} (first declared at line {lines[sub]})",
+                        None,
+                        line,
+                        path_str(sub),
+                    )
+                )
+                continue
+            lines[sub] = line
+            _index(value_node, sub, lines, problems, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _index(item, (*path, i), lines, problems, active)
+
+
+def _compose(text: str, file: str | None) -> tuple[Any, LineMap]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise DagDefinitionError([Problem("the YAML document is empty", file, 1)])
+        lines: LineMap = {(): node.start_mark.line + 1}
+        problems: list[Problem] = []
+        _index(node, (), lines, problems)
+        if problems:
+            raise DagDefinitionError([msgspec.structs.replace(p, file=file) for p in problems])
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise DagDefinitionError(
+            [Problem(f"invalid YAML: {exc.problem or exc.context}", file, line)]
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _env_value(value: str | int | float | bool) -> str:
+    # Environment variables are strings; spell booleans the way shells and YAML do.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _step(task_id: str, raw: _Task, file: str | None, lines: LineMap, at: Path) -> DagStep:
+    kind, error = kind_of(
+        script=raw.script, code=raw.code, function=raw.function, action=raw.action
+    )
+    if error:
+        raise fail(f"task {task_id!r} {error}", file, lines, at)
+    rule: TriggerRule = raw.trigger_rule or ("all_done" if raw.run_always else "all_success")
+    if raw.run_always and rule != "all_done":
+        raise fail(
+            f"task {task_id!r}: run_always contradicts trigger_rule {rule!r}",
+            file,
+            lines,
+            (*at, "trigger_rule"),
+        )
+    return DagStep(
+        id=task_id,
+        name=raw.name,
+        kind=kind,
+        script=raw.script,
+        code=raw.code,
+        function=raw.function,
+        action=raw.action,
+        params=raw.params,
+        depends_on=(raw.depends_on,) if isinstance(raw.depends_on, str) else tuple(raw.depends_on),
+        trigger_rule=rule,
+        min_success=raw.min_success,
+        retry=RetryPolicy(
+            max_attempts=raw.retries + 1,  # `retries` counts the extra attempts only
+            initial_delay_ms=raw.retry_delay_ms,
+            backoff=raw.retry_backoff,
+            multiplier=2.0 if raw.retry_backoff == "exponential" else 1.0,
+            max_delay_ms=raw.max_retry_delay_ms,
+        ),
+        timeout_seconds=None if raw.timeout_minutes is None else raw.timeout_minutes * 60,
+        environment={k: _env_value(v) for k, v in raw.environment.items()},
+        resources=Resources(raw.cpu_cores, raw.memory_mb, raw.disk_gb),
+        condition=raw.condition,
+        skip_if=raw.skip_if,
+        matrix={k: tuple(v) for k, v in raw.matrix.items()},
+        parallelism=raw.parallelism,
+        loop=None if raw.loop is None else Loop(raw.loop.until, raw.loop.max_iterations),
+        on_error=raw.on_error,
+        location=location(file, lines, at, _RENAME),
+    )
+
+
+def _notes(
+    raw: list[_Note], file: str | None, lines: LineMap, at: Path
+) -> tuple[Notification, ...]:
+    return tuple(
+        Notification(
+            type=n.type,
+            webhook=n.webhook,
+            url=n.url,
+            recipients=tuple(n.recipients),
+            subject=n.subject,
+            message=n.message,
+            integration_key=n.integration_key,
+            location=location(file, lines, (*at, i)),
+        )
+        for i, n in enumerate(raw)
+    )
+
+
+def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
+    """Parse (but do not yet validate the graph of) a YAML workflow definition."""
+    data, lines = _compose(text, file)
+    root: Path = ()
+    if isinstance(data, dict) and isinstance(data.get("workflow"), dict):
+        # 002 also shows the whole definition nested under a top-level `workflow:` key.
+        root = ("workflow",)
+        data = data["workflow"]
+    if not isinstance(data, dict):
+        raise fail("a workflow file must be a mapping with `name` and `tasks`", file, lines, ())
+    wf = convert(data, _Workflow, file=file, lines=lines, at=root, vocabulary=_VOCABULARY)
+    steps = []
+    groups = group_lines(lines, len(root) + 2)
+    for task_id, body in wf.tasks.items():
+        at = (*root, "tasks", task_id)
+        raw = convert(body or {}, _Task, file=file, lines=lines, at=at, vocabulary=_VOCABULARY)
+        steps.append(_step(task_id, raw, file, groups.get(at, lines), at))
+    notes_at = (*root, "notifications")
+    return DagDefinition(
+        name=wf.name,
+        version=str(wf.version),
+        description=wf.description,
+        steps=tuple(steps),
+        notifications=Notifications(
+            on_success=_notes(wf.notifications.on_success, file, lines, (*notes_at, "on_success")),
+            on_failure=_notes(wf.notifications.on_failure, file, lines, (*notes_at, "on_failure")),
+        ),
+        parallelism=wf.parallelism,
+        source=Location(file, line_of(lines, root), path_str(root)),
+    )
