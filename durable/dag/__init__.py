@@ -15,6 +15,16 @@ from ._model import (
     RetryPolicy,
     Webhooks,
 )
+from ._schedule import (
+    Decision,
+    RunOutcome,
+    RunStatus,
+    Skip,
+    StepStatus,
+    decide,
+    schedule_order,
+)
+from ._script import ScriptResult, run_script
 from ._validate import (
     DagDefinitionError,
     Problem,
@@ -32,6 +42,7 @@ __all__ = [
     "DagDefinition",
     "DagDefinitionError",
     "DagStep",
+    "Decision",
     "FieldSpot",
     "Location",
     "Loop",
@@ -40,7 +51,13 @@ __all__ = [
     "Problem",
     "Resources",
     "RetryPolicy",
+    "RunOutcome",
+    "RunStatus",
+    "ScriptResult",
+    "Skip",
+    "StepStatus",
     "Webhooks",
+    "decide",
     "expression_of",
     "find_cycle",
     "load_definition",
@@ -48,6 +65,8 @@ __all__ = [
     "parse_definition",
     "parse_json",
     "parse_yaml",
+    "run_script",
+    "schedule_order",
     "template_errors",
     "topological_order",
     "validate_definition",

@@ -177,11 +177,13 @@ def test_json_fingerprint_ignores_whitespace_and_key_order() -> None:
 
 def test_public_surface() -> None:
     assert set(durable.dag.__all__) == {
-        "BUILTIN_ACTIONS", "DagDefinition", "DagDefinitionError", "DagStep", "FieldSpot",
-        "Location", "Loop", "Notification", "Notifications", "Problem", "Resources",
-        "RetryPolicy", "Webhooks", "expression_of", "find_cycle", "load_definition",
-        "parallel_levels", "parse_definition", "parse_json", "parse_yaml", "template_errors",
-        "topological_order", "validate_definition",
+        "BUILTIN_ACTIONS", "DagDefinition", "DagDefinitionError", "DagStep", "Decision",
+        "FieldSpot", "Location", "Loop", "Notification", "Notifications", "Problem",
+        "Resources", "RetryPolicy", "RunOutcome", "RunStatus", "Skip", "StepStatus",
+        "Webhooks", "decide", "expression_of", "find_cycle", "load_definition",
+        "parallel_levels", "parse_definition", "parse_json", "parse_yaml", "schedule_order",
+        "template_errors", "topological_order", "validate_definition",
+        "ScriptResult", "run_script",
     }  # fmt: skip
     assert all(hasattr(durable.dag, name) for name in durable.dag.__all__)
 

@@ -1,0 +1,290 @@
+"""The DAG scheduler's decision function: from step states to what happens next.
+
+`decide()` is pure and deterministic (no I/O, no clock): the same definition and states always
+give the same Decision, so replaying a run's log replays its scheduling decisions exactly.
+
+Step states
+    A step is `pending`, `running`, `succeeded`, `failed` or `skipped`; the last three are
+    *finished*. Steps missing from `states` are pending.
+
+Order
+    Steps are considered in one fixed order: topological, ties broken by declaration order.
+    The graph used is the definition's `depends_on` plus the waits error handlers add (below),
+    so for a definition without `on_error` it is exactly `topological_order()`.
+
+When a step is decidable
+    A pending step is decided once every dependency has a *resolved outcome*:
+    succeeded and skipped resolve as themselves; failed resolves as failed, unless the step
+    has an `on_error` handler, in which case it waits for the handler: it resolves as
+    succeeded ("recovered") if the handler succeeded, else as failed. Rules never fire early
+    (one_success does not start on the first success; it waits for every dependency).
+
+Trigger rules (over the resolved outcomes of the dependencies)
+    all_success  run iff every dependency succeeded (the default)
+    all_done     run whatever the outcomes (YAML `run_always: true`)
+    one_success  run iff at least one succeeded
+    one_failed   run iff at least one failed
+    none_failed  run iff none failed (skipped dependencies are fine)
+    min_success  run iff at least `min_success` succeeded
+    Otherwise the step is skipped, with a reason naming the rule. A step without dependencies
+    always passes its rule. Skipped is not failed: a skip counts as "not succeeded" for
+    all_success / one_success / min_success (so a skip propagates down all_success chains),
+    is neutral for none_failed and all_done, and never counts as a failure for one_failed.
+
+Conditions (`condition` / `skip_if`)
+    They are JavaScript, evaluated elsewhere. A step that passes its rule and has a condition
+    or skip_if is listed in `Decision.evaluate` until the caller supplies the evaluated result
+    in `gates` (True: run it, False: skip it). A gate given for any other step is honoured too.
+
+Error handlers (`on_error: F`)
+    A step named as some step's `on_error` is a handler and runs only for a failure: it waits
+    until every step it handles is finished; if none of them failed it is skipped, else its
+    own trigger rule (over its own depends_on) applies as usual. If it succeeds, every failed
+    step it handles is *recovered*: its dependents see it as succeeded, and the run outcome
+    does not count it as a failure. Handlers can have handlers. A definition where this
+    waiting would be circular (a handler that depends on a step it handles, directly or
+    through dependents) cannot be scheduled: decide() raises ValueError.
+
+Parallelism
+    At most `parallelism` (argument, else the definition's `parallelism`, else unlimited)
+    steps run at once. Free slots = limit - max(running, steps `running` in states), so
+    passing the count of running steps again does not double-count. `start` holds the
+    first ready steps in the fixed order, as many as there are free slots. Steps that are
+    ready but over the limit stay pending; skips and evaluations are never capped. A matrix
+    or loop step is one step here; expanding it is the executor's business.
+
+Run outcome
+    `final` is set once every step is finished, counting the skips of the same Decision:
+    succeeded  no unrecovered failure (skipped steps and recovered failures are fine)
+    partial    some unrecovered failure, and at least one step succeeded
+    failed     some unrecovered failure, and no step succeeded
+    with counts: succeeded ("completed"), failed (including recovered), recovered, skipped,
+    and total; succeeded + failed + skipped == total.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Literal, get_args
+
+import msgspec
+
+from ._model import DagDefinition, DagStep
+
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
+RunStatus = Literal["succeeded", "failed", "partial"]
+_Resolved = Literal["succeeded", "failed", "skipped"]
+
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "skipped"})
+_STATUSES: frozenset[str] = frozenset(get_args(StepStatus))
+
+
+class Skip(msgspec.Struct, frozen=True):
+    """Mark `step` skipped, because of `reason`."""
+
+    step: str
+    reason: str
+
+
+class RunOutcome(msgspec.Struct, frozen=True):
+    status: RunStatus
+    succeeded: int
+    failed: int  # every failed step, recovered or not
+    recovered: int  # failed steps whose on_error handler succeeded
+    skipped: int
+    total: int
+
+    @property
+    def completed(self) -> int:
+        """Steps that completed successfully."""
+        return self.succeeded
+
+
+class Decision(msgspec.Struct, frozen=True):
+    start: tuple[str, ...] = ()
+    skip: tuple[Skip, ...] = ()
+    evaluate: tuple[str, ...] = ()  # ready, waiting for their condition/skip_if result
+    final: RunOutcome | None = None
+
+
+def schedule_order(definition: DagDefinition) -> list[str]:
+    """The fixed order decide() considers steps in; ValueError if it cannot be scheduled."""
+    by_id = {s.id: s for s in definition.steps}
+    index = {s.id: i for i, s in enumerate(definition.steps)}
+    waits: dict[str, set[str]] = {s.id: set(s.depends_on) for s in definition.steps}
+    for step in definition.steps:
+        if step.on_error is not None:
+            waits[step.on_error].add(step.id)
+        for dep in step.depends_on:
+            # Resolving a failed dependency needs its handler chain.
+            seen: set[str] = set()
+            handler = by_id[dep].on_error
+            while handler is not None and handler not in seen:
+                seen.add(handler)
+                waits[step.id].add(handler)
+                handler = by_id[handler].on_error
+    dependents: dict[str, list[str]] = {s.id: [] for s in definition.steps}
+    for step_id, needs in waits.items():
+        for need in needs:
+            dependents[need].append(step_id)
+    remaining = {k: len(v) for k, v in waits.items()}
+    ready = [index[k] for k, n in remaining.items() if n == 0]
+    heapq.heapify(ready)
+    out: list[str] = []
+    while ready:
+        step_id = definition.steps[heapq.heappop(ready)].id
+        out.append(step_id)
+        for nxt in dependents[step_id]:
+            remaining[nxt] -= 1
+            if remaining[nxt] == 0:
+                heapq.heappush(ready, index[nxt])
+    if len(out) != len(definition.steps):
+        stuck = [s.id for s in definition.steps if remaining[s.id] > 0]
+        raise ValueError(
+            "cannot schedule: circular waits through dependencies and on_error handlers "
+            f"among {', '.join(repr(s) for s in stuck)}"
+        )
+    return out
+
+
+def _resolve(step_id: str, by_id: Mapping[str, DagStep], status: Mapping[str, str]) -> str | None:
+    """The outcome dependents see: a failure recovered by its handler reads as success."""
+    current = step_id
+    seen: set[str] = set()
+    while True:
+        state = status[current]
+        if state not in FINISHED:
+            return None
+        if state != "failed":
+            return state
+        handler = by_id[current].on_error
+        if handler is None or handler in seen:
+            return "failed"
+        seen.add(handler)
+        if status[handler] == "failed":
+            current = handler  # the handler's own handler may still recover it
+            continue
+        state = status[handler]
+        if state not in FINISHED:
+            return None
+        return "succeeded" if state == "succeeded" else "failed"
+
+
+def _rule_verdict(step: DagStep, outcomes: list[tuple[str, str]]) -> str | None:
+    """None to run the step, else why it is skipped."""
+    rule = step.trigger_rule
+    if not outcomes or rule == "all_done":
+        return None
+    succeeded = sum(1 for _, o in outcomes if o == "succeeded")
+    failed = [dep for dep, o in outcomes if o == "failed"]
+    if rule == "all_success":
+        for dep, outcome in outcomes:
+            if outcome != "succeeded":
+                return f"upstream {dep!r} {outcome} (all_success)"
+        return None
+    if rule == "one_success":
+        return None if succeeded else "no upstream succeeded (one_success)"
+    if rule == "one_failed":
+        return None if failed else "no upstream failed (one_failed)"
+    if rule == "none_failed":
+        return f"upstream {failed[0]!r} failed (none_failed)" if failed else None
+    need = step.min_success or 1  # min_success
+    if succeeded >= need:
+        return None
+    return f"{succeeded} of {len(outcomes)} upstream succeeded, needs {need} (min_success)"
+
+
+def decide(
+    definition: DagDefinition,
+    states: Mapping[str, StepStatus],
+    *,
+    running: int = 0,
+    parallelism: int | None = None,
+    gates: Mapping[str, bool] | None = None,
+) -> Decision:
+    """What to do next for a run of `definition` whose steps are in `states`.
+
+    See the module docstring for the semantics. Raises ValueError for unknown step ids or
+    statuses, a parallelism below 1, or a definition whose handlers make waits circular.
+    """
+    by_id = {s.id: s for s in definition.steps}
+    status: dict[str, str] = dict.fromkeys(by_id, "pending")
+    for step_id, state in states.items():
+        if step_id not in by_id:
+            raise ValueError(f"unknown step {step_id!r} in states")
+        if state not in _STATUSES:
+            raise ValueError(f"step {step_id!r} has unknown status {state!r}")
+        status[step_id] = state
+    limit = parallelism if parallelism is not None else definition.parallelism
+    if limit is not None and limit < 1:
+        raise ValueError(f"parallelism must be at least 1, got {limit}")
+    gates = gates or {}
+    protects: dict[str, list[str]] = {}
+    for step in definition.steps:
+        if step.on_error is not None:
+            protects.setdefault(step.on_error, []).append(step.id)
+
+    ready: list[str] = []
+    skips: list[Skip] = []
+    evaluate: list[str] = []
+    for step_id in schedule_order(definition):
+        if status[step_id] != "pending":
+            continue
+        step = by_id[step_id]
+        guarded = protects.get(step_id)
+        reason: str | None = None
+        if guarded is not None:
+            if any(status[p] not in FINISHED for p in guarded):
+                continue
+            if not any(status[p] == "failed" for p in guarded):
+                names = ", ".join(repr(p) for p in guarded)
+                reason = f"no step it handles failed ({names}; on_error handler)"
+        if reason is None:
+            outcomes: list[tuple[str, str]] = []
+            for dep in step.depends_on:
+                outcome = _resolve(dep, by_id, status)
+                if outcome is None:
+                    break
+                outcomes.append((dep, outcome))
+            else:
+                reason = _rule_verdict(step, outcomes)
+            if len(outcomes) < len(step.depends_on):
+                continue
+        if reason is None:
+            gate = gates.get(step_id)
+            if gate is None and (step.condition is not None or step.skip_if is not None):
+                evaluate.append(step_id)
+                continue
+            if gate is False:
+                reason = "its condition/skip_if says skip"
+        if reason is not None:
+            status[step_id] = "skipped"  # so its dependents are decided in this same pass
+            skips.append(Skip(step_id, reason))
+        else:
+            ready.append(step_id)
+
+    if limit is not None:
+        in_use = max(running, sum(1 for s in status.values() if s == "running"))
+        ready = ready[: max(0, limit - in_use)]
+    final = None
+    if all(s in FINISHED for s in status.values()):
+        final = _outcome(by_id, status)
+    return Decision(start=tuple(ready), skip=tuple(skips), evaluate=tuple(evaluate), final=final)
+
+
+def _outcome(by_id: Mapping[str, DagStep], status: Mapping[str, str]) -> RunOutcome:
+    failed = [s for s, state in status.items() if state == "failed"]
+    recovered = sum(1 for s in failed if _resolve(s, by_id, status) == "succeeded")
+    succeeded = sum(1 for state in status.values() if state == "succeeded")
+    run: RunStatus = "succeeded"
+    if recovered < len(failed):
+        run = "partial" if succeeded else "failed"
+    return RunOutcome(
+        status=run,
+        succeeded=succeeded,
+        failed=len(failed),
+        recovered=recovered,
+        skipped=sum(1 for state in status.values() if state == "skipped"),
+        total=len(status),
+    )

@@ -1,0 +1,246 @@
+"""Run a DAG `script` step: a subprocess in its own session, killed as a whole process group.
+
+Semantics (see `run_script`):
+
+* Command. `script` is split shell-style; if its first word ends with `.py`, the file is run
+  with the current interpreter (`sys.executable`) and the remaining words as arguments (no
+  shell involved). Anything else runs through `/bin/sh -c script`.
+* Process group. The child is started with `start_new_session=True`, so it leads a new
+  session and process group; everything it spawns (unless it deliberately escapes with its
+  own `setsid`) is in that group. The group never outlives the call: on timeout it gets
+  SIGTERM, then SIGKILL after a grace period; on cancellation of the awaiting task it gets
+  SIGKILL at once; and when the script exits normally, background children it left behind
+  get SIGKILL too (a step's processes end with the step).
+* Environment. The parent's environment is NOT inherited, apart from PATH, LANG, HOME and
+  TMPDIR (PATH falls back to a standard value if the parent has none). The given `env` is
+  merged over that base. So secrets such as DURABLE_DATABASE_URL never leak into a script
+  unless the caller passes them explicitly.
+* Memory. `memory_mb` sets RLIMIT_DATA (soft and hard) in the child before exec. On Linux
+  >= 4.7 RLIMIT_DATA counts private writable memory, including the anonymous mmaps large
+  allocations use, so a Python `bytearray` larger than the limit raises MemoryError. It is
+  preferred to RLIMIT_AS because address-space reservations that use no memory (thread
+  stacks, malloc arenas, runtimes such as the JVM or Go that reserve large ranges up front)
+  do not count. The limit is applied in a `preexec_fn`; CPython documents `preexec_fn` as
+  not safe in the presence of threads (the child runs Python code between fork and exec, and
+  a lock held by another thread at fork time could deadlock it). Our function only calls
+  `resource.setrlimit`, which takes no Python-level locks, and it is only passed when
+  `memory_mb` is set.
+* Output. stdout and stderr are read concurrently while the script runs (no pipe deadlock
+  for large output). Each keeps at most `output_limit` bytes; the rest is read and discarded,
+  and a marker saying how many bytes were dropped is appended. Bytes are decoded as UTF-8
+  with replacement characters for invalid sequences. stdin is /dev/null.
+* Result. A non-zero exit is a normal result; the caller decides what failure means. If the
+  script was ended by a signal, `signal` is its number and `exit_code` is `128 + signal`
+  (the shell convention), so `exit_code` is always a non-negative int.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shlex
+import signal as _signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ScriptResult", "run_script"]
+
+#: Seconds between SIGTERM and SIGKILL when a script times out.
+TERMINATE_GRACE_SECONDS = 2.0
+#: Seconds to wait for the output pipes to close once the process group has been killed
+#: (only processes that escaped the group with their own setsid can hold them longer).
+_DRAIN_SECONDS = 5.0
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_INHERITED_ENV = ("PATH", "LANG", "HOME", "TMPDIR")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptResult:
+    """What a script run produced.
+
+    `exit_code` is the process's exit status, or `128 + signal` if a signal ended it (then
+    `signal` is the signal number, otherwise None). `stdout` and `stderr` are decoded text,
+    each cut to `output_limit` bytes with a truncation marker. `duration` is in seconds.
+    `timed_out` says the run was ended because it exceeded its timeout.
+    """
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool
+    signal: int | None
+
+
+def script_argv(script: str) -> list[str]:
+    """The argv a script string runs as: the interpreter for a `.py` file, else `sh -c`."""
+    try:
+        words = shlex.split(script)
+    except ValueError:  # unbalanced quotes: let the shell report it
+        words = []
+    if words and words[0].endswith(".py"):
+        return [sys.executable, *words]
+    return ["/bin/sh", "-c", script]
+
+
+def script_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The child's environment: PATH/LANG/HOME/TMPDIR from the parent, then `env` over it."""
+    base = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
+    base.setdefault("PATH", _DEFAULT_PATH)
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"env entries must be str to str, got {key!r}: {value!r}")
+        base[key] = value
+    return base
+
+
+def _memory_limiter(memory_mb: int) -> Callable[[], None]:
+    limit = memory_mb * 1024 * 1024
+
+    def limit_memory() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+    return limit_memory
+
+
+class _Capture:
+    """One pipe's output: the first `limit` bytes kept, the rest counted."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = max(self.limit - len(self.kept), 0)
+        self.kept += chunk[:room]
+        self.dropped += max(len(chunk) - room, 0)
+
+    def text(self) -> str:
+        text = self.kept.decode("utf-8", errors="replace")
+        if self.dropped:
+            text += f"\n[... output truncated: {self.dropped} more bytes]"
+        return text
+
+
+class _ScriptProtocol(asyncio.SubprocessProtocol):
+    """Captures stdout/stderr as they arrive and reports exit apart from pipe closing.
+
+    `asyncio.subprocess.Process.wait()` only returns once the pipes are closed too, which a
+    background child holding stdout would delay; here `exited` resolves when the script
+    itself exits and `closed` when the pipes are closed as well.
+    """
+
+    def __init__(self, output_limit: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.out = _Capture(output_limit)
+        self.err = _Capture(output_limit)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        (self.out if fd == 1 else self.err).add(data)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _terminate_group(pgid: int, exited: asyncio.Future[None], grace: float) -> None:
+    """SIGTERM the group, give the leader `grace` seconds, then SIGKILL the group."""
+    _kill_group(pgid, _signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(exited), grace)
+    _kill_group(pgid, _signal.SIGKILL)
+    await exited
+
+
+async def run_script(
+    script: str,
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    memory_mb: int | None = None,
+    output_limit: int = 1_000_000,
+) -> ScriptResult:
+    """Run `script` as a subprocess in a new session and return what it did.
+
+    See the module docstring for the rules. `timeout` (seconds) ends the whole process group
+    (SIGTERM, then SIGKILL after `TERMINATE_GRACE_SECONDS`) and sets `timed_out`. Cancelling
+    the awaiting task SIGKILLs the group, reaps the script and re-raises CancelledError.
+    Raises ValueError for an empty script or a non-positive limit, and OSError if the
+    program cannot be started at all (e.g. a missing `cwd`).
+    """
+    if not script.strip():
+        raise ValueError("script is empty")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    if memory_mb is not None and memory_mb <= 0:
+        raise ValueError(f"memory_mb must be positive, got {memory_mb}")
+    if output_limit < 0:
+        raise ValueError(f"output_limit must be >= 0, got {output_limit}")
+
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ScriptProtocol(output_limit),
+        *script_argv(script),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=script_env(env),
+        start_new_session=True,
+        preexec_fn=None if memory_mb is None else _memory_limiter(memory_mb),
+    )
+    pgid = transport.get_pid()  # the leader of a new session leads its process group
+    timed_out = False
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(protocol.exited)
+        except TimeoutError:
+            timed_out = True
+            await _terminate_group(pgid, protocol.exited, TERMINATE_GRACE_SECONDS)
+        # The leader is gone; background children it left in the group go with it.
+        _kill_group(pgid, _signal.SIGKILL)
+        # Pipes still open now are held by a process that escaped the group: stop waiting.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(protocol.closed), _DRAIN_SECONDS)
+    except BaseException:
+        # Cancellation (or anything unexpected): the group must not outlive us.
+        _kill_group(pgid, _signal.SIGKILL)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(protocol.exited), TERMINATE_GRACE_SECONDS)
+        raise
+    finally:
+        transport.close()
+    duration = time.monotonic() - started
+
+    returncode = transport.get_returncode()
+    assert returncode is not None
+    sig = -returncode if returncode < 0 else None
+    return ScriptResult(
+        exit_code=128 + sig if sig is not None else returncode,
+        stdout=protocol.out.text(),
+        stderr=protocol.err.text(),
+        duration=duration,
+        timed_out=timed_out,
+        signal=sig,
+    )
