@@ -2,7 +2,7 @@
 
 It loads user applications by import path ("module:attr") and never imports the SDK."""
 
-from durable.cli import _replay, _runs, _worker  # noqa: F401  (they register the commands)
+from durable.cli import _replay, _runs, _validate, _worker  # noqa: F401  (they register the commands)
 from durable.cli._app import cli
 
 
