@@ -21,8 +21,11 @@ from ._model import (
     Webhooks,
 )
 from ._source import (
+    Amount,
+    Count,
     LineMap,
     Path,
+    Positive,
     convert,
     fail,
     field_names,
@@ -33,9 +36,6 @@ from ._source import (
 )
 from ._validate import DagDefinitionError, Problem
 
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-Amount = Annotated[float, msgspec.Meta(gt=0)]
 _WS = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 

@@ -64,13 +64,13 @@ Run outcome
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
 from typing import Literal, get_args
 
 import msgspec
 
 from ._model import DagDefinition, DagStep
+from ._validate import ordered
 
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
 RunStatus = Literal["succeeded", "failed", "partial"]
@@ -111,7 +111,6 @@ class Decision(msgspec.Struct, frozen=True):
 def schedule_order(definition: DagDefinition) -> list[str]:
     """The fixed order decide() considers steps in; ValueError if it cannot be scheduled."""
     by_id = {s.id: s for s in definition.steps}
-    index = {s.id: i for i, s in enumerate(definition.steps)}
     waits: dict[str, set[str]] = {s.id: set(s.depends_on) for s in definition.steps}
     for step in definition.steps:
         if step.on_error is not None:
@@ -124,23 +123,8 @@ def schedule_order(definition: DagDefinition) -> list[str]:
                 seen.add(handler)
                 waits[step.id].add(handler)
                 handler = by_id[handler].on_error
-    dependents: dict[str, list[str]] = {s.id: [] for s in definition.steps}
-    for step_id, needs in waits.items():
-        for need in needs:
-            dependents[need].append(step_id)
-    remaining = {k: len(v) for k, v in waits.items()}
-    ready = [index[k] for k, n in remaining.items() if n == 0]
-    heapq.heapify(ready)
-    out: list[str] = []
-    while ready:
-        step_id = definition.steps[heapq.heappop(ready)].id
-        out.append(step_id)
-        for nxt in dependents[step_id]:
-            remaining[nxt] -= 1
-            if remaining[nxt] == 0:
-                heapq.heappush(ready, index[nxt])
-    if len(out) != len(definition.steps):
-        stuck = [s.id for s in definition.steps if remaining[s.id] > 0]
+    out, stuck = ordered(definition, waits)
+    if stuck:
         raise ValueError(
             "cannot schedule: circular waits through dependencies and on_error handlers "
             f"among {', '.join(repr(s) for s in stuck)}"

@@ -5,12 +5,17 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from ._model import FieldSpot, Location, StepKind
 from ._validate import DagDefinitionError, Problem
+
+# Constrained numbers both file formats declare their fields with.
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Amount = Annotated[float, msgspec.Meta(gt=0)]
 
 T = TypeVar("T")
 Path = tuple[str | int, ...]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import heapq
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -315,25 +315,35 @@ def validate_definition(
     return msgspec.structs.replace(definition, steps=steps)
 
 
-def topological_order(definition: DagDefinition) -> list[str]:
-    """Step ids in the one order a scheduler may use: ready steps by declaration order."""
+def ordered(
+    definition: DagDefinition, waits: Mapping[str, set[str]]
+) -> tuple[list[str], list[str]]:
+    """Step ids ordered so each comes after everything it waits for, ties broken by declaration
+    order (the one order every scheduler decision uses); and the ids that could never be placed
+    because their waits go round in a circle (empty when there is none)."""
     index = {s.id: i for i, s in enumerate(definition.steps)}
-    waiting = {s.id: len(set(s.depends_on)) for s in definition.steps}
     dependents: dict[str, list[str]] = {s.id: [] for s in definition.steps}
-    for s in definition.steps:
-        for dep in set(s.depends_on):
-            dependents[dep].append(s.id)
-    ready = [index[s] for s, n in waiting.items() if n == 0]
+    for step_id, needs in waits.items():
+        for need in needs:
+            dependents[need].append(step_id)
+    remaining = {k: len(v) for k, v in waits.items()}
+    ready = [index[k] for k, n in remaining.items() if n == 0]
     heapq.heapify(ready)
     out: list[str] = []
     while ready:
         step_id = definition.steps[heapq.heappop(ready)].id
         out.append(step_id)
         for nxt in dependents[step_id]:
-            waiting[nxt] -= 1
-            if waiting[nxt] == 0:
+            remaining[nxt] -= 1
+            if remaining[nxt] == 0:
                 heapq.heappush(ready, index[nxt])
-    if len(out) != len(definition.steps):
+    return out, [s.id for s in definition.steps if remaining[s.id] > 0]
+
+
+def topological_order(definition: DagDefinition) -> list[str]:
+    """Step ids in the one order a scheduler may use: ready steps by declaration order."""
+    out, stuck = ordered(definition, {s.id: set(s.depends_on) for s in definition.steps})
+    if stuck:
         raise ValueError("the definition has a cycle; validate it first")
     return out
 

@@ -21,8 +21,11 @@ from ._model import (
     TriggerRule,
 )
 from ._source import (
+    Amount,
+    Count,
     LineMap,
     Path,
+    Positive,
     convert,
     fail,
     field_names,
@@ -33,10 +36,6 @@ from ._source import (
     path_str,
 )
 from ._validate import DagDefinitionError, Problem
-
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-Amount = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class _Loop(msgspec.Struct, forbid_unknown_fields=True):
