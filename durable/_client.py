@@ -17,6 +17,7 @@ from durable._errors import (
     RunFailed,
     RunIdConflictError,
     RunNotFoundError,
+    UnknownWorkflowError,
 )
 from durable._events import (
     TERMINAL_EVENTS,
@@ -30,9 +31,10 @@ from durable._registry import Registry, WorkflowDef
 from durable._state import RunState, apply, fold
 from durable._views import RunInfo, RunSummary, run_info, summary
 from durable._worker import Worker
+from durable.dag._result import DagResult, dag_result
 from storage import FINAL_STATUSES, EventRecord, Fence, NewRun, RunQuery, Store
 
-RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+RUN_STATUSES = ("pending", "running", "succeeded", "partial", "failed", "cancelled")
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -101,8 +103,11 @@ class Client:
         *,
         run_id: str | None = None,
         version: str | None = None,
+        parallelism: int | None = None,
     ) -> RunHandle:
         wf = self.registry.workflow(workflow, version)
+        if parallelism is not None and (wf.dag is None or parallelism < 1):
+            raise ValueError("parallelism must be >= 1 and applies to DAG workflows only")
         if not wf.takes_input and input is not None:
             raise TypeError(f"workflow {wf.name!r} takes no input, but input was given")
         data = encode_value(input, f"the input of workflow {wf.name!r}")
@@ -117,6 +122,7 @@ class Client:
             version=wf.version,
             input=msgspec.Raw(data),
             fingerprint=wf.fingerprint,
+            parallelism=parallelism,
         )
         first = EventRecord(rid, 1, "RunStarted", encode_event(started), now)
         new = NewRun(
@@ -184,10 +190,8 @@ class Client:
             log = executor.log
             if not state.finished or log is None or log.failed is not None:
                 return None  # stopped without finishing: ask the database
-            if state.status == "succeeded":
-                assert state.result is not None
-                return Outcome("succeeded", bytes(state.result), None)
-            return Outcome(state.status, None, state.error)
+            result = bytes(state.result) if state.result is not None else None
+            return Outcome(state.status, result, state.error)
 
         return outcome()
 
@@ -198,6 +202,17 @@ class Client:
         events = await self.store.read_events(run_id)
         state = fold(run_id, [decode_record(r) for r in events])
         return run_info(record, state)
+
+    async def dag_result(self, run_id: str) -> DagResult:
+        """A DAG run's statuses, step results, counts and duration, from its log."""
+        events = await self.store.read_events(run_id)
+        if not events:
+            raise RunNotFoundError(run_id)
+        state = fold(run_id, [decode_record(r) for r in events])
+        wf = self.registry.get(state.workflow, state.version)
+        if wf is None or wf.dag is None:
+            raise UnknownWorkflowError(state.workflow, state.version, self.registry.names())
+        return dag_result(wf.dag.definition, state)
 
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 50

@@ -60,8 +60,14 @@ NONE_RAW = msgspec.Raw(_NONE)
 def error_info(exc: BaseException) -> ErrorInfo:
     tp = type(exc)
     module = tp.__module__
-    if module.startswith(("durable._", "storage._")):
-        module = module.split(".", 1)[0]  # the public name users import it by
+    if module.startswith(("durable.", "storage.")):
+        # The public package users import it by: durable.dag._kinds -> durable.dag.
+        parts = module.split(".")
+        public = [p for p in parts[: next((i for i, p in enumerate(parts) if p[:1] == "_"), None)]]
+        module = ".".join(public)
     name = tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
     tb = "".join(traceback.format_exception(exc))
-    return ErrorInfo(type=name, message=str(exc), traceback=tb)
+    details = getattr(exc, "details", None)
+    if not isinstance(details, dict):
+        details = None
+    return ErrorInfo(type=name, message=str(exc), traceback=tb, details=details)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
-class ErrorInfo(msgspec.Struct, frozen=True):
+class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     """An exception as the log records it: never the object itself (that would need pickle)."""
 
     type: str
     message: str
     traceback: str = ""
+    # Structured facts about the failure that expressions and tools can use: a script's
+    # exit_code/stdout/stderr, an HTTP status and body.
+    details: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type

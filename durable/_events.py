@@ -27,6 +27,8 @@ class RunStarted(Event, frozen=True):
     input: msgspec.Raw
     parent_run_id: str | None = None
     fingerprint: str = ""
+    # A cap on the steps running at once, for DAG runs (`durable run --parallelism N`).
+    parallelism: int | None = None
 
 
 class StepStarted(Event, frozen=True):
@@ -49,6 +51,14 @@ class StepFailed(Event, frozen=True):
     next_attempt_at: float | None = None
 
 
+class StepSkipped(Event, frozen=True):
+    """A DAG step that will not run (its trigger rule or condition said so), and why."""
+
+    pos: int
+    name: str
+    reason: str
+
+
 class MarkerRecorded(Event, frozen=True):
     """A non-deterministic value the workflow asked for (now, random, uuid4), recorded once."""
 
@@ -59,6 +69,9 @@ class MarkerRecorded(Event, frozen=True):
 
 class RunCompleted(Event, frozen=True):
     result: msgspec.Raw
+    # "partial": a DAG run that finished with some steps failed (and some succeeded).
+    status: str = "succeeded"
+    error: ErrorInfo | None = None  # for "partial": which steps failed
 
 
 class RunFailed(Event, frozen=True):
@@ -78,6 +91,7 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     StepStarted,
     StepCompleted,
     StepFailed,
+    StepSkipped,
     MarkerRecorded,
     RunCompleted,
     RunFailed,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any
@@ -22,10 +21,9 @@ from durable._context import Context, current_executor
 from durable._errors import NonDeterminismError, StepFailed
 from durable._events import MarkerRecorded, RunCompleted, RunFailed
 from durable._registry import StepDef, WorkflowDef, caller_location
-from durable._runlog import RunLog
+from durable._runlog import RunLog, append_end
 from durable._state import RunState
 from durable._step_runner import run_step
-from storage import RunUpdate
 
 
 async def _value(value: Any) -> Any:
@@ -118,19 +116,7 @@ class RunExecutor:
 
     async def _finish(self, event: RunCompleted | RunFailed, *, failed: bool) -> None:
         assert self.log is not None
-        now = time.time()
-        if failed:
-            assert isinstance(event, RunFailed)
-            update = RunUpdate(
-                status="failed", error=msgspec.msgpack.encode(event.error), finished_at=now
-            )
-        else:
-            assert isinstance(event, RunCompleted)
-            update = RunUpdate(status="succeeded", result=bytes(event.result), finished_at=now)
-        self.log.append(event, update, at=now)
-        durable = self.log.all_durable()
-        if durable is not None:
-            await durable
+        await append_end(self.log, event)
 
     # -- commands issued by workflow code -------------------------------------------------
 

@@ -8,10 +8,13 @@ import sys
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durable._context import current_executor
 from durable._errors import UnknownWorkflowError, WorkflowDefinitionError
+
+if TYPE_CHECKING:
+    from durable.dag._program import DagProgram
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,8 +24,9 @@ R = TypeVar("R")
 class RetryPolicy:
     """How often and how soon a failed step is tried again.
 
-    The delay before attempt n+1 is min(initial_delay * backoff**(n-1), max_delay) seconds.
-    Errors of a type in non_retryable (matched by isinstance) fail the step at once.
+    The delay before attempt n+1 is min(initial_delay * backoff**(n-1), max_delay) seconds,
+    or min(initial_delay * n, max_delay) if `linear`. Errors of a type in non_retryable
+    (matched by isinstance) fail the step at once.
     """
 
     max_attempts: int = 1
@@ -30,6 +34,7 @@ class RetryPolicy:
     backoff: float = 2.0
     max_delay: float = 60.0
     non_retryable: tuple[type[BaseException], ...] = ()
+    linear: bool = False
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -43,6 +48,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        if self.linear:
+            return float(min(self.initial_delay * attempt, self.max_delay))
         return float(min(self.initial_delay * self.backoff ** (attempt - 1), self.max_delay))
 
 
@@ -95,6 +102,7 @@ class WorkflowDef:
     return_type: Any
     fingerprint: str
     source: str  # "file:line" of the definition, for messages
+    dag: DagProgram | None = None  # set for DAG workflows: executed by the DAG interpreter
 
 
 class Registry:
@@ -102,6 +110,8 @@ class Registry:
         self._workflows: dict[tuple[str, str], WorkflowDef] = {}
         self._by_fn: dict[Callable[..., Any], WorkflowDef] = {}
         self._steps: dict[str, StepDef] = {}
+        # DAG actions users add (app.register_action): name -> fn(params, context)
+        self.actions: dict[str, Callable[..., Any]] = {}
 
     def add_step(
         self,
@@ -167,6 +177,52 @@ class Registry:
         self._by_fn[fn] = definition
         return definition
 
+    def add_dag(self, program: DagProgram) -> WorkflowDef:
+        """Register a validated DAG definition as workflow (name, version)."""
+        definition = program.definition
+        key = (definition.name, definition.version)
+        existing = self._workflows.get(key)
+        fingerprint = definition.fingerprint()
+        # The same definition again (the builder re-run, a CLI re-run) replaces the old
+        # entry, so integration functions are the newest closures; a changed one is refused.
+        if existing is not None and (existing.dag is None or existing.fingerprint != fingerprint):
+            raise WorkflowDefinitionError(
+                f"workflow {definition.name!r} version {definition.version!r} is already "
+                f"registered ({existing.source}) with a different definition; a changed "
+                "definition needs a new version"
+            )
+        loc = definition.source
+        wf = WorkflowDef(
+            name=definition.name,
+            version=definition.version,
+            fn=_dag_body,
+            takes_input=True,
+            input_type=Any,
+            return_type=Any,
+            fingerprint=fingerprint,
+            source=f"{loc.file or '<definition>'}:{loc.line or 1}",
+            dag=program,
+        )
+        self._workflows[key] = wf
+        return wf
+
+    def add_action(self, name: str, fn: Callable[..., Any]) -> None:
+        if not name or not isinstance(name, str):
+            raise WorkflowDefinitionError("an action needs a non-empty name")
+        from durable.dag import BUILTIN_ACTIONS
+
+        if name in BUILTIN_ACTIONS:
+            raise WorkflowDefinitionError(f"action {name!r} is built in; choose another name")
+        existing = self.actions.get(name)
+        if existing is not None and existing is not fn:
+            raise WorkflowDefinitionError(
+                f"two different functions are registered as action {name!r} "
+                f"({_where(existing)} and {_where(fn)})"
+            )
+        if not callable(fn):
+            raise WorkflowDefinitionError(f"action {name!r} must be callable, got {fn!r}")
+        self.actions[name] = fn
+
     def workflow(self, ref: str | Callable[..., Any], version: str | None = None) -> WorkflowDef:
         """The definition a reference names: a workflow function or a name (newest version
         unless one is given)."""
@@ -199,6 +255,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(f"{n}@{v}" for n, v in self._workflows)
+
+
+async def _dag_body(*_: Any) -> Any:
+    raise RuntimeError("a DAG workflow is executed by the DAG interpreter, not called")
 
 
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -6,7 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from durable._events import Event, StepStarted, encode_event
+import msgspec
+
+from durable._events import Event, RunCompleted, RunFailed, StepStarted, encode_event
 from durable._state import RunState, apply
 from storage import Append, EventRecord, Fence, RunUpdate, Store
 
@@ -142,3 +144,21 @@ def _merge(old: RunUpdate, new: RunUpdate) -> RunUpdate:
         error=new.error if new.error is not None else old.error,
         finished_at=new.finished_at if new.finished_at is not None else old.finished_at,
     )
+
+
+async def append_end(log: RunLog, event: RunCompleted | RunFailed) -> None:
+    """Append the run's final event with the run row's matching update; return once durable."""
+    now = time.time()
+    if isinstance(event, RunFailed):
+        update = RunUpdate(
+            status="failed", error=msgspec.msgpack.encode(event.error), finished_at=now
+        )
+    else:
+        error = None if event.error is None else msgspec.msgpack.encode(event.error)
+        update = RunUpdate(
+            status=event.status, result=bytes(event.result), error=error, finished_at=now
+        )
+    log.append(event, update, at=now)
+    durable = log.all_durable()
+    if durable is not None:
+        await durable

@@ -24,6 +24,7 @@ from durable._events import (
     RunStarted,
     StepCompleted,
     StepFailed,
+    StepSkipped,
     StepStarted,
 )
 
@@ -54,6 +55,7 @@ class RunState:
     input: msgspec.Raw | None = None
     parent_run_id: str | None = None
     fingerprint: str = ""
+    parallelism: int | None = None
     status: str = "pending"
     steps: dict[int, StepState] = field(default_factory=dict)
     markers: dict[int, MarkerRecorded] = field(default_factory=dict)
@@ -66,7 +68,7 @@ class RunState:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "failed", "cancelled")
+        return self.status in ("succeeded", "partial", "failed", "cancelled")
 
 
 def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
@@ -102,6 +104,12 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         else:
             step.status = "failed"
             step.finished_at = at
+    elif isinstance(event, StepSkipped):
+        step = state.steps.setdefault(event.pos, StepState(pos=event.pos, name=event.name))
+        step.status = "skipped"
+        step.result = None
+        step.error = ErrorInfo(type="skipped", message=event.reason)
+        step.finished_at = at
     elif isinstance(event, MarkerRecorded):
         state.markers[event.pos] = event
     elif isinstance(event, RunStarted):
@@ -110,10 +118,12 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.input = event.input
         state.parent_run_id = event.parent_run_id
         state.fingerprint = event.fingerprint
+        state.parallelism = event.parallelism
         state.created_at = at
     elif isinstance(event, RunCompleted):
-        state.status = "succeeded"
+        state.status = event.status
         state.result = event.result
+        state.error = event.error
         state.finished_at = at
     elif isinstance(event, RunFailed):
         state.status = "failed"

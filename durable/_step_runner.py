@@ -11,7 +11,8 @@ import asyncio
 import contextvars
 import functools
 import time
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Executor
+from typing import Any, Protocol
 
 import msgspec
 
@@ -24,8 +25,13 @@ from durable._registry import StepDef
 from durable._runlog import RunLog
 from durable._state import StepState
 
-if TYPE_CHECKING:
-    from durable._executor import RunExecutor
+
+class StepHost(Protocol):
+    """What runs steps: a workflow's executor or a DAG's; sync bodies go to its thread pool."""
+
+    @property
+    def step_pool(self) -> Executor | None: ...
+
 
 # A step whose attempts keep being cut short by the process dying (it crashes the worker, or
 # exhausts its memory) must not crash-loop forever: after this many interrupted starts it fails.
@@ -33,7 +39,7 @@ MAX_INTERRUPTED_STARTS = 10
 
 
 async def run_step(
-    executor: RunExecutor,
+    executor: StepHost,
     log: RunLog,
     pos: int,
     step: StepDef,
@@ -95,7 +101,7 @@ async def run_step(
 
 
 async def _attempt(
-    executor: RunExecutor,
+    executor: StepHost,
     step: StepDef,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],

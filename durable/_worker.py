@@ -25,6 +25,8 @@ from durable._notify import Notifier
 from durable._registry import Registry
 from durable._runlog import RunLog
 from durable._state import RunState, fold
+from durable.dag._run import DagExecutor
+from durable.dag._services import DagServices
 from storage import Claim, Fence, LeaseLostError, Release, StorageError, Store, WorkSignal
 
 log = logging.getLogger("durable.worker")
@@ -66,9 +68,10 @@ class Worker:
         self.notifier = notifier
         self.options = options
         self.owner = options.owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.executors: dict[str, RunExecutor] = {}
+        self.executors: dict[str, RunExecutor | DagExecutor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.step_pool = ThreadPoolExecutor(options.step_threads, thread_name_prefix="durable-step")
+        self.dag_services = DagServices(registry.actions, self.step_pool)
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
@@ -110,12 +113,13 @@ class Worker:
             await self.store.release_leases(releases)
         except StorageError as exc:
             log.warning("could not release %d leases (they will expire): %s", len(releases), exc)
+        await self.dag_services.aclose()
         self.step_pool.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()
 
-    def execute(self, state: RunState, fence: Fence) -> RunExecutor | None:
+    def execute(self, state: RunState, fence: Fence) -> RunExecutor | DagExecutor | None:
         """Start executing a run this worker holds the lease of."""
         workflow = self.registry.get(state.workflow, state.version)
         if workflow is None:  # claims are filtered by registered versions: only a race lands here
@@ -133,7 +137,11 @@ class Worker:
             on_durable=self.notifier.notify,
             on_failed=functools.partial(self._write_failed, state.run_id),
         )
-        executor = RunExecutor(state, workflow, run_log, step_pool=self.step_pool)
+        executor: RunExecutor | DagExecutor
+        if workflow.dag is not None:
+            executor = DagExecutor(state, workflow, run_log, self.dag_services)
+        else:
+            executor = RunExecutor(state, workflow, run_log, step_pool=self.step_pool)
         self.executors[state.run_id] = executor
         task = executor.start()
         self.tasks[state.run_id] = task

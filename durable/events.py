@@ -15,6 +15,7 @@ from durable._events import (
     RunStarted,
     StepCompleted,
     StepFailed,
+    StepSkipped,
     StepStarted,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "RunStarted",
     "StepCompleted",
     "StepFailed",
+    "StepSkipped",
     "StepStarted",
 ]

@@ -3,7 +3,9 @@ opens the database, starts the in-process worker and recovers unfinished runs.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
 from durable import (
@@ -18,6 +20,17 @@ from durable import (
     WorkerOptions,
     resolve_url,
 )
+from durable.dag import (
+    DagBuilder,
+    DagDefinition,
+    DagProgram,
+    DagResult,
+    load_definition,
+    validate_definition,
+)
+
+# What names a workflow to start: a workflow function, a registered name, a DAG builder.
+WorkflowRef = str | Callable[..., Any] | DagBuilder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,6 +114,47 @@ class App:
 
         return register if fn is None else register(fn)
 
+    def dag(
+        self,
+        name: str,
+        *,
+        version: str = "1",
+        api: Mapping[str, Callable[..., Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        parallelism: int | None = None,
+    ) -> DagBuilder:
+        """A DAG built in Python (steps are JavaScript; `api` functions are callable from it).
+        It is registered when first started (app.run/start/run_dag)."""
+        return DagBuilder(name, version=version, api=api, config=config, parallelism=parallelism)
+
+    def register_dag(
+        self,
+        definition: DagBuilder | DagDefinition | str | Path,
+        *,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> str:
+        """Register a DAG (a builder, a definition, or a YAML/JSON file path) and return
+        its workflow name. Custom actions it uses must be registered first."""
+        if isinstance(definition, DagBuilder):
+            program = definition.program()
+        else:
+            if isinstance(definition, DagDefinition):
+                definition = validate_definition(definition, self._registry.actions)
+            else:
+                definition = load_definition(definition, known_actions=self._registry.actions)
+            program = DagProgram(definition, functions=dict(functions or {}))
+        return self._registry.add_dag(program).name
+
+    def register_action(self, name: str, fn: Callable[..., Any]) -> None:
+        """Add a DAG action: `fn(params, context)`, sync or async; its return value is the
+        step's result. context: run_id, step, input, deps, matrix, idempotency_key."""
+        self._registry.add_action(name, fn)
+
+    def _ref(self, workflow: WorkflowRef) -> str | Callable[..., Any]:
+        if isinstance(workflow, DagBuilder):
+            return self.register_dag(workflow)
+        return workflow
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> App:
@@ -146,27 +200,54 @@ class App:
 
     async def start(
         self,
-        workflow: str | Callable[..., Any],
+        workflow: WorkflowRef,
         input: Any = None,
         *,
         run_id: str | None = None,
         version: str | None = None,
+        parallelism: int | None = None,
     ) -> RunHandle:
-        """Start a run. Idempotent on run_id: an existing run's handle is returned instead."""
-        return await self.engine.client.start(workflow, input, run_id=run_id, version=version)
+        """Start a run. Idempotent on run_id: an existing run's handle is returned instead.
+        `parallelism` caps the steps of a DAG run running at once."""
+        return await self.engine.client.start(
+            self._ref(workflow), input, run_id=run_id, version=version, parallelism=parallelism
+        )
 
     async def run(
         self,
-        workflow: str | Callable[..., Any],
+        workflow: WorkflowRef,
         input: Any = None,
         *,
         run_id: str | None = None,
         version: str | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Start a run and wait for its result (raises RunFailed if it fails)."""
+        """Start a run and wait for its result (raises RunFailed if it fails; for a DAG the
+        result is its final step's, or a dict of its final steps' results)."""
         handle = await self.start(workflow, input, run_id=run_id, version=version)
         return await handle.result(timeout)
+
+    async def run_dag(
+        self,
+        workflow: WorkflowRef,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
+        parallelism: int | None = None,
+        timeout: float | None = None,
+    ) -> DagResult:
+        """Run a DAG to its end and return its DagResult (status succeeded, partial or
+        failed, counts, duration, every step's result); a failed run does not raise."""
+        handle = await self.start(
+            workflow, input, run_id=run_id, version=version, parallelism=parallelism
+        )
+        async with asyncio.timeout(timeout):
+            await self.engine.client.wait(handle.run_id)
+        return await self.engine.client.dag_result(handle.run_id)
+
+    async def dag_result(self, run_id: str) -> DagResult:
+        return await self.engine.client.dag_result(run_id)
 
     def handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run, e.g. to wait for its result."""

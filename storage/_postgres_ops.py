@@ -50,7 +50,7 @@ _COLUMNS = (
 )
 RUN_COLUMNS = ", ".join(_COLUMNS)
 _ACTIVE = "('pending', 'running')"
-_FINAL = frozenset({"succeeded", "failed", "cancelled"})
+_FINAL = frozenset({"succeeded", "partial", "failed", "cancelled"})
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = $1"
 SELECT_EVENTS = (

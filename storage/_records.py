@@ -9,8 +9,8 @@ import msgspec
 
 from storage._errors import InvalidAppendError
 
-RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+RunStatus = Literal["pending", "running", "succeeded", "partial", "failed", "cancelled"]
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "cancelled"})
 ACTIVE_STATUSES: tuple[str, ...] = ("pending", "running")
 
 

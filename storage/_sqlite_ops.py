@@ -44,7 +44,7 @@ _UPDATE_ON_APPEND = (
     "WHERE run_id = ? AND last_seq = ?"
 )
 _FENCED = " AND owner = ? AND epoch = ?"
-_FINAL = ("succeeded", "failed", "cancelled")
+_FINAL = ("succeeded", "partial", "failed", "cancelled")
 
 
 def row_to_run(row: Sequence[object]) -> RunRecord:

@@ -24,6 +24,8 @@ STATUS_STYLES = {
     "running": "cyan",
     "retrying": "yellow",
     "succeeded": "green",
+    "partial": "bold yellow",
+    "skipped": "dim",
     "failed": "bold red",
     "cancelled": "magenta",
 }

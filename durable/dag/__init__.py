@@ -1,5 +1,6 @@
 """DAG definitions: one validated model for the Python builder, YAML and JSON files."""
 
+from ._builder import DagBuilder, StepRef
 from ._json import parse_json
 from ._load import load_definition, parse_definition
 from ._model import (
@@ -15,6 +16,9 @@ from ._model import (
     RetryPolicy,
     Webhooks,
 )
+from ._program import DagProgram
+from ._report import InstanceReport, StepReport
+from ._result import DagResult
 from ._schedule import (
     Decision,
     RunOutcome,
@@ -39,11 +43,15 @@ from ._yaml import parse_yaml
 
 __all__ = [
     "BUILTIN_ACTIONS",
+    "DagBuilder",
     "DagDefinition",
     "DagDefinitionError",
+    "DagProgram",
+    "DagResult",
     "DagStep",
     "Decision",
     "FieldSpot",
+    "InstanceReport",
     "Location",
     "Loop",
     "Notification",
@@ -55,6 +63,8 @@ __all__ = [
     "RunStatus",
     "ScriptResult",
     "Skip",
+    "StepRef",
+    "StepReport",
     "StepStatus",
     "Webhooks",
     "decide",

@@ -135,6 +135,8 @@ class DagDefinition(msgspec.Struct, frozen=True, kw_only=True):
     notifications: Notifications = Notifications()
     webhooks: Webhooks = Webhooks()
     parallelism: int | None = None
+    # Values steps can read as `ctx.config` (JavaScript) or `config` (expressions).
+    config: dict[str, Any] = {}
     source: Location = Location()
 
     def step(self, step_id: str) -> DagStep:

@@ -179,6 +179,95 @@ def _rule_verdict(step: DagStep, outcomes: list[tuple[str, str]]) -> str | None:
     return f"{succeeded} of {len(outcomes)} upstream succeeded, needs {need} (min_success)"
 
 
+class Scheduler:
+    """decide() for one definition, with the definition's fixed order and handler map worked
+    out once: a run calls decide() after every step transition, so per-call work must stay
+    proportional to a pass over the steps, not to sorting them."""
+
+    def __init__(self, definition: DagDefinition) -> None:
+        self.definition = definition
+        self.by_id = {s.id: s for s in definition.steps}
+        self.order = schedule_order(definition)
+        self.protects: dict[str, list[str]] = {}
+        for step in definition.steps:
+            if step.on_error is not None:
+                self.protects.setdefault(step.on_error, []).append(step.id)
+
+    def decide(
+        self,
+        states: Mapping[str, StepStatus],
+        *,
+        running: int = 0,
+        parallelism: int | None = None,
+        gates: Mapping[str, bool] | None = None,
+        cap: bool = True,
+    ) -> Decision:
+        """See decide(); `cap=False` leaves every ready step in `start` (the caller limits
+        what runs, e.g. per matrix instance)."""
+        by_id = self.by_id
+        status: dict[str, str] = dict.fromkeys(by_id, "pending")
+        for step_id, state in states.items():
+            if step_id not in by_id:
+                raise ValueError(f"unknown step {step_id!r} in states")
+            if state not in _STATUSES:
+                raise ValueError(f"step {step_id!r} has unknown status {state!r}")
+            status[step_id] = state
+        limit = parallelism if parallelism is not None else self.definition.parallelism
+        if limit is not None and limit < 1:
+            raise ValueError(f"parallelism must be at least 1, got {limit}")
+        gates = gates or {}
+        protects = self.protects
+
+        ready: list[str] = []
+        skips: list[Skip] = []
+        evaluate: list[str] = []
+        for step_id in self.order:
+            if status[step_id] != "pending":
+                continue
+            step = by_id[step_id]
+            guarded = protects.get(step_id)
+            reason: str | None = None
+            if guarded is not None:
+                if any(status[p] not in FINISHED for p in guarded):
+                    continue
+                if not any(status[p] == "failed" for p in guarded):
+                    names = ", ".join(repr(p) for p in guarded)
+                    reason = f"no step it handles failed ({names}; on_error handler)"
+            if reason is None:
+                outcomes: list[tuple[str, str]] = []
+                for dep in step.depends_on:
+                    outcome = _resolve(dep, by_id, status)
+                    if outcome is None:
+                        break
+                    outcomes.append((dep, outcome))
+                else:
+                    reason = _rule_verdict(step, outcomes)
+                if len(outcomes) < len(step.depends_on):
+                    continue
+            if reason is None:
+                gate = gates.get(step_id)
+                if gate is None and (step.condition is not None or step.skip_if is not None):
+                    evaluate.append(step_id)
+                    continue
+                if gate is False:
+                    reason = "its condition/skip_if says skip"
+            if reason is not None:
+                status[step_id] = "skipped"  # so its dependents are decided in this same pass
+                skips.append(Skip(step_id, reason))
+            else:
+                ready.append(step_id)
+
+        if cap and limit is not None:
+            in_use = max(running, sum(1 for s in status.values() if s == "running"))
+            ready = ready[: max(0, limit - in_use)]
+        final = None
+        if all(s in FINISHED for s in status.values()):
+            final = _outcome(by_id, status)
+        return Decision(
+            start=tuple(ready), skip=tuple(skips), evaluate=tuple(evaluate), final=final
+        )
+
+
 def decide(
     definition: DagDefinition,
     states: Mapping[str, StepStatus],
@@ -192,69 +281,9 @@ def decide(
     See the module docstring for the semantics. Raises ValueError for unknown step ids or
     statuses, a parallelism below 1, or a definition whose handlers make waits circular.
     """
-    by_id = {s.id: s for s in definition.steps}
-    status: dict[str, str] = dict.fromkeys(by_id, "pending")
-    for step_id, state in states.items():
-        if step_id not in by_id:
-            raise ValueError(f"unknown step {step_id!r} in states")
-        if state not in _STATUSES:
-            raise ValueError(f"step {step_id!r} has unknown status {state!r}")
-        status[step_id] = state
-    limit = parallelism if parallelism is not None else definition.parallelism
-    if limit is not None and limit < 1:
-        raise ValueError(f"parallelism must be at least 1, got {limit}")
-    gates = gates or {}
-    protects: dict[str, list[str]] = {}
-    for step in definition.steps:
-        if step.on_error is not None:
-            protects.setdefault(step.on_error, []).append(step.id)
-
-    ready: list[str] = []
-    skips: list[Skip] = []
-    evaluate: list[str] = []
-    for step_id in schedule_order(definition):
-        if status[step_id] != "pending":
-            continue
-        step = by_id[step_id]
-        guarded = protects.get(step_id)
-        reason: str | None = None
-        if guarded is not None:
-            if any(status[p] not in FINISHED for p in guarded):
-                continue
-            if not any(status[p] == "failed" for p in guarded):
-                names = ", ".join(repr(p) for p in guarded)
-                reason = f"no step it handles failed ({names}; on_error handler)"
-        if reason is None:
-            outcomes: list[tuple[str, str]] = []
-            for dep in step.depends_on:
-                outcome = _resolve(dep, by_id, status)
-                if outcome is None:
-                    break
-                outcomes.append((dep, outcome))
-            else:
-                reason = _rule_verdict(step, outcomes)
-            if len(outcomes) < len(step.depends_on):
-                continue
-        if reason is None:
-            gate = gates.get(step_id)
-            if gate is None and (step.condition is not None or step.skip_if is not None):
-                evaluate.append(step_id)
-                continue
-            if gate is False:
-                reason = "its condition/skip_if says skip"
-        if reason is not None:
-            status[step_id] = "skipped"  # so its dependents are decided in this same pass
-            skips.append(Skip(step_id, reason))
-        else:
-            ready.append(step_id)
-
-    if limit is not None:
-        in_use = max(running, sum(1 for s in status.values() if s == "running"))
-        ready = ready[: max(0, limit - in_use)]
-    final = None
-    if all(s in FINISHED for s in status.values()):
-        final = _outcome(by_id, status)
-    return Decision(start=tuple(ready), skip=tuple(skips), evaluate=tuple(evaluate), final=final)
+    return Scheduler(definition).decide(
+        states, running=running, parallelism=parallelism, gates=gates
+    )
 
 
 def _outcome(by_id: Mapping[str, DagStep], status: Mapping[str, str]) -> RunOutcome:

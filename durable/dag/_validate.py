@@ -59,6 +59,7 @@ _NOTIFY_NEEDS = {
 }
 
 
+_ID_RESERVED = frozenset("[]#@")
 _KIND_NEEDS = {"script": "script", "javascript": "code", "python": "function", "action": "action"}
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -139,6 +140,50 @@ def _check_step(
 ) -> DagStep:
     loc = step.location
     where = f"step {step.id!r}"
+    bad = sorted({c for c in step.id if c in _ID_RESERVED or c.isspace()})
+    if not step.id or bad:
+        # The log names a matrix instance `id[i]`, a loop iteration `id#n` and the engine's
+        # own deliveries `@...`: ids must not be able to collide with those.
+        problems.append(
+            problem_at(
+                f"{where}: a step id must be non-empty, without spaces or any of '[]#@'"
+                + (f" (found {', '.join(repr(c) for c in bad)})" if bad else ""),
+                loc,
+            )
+        )
+    if step.loop is not None and step.matrix:
+        problems.append(
+            problem_at(f"{where}: a step cannot have both `loop` and `matrix`", loc, "loop")
+        )
+    if step.action == "condition":
+        for branch in ("then", "else"):
+            targets = step.params.get(branch, [])
+            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                problems.append(
+                    problem_at(
+                        f"{where}: params.{branch} must be a list of step ids", loc, "params"
+                    )
+                )
+                continue
+            for target in targets:
+                if target not in ids:
+                    problems.append(
+                        problem_at(
+                            f"{where}: params.{branch} names unknown step {target!r}"
+                            f"{_suggest(target, ids)}",
+                            loc,
+                            f"params.{branch}",
+                        )
+                    )
+        if not isinstance(step.params.get("expression"), str):
+            problems.append(
+                problem_at(
+                    f"{where}: a condition action needs params.expression (a JavaScript "
+                    "expression)",
+                    loc,
+                    "params",
+                )
+            )
     # The loaders derive `kind` from the fields; the Python builder sets both, so check
     # that they agree and that a python target is importable-looking.
     needed = _KIND_NEEDS.get(step.kind)

@@ -183,7 +183,8 @@ def test_public_surface() -> None:
         "Webhooks", "decide", "expression_of", "find_cycle", "load_definition",
         "parallel_levels", "parse_definition", "parse_json", "parse_yaml", "schedule_order",
         "template_errors", "topological_order", "validate_definition",
-        "ScriptResult", "run_script",
+        "ScriptResult", "run_script", "DagBuilder", "DagProgram", "DagResult",
+        "InstanceReport", "StepRef", "StepReport",
     }  # fmt: skip
     assert all(hasattr(durable.dag, name) for name in durable.dag.__all__)
 

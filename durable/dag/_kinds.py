@@ -1,0 +1,277 @@
+"""The body of one DAG step attempt, by kind: script, JavaScript, python, action, noop.
+
+Each body gets a StepCall (what the step sees) and returns a msgspec-serializable result or
+raises; the attempt loop around it (durable._step_runner) records the outcome and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import importlib
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._expr import has_templates, render
+from ._http import http_request, send_webhook
+from ._model import DagStep
+from ._program import DagProgram
+from ._script import ScriptResult, run_script
+from ._services import DagServices
+
+JS_STEP_TIMEOUT = 30.0  # seconds, for JavaScript steps without a timeout of their own
+_ERROR_OUTPUT = 8192  # characters of stdout/stderr kept in a failed script's error
+
+
+@dataclass(slots=True)
+class StepCall:
+    run_id: str
+    step: DagStep
+    key: str  # the instance's name in the log
+    matrix: dict[str, Any]
+    iteration: int | None
+    input: Any
+    deps: dict[str, Any]  # direct dependencies' results, by id
+    scope: Callable[[], dict[str, Any]]  # the expression scope, built on demand
+    program: DagProgram
+    services: DagServices
+    idempotency_key: str
+    first_started_at: float  # when this instance first started: a delay counts from there
+
+
+class ScriptFailed(Exception):
+    def __init__(self, step: str, result: ScriptResult, timeout: float | None) -> None:
+        if result.timed_out:
+            what = f"timed out after {timeout:g}s; its process group was killed"
+        elif result.signal is not None:
+            what = f"was killed by signal {result.signal}"
+        else:
+            what = f"exited with code {result.exit_code}"
+        tail = result.stderr.strip()[-500:]
+        super().__init__(f"script of step {step!r} {what}" + (f": {tail}" if tail else ""))
+        self.details = {
+            "exit_code": result.exit_code,
+            "stdout": result.stdout[-_ERROR_OUTPUT:],
+            "stderr": result.stderr[-_ERROR_OUTPUT:],
+            "timed_out": result.timed_out,
+            "signal": result.signal,
+        }
+
+
+class StepConfigError(Exception):
+    """The step's definition cannot run as written (a bad python target, bad params...)."""
+
+
+async def run_body(call: StepCall) -> Any:
+    step = call.step
+    params: Any = step.params
+    environment: Any = step.environment
+    if has_templates(params) or has_templates(environment):
+        pool = await call.services.js()
+        scope = call.scope()
+        params = await render(pool, params, scope, where="params")
+        environment = await render(pool, environment, scope, where="environment")
+    if step.kind == "noop":
+        return None
+    if step.kind == "script":
+        env = {str(k): _env_text(v) for k, v in environment.items()}
+        return await _script(call, env)
+    if step.kind == "javascript":
+        return await _javascript(call, params)
+    if step.kind == "python":
+        return await _python(call, params)
+    return await _action(call, params)
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+async def _script(call: StepCall, env: dict[str, str]) -> Any:
+    step = call.step
+    assert step.script is not None
+    result = await run_script(
+        step.script,
+        cwd=call.program.base_dir,
+        env=env,
+        timeout=step.timeout_seconds,
+        memory_mb=step.resources.memory_mb,
+    )
+    if result.exit_code != 0 or result.timed_out:
+        raise ScriptFailed(step.id, result, step.timeout_seconds)
+    return {
+        "exit_code": 0,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "duration_seconds": round(result.duration, 6),
+    }
+
+
+def _js_context(call: StepCall) -> dict[str, Any]:
+    return {
+        "event": call.input,
+        "config": call.program.definition.config,
+        "run_id": call.run_id,
+        "step": call.step.id,
+        "matrix": call.matrix,
+        "iteration": call.iteration,
+    }
+
+
+async def _javascript(call: StepCall, params: Any) -> Any:
+    step = call.step
+    assert step.code is not None
+    pool = await call.services.js()
+    return await pool.evaluate(
+        step.code,
+        bindings={
+            "deps": call.deps,
+            "ctx": _js_context(call),
+            "input": call.input,
+            "matrix": call.matrix,
+            "params": params,
+        },
+        functions=call.program.functions,
+        timeout=step.timeout_seconds or JS_STEP_TIMEOUT,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _import(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StepConfigError(
+            f"cannot import module {module_name!r} for {target!r}: {exc}"
+        ) from None
+    found: Any = module
+    for part in attr.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise StepConfigError(f"module {module_name!r} has no attribute {attr!r}")
+    if not callable(found):
+        raise StepConfigError(f"{target!r} is not callable")
+    return found  # type: ignore[no-any-return]
+
+
+async def call_user(call: StepCall, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a user function: async ones on the loop, plain ones on the worker's step threads."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    value = await loop.run_in_executor(
+        call.services.step_pool, functools.partial(ctx.run, fn, *args, **kwargs)
+    )
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+async def _python(call: StepCall, params: Any) -> Any:
+    assert call.step.function is not None
+    fn = _import(call.step.function)
+    # Params are keyword arguments; a function may also ask for these by naming them.
+    extras = {
+        "deps": call.deps,
+        "input": call.input,
+        "matrix": call.matrix,
+        "context": action_context(call),
+    }
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        signature = None
+    kwargs = dict(params)
+    if signature is not None:
+        names = signature.parameters
+        kwargs.update({k: v for k, v in extras.items() if k in names and k not in kwargs})
+    return await call_user(call, fn, **kwargs)
+
+
+def action_context(call: StepCall) -> dict[str, Any]:
+    return {
+        "run_id": call.run_id,
+        "step": call.step.id,
+        "input": call.input,
+        "deps": call.deps,
+        "matrix": call.matrix,
+        "idempotency_key": call.idempotency_key,
+    }
+
+
+async def _action(call: StepCall, params: Any) -> Any:
+    step = call.step
+    action = step.action
+    services = call.services
+    if not isinstance(params, Mapping):
+        raise StepConfigError(f"step {step.id!r}: params must be an object")
+    if action == "http.request":
+        return await http_request(services.http, params, idempotency_key=call.idempotency_key)
+    if action == "webhook":
+        return await send_webhook(services.http, params, idempotency_key=call.idempotency_key)
+    if action == "delay":
+        return await _delay(call, params)
+    if action == "transform":
+        return await _transform(call, params)
+    if action == "condition":
+        from ._expr import evaluate
+
+        pool = await services.js()
+        value = await evaluate(
+            pool, str(params["expression"]), call.scope(), where=f"step {step.id!r} expression"
+        )
+        return bool(value)
+    fn = services.actions.get(action or "")
+    if fn is None:
+        raise StepConfigError(
+            f"step {step.id!r}: action {action!r} is not registered in this worker "
+            "(app.register_action)"
+        )
+    return await call_user(call, fn, dict(params), action_context(call))
+
+
+async def _delay(call: StepCall, params: Mapping[str, Any]) -> Any:
+    duration = params.get("duration", params.get("ms"))
+    if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+        raise StepConfigError(
+            f"step {call.step.id!r}: delay needs params.duration, milliseconds >= 0"
+        )
+    # Durable: the deadline counts from the first start recorded in the log, so a worker
+    # that resumes the run after a crash waits only for what is left.
+    deadline = call.first_started_at + duration / 1000.0
+    remaining = deadline - time.time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+    return {"waited_ms": duration}
+
+
+async def _transform(call: StepCall, params: Mapping[str, Any]) -> Any:
+    code = params.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise StepConfigError(f"step {call.step.id!r}: transform needs params.code (JavaScript)")
+    key = params.get("inputKey")
+    if key is None:
+        value = call.input
+    elif key in call.deps:
+        value = call.deps[key]
+    else:
+        raise StepConfigError(
+            f"step {call.step.id!r}: params.inputKey {key!r} is not one of its dependencies "
+            f"({', '.join(sorted(call.deps)) or 'none'}); add it to dependencies"
+        )
+    pool = await call.services.js()
+    return await pool.evaluate(
+        code,
+        bindings={"input": value, "deps": call.deps, "context": call.scope()["context"]},
+        timeout=call.step.timeout_seconds or JS_STEP_TIMEOUT,
+    )

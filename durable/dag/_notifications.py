@@ -1,0 +1,105 @@
+"""Notifications and webhooks of a DAG run, delivered from the log.
+
+Each delivery is an instance in the run's log (`@notify.on_failure[0]`, `@webhook.on_step.x`),
+executed by the same attempt loop as steps: started, retried with backoff, recorded as
+delivered or given up on. After a crash the executor sees which deliveries the log holds
+finished and sends only the others, so none is lost and none is repeated once recorded.
+The run's own end (RunCompleted / RunFailed) is recorded after its deliveries.
+
+Which fire: `on_success` notifications and the `on_complete` webhook when the run succeeded;
+`on_failure` and `on_failure` webhook when it failed or was partial (some steps failed);
+`on_step` after every step that succeeded or failed (not for skips).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._deliver import deliver
+from ._expr import has_templates, render
+from ._model import Notification
+from ._report import StepReport
+from ._schedule import RunOutcome
+
+if TYPE_CHECKING:
+    from ._run import DagExecutor
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    name: str
+    note: Notification
+    event: dict[str, Any]
+
+    async def send(self, executor: DagExecutor) -> Any:
+        note = self.note
+        fields = msgspec.to_builtins(note)
+        fields.pop("location", None)
+        if has_templates(fields):
+            pool = await executor.services.js()
+            fields = await render(pool, fields, executor.scope(None, {}), where=self.name)
+            note = msgspec.convert(fields, Notification)
+        services = executor.services
+        return await deliver(note, self.event, client=services.http, smtp=services.smtp)
+
+
+def _base(executor: DagExecutor) -> dict[str, Any]:
+    return {
+        "workflow": executor.definition.name,
+        "version": executor.definition.version,
+        "run_id": executor.state.run_id,
+    }
+
+
+def run_event(executor: DagExecutor, outcome: RunOutcome) -> dict[str, Any]:
+    # Computed from the log only (no clock), so a delivery retried after a crash carries the
+    # same payload as the first attempt.
+    ends = [r.finished_at for r in executor.reports.values() if r.finished_at is not None]
+    created = executor.state.created_at
+    duration = round(max(ends) - created, 3) if ends and created is not None else 0.0
+    return {
+        "event": f"run.{outcome.status}",
+        **_base(executor),
+        "status": outcome.status,
+        "completed": outcome.succeeded,
+        "failed": outcome.failed,
+        "recovered": outcome.recovered,
+        "skipped": outcome.skipped,
+        "total": outcome.total,
+        "duration_seconds": duration,
+        "failed_steps": sorted(r.id for r in executor.reports.values() if r.status == "failed"),
+    }
+
+
+def final_deliveries(executor: DagExecutor, outcome: RunOutcome) -> Iterator[Delivery]:
+    definition = executor.definition
+    event = run_event(executor, outcome)
+    success = outcome.status == "succeeded"
+    kind = "on_success" if success else "on_failure"
+    for i, note in enumerate(getattr(definition.notifications, kind)):
+        yield Delivery(f"@notify.{kind}[{i}]", note, event)
+    hook = definition.webhooks.on_complete if success else definition.webhooks.on_failure
+    if hook:
+        name = "on_complete" if success else "on_failure"
+        yield Delivery(f"@webhook.{name}", Notification(type="webhook", url=hook), event)
+
+
+def step_delivery(url: str, executor: DagExecutor, report: StepReport) -> Delivery:
+    event = {
+        "event": f"step.{'completed' if report.status == 'succeeded' else 'failed'}",
+        **_base(executor),
+        "status": report.status,
+        "step": {
+            "id": report.id,
+            "status": report.status,
+            "result": report.result,
+            "error": report.error,
+            "attempts": report.attempts,
+            "duration_seconds": report.duration_seconds,
+        },
+    }
+    return Delivery(f"@webhook.on_step.{report.id}", Notification(type="webhook", url=url), event)

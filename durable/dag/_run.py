@@ -1,0 +1,486 @@
+"""Executing a DAG run on the event log.
+
+There is no workflow code to re-execute: the run's state is the fold of its log, and the
+scheduler (decide()) says, from that state alone, what happens next. Recovery after a crash is
+the same as live execution: fold the log, rebuild the step statuses, relaunch what was
+running (the attempt loop retries an interrupted attempt under the same number), and go on
+deciding. A step instance recorded as succeeded is never run again.
+
+Each unit of work is an *instance* in the log (see _report): a plain step, one matrix
+combination, one loop iteration, or a notification delivery. Instances go through the same
+attempt loop as Python steps (durable._step_runner): StepStarted, then StepCompleted or
+StepFailed (retries with the step's policy, timeouts, the crash-loop guard). Skips are
+recorded as StepSkipped with the reason.
+
+Conditions (`condition`, `skip_if`, loop `until`, the `condition` action's branches) are
+JavaScript evaluated in the sandbox. Their values are not recorded: what they decided is
+(StepStarted or StepSkipped), and an evaluation cut short by a crash is simply redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from durable._codec import NONE_RAW, decode_value, encode_value, error_info
+from durable._errors import ErrorInfo, StepFailed
+from durable._events import RunCompleted, RunFailed, StepSkipped, StepStarted
+from durable._events import StepFailed as StepFailedEvent
+from durable._registry import RetryPolicy, StepDef, WorkflowDef
+from durable._runlog import RunLog, append_end
+from durable._state import RunState, StepState
+from durable._step_runner import run_step
+from durable.js import SandboxError
+
+from ._expr import ExpressionError, evaluate, public_env
+from ._kinds import StepCall, run_body
+from ._model import DagStep
+from ._notifications import Delivery, final_deliveries, run_event, step_delivery
+from ._report import (
+    DELIVERY_PREFIX,
+    StepReport,
+    instance_name,
+    matrix_combos,
+    parse_name,
+    step_report,
+    step_view,
+)
+from ._schedule import RunOutcome, Scheduler, Skip, StepStatus
+from ._services import DagServices
+
+
+@dataclass(slots=True)
+class _Planned:
+    name: str
+    step: DagStep | None  # None for a delivery
+    matrix: dict[str, Any] = field(default_factory=dict)
+    iteration: int | None = None
+    delivery: Delivery | None = None
+    prior: StepState | None = None
+    pos: int = -1
+
+
+def _policy(step: DagStep) -> RetryPolicy:
+    r = step.retry
+    return RetryPolicy(
+        max_attempts=r.max_attempts,
+        initial_delay=r.initial_delay_ms / 1000.0,
+        backoff=1.0 if r.backoff == "fixed" else max(r.multiplier, 1.0),
+        max_delay=(r.max_delay_ms / 1000.0) if r.max_delay_ms is not None else 3600.0,
+        linear=r.backoff == "linear",
+    )
+
+
+_DELIVERY_POLICY = RetryPolicy(max_attempts=6, initial_delay=1.0, backoff=2.0, max_delay=60.0)
+
+
+class DagExecutor:
+    def __init__(
+        self, state: RunState, workflow: WorkflowDef, log: RunLog, services: DagServices
+    ) -> None:
+        assert workflow.dag is not None
+        self.state = state
+        self.workflow = workflow
+        self.log: RunLog | None = log
+        self.program = workflow.dag
+        self.definition = workflow.dag.definition
+        self.scheduler = Scheduler(self.definition)
+        self.services = services
+        self.step_pool = services.step_pool
+        self.status: dict[str, StepStatus] = {}
+        self.gates: dict[str, bool] = {}
+        self.branch_reasons: dict[str, str] = {}
+        self.loops_done: dict[str, bool] = {}
+        self.reports: dict[str, StepReport] = {}
+        self.positions: dict[str, list[int]] = collections.defaultdict(list)
+        self.queue: dict[str, collections.deque[_Planned]] = {}
+        self.tasks: dict[asyncio.Task[Any], _Planned] = {}
+        self.running_by_step: collections.Counter[str] = collections.Counter()
+        self.running_steps = 0
+        self.limit = state.parallelism or self.definition.parallelism
+        self._next_pos = max(state.steps, default=-1) + 1
+        self._input = decode_value(state.input) if state.input is not None else None
+        self._deliveries_planned = False
+        self._recorded_deliveries = {
+            s.name: s for s in state.steps.values() if s.name.startswith(DELIVERY_PREFIX)
+        }
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle (the worker's side) -----------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.get_running_loop().create_task(self._main())
+        return self._task
+
+    def abort(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _main(self) -> None:
+        assert self.log is not None
+        try:
+            event = await self._drive()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            event = RunFailed(error=error_info(exc))
+        finally:
+            await self._stop_tasks()
+        await append_end(self.log, event)
+
+    async def _stop_tasks(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def _drive(self) -> RunCompleted | RunFailed:
+        await self._rebuild()
+        while True:
+            final = await self._schedule()
+            self._launch()
+            if final is not None and not self.tasks and not self.queue:
+                if not self._deliveries_planned:
+                    self._deliveries_planned = True
+                    await self._plan_final_deliveries(final)
+                    if self.tasks:
+                        continue
+                return self._end_event(final)
+            if not self.tasks:
+                pending = [s for s in self.scheduler.order if self.status.get(s) is None]
+                raise RuntimeError(
+                    f"DAG scheduler stalled with nothing running; pending: {pending[:10]}"
+                )
+            done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=lambda t: self.tasks[t].pos):
+                await self._completed(task)
+
+    async def _schedule(self) -> RunOutcome | None:
+        while True:
+            decision = self.scheduler.decide(self.status, gates=self.gates, cap=False)
+            for skip in decision.skip:
+                self._skip(skip)
+            for step_id in decision.start:
+                self._activate(step_id)
+            if decision.evaluate:
+                await asyncio.gather(*(self._gate(s) for s in decision.evaluate))
+                continue
+            return decision.final
+
+    def _skip(self, skip: Skip) -> None:
+        assert self.log is not None
+        reason = self.branch_reasons.get(skip.step, skip.reason)
+        pos = self._take_pos()
+        self.log.append(StepSkipped(pos=pos, name=skip.step, reason=reason))
+        self.positions[skip.step].append(pos)
+        self.status[skip.step] = "skipped"
+        self._finalize(self.scheduler.by_id[skip.step])
+
+    def _activate(self, step_id: str) -> None:
+        step = self.scheduler.by_id[step_id]
+        self.status[step_id] = "running"
+        queue = self.queue.setdefault(step_id, collections.deque())
+        if step.matrix:
+            for i, combo in enumerate(matrix_combos(step)):
+                queue.append(_Planned(instance_name(step_id, index=i), step, matrix=combo))
+        elif step.loop is not None:
+            queue.append(_Planned(instance_name(step_id, iteration=1), step, iteration=1))
+        else:
+            queue.append(_Planned(step_id, step))
+
+    def _launch(self) -> None:
+        for step_id in list(self.queue):
+            queue = self.queue[step_id]
+            step = self.scheduler.by_id[step_id]
+            cap = step.parallelism if step.matrix and step.parallelism else len(queue) + 1
+            while queue and self.running_by_step[step_id] < cap:
+                if self.limit is not None and self.running_steps >= self.limit:
+                    return
+                self._start(queue.popleft())
+            if not queue:
+                del self.queue[step_id]
+
+    def _take_pos(self) -> int:
+        pos = self._next_pos
+        self._next_pos += 1
+        return pos
+
+    def _start(self, planned: _Planned) -> None:
+        assert self.log is not None
+        prior = planned.prior
+        planned.pos = prior.pos if prior is not None else self._take_pos()
+        step = planned.step
+        if step is not None:
+            timeout = step.timeout_seconds if step.kind in ("python", "action") else None
+            policy = _policy(step)
+            self.positions[step.id].append(planned.pos)
+            self.running_by_step[step.id] += 1
+            self.running_steps += 1
+        else:
+            timeout, policy = 60.0, _DELIVERY_POLICY
+        definition = StepDef(
+            name=planned.name,
+            fn=functools.partial(self._body, planned),
+            is_async=True,
+            retry=policy,
+            timeout=timeout,
+            return_type=Any,
+        )
+        input_raw = NONE_RAW
+        if planned.matrix or planned.iteration is not None:
+            payload = {"matrix": planned.matrix or None, "iteration": planned.iteration}
+            input_raw = msgspec.Raw(encode_value(payload, "a step instance's input"))
+        coro = run_step(self, self.log, planned.pos, definition, (), {}, input_raw, prior)
+        self.tasks[asyncio.ensure_future(coro)] = planned
+
+    async def _body(self, planned: _Planned) -> Any:
+        if planned.delivery is not None:
+            return await planned.delivery.send(self)
+        step = planned.step
+        assert step is not None
+        started = self.state.steps[planned.pos].started_at or time.time()
+        call = StepCall(
+            run_id=self.state.run_id,
+            step=step,
+            key=planned.name,
+            matrix=planned.matrix,
+            iteration=planned.iteration,
+            input=self._input,
+            deps=self._deps(step),
+            scope=functools.partial(self.scope, step, planned.matrix),
+            program=self.program,
+            services=self.services,
+            idempotency_key=f"{self.state.run_id}:{planned.pos}",
+            first_started_at=started,
+        )
+        return await run_body(call)
+
+    async def _completed(self, task: asyncio.Task[Any]) -> None:
+        planned = self.tasks.pop(task)
+        step = planned.step
+        if step is not None:
+            self.running_by_step[step.id] -= 1
+            self.running_steps -= 1
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, StepFailed):
+                raise exc
+        if step is None:
+            return
+        if step.matrix:
+            if step.id not in self.queue and not self.running_by_step[step.id]:
+                self._finalize(step)
+        elif step.loop is not None:
+            await self._loop_next(step, self.state.steps[planned.pos], planned.iteration or 1)
+        else:
+            self._finalize(step)
+
+    async def _loop_next(self, step: DagStep, last: StepState, iteration: int) -> None:
+        """After iteration n of a loop: finish the loop or queue iteration n+1."""
+        assert step.loop is not None
+        if last.status == "succeeded" and iteration < step.loop.max_iterations:
+            scope = self.scope(step, {})
+            scope["result"] = decode_value(last.result) if last.result is not None else None
+            scope["iteration"] = iteration
+            try:
+                pool = await self.services.js()
+                done = bool(
+                    await evaluate(pool, step.loop.until, scope, where=f"step {step.id!r} until")
+                )
+            except (ExpressionError, SandboxError) as exc:
+                self.loops_done[step.id] = True
+                self._fail_now(step, instance_name(step.id, iteration=iteration + 1), exc)
+                return
+            if not done:
+                nxt = iteration + 1
+                self.queue.setdefault(step.id, collections.deque()).append(
+                    _Planned(instance_name(step.id, iteration=nxt), step, iteration=nxt)
+                )
+                return
+        self.loops_done[step.id] = True
+        self._finalize(step)
+
+    def _finalize(self, step: DagStep) -> None:
+        """The step is finished: fix its status and report, and act on it."""
+        instances = {
+            self.state.steps[p].name: self.state.steps[p]
+            for p in self.positions.get(step.id, ())
+            if p in self.state.steps
+        }
+        report = step_report(step, instances, self.state, self.loops_done)
+        self.reports[step.id] = report
+        if report.status in ("succeeded", "failed", "skipped"):
+            self.status[step.id] = report.status  # type: ignore[assignment]
+        if step.action == "condition" and report.status == "succeeded":
+            self._branch(step, bool(report.result))
+        hook = self.definition.webhooks.on_step
+        if hook and report.status in ("succeeded", "failed"):
+            self._deliver(step_delivery(hook, self, report))
+
+    def _branch(self, step: DagStep, taken: bool) -> None:
+        then = step.params.get("then")
+        other = step.params.get("else")
+        if then is None and other is None:
+            then = [s.id for s in self.definition.steps if step.id in s.depends_on]
+        for targets, runs_if in ((then or [], True), (other or [], False)):
+            for target in targets:
+                if taken != runs_if:
+                    self.gates[target] = False
+                    self.branch_reasons[target] = (
+                        f"branch not taken: condition {step.id!r} was {str(taken).lower()}"
+                    )
+
+    def _fail_now(self, step: DagStep, name: str, exc: BaseException) -> None:
+        """Record a failure that happened before the step could run (its condition threw)."""
+        assert self.log is not None
+        pos = self._take_pos()
+        info = error_info(exc)
+        self.log.append(StepStarted(pos=pos, name=name, attempt=1))
+        self.log.append(StepFailedEvent(pos=pos, attempt=1, error=info, retryable=False))
+        self.positions[step.id].append(pos)
+        self._finalize(step)
+
+    async def _gate(self, step_id: str) -> None:
+        step = self.scheduler.by_id[step_id]
+        scope = self.scope(step, {})
+        try:
+            pool = await self.services.js()
+            run = True
+            if step.condition is not None:
+                where = f"step {step_id!r} condition"
+                run = bool(await evaluate(pool, step.condition, scope, where=where))
+            if run and step.skip_if is not None:
+                where = f"step {step_id!r} skip_if"
+                run = not bool(await evaluate(pool, step.skip_if, scope, where=where))
+        except (ExpressionError, SandboxError) as exc:
+            self.status[step_id] = "running"
+            self._fail_now(step, step_id, exc)
+            return
+        self.gates[step_id] = run
+
+    # -- what steps see ---------------------------------------------------------------------
+
+    def _deps(self, step: DagStep) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for dep in step.depends_on:
+            report = self.reports.get(dep)
+            out[dep] = report.result if report is not None else None
+        return out
+
+    def scope(self, step: DagStep | None, matrix: dict[str, Any]) -> dict[str, Any]:
+        views = {sid: step_view(r) for sid, r in self.reports.items()}
+        context: dict[str, Any] = dict(self._input) if isinstance(self._input, dict) else {}
+        context.update(views)
+        return {
+            "steps": views,
+            "deps": self._deps(step) if step is not None else {},
+            "input": self._input,
+            "context": context,
+            "matrix": matrix,
+            "config": self.definition.config,
+            "env": public_env(),
+        }
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def _rebuild(self) -> None:
+        """Fold the log's instances back into statuses, queues and relaunches."""
+        by_step: dict[str, dict[str, StepState]] = collections.defaultdict(dict)
+        for pos, ss in sorted(self.state.steps.items()):
+            parsed = parse_name(ss.name)
+            if parsed is None:
+                continue
+            self.positions[parsed[0]].append(pos)
+            by_step[parsed[0]][ss.name] = ss
+        for step_id in self.scheduler.order:
+            instances = by_step.get(step_id)
+            if instances:
+                await self._rebuild_step(self.scheduler.by_id[step_id], instances)
+
+    async def _rebuild_step(self, step: DagStep, instances: dict[str, StepState]) -> None:
+        own = instances.get(step.id)
+        if own is not None and (own.status == "skipped" or step.matrix or step.loop):
+            # Skipped, or (for a matrix or loop step) failed before it could run: its
+            # condition threw. Either way it is finished.
+            self.status[step.id] = "running"
+            self._finalize(step)
+            return
+        self.status[step.id] = "running"
+        queue: collections.deque[_Planned] = collections.deque()
+        if step.matrix:
+            for i, combo in enumerate(matrix_combos(step)):
+                name = instance_name(step.id, index=i)
+                found = instances.get(name)
+                if found is None or found.status in ("running", "retrying"):
+                    queue.append(_Planned(name, step, matrix=combo, prior=found))
+            if not queue:
+                self._finalize(step)
+        elif step.loop is not None:
+            iteration = max((parse_name(n) or ("", None, 0))[2] or 0 for n in instances)
+            last = instances[instance_name(step.id, iteration=iteration)]
+            if last.status in ("running", "retrying"):
+                queue.append(_Planned(last.name, step, iteration=iteration, prior=last))
+            else:
+                await self._loop_next(step, last, iteration)
+        elif own is not None and own.status in ("running", "retrying"):
+            queue.append(_Planned(step.id, step, prior=own))
+        else:
+            self._finalize(step)
+        if queue:
+            self.queue.setdefault(step.id, collections.deque()).extend(queue)
+
+    # -- deliveries and the end -------------------------------------------------------------
+
+    def _deliver(self, delivery: Delivery) -> None:
+        recorded = self._recorded_deliveries.get(delivery.name)
+        if recorded is not None and recorded.status not in ("running", "retrying"):
+            return  # delivered (or given up on) before a crash
+        self._start(_Planned(delivery.name, None, delivery=delivery, prior=recorded))
+
+    async def _plan_final_deliveries(self, outcome: RunOutcome) -> None:
+        for delivery in final_deliveries(self, outcome):
+            self._deliver(delivery)
+
+    def outcome_event(self, outcome: RunOutcome) -> dict[str, Any]:
+        return run_event(self, outcome)
+
+    def output(self) -> Any:
+        needed = {dep for s in self.definition.steps for dep in s.depends_on}
+        sinks = [s.id for s in self.definition.steps if s.id not in needed]
+        results = {
+            sid: self.reports[sid].result
+            if sid in self.reports and self.reports[sid].status == "succeeded"
+            else None
+            for sid in sinks
+        }
+        return results[sinks[0]] if len(sinks) == 1 else results
+
+    def _end_event(self, outcome: RunOutcome) -> RunCompleted | RunFailed:
+        failed = [r for r in self.reports.values() if r.status == "failed"]
+        counts = {
+            "status": outcome.status,
+            "completed": outcome.succeeded,
+            "failed": outcome.failed,
+            "recovered": outcome.recovered,
+            "skipped": outcome.skipped,
+            "total": outcome.total,
+        }
+        summary = ", ".join(f"{r.id} ({r.error})" for r in failed[:5])
+        message = f"{outcome.failed} of {outcome.total} steps failed: {summary}"
+        if outcome.status == "failed":
+            return RunFailed(
+                error=ErrorInfo(type="durable.DagFailed", message=message, details=counts)
+            )
+        result = msgspec.Raw(encode_value(self.output(), "the DAG run's output"))
+        error = None
+        if outcome.status == "partial":
+            error = ErrorInfo(type="durable.DagPartial", message=message, details=counts)
+        return RunCompleted(result=result, status=outcome.status, error=error)
