@@ -1,8 +1,14 @@
-"""The `durable` command line: inspect runs, replay them, run a worker.
+"""The `durable` command line: inspect runs, replay them, run a worker or a DAG file.
 
 It loads user applications by import path ("module:attr") and never imports the SDK."""
 
-from durable.cli import _replay, _runs, _validate, _worker  # noqa: F401  (they register the commands)
+from durable.cli import (  # noqa: F401  (they register the commands)
+    _replay,
+    _run,
+    _runs,
+    _validate,
+    _worker,
+)
 from durable.cli._app import cli
 
 

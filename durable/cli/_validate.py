@@ -1,14 +1,20 @@
-"""`durable validate FILE`: check a DAG definition file and show its plan, running nothing."""
+"""`durable validate FILE`: check a DAG definition file and show its plan, running nothing.
+
+`load_or_exit` and `plan_report`/`print_plan` are shared with `durable run` (its --dry-run
+and its definition errors), so both commands report problems and plans the same way."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from typing import NoReturn
 
 import click
 import msgspec
 
-from durable.cli._app import cli, emit_json
-from durable.dag import DagDefinitionError, load_definition, parallel_levels
+from durable.cli._app import USER_ERROR, cli, emit_json
+from durable.dag import DagDefinition, DagDefinitionError, load_definition, parallel_levels
+from durable.dag._report import matrix_combos
 
 
 class ValidationReport(msgspec.Struct, frozen=True):
@@ -23,6 +29,60 @@ class ValidationReport(msgspec.Struct, frozen=True):
     # Groups of steps that can run together, in the order the groups start.
     levels: list[list[str]] = []
     problems: list[str] = []
+    # Step id -> number of instances, for steps with a matrix.
+    matrix: dict[str, int] = {}
+
+
+def load_or_exit(file: str, actions: Iterable[str], *, as_json: bool = False) -> DagDefinition:
+    """The validated definition, or the problems reported (one `error:` line each, or an
+    invalid ValidationReport with --json) and exit status 2."""
+    try:
+        return load_definition(file, known_actions=actions)
+    except DagDefinitionError as exc:
+        report_problems(file, [str(p) for p in exc.problems], as_json=as_json)
+
+
+def report_problems(file: str, problems: list[str], *, as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json(ValidationReport(file=file, valid=False, problems=problems))
+    else:
+        # One line per problem (each names its file and line), like every user error.
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+    sys.exit(USER_ERROR)
+
+
+def plan_report(file: str, definition: DagDefinition) -> ValidationReport:
+    return ValidationReport(
+        file=file,
+        valid=True,
+        name=definition.name,
+        version=definition.version,
+        steps=len(definition.steps),
+        fingerprint=definition.fingerprint(),
+        levels=parallel_levels(definition),
+        matrix={s.id: len(matrix_combos(s)) for s in definition.steps if s.matrix},
+    )
+
+
+def print_plan(report: ValidationReport, definition: DagDefinition) -> None:
+    # Plain lines, not rich: a long line (the fingerprint) must not be wrapped when piped.
+    click.echo(
+        f"{report.file}: valid — {report.name} version {report.version}, {report.steps} steps, "
+        f"fingerprint {report.fingerprint}"
+    )
+    click.echo("plan (steps on one line can run together):")
+    loops = {s.id: s.loop.max_iterations for s in definition.steps if s.loop is not None}
+    for i, level in enumerate(report.levels, start=1):
+        shown = []
+        for step_id in level:
+            label = step_id
+            if step_id in report.matrix:
+                label += f" ×{report.matrix[step_id]}"
+            if step_id in loops:
+                label += f" (loop, at most {loops[step_id]} times)"
+            shown.append(label)
+        click.echo(f"  {i}. {', '.join(shown)}")
 
 
 @cli.command()
@@ -38,36 +98,11 @@ class ValidationReport(msgspec.Struct, frozen=True):
 def validate(file: str, actions: tuple[str, ...], as_json: bool) -> None:
     """Check a YAML or JSON workflow definition: structure, types, dependencies (cycles,
     unknown steps), actions and {{ }} templates. Prints the plan: which steps can run
-    together, group by group. Runs nothing. Exit status: 0 valid, 2 invalid."""
-    try:
-        definition = load_definition(file, known_actions=actions)
-    except DagDefinitionError as exc:
-        problems = [str(p) for p in exc.problems]
-        if as_json:
-            emit_json(ValidationReport(file=file, valid=False, problems=problems))
-        else:
-            # One line per problem (each names its file and line), like every user error.
-            for problem in problems:
-                click.echo(f"error: {problem}", err=True)
-        sys.exit(2)
-    levels = parallel_levels(definition)
-    report = ValidationReport(
-        file=file,
-        valid=True,
-        name=definition.name,
-        version=definition.version,
-        steps=len(definition.steps),
-        fingerprint=definition.fingerprint(),
-        levels=levels,
-    )
+    together, group by group (a matrix step shows its number of instances). Runs nothing.
+    Exit status: 0 valid, 2 invalid."""
+    definition = load_or_exit(file, actions, as_json=as_json)
+    report = plan_report(file, definition)
     if as_json:
         emit_json(report)
         return
-    # Plain lines, not rich: a long line (the fingerprint) must not be wrapped when piped.
-    click.echo(
-        f"{file}: valid — {report.name} version {report.version}, {report.steps} steps, "
-        f"fingerprint {report.fingerprint}"
-    )
-    click.echo("plan (steps on one line can run together):")
-    for i, level in enumerate(levels, start=1):
-        click.echo(f"  {i}. {', '.join(level)}")
+    print_plan(report, definition)

@@ -48,6 +48,7 @@ class Evaluate(msgspec.Struct, tag=True, array_like=True):
     bindings: dict[str, Any]
     functions: list[str]
     max_heap_bytes: int
+    max_result_bytes: int = 8 * 1024 * 1024
 
 
 class Call(msgspec.Struct, tag=True, array_like=True):
@@ -143,9 +144,12 @@ class _Child:
         self._evaluation: asyncio.Task[None] | None = None
 
     def send(self, message: Message) -> None:
+        self._write(encode_frame(message))
+
+    def _write(self, frame: bytes) -> None:
         # Blocking writes are fine here: the parent always drains our stdout, and a message is one
         # write so concurrent proxies never interleave frames.
-        data = memoryview(encode_frame(message))
+        data = memoryview(frame)
         while data:
             data = data[os.write(self._out_fd, data) :]
 
@@ -195,7 +199,19 @@ class _Child:
                 # The newline keeps a trailing `// comment` in the user's code from swallowing
                 # the closing brace; user line 1 stays line 1 in stack traces.
                 value = await runtime.eval_async(f"(async () => {{ {request.code}\n}})()")
-                self.send(Done(value=value))
+            done = encode_frame(Done(value=value))
+            if len(done) > request.max_result_bytes:
+                # Results go into the event log: a clear failure beats a bloated database.
+                self.send(
+                    Failed(
+                        name="ResultTooLarge",
+                        message=f"the result is {len(done):,} bytes encoded, over the "
+                        f"{request.max_result_bytes:,}-byte limit for a JavaScript result",
+                        stack=None,
+                    )
+                )
+            else:
+                self._write(done)
         except JavaScriptError as exc:
             self.send(Failed(name=exc.name, message=exc.message or str(exc), stack=exc.stack))
         except Exception as exc:

@@ -15,7 +15,8 @@ from durable.js._sandbox import Sandbox
 class JsSandboxPool:
     """Owns ``size`` sandbox subprocesses; each evaluation gets one of them and a fresh V8 runtime.
 
-    ``max_heap_mb`` is V8's heap limit per evaluation. ``memory_limit_mb`` caps each sandbox
+    ``max_heap_mb`` is V8's heap limit per evaluation; a result whose encoding is over
+    ``max_result_mb`` fails with a JsError named ResultTooLarge. ``memory_limit_mb`` caps each sandbox
     process as a whole (RLIMIT_DATA), which is what bounds typed arrays and huge strings: V8's
     heap limit does not count them. A sandbox that dies or times out is killed and restarted on
     its next use; the pool stays usable.
@@ -27,6 +28,7 @@ class JsSandboxPool:
         *,
         max_heap_mb: int = 64,
         memory_limit_mb: int = 512,
+        max_result_mb: int = 8,
         max_open_files: int = 64,
         startup_timeout: float = 30.0,
     ) -> None:
@@ -35,6 +37,7 @@ class JsSandboxPool:
         if max_heap_mb >= memory_limit_mb:
             raise ValueError("max_heap_mb must be below memory_limit_mb, or V8 dies before it")
         self._max_heap_bytes = max_heap_mb * 1024 * 1024
+        self._max_result_bytes = max_result_mb * 1024 * 1024
         self._sandboxes = [
             Sandbox(
                 memory_limit_mb=memory_limit_mb,
@@ -105,6 +108,7 @@ class JsSandboxPool:
             bindings=bindings,
             functions=sorted(functions),
             max_heap_bytes=self._max_heap_bytes,
+            max_result_bytes=self._max_result_bytes,
         )
         sandbox = await self._idle.get()
         try:
