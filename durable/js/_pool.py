@@ -16,10 +16,10 @@ class JsSandboxPool:
     """Owns ``size`` sandbox subprocesses; each evaluation gets one of them and a fresh V8 runtime.
 
     ``max_heap_mb`` is V8's heap limit per evaluation; a result whose encoding is over
-    ``max_result_mb`` fails with a JsError named ResultTooLarge. ``memory_limit_mb`` caps each sandbox
-    process as a whole (RLIMIT_DATA), which is what bounds typed arrays and huge strings: V8's
-    heap limit does not count them. A sandbox that dies or times out is killed and restarted on
-    its next use; the pool stays usable.
+    ``max_result_mb`` fails with a JsError named ResultTooLarge. ``memory_limit_mb`` caps each
+    sandbox process as a whole (RLIMIT_DATA), which is what bounds typed arrays and huge
+    strings: V8's heap limit does not count them. A sandbox that dies or times out is killed
+    and restarted on its next use; the pool stays usable.
     """
 
     def __init__(
