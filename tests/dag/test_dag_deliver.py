@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 import json
-import socket
-import threading
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from loopback import Inbox, Web
 
 from durable.dag._deliver import DeliveryError, SmtpSettings, deliver, summary
 from durable.dag._model import Notification
@@ -27,100 +19,10 @@ EVENT: dict[str, Any] = dict(
 )  # fmt: skip
 
 
-@dataclass
-class Web:
-    """Records each request body (before answering) and answers `status` with `answer`."""
-
-    url: str = ""
-    bodies: list[tuple[str, bytes]] = field(default_factory=list)  # (path, body)
-    status: int = 200
-    answer: bytes = b"ok"
-
-
-@pytest.fixture
-def web() -> Iterator[Web]:
-    recorder = Web()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            recorder.bodies.append((self.path, body))
-            self.send_response(recorder.status)
-            self.send_header("Content-Length", str(len(recorder.answer)))
-            self.end_headers()
-            self.wfile.write(recorder.answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
-        recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        # A short poll interval only makes shutdown() quick; it synchronises nothing.
-        thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-        thread.start()
-        yield recorder
-        httpd.shutdown()
-        thread.join()
-
-
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
         yield http
-
-
-@pytest.fixture
-def dead_port() -> Iterator[int]:
-    """A port that refuses connections: bound (so nobody else takes it) but not listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler: keeps every accepted message and every login."""
-
-    envelopes: list[Envelope] = field(default_factory=list)
-    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
-    port: int = 0
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        self.logins.append((data.login, data.password))
-        return AuthResult(success=True)
-
-    def message(self) -> tuple[email.message.EmailMessage, str]:
-        """The one message received, and its text body."""
-        assert len(self.envelopes) == 1, self.envelopes
-        raw = self.envelopes[0].content
-        assert isinstance(raw, bytes)
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(parsed, email.message.EmailMessage)
-        # The SMTP wire form keeps CRLF line ends.
-        return parsed, str(parsed.get_content()).replace("\r\n", "\n")
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    # aiosmtpd's SMTP protocol served by this test's own loop, on a port the kernel picks
-    # (Controller needs a fixed port); deliver() runs smtplib in a thread, so the loop is
-    # free to answer it.
-    box = Inbox()
-    protocol = partial(
-        SMTP, box, hostname="localhost", authenticator=box.authenticate, auth_require_tls=False
-    )
-    server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
-    box.port = server.sockets[0].getsockname()[1]
-    yield box
-    server.close()
-    await server.wait_closed()
 
 
 async def test_webhook_posts_the_event(web: Web, client: httpx.AsyncClient) -> None:

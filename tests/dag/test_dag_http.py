@@ -5,79 +5,14 @@ from __future__ import annotations
 import json
 import pickle
 import socket
-import threading
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from loopback import Web
 
 from durable.dag._http import HttpActionError, HttpStatusError, http_request, send_webhook
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str  # with the query string
-    headers: dict[str, str]  # names lowercased
-    body: bytes
-
-
-@dataclass
-class Web:
-    """Records every request (before answering it) and answers from `replies` by path."""
-
-    url: str = ""
-    requests: list[Seen] = field(default_factory=list)
-    replies: dict[str, tuple[int, str, bytes]] = field(default_factory=dict)
-
-    def reply(self, path: str, status: int, content_type: str, body: bytes) -> None:
-        self.replies[path] = (status, content_type, body)
-
-    @property
-    def last(self) -> Seen:
-        assert len(self.requests) == 1, self.requests
-        return self.requests[0]
-
-
-def _handler(web: Web) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            web.requests.append(Seen(self.command, self.path, headers, body))
-            default = (200, "application/json", b'{"ok": true}')
-            status, kind, payload = web.replies.get(urlsplit(self.path).path, default)
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("X-Reply", "yes")
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # keep the test output clean
-
-    return Handler
-
-
-@pytest.fixture
-def web() -> Iterator[Web]:
-    recorder = Web()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
-    recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    # A short poll interval only makes shutdown() quick; it synchronises nothing.
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield recorder
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
 
 
 @pytest.fixture
@@ -85,14 +20,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     # trust_env=False: a proxy from the environment must not sit between us and loopback.
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
         yield http
-
-
-@pytest.fixture
-def dead_port() -> Iterator[int]:
-    """A port that refuses connections: bound (so nobody else takes it) but not listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 async def test_get_parses_json_response_and_merges_query(
