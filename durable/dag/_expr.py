@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+import msgspec
 
 from durable.js import JsError, JsSandboxPool
 
-from ._validate import expression_of
+from ._model import DagDefinition, DagStep, Location
+from ._validate import Problem, expression_of, problem_at
 
 _RESERVED = frozenset(
     [
@@ -209,3 +212,105 @@ def _substitute(item: Any, path: str, get: Callable[[str], Any], paths: set[str]
     if isinstance(item, list | tuple):
         return [_substitute(v, f"{path}[{i}]", get, paths) for i, v in enumerate(item)]
     return item
+
+
+_SYNTAX_CHECK = """
+const AsyncFunction = (async function () {}).constructor;
+const errors = [];
+for (const [i, kind, source] of sources) {
+  try {
+    if (kind === "body") new AsyncFunction(source);
+    else new Function("return (" + source + "\\n);");
+  } catch (e) {
+    errors.push([i, String(e && e.message || e)]);
+  }
+}
+return errors;
+"""
+
+
+_Source = tuple[str, Location, str, str, str]
+
+
+def _sources(definition: DagDefinition) -> list[_Source]:
+    """(owner, location, model key, kind, JavaScript) of every piece of JavaScript."""
+    found: list[_Source] = []
+    for step in definition.steps:
+        found.extend((f"step {step.id!r}: ", step.location, *src) for src in _step_sources(step))
+    for kind in ("on_success", "on_failure"):
+        for note in getattr(definition.notifications, kind):
+            for key, text in _strings(msgspec.to_builtins(note)):
+                found.extend(
+                    (f"{kind} {note.type}: ", note.location, key, "expr", e)
+                    for e in template_expressions(text)
+                )
+    return found
+
+
+def _step_sources(step: DagStep) -> list[tuple[str, str, str]]:
+    found: list[tuple[str, str, str]] = []
+    for key in ("condition", "skip_if"):
+        text = getattr(step, key)
+        if text is not None:
+            found.append((key, "expr", text))
+    if step.loop is not None:
+        found.append(("loop", "expr", step.loop.until))
+    if step.code is not None:
+        found.append(("code", "body", step.code))
+    if step.action == "condition" and isinstance(step.params.get("expression"), str):
+        found.append(("params.expression", "expr", step.params["expression"]))
+    if step.action == "transform" and isinstance(step.params.get("code"), str):
+        found.append(("params.code", "body", step.params["code"]))
+    for key, text in _strings({"params": step.params, "environment": step.environment}):
+        found.extend((key, "expr", expr) for expr in template_expressions(text))
+    return found
+
+
+def _strings(value: Any, key: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(key, value)]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _strings(v, f"{key}.{k}" if key else k)]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in _strings(v, f"{key}[{i}]")]
+    return []
+
+
+def template_expressions(text: str) -> list[str]:
+    out: list[str] = []
+    pos = 0
+    while (opening := text.find("{{", pos)) >= 0:
+        closing = text.find("}}", opening)
+        if closing < 0:
+            break
+        out.append(text[opening + 2 : closing].strip())
+        pos = closing + 2
+    return out
+
+
+def has_javascript(definition: DagDefinition) -> bool:
+    return bool(_sources(definition))
+
+
+async def syntax_problems(
+    definition: DagDefinition, pool: JsSandboxPool | Callable[[], Awaitable[JsSandboxPool]]
+) -> list[Problem]:
+    """JavaScript syntax errors anywhere in the definition, each with its file and line.
+
+    Compiled (`new Function`), never run, in the sandbox: V8 itself is the parser, so what
+    passes here is exactly what the steps will be able to run.
+    """
+    sources = _sources(definition)
+    if not sources:
+        return []
+    if not isinstance(pool, JsSandboxPool):
+        pool = await pool()
+    payload = [[i, kind, text] for i, (_, _, _, kind, text) in enumerate(sources)]
+    errors = await pool.evaluate(_SYNTAX_CHECK, bindings={"sources": payload}, timeout=30.0)
+    problems: list[Problem] = []
+    for index, message in errors:
+        what, loc, key, _, text = sources[index]
+        problems.append(
+            problem_at(f"{what}bad JavaScript in {key} ({text!r}): {message}", loc, key)
+        )
+    return problems

@@ -53,6 +53,7 @@ from ._report import (
 )
 from ._schedule import RunOutcome, Scheduler, Skip, StepStatus
 from ._services import DagServices
+from ._validate import DagDefinitionError
 
 
 @dataclass(slots=True)
@@ -143,6 +144,10 @@ class DagExecutor:
     # -- the loop --------------------------------------------------------------------------
 
     async def _drive(self) -> RunCompleted | RunFailed:
+        # A syntax error in any expression fails the run before anything runs, not halfway.
+        problems = await self.services.syntax_problems(self.definition)
+        if problems:
+            raise DagDefinitionError(problems)
         await self._rebuild()
         while True:
             final = await self._schedule()

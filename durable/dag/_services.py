@@ -16,6 +16,9 @@ import httpx
 from durable.js import JsSandboxPool
 
 from ._deliver import SmtpSettings
+from ._expr import has_javascript, syntax_problems
+from ._model import DagDefinition
+from ._validate import Problem
 
 HTTP_TIMEOUT = 60.0  # seconds, for HTTP requests without a timeout of their own
 
@@ -37,6 +40,7 @@ class DagServices:
         self._js_lock = asyncio.Lock()
         self._http: httpx.AsyncClient | None = None
         self._smtp: SmtpSettings | None = None
+        self._checked: dict[str, list[Problem]] = {}  # definition fingerprint -> problems
 
     async def js(self) -> JsSandboxPool:
         async with self._js_lock:
@@ -60,6 +64,15 @@ class DagServices:
         if self._smtp is None:
             self._smtp = SmtpSettings.from_env()
         return self._smtp
+
+    async def syntax_problems(self, definition: DagDefinition) -> list[Problem]:
+        """The definition's JavaScript syntax errors, checked once per definition."""
+        key = definition.fingerprint()
+        found = self._checked.get(key)
+        if found is None:
+            found = await syntax_problems(definition, self.js) if has_javascript(definition) else []
+            self._checked[key] = found
+        return found
 
     async def aclose(self) -> None:
         js, self._js = self._js, None

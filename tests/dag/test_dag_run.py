@@ -389,3 +389,60 @@ async def test_retries_follow_the_policy(tmp_path: Path) -> None:
     assert result.steps["flaky"].attempts == 3
     assert result.steps["hopeless"].status == "failed"
     assert result.steps["hopeless"].attempts == 2
+
+
+async def test_a_javascript_syntax_error_fails_the_run_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    result = await run_yaml(
+        tmp_path,
+        f"""
+        name: broken_js
+        tasks:
+          first: {{script: "touch {marker}"}}
+          second:
+            script: "true"
+            depends_on: [first]
+            condition: '{{{{ first.exit_code == }}}}'
+        """,
+    )
+    assert result.status == "failed"
+    assert not marker.exists()
+    assert result.error is not None
+    # The file, the line of the field, and V8's own message.
+    assert f"{tmp_path / 'wf.yaml'}:8: step 'second': bad JavaScript in condition" in result.error
+    assert "Unexpected" in result.error
+
+
+async def test_syntax_problems_point_at_each_field() -> None:
+    from durable.dag._expr import syntax_problems
+    from durable.js import JsSandboxPool
+
+    text = textwrap.dedent(
+        """
+        name: x
+        tasks:
+          a:
+            code: "return 1 +;"
+          b:
+            script: "true"
+            environment:
+              X: "{{ matrix.n ) }}"
+            skip_if: "a.failed"
+          c:
+            action: transform
+            params: {code: "return input.map(x => x * 2);"}
+        notifications:
+          on_success:
+            - type: slack
+              webhook: "{{ env.HOOK + }}"
+        """
+    )
+    async with JsSandboxPool(1) as pool:
+        problems = await syntax_problems(parse_definition(text, "x.yaml"), pool)
+    assert [(p.line, p.path) for p in problems] == [
+        (5, "$.tasks.a.code"),
+        (9, "$.tasks.b.environment.X"),
+        (17, "$.notifications.on_success[0].webhook"),
+    ]
