@@ -19,6 +19,8 @@ from durable._events import LoggedEvent
 from durable._executor import RunExecutor
 from durable._registry import Registry
 from durable._state import RunState, fold
+from durable.dag._model import DagDefinition
+from durable.dag._replay import check_dag_log
 
 
 class Divergence(msgspec.Struct, frozen=True):
@@ -51,6 +53,8 @@ async def replay(run_id: str, events: Sequence[LoggedEvent], registry: Registry)
     workflow = registry.get(state.workflow, state.version)
     if workflow is None:
         raise UnknownWorkflowError(state.workflow, state.version, registry.names())
+    if workflow.dag is not None:
+        return _replay_dag(run_id, events, state, workflow.dag.definition)
     executor = RunExecutor(state, workflow, None)
     await executor.start()
     divergence = _divergence(executor, state)
@@ -63,6 +67,27 @@ async def replay(run_id: str, events: Sequence[LoggedEvent], registry: Registry)
         events=len(events),
         positions_replayed=executor.positions_used,
         reached_end_of_history=executor.reached_end_of_history,
+        divergence=divergence,
+    )
+
+
+def _replay_dag(
+    run_id: str, events: Sequence[LoggedEvent], state: RunState, definition: DagDefinition
+) -> ReplayReport:
+    seq, why = check_dag_log(definition, run_id, events)
+    divergence = None
+    if why is not None:
+        where = f"{definition.source.file or definition.name}"
+        divergence = Divergence(seq, f"event #{seq}", "the definition's schedule", where, why)
+    return ReplayReport(
+        run_id=run_id,
+        workflow=state.workflow,
+        version=state.version,
+        status=state.status,
+        deterministic=divergence is None,
+        events=len(events),
+        positions_replayed=len(state.steps),
+        reached_end_of_history=not state.finished,
         divergence=divergence,
     )
 

@@ -130,6 +130,23 @@ class Worker:
                 state.version,
             )
             return None
+        if workflow.dag is not None and state.fingerprint not in ("", workflow.fingerprint):
+            # A DAG run continues only on the definition it started on: a file edited under
+            # the same version would re-interpret its log. Leave it for a worker that has it.
+            log.error(
+                "run %s: DAG %s@%s here differs from the definition the run started with "
+                "(fingerprint %s, here %s); leaving it for a worker with that definition "
+                "(a changed definition needs a new version)",
+                state.run_id,
+                state.workflow,
+                state.version,
+                state.fingerprint[:12],
+                workflow.fingerprint[:12],
+            )
+            release = Release(state.run_id, fence, ready_at=time.time() + QUARANTINE_SECONDS)
+            task = asyncio.ensure_future(self.store.release_leases([release]))
+            task.add_done_callback(_ignore_result)
+            return None
         run_log = RunLog(
             self.store,
             state,

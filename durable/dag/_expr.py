@@ -32,7 +32,7 @@ import msgspec
 from durable.js import JsError, JsSandboxPool
 
 from ._model import DagDefinition, DagStep, Location
-from ._validate import Problem, expression_of, problem_at
+from ._validate import Problem, expression_of, problem_at, templated_params
 
 _RESERVED = frozenset(
     [
@@ -261,7 +261,7 @@ def _step_sources(step: DagStep) -> list[tuple[str, str, str]]:
         found.append(("params.expression", "expr", step.params["expression"]))
     if step.action == "transform" and isinstance(step.params.get("code"), str):
         found.append(("params.code", "body", step.params["code"]))
-    for key, text in _strings({"params": step.params, "environment": step.environment}):
+    for key, text in _strings({"params": templated_params(step), "environment": step.environment}):
         found.extend((key, "expr", expr) for expr in template_expressions(text))
     return found
 

@@ -11,6 +11,7 @@ import contextvars
 import functools
 import importlib
 import inspect
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ._model import DagStep
 from ._program import DagProgram
 from ._script import ScriptResult, run_script
 from ._services import DagServices
+from ._validate import templated_params
 
 JS_STEP_TIMEOUT = 30.0  # seconds, for JavaScript steps without a timeout of their own
 _ERROR_OUTPUT = 8192  # characters of stdout/stderr kept in a failed script's error
@@ -41,6 +43,7 @@ class StepCall:
     services: DagServices
     idempotency_key: str
     first_started_at: float  # when this instance first started: a delay counts from there
+    http_results: dict[str, bool]  # dependency id -> it is an http.request step
 
 
 class ScriptFailed(Exception):
@@ -68,13 +71,15 @@ class StepConfigError(Exception):
 
 async def run_body(call: StepCall) -> Any:
     step = call.step
-    params: Any = step.params
+    params: Any = templated_params(step)
     environment: Any = step.environment
     if has_templates(params) or has_templates(environment):
         pool = await call.services.js()
         scope = call.scope()
         params = await render(pool, params, scope, where="params")
         environment = await render(pool, environment, scope, where="environment")
+    if params is not step.params:
+        params = {**step.params, **params}  # the JavaScript-valued param, untouched
     if step.kind == "noop":
         return None
     if step.kind == "script":
@@ -88,10 +93,14 @@ async def run_body(call: StepCall) -> Any:
 
 
 def _env_text(value: Any) -> str:
+    """An environment variable's text: as a shell script would want it (JSON for structures,
+    true/false for booleans, empty for null)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
     return "" if value is None else str(value)
 
 
@@ -205,6 +214,7 @@ def action_context(call: StepCall) -> dict[str, Any]:
         "input": call.input,
         "deps": call.deps,
         "matrix": call.matrix,
+        "iteration": call.iteration,
         "idempotency_key": call.idempotency_key,
     }
 
@@ -264,6 +274,8 @@ async def _transform(call: StepCall, params: Mapping[str, Any]) -> Any:
         value = call.input
     elif key in call.deps:
         value = call.deps[key]
+        if call.http_results.get(key):
+            value = value.get("body")  # an HTTP step's data is its response body
     else:
         raise StepConfigError(
             f"step {call.step.id!r}: params.inputKey {key!r} is not one of its dependencies "

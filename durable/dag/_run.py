@@ -51,7 +51,7 @@ from ._report import (
     step_report,
     step_view,
 )
-from ._schedule import RunOutcome, Scheduler, Skip, StepStatus
+from ._schedule import FINISHED, RunOutcome, Scheduler, Skip
 from ._services import DagServices
 from ._validate import DagDefinitionError
 
@@ -94,7 +94,11 @@ class DagExecutor:
         self.scheduler = Scheduler(self.definition)
         self.services = services
         self.step_pool = services.step_pool
-        self.status: dict[str, StepStatus] = {}
+        # Every step's status ("pending" included), kept current so each scheduling pass
+        # looks only at `dirty`: the steps whose waits changed since the last pass.
+        self.status: dict[str, str] = dict.fromkeys(self.scheduler.order, "pending")
+        self.finished = 0
+        self.dirty: set[str] = set(self.scheduler.order)
         self.gates: dict[str, bool] = {}
         self.branch_reasons: dict[str, str] = {}
         self.loops_done: dict[str, bool] = {}
@@ -160,7 +164,7 @@ class DagExecutor:
                         continue
                 return self._end_event(final)
             if not self.tasks:
-                pending = [s for s in self.scheduler.order if self.status.get(s) is None]
+                pending = [s for s in self.scheduler.order if self.status[s] == "pending"]
                 raise RuntimeError(
                     f"DAG scheduler stalled with nothing running; pending: {pending[:10]}"
                 )
@@ -170,15 +174,26 @@ class DagExecutor:
 
     async def _schedule(self) -> RunOutcome | None:
         while True:
-            decision = self.scheduler.decide(self.status, gates=self.gates, cap=False)
+            candidates, self.dirty = self.dirty, set()
+            decision = self.scheduler.decide_some(
+                self.status, candidates, self.gates, self.finished
+            )
             for skip in decision.skip:
                 self._skip(skip)
             for step_id in decision.start:
                 self._activate(step_id)
             if decision.evaluate:
                 await asyncio.gather(*(self._gate(s) for s in decision.evaluate))
+                self.dirty.update(decision.evaluate)
                 continue
             return decision.final
+
+    def _set(self, step_id: str, status: str) -> None:
+        old = self.status[step_id]
+        self.status[step_id] = status
+        if status in FINISHED and old not in FINISHED:
+            self.finished += 1
+            self.dirty.update(self.scheduler.dependents[step_id])
 
     def _skip(self, skip: Skip) -> None:
         assert self.log is not None
@@ -186,12 +201,15 @@ class DagExecutor:
         pos = self._take_pos()
         self.log.append(StepSkipped(pos=pos, name=skip.step, reason=reason))
         self.positions[skip.step].append(pos)
-        self.status[skip.step] = "skipped"
+        # decide_some() has marked it skipped already and decided its dependents in the
+        # same pass; count it and let them be looked at again.
+        self.status[skip.step] = "pending"
+        self._set(skip.step, "skipped")
         self._finalize(self.scheduler.by_id[skip.step])
 
     def _activate(self, step_id: str) -> None:
         step = self.scheduler.by_id[step_id]
-        self.status[step_id] = "running"
+        self._set(step_id, "running")
         queue = self.queue.setdefault(step_id, collections.deque())
         if step.matrix:
             for i, combo in enumerate(matrix_combos(step)):
@@ -260,11 +278,14 @@ class DagExecutor:
             iteration=planned.iteration,
             input=self._input,
             deps=self._deps(step),
-            scope=functools.partial(self.scope, step, planned.matrix),
+            scope=functools.partial(self.scope, step, planned.matrix, planned.iteration),
             program=self.program,
             services=self.services,
             idempotency_key=f"{self.state.run_id}:{planned.pos}",
             first_started_at=started,
+            http_results={
+                d: self.scheduler.by_id[d].action == "http.request" for d in step.depends_on
+            },
         )
         return await run_body(call)
 
@@ -322,8 +343,8 @@ class DagExecutor:
         }
         report = step_report(step, instances, self.state, self.loops_done)
         self.reports[step.id] = report
-        if report.status in ("succeeded", "failed", "skipped"):
-            self.status[step.id] = report.status  # type: ignore[assignment]
+        if report.status in FINISHED:
+            self._set(step.id, report.status)
         if step.action == "condition" and report.status == "succeeded":
             self._branch(step, bool(report.result))
         hook = self.definition.webhooks.on_step
@@ -366,7 +387,7 @@ class DagExecutor:
                 where = f"step {step_id!r} skip_if"
                 run = not bool(await evaluate(pool, step.skip_if, scope, where=where))
         except (ExpressionError, SandboxError) as exc:
-            self.status[step_id] = "running"
+            self._set(step_id, "running")
             self._fail_now(step, step_id, exc)
             return
         self.gates[step_id] = run
@@ -380,7 +401,9 @@ class DagExecutor:
             out[dep] = report.result if report is not None else None
         return out
 
-    def scope(self, step: DagStep | None, matrix: dict[str, Any]) -> dict[str, Any]:
+    def scope(
+        self, step: DagStep | None, matrix: dict[str, Any], iteration: int | None = None
+    ) -> dict[str, Any]:
         views = {sid: step_view(r) for sid, r in self.reports.items()}
         context: dict[str, Any] = dict(self._input) if isinstance(self._input, dict) else {}
         context.update(views)
@@ -390,6 +413,7 @@ class DagExecutor:
             "input": self._input,
             "context": context,
             "matrix": matrix,
+            "iteration": iteration,
             "config": self.definition.config,
             "env": public_env(),
         }
@@ -415,10 +439,10 @@ class DagExecutor:
         if own is not None and (own.status == "skipped" or step.matrix or step.loop):
             # Skipped, or (for a matrix or loop step) failed before it could run: its
             # condition threw. Either way it is finished.
-            self.status[step.id] = "running"
+            self._set(step.id, "running")
             self._finalize(step)
             return
-        self.status[step.id] = "running"
+        self._set(step.id, "running")
         queue: collections.deque[_Planned] = collections.deque()
         if step.matrix:
             for i, combo in enumerate(matrix_combos(step)):

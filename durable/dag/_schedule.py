@@ -64,6 +64,7 @@ Run outcome
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from typing import Literal, get_args
 
@@ -110,6 +111,17 @@ class Decision(msgspec.Struct, frozen=True):
 
 def schedule_order(definition: DagDefinition) -> list[str]:
     """The fixed order decide() considers steps in; ValueError if it cannot be scheduled."""
+    out, stuck = ordered(definition, _waits(definition))
+    if stuck:
+        raise ValueError(
+            "cannot schedule: circular waits through dependencies and on_error handlers "
+            f"among {', '.join(repr(s) for s in stuck)}"
+        )
+    return out
+
+
+def _waits(definition: DagDefinition) -> dict[str, set[str]]:
+    """What each step must see finished before it can be decided."""
     by_id = {s.id: s for s in definition.steps}
     waits: dict[str, set[str]] = {s.id: set(s.depends_on) for s in definition.steps}
     for step in definition.steps:
@@ -123,13 +135,7 @@ def schedule_order(definition: DagDefinition) -> list[str]:
                 seen.add(handler)
                 waits[step.id].add(handler)
                 handler = by_id[handler].on_error
-    out, stuck = ordered(definition, waits)
-    if stuck:
-        raise ValueError(
-            "cannot schedule: circular waits through dependencies and on_error handlers "
-            f"among {', '.join(repr(s) for s in stuck)}"
-        )
-    return out
+    return waits
 
 
 def _resolve(step_id: str, by_id: Mapping[str, DagStep], status: Mapping[str, str]) -> str | None:
@@ -181,13 +187,18 @@ def _rule_verdict(step: DagStep, outcomes: list[tuple[str, str]]) -> str | None:
 
 class Scheduler:
     """decide() for one definition, with the definition's fixed order and handler map worked
-    out once: a run calls decide() after every step transition, so per-call work must stay
-    proportional to a pass over the steps, not to sorting them."""
+    out once. A run decides after every step transition: `decide_some()` looks only at the
+    steps a transition can have unblocked, so a run costs O(steps), not O(steps squared)."""
 
     def __init__(self, definition: DagDefinition) -> None:
         self.definition = definition
         self.by_id = {s.id: s for s in definition.steps}
         self.order = schedule_order(definition)
+        self.index = {step_id: i for i, step_id in enumerate(self.order)}
+        self.dependents: dict[str, list[str]] = {s: [] for s in self.by_id}
+        for step_id, waits in _waits(definition).items():
+            for wait in waits:
+                self.dependents[wait].append(step_id)
         self.protects: dict[str, list[str]] = {}
         for step in definition.steps:
             if step.on_error is not None:
@@ -215,48 +226,11 @@ class Scheduler:
         limit = parallelism if parallelism is not None else self.definition.parallelism
         if limit is not None and limit < 1:
             raise ValueError(f"parallelism must be at least 1, got {limit}")
-        gates = gates or {}
-        protects = self.protects
-
         ready: list[str] = []
         skips: list[Skip] = []
         evaluate: list[str] = []
         for step_id in self.order:
-            if status[step_id] != "pending":
-                continue
-            step = by_id[step_id]
-            guarded = protects.get(step_id)
-            reason: str | None = None
-            if guarded is not None:
-                if any(status[p] not in FINISHED for p in guarded):
-                    continue
-                if not any(status[p] == "failed" for p in guarded):
-                    names = ", ".join(repr(p) for p in guarded)
-                    reason = f"no step it handles failed ({names}; on_error handler)"
-            if reason is None:
-                outcomes: list[tuple[str, str]] = []
-                for dep in step.depends_on:
-                    outcome = _resolve(dep, by_id, status)
-                    if outcome is None:
-                        break
-                    outcomes.append((dep, outcome))
-                else:
-                    reason = _rule_verdict(step, outcomes)
-                if len(outcomes) < len(step.depends_on):
-                    continue
-            if reason is None:
-                gate = gates.get(step_id)
-                if gate is None and (step.condition is not None or step.skip_if is not None):
-                    evaluate.append(step_id)
-                    continue
-                if gate is False:
-                    reason = "its condition/skip_if says skip"
-            if reason is not None:
-                status[step_id] = "skipped"  # so its dependents are decided in this same pass
-                skips.append(Skip(step_id, reason))
-            else:
-                ready.append(step_id)
-
+            self._consider(step_id, status, gates or {}, ready, skips, evaluate)
         if cap and limit is not None:
             in_use = max(running, sum(1 for s in status.values() if s == "running"))
             ready = ready[: max(0, limit - in_use)]
@@ -266,6 +240,82 @@ class Scheduler:
         return Decision(
             start=tuple(ready), skip=tuple(skips), evaluate=tuple(evaluate), final=final
         )
+
+    def decide_some(
+        self,
+        status: dict[str, str],
+        candidates: set[str],
+        gates: Mapping[str, bool],
+        finished: int,
+    ) -> Decision:
+        """decide(cap=False) for a caller that keeps `status` complete (every step, "pending"
+        included) and knows which steps may have become decidable: those whose waits changed
+        since the last call. `finished` counts the finished steps in `status`. The same
+        decisions as decide(), in the same order. Skips are written into `status`."""
+        heap = [self.index[c] for c in candidates]
+        heapq.heapify(heap)
+        seen: set[int] = set()
+        ready: list[str] = []
+        skips: list[Skip] = []
+        evaluate: list[str] = []
+        while heap:
+            i = heapq.heappop(heap)
+            if i in seen:
+                continue
+            seen.add(i)
+            step_id = self.order[i]
+            before = len(skips)
+            self._consider(step_id, status, gates, ready, skips, evaluate)
+            if len(skips) > before:
+                finished += 1
+                for dependent in self.dependents[step_id]:
+                    heapq.heappush(heap, self.index[dependent])
+        final = _outcome(self.by_id, status) if finished == len(self.order) else None
+        return Decision(
+            start=tuple(ready), skip=tuple(skips), evaluate=tuple(evaluate), final=final
+        )
+
+    def _consider(
+        self,
+        step_id: str,
+        status: dict[str, str],
+        gates: Mapping[str, bool],
+        ready: list[str],
+        skips: list[Skip],
+        evaluate: list[str],
+    ) -> None:
+        if status[step_id] != "pending":
+            return
+        by_id = self.by_id
+        step = by_id[step_id]
+        guarded = self.protects.get(step_id)
+        reason: str | None = None
+        if guarded is not None:
+            if any(status[p] not in FINISHED for p in guarded):
+                return
+            if not any(status[p] == "failed" for p in guarded):
+                names = ", ".join(repr(p) for p in guarded)
+                reason = f"no step it handles failed ({names}; on_error handler)"
+        if reason is None:
+            outcomes: list[tuple[str, str]] = []
+            for dep in step.depends_on:
+                outcome = _resolve(dep, by_id, status)
+                if outcome is None:
+                    return
+                outcomes.append((dep, outcome))
+            reason = _rule_verdict(step, outcomes)
+        if reason is None:
+            gate = gates.get(step_id)
+            if gate is None and (step.condition is not None or step.skip_if is not None):
+                evaluate.append(step_id)
+                return
+            if gate is False:
+                reason = "its condition/skip_if says skip"
+        if reason is not None:
+            status[step_id] = "skipped"  # so its dependents are decided in this same pass
+            skips.append(Skip(step_id, reason))
+        else:
+            ready.append(step_id)
 
 
 def decide(

@@ -10,6 +10,7 @@ import difflib
 import heapq
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
@@ -262,12 +263,24 @@ def _check_step(
         elif expr != loop.until:
             loop = msgspec.structs.replace(loop, until=expr or "")
     for key, text in [
-        *_walk_strings(step.params, "params"),
+        *_walk_strings(templated_params(step), "params"),
         *_walk_strings(step.environment, "environment"),
     ]:
         for error in template_errors(text):
             problems.append(problem_at(f"{where}: bad template in {key}: {error}", loc, key))
     return msgspec.structs.replace(step, loop=loop, **fixed)
+
+
+# Params that hold JavaScript themselves: not templates (JS has its own braces).
+_CODE_PARAMS = {"transform": "code", "condition": "expression"}
+
+
+def templated_params(step: DagStep) -> dict[str, Any]:
+    """The step's params that may hold `{{ }}` templates."""
+    code = _CODE_PARAMS.get(step.action or "")
+    if code is None:
+        return step.params
+    return {k: v for k, v in step.params.items() if k != code}
 
 
 def find_cycle(steps: Sequence[DagStep]) -> list[str] | None:

@@ -446,3 +446,34 @@ async def test_syntax_problems_point_at_each_field() -> None:
         (9, "$.tasks.b.environment.X"),
         (17, "$.notifications.on_success[0].webhook"),
     ]
+
+
+async def test_a_run_resumes_only_on_the_definition_it_started_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import durable._worker
+
+    monkeypatch.setattr(durable._worker, "QUARANTINE_SECONDS", 0.3)
+    original = "name: pinned\ntasks:\n  slow: {script: 'sleep 0.5; echo v1'}\n"
+    edited = original.replace("echo v1", "echo edited")
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+
+    first = App(db, poll_interval=0.1)
+    async with first:
+        name = first.register_dag(parse_definition(original, str(tmp_path / "w.yaml")))
+        handle = await first.start(name, run_id="pinned-run")
+    # Stopped mid-step (the lease is given back); the file is then edited, version unchanged.
+    second = App(db, poll_interval=0.1)
+    async with second:
+        second.register_dag(parse_definition(edited, str(tmp_path / "w.yaml")))
+        before = len(await second.events(handle.run_id))
+        await asyncio.sleep(1.0)  # several claim rounds: each refuses the run
+        after = await second.events(handle.run_id)
+        assert len(after) == before
+        assert (await second.get_run(handle.run_id)).status == "running"
+    third = App(db, poll_interval=0.1)
+    async with third:
+        third.register_dag(parse_definition(original, str(tmp_path / "w.yaml")))
+        result = await third.run_dag(name, run_id="pinned-run", timeout=60)
+    assert result.status == "succeeded"
+    assert result.steps["slow"].result["stdout"] == "v1\n"
