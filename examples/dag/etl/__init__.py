@@ -1,0 +1,1 @@
+"""Scripts of the DAG examples (run as files by their YAML tasks)."""
