@@ -25,6 +25,7 @@ from durable.dag import (
     validate_definition,
 )
 from durable.dag._model import TriggerRule
+from durable.dag._schedule import FINISHED, Scheduler
 
 EXAMPLES = Path(__file__).parent / "examples"
 RULES: list[TriggerRule] = [
@@ -458,3 +459,50 @@ def test_nothing_hangs(definition: DagDefinition, data: st.DataObject) -> None:
         assert final.status == "succeeded"
     else:
         assert final.status == ("partial" if final.succeeded else "failed")
+
+
+@settings(max_examples=300, deadline=None)
+@given(definition=dags(), data=st.data())
+def test_incremental_decisions_equal_full_ones(
+    definition: DagDefinition, data: st.DataObject
+) -> None:
+    """The executor's decide_some(), fed only the steps whose waits changed, decides exactly
+    what a full decide(cap=False) over every step decides, pass after pass."""
+    scheduler = Scheduler(definition)
+    status: dict[str, str] = dict.fromkeys(scheduler.order, "pending")
+    finished = 0
+    dirty = set(scheduler.order)
+    gates: dict[str, bool] = {}
+
+    def mark(step_id: str, new: str) -> None:
+        nonlocal finished
+        if new in FINISHED and status[step_id] not in FINISHED:
+            finished += 1
+            dirty.update(scheduler.dependents[step_id])
+        status[step_id] = new
+
+    for _ in range(6 * len(definition.steps) + 6):
+        full = scheduler.decide(
+            {s: v for s, v in status.items() if v != "pending"},  # type: ignore[misc]
+            gates=gates,
+            cap=False,
+        )
+        candidates, dirty = dirty, set()
+        some = scheduler.decide_some(status, candidates, gates, finished)
+        assert some == full
+        for skip in some.skip:
+            status[skip.step] = "pending"  # decide_some() marked it; count it like the executor
+            mark(skip.step, "skipped")
+        for step_id in some.evaluate:
+            gates[step_id] = data.draw(st.booleans())
+            dirty.add(step_id)
+        for step_id in some.start:
+            mark(step_id, "running")
+        if some.final is not None:
+            break
+        running = [s for s, v in status.items() if v == "running"]
+        if running:
+            for step_id in sorted(data.draw(st.sets(st.sampled_from(running), min_size=1))):
+                mark(step_id, data.draw(st.sampled_from(["succeeded", "failed"])))
+    else:
+        raise AssertionError(f"no final outcome: {status}")
