@@ -222,8 +222,9 @@ class App:
         version: str | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Start a run and wait for its result (raises RunFailed if it fails; for a DAG the
-        result is its final step's, or a dict of its final steps' results)."""
+        """Start a run and wait for its result (raises RunFailed if it fails, and for a DAG
+        run that ended partial too; a DAG's result is its final step's result, or a dict of
+        its final steps' results). run_dag() returns a DAG's outcome without raising."""
         handle = await self.start(workflow, input, run_id=run_id, version=version)
         return await handle.result(timeout)
 
