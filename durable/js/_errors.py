@@ -20,6 +20,11 @@ class JsError(SandboxError):
         self.stack = stack
         self.name = name
 
+    @property
+    def details(self) -> dict[str, str | None]:
+        """Recorded with the step's failure (durable._codec.error_info): V8's own account."""
+        return {"js_error": self.name, "js_message": self.message, "js_stack": self.stack}
+
 
 class JsTimeout(SandboxError):
     """The evaluation ran past its timeout; its sandbox was killed and will be replaced."""

@@ -83,7 +83,8 @@ class Sandbox:
         functions: Mapping[str, Callable[..., Any]],
         timeout: float,
     ) -> Any:
-        """Run one evaluation. Any outcome but Done/Failed leaves the child killed."""
+        """Run one evaluation. Any outcome but Done or a Failed that did not exhaust memory
+        leaves the child killed (restarted on its next use)."""
         frame = _child.encode_frame(request)  # unsendable bindings are the caller's error
         clean = False
         calls: set[asyncio.Task[None]] = set()
@@ -100,7 +101,10 @@ class Sandbox:
                         clean = True
                         return message.value
                     elif isinstance(message, Failed):
-                        clean = True
+                        # After a memory exhaustion the process keeps memory it may not give
+                        # back: the next isolate could fail to start in it (V8 aborts the
+                        # process), failing an innocent step. Recycle it instead.
+                        clean = not _exhausted(message)
                         raise JsError(message.message, message.stack, message.name)
                     else:
                         raise ValueError(f"unexpected message from sandbox: {message!r}")
@@ -212,3 +216,17 @@ async def _invoke(function: Callable[..., Any], args: list[Any]) -> Any:
     if inspect.isawaitable(result):  # e.g. a functools.partial of an async function
         result = await result
     return result
+
+
+_EXHAUSTION_MARKS = (
+    "heap limit",
+    "allocation failed",
+    "invalid string length",
+    "invalid array length",
+    "memory",
+)
+
+
+def _exhausted(failed: Failed) -> bool:
+    text = f"{failed.name} {failed.message}".lower()
+    return failed.name == "RuntimeTerminated" or any(m in text for m in _EXHAUSTION_MARKS)

@@ -66,3 +66,9 @@ async def test_hostile_steps_fail_cleanly_and_the_next_steps_run(tmp_path: Path)
     # A JavaScript throw comes back with V8's stack.
     thrown = result.steps["throws"]
     assert thrown.error is not None and "durable.js.JsError" in thrown.error
+    assert thrown.details is not None
+    assert (thrown.details["js_error"], thrown.details["js_message"]) == (
+        "TypeError",
+        "nope: bad input",
+    )
+    assert "at " in thrown.details["js_stack"]

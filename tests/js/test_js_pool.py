@@ -184,3 +184,22 @@ async def test_pool_must_be_open() -> None:
     pool = JsSandboxPool(size=1)
     with pytest.raises(SandboxError, match="not open"):
         await pool.evaluate("return 1")
+
+
+async def test_a_sandbox_is_recycled_after_memory_exhaustion() -> None:
+    # One sandbox, so the step after the bomb would land in the very same process: a process
+    # that just ran out of memory can fail to start the next isolate (V8 aborts it), which
+    # would fail an innocent step. It is replaced instead; a plain throw keeps it.
+    async with JsSandboxPool(1) as single:
+        first_pid = single.pids
+        with pytest.raises(JsError, match="TypeError"):
+            await single.evaluate("throw new TypeError('plain');")
+        assert single.pids == first_pid
+        with pytest.raises(JsError, match=r"allocation failed|Invalid|Heap limit"):
+            await single.evaluate(
+                "const keep = []; while (true) { keep.push(new Float64Array(5e7).fill(1)); }"
+            )
+        assert single.pids == []  # killed; restarted on its next use
+        for n in range(3):
+            assert await single.evaluate(f"return {n} + 1;") == n + 1
+        assert single.pids and single.pids != first_pid
