@@ -23,8 +23,13 @@ Semantics (see `run_script`):
   do not count. The limit is applied in a `preexec_fn`; CPython documents `preexec_fn` as
   not safe in the presence of threads (the child runs Python code between fork and exec, and
   a lock held by another thread at fork time could deadlock it). Our function only calls
-  `resource.setrlimit`, which takes no Python-level locks, and it is only passed when
-  `memory_mb` is set.
+  `resource.setrlimit`, `prctl` (through a ctypes handle made in the parent) and
+  `os.getppid`, none of which takes a Python-level lock.
+* Worker death. The child asks the kernel (PR_SET_PDEATHSIG) for SIGKILL when the worker dies,
+  so a worker killed with SIGKILL does not leave its script running beside the attempt the
+  next worker starts. It covers the process the worker started (the interpreter for `.py`,
+  else the shell); a shell's own children are not covered (use `exec` in a script to make the
+  long-running program the one the worker started).
 * Output. stdout and stderr are read concurrently while the script runs (no pipe deadlock
   for large output). Each keeps at most `output_limit` bytes; the rest is read and discarded,
   and a marker saying how many bytes were dropped is appended. Bytes are decoded as UTF-8
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import resource
 import shlex
@@ -100,13 +106,26 @@ def script_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return base
 
 
-def _memory_limiter(memory_mb: int) -> Callable[[], None]:
-    limit = memory_mb * 1024 * 1024
+# prctl(2), looked up once in the parent: the child between fork and exec only calls it.
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
 
-    def limit_memory() -> None:  # runs in the child between fork and exec
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
-    return limit_memory
+def _child_setup(memory_mb: int | None) -> Callable[[], None]:
+    limit = memory_mb * 1024 * 1024 if memory_mb is not None else None
+    parent = os.getpid()
+
+    def setup() -> None:  # runs in the child between fork and exec
+        if _libc is not None:
+            # A worker killed with SIGKILL takes its script with it: left running, the
+            # orphan would overlap the attempt the next worker starts for the same step.
+            _libc.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the worker died before prctl took effect
+                os._exit(137)
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+    return setup
 
 
 class _Capture:
@@ -207,7 +226,7 @@ async def run_script(
         cwd=cwd,
         env=script_env(env),
         start_new_session=True,
-        preexec_fn=None if memory_mb is None else _memory_limiter(memory_mb),
+        preexec_fn=_child_setup(memory_mb),
     )
     pgid = transport.get_pid()  # the leader of a new session leads its process group
     timed_out = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -212,3 +214,40 @@ async def test_invalid_arguments() -> None:
         await run_script("true", memory_mb=0)
     with pytest.raises(FileNotFoundError):
         await run_script("true", cwd="/no/such/directory")
+
+
+def test_a_script_dies_with_its_worker(tmp_path: Path) -> None:
+    """SIGKILL the process running a script step: the script goes too (no orphan left to
+    overlap the attempt the next worker starts)."""
+    pidfile = tmp_path / "script.pid"
+    script = tmp_path / "long.py"
+    script.write_text(
+        "import os, sys, time\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys\n"
+            "from durable.dag import run_script\n"
+            "asyncio.run(run_script(sys.argv[1]))\n",
+            str(script),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not pidfile.read_text():
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        script_pid = int(pidfile.read_text())
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        deadline = time.monotonic() + 10
+        while _alive(script_pid):
+            assert time.monotonic() < deadline, "the script outlived its worker"
+            time.sleep(0.02)
+    finally:
+        worker.kill()
+        worker.wait()
