@@ -68,7 +68,8 @@ def plan_report(file: str, definition: DagDefinition) -> ValidationReport:
 def print_plan(report: ValidationReport, definition: DagDefinition) -> None:
     # Plain lines, not rich: a long line (the fingerprint) must not be wrapped when piped.
     click.echo(
-        f"{report.file}: valid — {report.name} version {report.version}, {report.steps} steps, "
+        f"{report.file}: valid — {report.name} version {report.version}, "
+        f"{report.steps} step{'' if report.steps == 1 else 's'}, "
         f"fingerprint {report.fingerprint}"
     )
     click.echo("plan (steps on one line can run together):")
