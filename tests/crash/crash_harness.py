@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import select
 import signal
 import subprocess
@@ -100,15 +101,16 @@ class Kill:
     snapshot: Snapshot
 
 
-class Child:
-    """A crash_child.py process. stderr goes to a file, shown when something fails."""
+class Process:
+    """A child Python process of a crash test. stderr goes to a file, shown when something
+    fails; stdout is a pipe the test reads the child's report from."""
 
-    def __init__(self, cfg: ChildConfig, stderr_path: Path) -> None:
+    def __init__(self, argv: list[str], stderr_path: Path, *, stdin_pipe: bool = False) -> None:
         self.stderr_path = stderr_path
         self._stderr = stderr_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, str(CHILD_SCRIPT), msgspec.json.encode(cfg).decode()],
-            stdin=subprocess.PIPE if cfg.gate else subprocess.DEVNULL,
+            argv,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
@@ -134,6 +136,34 @@ class Child:
         self.proc.wait(timeout=30)
         self._close()
 
+    def last_line(self, timeout: float) -> str:
+        """Wait for a clean exit and return the last line the process printed."""
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"child {self.pid} did not finish within {timeout}s; stderr:\n{self.stderr_tail()}"
+            ) from None
+        self._close()
+        assert self.proc.returncode == 0, (
+            f"child {self.pid} exited with {self.proc.returncode}; stderr:\n{self.stderr_tail()}"
+        )
+        return out.strip().splitlines()[-1]
+
+    def _close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+class Child(Process):
+    """A crash_child.py process."""
+
+    def __init__(self, cfg: ChildConfig, stderr_path: Path) -> None:
+        argv = [sys.executable, str(CHILD_SCRIPT), msgspec.json.encode(cfg).decode()]
+        super().__init__(argv, stderr_path, stdin_pipe=cfg.gate)
+
     def wait_killed(self, timeout: float) -> None:
         """Wait for a process that is meant to SIGKILL itself."""
         try:
@@ -152,19 +182,7 @@ class Child:
 
     def results(self, timeout: float) -> dict[str, Any]:
         """Wait for a clean exit and return the results the child printed."""
-        try:
-            out, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"child {self.pid} did not finish within {timeout}s; stderr:\n{self.stderr_tail()}"
-            ) from None
-        self._close()
-        assert self.proc.returncode == 0, (
-            f"child {self.pid} exited with {self.proc.returncode}; stderr:\n{self.stderr_tail()}"
-        )
-        last = out.strip().splitlines()[-1]
-        results: dict[str, Any] = msgspec.json.decode(last)["results"]
+        results: dict[str, Any] = msgspec.json.decode(self.last_line(timeout))["results"]
         return results
 
     def read_line(self, timeout: float) -> str:
@@ -182,10 +200,27 @@ class Child:
         stdin.write("go\n")
         stdin.flush()
 
-    def _close(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
+
+def choose_deadline(
+    rng: random.Random,
+    child: Process,
+    ran_a_step: Callable[[int], bool],
+    *,
+    lease_ttl: float,
+    timeout: float,
+    seed: int,
+) -> float:
+    """When (time.monotonic()) to kill this child: 30% of the time counted from its spawn
+    (start-up, recovery, waiting for a dead one's lease), else shortly after its first step
+    (`ran_a_step(pid)`), in the middle of real work."""
+    if rng.random() < 0.3:
+        return child.started_at + rng.uniform(0.0, lease_ttl + 0.5)
+    wait_until(
+        f"child {child.pid} to run a step (seed {seed})",
+        lambda: child.poll() is not None or ran_a_step(child.pid),
+        timeout,
+    )
+    return time.monotonic() + rng.uniform(0.0, 0.5)
 
 
 class Children:

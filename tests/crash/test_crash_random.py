@@ -18,15 +18,14 @@ from typing import Any
 import pytest
 from crash_child import ChildConfig, RunSpec
 from crash_harness import (
-    Child,
     Kill,
     chain_steps,
     check_crash_invariants,
     children,
+    choose_deadline,
     read_effects,
     read_snapshot,
     result_of,
-    wait_until,
 )
 
 STEPS = 50
@@ -46,20 +45,6 @@ def config(workdir: Path) -> ChildConfig:
     )
 
 
-def choose_deadline(rng: random.Random, child: Child, effects: Path, seed: int) -> float:
-    """When (time.monotonic()) to kill this child."""
-    if rng.random() < 0.3:
-        # Counted from the spawn: start-up, recovery, or waiting for the dead one's lease.
-        return child.started_at + rng.uniform(0.0, LEASE_TTL + 0.5)
-
-    # Counted from its first step: a moment in the middle of real work.
-    def progressed() -> bool:
-        return child.poll() is not None or any(e.pid == child.pid for e in read_effects(effects))
-
-    wait_until(f"child {child.pid} to run a step (seed {seed})", progressed, CHILD_TIMEOUT)
-    return time.monotonic() + rng.uniform(0.0, 0.5)
-
-
 @pytest.mark.slow
 def test_kill_at_random_moments(tmp_path: Path) -> None:
     seed = int(os.environ.get("CRASH_SEED", random.randrange(2**32)))
@@ -76,7 +61,14 @@ def test_kill_at_random_moments(tmp_path: Path) -> None:
         results: dict[str, Any] | None = None
         for i in range(KILLS):
             child = kids.spawn(cfg, f"victim{i}")
-            deadline = choose_deadline(rng, child, effects, seed)
+            deadline = choose_deadline(
+                rng,
+                child,
+                lambda pid: any(e.pid == pid for e in read_effects(effects)),
+                lease_ttl=LEASE_TTL,
+                timeout=CHILD_TIMEOUT,
+                seed=seed,
+            )
             while time.monotonic() < deadline and child.poll() is None:
                 time.sleep(0.005)
             if child.poll() is not None:  # it finished every run before its moment came

@@ -29,8 +29,6 @@ import json
 import os
 import random
 import shlex
-import signal
-import subprocess
 import sys
 import time
 import zlib
@@ -43,7 +41,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import yaml
-from crash_harness import Snapshot, encoded, read_snapshot, wait_until
+from crash_harness import Process, Snapshot, choose_deadline, encoded, read_snapshot
 
 from durable import LoggedEvent
 
@@ -188,58 +186,16 @@ SKIPPED = {n for n, t in INSTANCES.items() if EXPECTED_STATUS[t.id] == "skipped"
 # -- worker processes ----------------------------------------------------------------------
 
 
-class DagChild:
-    """A dag_child.py process; stderr goes to a file, shown when something fails."""
+class DagChild(Process):
+    """A dag_child.py process."""
 
     def __init__(self, cfg: dict[str, Any], stderr_path: Path) -> None:
-        self.stderr_path = stderr_path
-        self._stderr = stderr_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(CHILD_SCRIPT), json.dumps(cfg)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        self.started_at = time.monotonic()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def stderr_tail(self, chars: int = 3000) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")[-chars:] or "(empty)"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self._close()
+        super().__init__([sys.executable, str(CHILD_SCRIPT), json.dumps(cfg)], stderr_path)
 
     def result(self, timeout: float) -> dict[str, Any]:
         """Wait for a clean exit and return the DagResult the child printed."""
-        try:
-            out, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"worker {self.pid} did not finish within {timeout}s; stderr:\n{self.stderr_tail()}"
-            ) from None
-        self._close()
-        assert self.proc.returncode == 0, (
-            f"worker {self.pid} exited with {self.proc.returncode}; stderr:\n{self.stderr_tail()}"
-        )
-        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(self.last_line(timeout))
         return result
-
-    def _close(self) -> None:
-        for stream in (self.proc.stdout, self._stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
 
 
 @contextmanager
@@ -400,20 +356,6 @@ class Kill:
         return self.snapshot.logs.get(RUN, [])
 
 
-def choose_deadline(rng: random.Random, child: DagChild, effects: Path, seed: int) -> float:
-    """When (time.monotonic()) to kill this worker."""
-    if rng.random() < 0.3:
-        # Counted from the spawn: start-up, recovery, or waiting for the dead one's lease.
-        return child.started_at + rng.uniform(0.0, LEASE_TTL + 0.5)
-
-    # Counted from its first step: a moment in the middle of real work.
-    def progressed() -> bool:
-        return child.poll() is not None or any(e.pid == child.pid for e in read_effects(effects))
-
-    wait_until(f"worker {child.pid} to run a step (seed {seed})", progressed, PROGRESS_TIMEOUT)
-    return time.monotonic() + rng.uniform(0.0, 0.5)
-
-
 @pytest.mark.slow
 def test_dag_kill_at_random_moments(tmp_path: Path) -> None:
     seed = int(os.environ.get("CRASH_SEED", random.randrange(2**32)))
@@ -433,7 +375,14 @@ def test_dag_kill_at_random_moments(tmp_path: Path) -> None:
         for i in range(KILLS):
             child = spawn(spawned, crashed, f"victim{i}")
             victims.append(child)
-            deadline = choose_deadline(rng, child, effects_path, seed)
+            deadline = choose_deadline(
+                rng,
+                child,
+                lambda pid: any(e.pid == pid for e in read_effects(effects_path)),
+                lease_ttl=LEASE_TTL,
+                timeout=PROGRESS_TIMEOUT,
+                seed=seed,
+            )
             while time.monotonic() < deadline and child.poll() is None:
                 time.sleep(0.005)
             if child.poll() is not None:  # it finished the run before its moment came
