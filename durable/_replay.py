@@ -54,10 +54,14 @@ async def replay(run_id: str, events: Sequence[LoggedEvent], registry: Registry)
     if workflow is None:
         raise UnknownWorkflowError(state.workflow, state.version, registry.names())
     if workflow.dag is not None:
-        return _replay_dag(run_id, events, state, workflow.dag.definition)
-    executor = RunExecutor(state, workflow, None)
-    await executor.start()
-    divergence = _divergence(executor, state)
+        # No code to re-execute: the log's decisions are checked against the definition.
+        divergence = _dag_divergence(run_id, events, workflow.dag.definition)
+        positions, reached_end = len(state.steps), not state.finished
+    else:
+        executor = RunExecutor(state, workflow, None)
+        await executor.start()
+        divergence = _divergence(executor, state)
+        positions, reached_end = executor.positions_used, executor.reached_end_of_history
     return ReplayReport(
         run_id=run_id,
         workflow=state.workflow,
@@ -65,31 +69,20 @@ async def replay(run_id: str, events: Sequence[LoggedEvent], registry: Registry)
         status=state.status,
         deterministic=divergence is None,
         events=len(events),
-        positions_replayed=executor.positions_used,
-        reached_end_of_history=executor.reached_end_of_history,
+        positions_replayed=positions,
+        reached_end_of_history=reached_end,
         divergence=divergence,
     )
 
 
-def _replay_dag(
-    run_id: str, events: Sequence[LoggedEvent], state: RunState, definition: DagDefinition
-) -> ReplayReport:
+def _dag_divergence(
+    run_id: str, events: Sequence[LoggedEvent], definition: DagDefinition
+) -> Divergence | None:
     seq, why = check_dag_log(definition, run_id, events)
-    divergence = None
-    if why is not None:
-        where = f"{definition.source.file or definition.name}"
-        divergence = Divergence(seq, f"event #{seq}", "the definition's schedule", where, why)
-    return ReplayReport(
-        run_id=run_id,
-        workflow=state.workflow,
-        version=state.version,
-        status=state.status,
-        deterministic=divergence is None,
-        events=len(events),
-        positions_replayed=len(state.steps),
-        reached_end_of_history=not state.finished,
-        divergence=divergence,
-    )
+    if why is None:
+        return None
+    where = definition.source.file or definition.name
+    return Divergence(seq, f"event #{seq}", "the definition's schedule", where, why)
 
 
 def _divergence(executor: RunExecutor, state: RunState) -> Divergence | None:

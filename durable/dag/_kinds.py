@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._expr import has_templates, render
+from ._expr import evaluate, has_templates, render
 from ._http import http_request, send_webhook
 from ._model import DagStep
 from ._program import DagProgram
@@ -234,8 +234,6 @@ async def _action(call: StepCall, params: Any) -> Any:
     if action == "transform":
         return await _transform(call, params)
     if action == "condition":
-        from ._expr import evaluate
-
         pool = await services.js()
         value = await evaluate(
             pool, str(params["expression"]), call.scope(), where=f"step {step.id!r} expression"

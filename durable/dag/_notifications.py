@@ -64,12 +64,7 @@ def run_event(executor: DagExecutor, outcome: RunOutcome) -> dict[str, Any]:
     return {
         "event": f"run.{outcome.status}",
         **_base(executor),
-        "status": outcome.status,
-        "completed": outcome.succeeded,
-        "failed": outcome.failed,
-        "recovered": outcome.recovered,
-        "skipped": outcome.skipped,
-        "total": outcome.total,
+        **outcome.counts(),
         "duration_seconds": duration,
         "failed_steps": sorted(r.id for r in executor.reports.values() if r.status == "failed"),
     }

@@ -41,7 +41,7 @@ from durable.js import SandboxError
 from ._expr import ExpressionError, evaluate, public_env
 from ._kinds import StepCall, run_body
 from ._model import DagStep
-from ._notifications import Delivery, final_deliveries, run_event, step_delivery
+from ._notifications import Delivery, final_deliveries, step_delivery
 from ._report import (
     DELIVERY_PREFIX,
     StepReport,
@@ -149,7 +149,7 @@ class DagExecutor:
 
     async def _drive(self) -> RunCompleted | RunFailed:
         # A syntax error in any expression fails the run before anything runs, not halfway.
-        problems = await self.services.syntax_problems(self.definition)
+        problems = await self.services.syntax_problems(self.definition, self.workflow.fingerprint)
         if problems:
             raise DagDefinitionError(problems)
         await self._rebuild()
@@ -159,7 +159,8 @@ class DagExecutor:
             if final is not None and not self.tasks and not self.queue:
                 if not self._deliveries_planned:
                     self._deliveries_planned = True
-                    await self._plan_final_deliveries(final)
+                    for delivery in final_deliveries(self, final):
+                        self._deliver(delivery)
                     if self.tasks:
                         continue
                 return self._end_event(final)
@@ -474,13 +475,6 @@ class DagExecutor:
             return  # delivered (or given up on) before a crash
         self._start(_Planned(delivery.name, None, delivery=delivery, prior=recorded))
 
-    async def _plan_final_deliveries(self, outcome: RunOutcome) -> None:
-        for delivery in final_deliveries(self, outcome):
-            self._deliver(delivery)
-
-    def outcome_event(self, outcome: RunOutcome) -> dict[str, Any]:
-        return run_event(self, outcome)
-
     def output(self) -> Any:
         needed = {dep for s in self.definition.steps for dep in s.depends_on}
         sinks = [s.id for s in self.definition.steps if s.id not in needed]
@@ -494,14 +488,7 @@ class DagExecutor:
 
     def _end_event(self, outcome: RunOutcome) -> RunCompleted | RunFailed:
         failed = [r for r in self.reports.values() if r.status == "failed"]
-        counts = {
-            "status": outcome.status,
-            "completed": outcome.succeeded,
-            "failed": outcome.failed,
-            "recovered": outcome.recovered,
-            "skipped": outcome.skipped,
-            "total": outcome.total,
-        }
+        counts: dict[str, Any] = dict(outcome.counts())
         summary = ", ".join(f"{r.id} ({r.error})" for r in failed[:5])
         message = f"{outcome.failed} of {outcome.total} steps failed: {summary}"
         if outcome.status == "failed":

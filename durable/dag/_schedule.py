@@ -101,6 +101,17 @@ class RunOutcome(msgspec.Struct, frozen=True):
         """Steps that completed successfully."""
         return self.succeeded
 
+    def counts(self) -> dict[str, str | int]:
+        """The outcome as reported to users (error details, notifications)."""
+        return {
+            "status": self.status,
+            "completed": self.succeeded,
+            "failed": self.failed,
+            "recovered": self.recovered,
+            "skipped": self.skipped,
+            "total": self.total,
+        }
+
 
 class Decision(msgspec.Struct, frozen=True):
     start: tuple[str, ...] = ()

@@ -65,9 +65,9 @@ class DagServices:
             self._smtp = SmtpSettings.from_env()
         return self._smtp
 
-    async def syntax_problems(self, definition: DagDefinition) -> list[Problem]:
-        """The definition's JavaScript syntax errors, checked once per definition."""
-        key = definition.fingerprint()
+    async def syntax_problems(self, definition: DagDefinition, key: str) -> list[Problem]:
+        """The definition's JavaScript syntax errors, checked once per definition (`key`: its
+        fingerprint, computed once at registration)."""
         found = self._checked.get(key)
         if found is None:
             found = await syntax_problems(definition, self.js) if has_javascript(definition) else []
