@@ -88,7 +88,7 @@ class DagExecutor:
         assert workflow.dag is not None
         self.state = state
         self.workflow = workflow
-        self.log: RunLog | None = log
+        self.log = log
         self.program = workflow.dag
         self.definition = workflow.dag.definition
         self.scheduler = Scheduler(self.definition)
@@ -128,7 +128,6 @@ class DagExecutor:
             self._task.cancel()
 
     async def _main(self) -> None:
-        assert self.log is not None
         try:
             event = await self._drive()
         except asyncio.CancelledError:
@@ -197,7 +196,6 @@ class DagExecutor:
             self.dirty.update(self.scheduler.dependents[step_id])
 
     def _skip(self, skip: Skip) -> None:
-        assert self.log is not None
         reason = self.branch_reasons.get(skip.step, skip.reason)
         pos = self._take_pos()
         self.log.append(StepSkipped(pos=pos, name=skip.step, reason=reason))
@@ -238,7 +236,6 @@ class DagExecutor:
         return pos
 
     def _start(self, planned: _Planned) -> None:
-        assert self.log is not None
         prior = planned.prior
         planned.pos = prior.pos if prior is not None else self._take_pos()
         step = planned.step
@@ -367,7 +364,6 @@ class DagExecutor:
 
     def _fail_now(self, step: DagStep, name: str, exc: BaseException) -> None:
         """Record a failure that happened before the step could run (its condition threw)."""
-        assert self.log is not None
         pos = self._take_pos()
         info = error_info(exc)
         self.log.append(StepStarted(pos=pos, name=name, attempt=1))
