@@ -24,9 +24,14 @@ PSYCOPG_REQUIREMENT = "psycopg[binary]>=3.1"
 _MARKER = "durable-bench-marker.txt"
 
 
-def default_venv_dir() -> Path:
+def bench_cache_dir(name: str) -> Path:
+    """A benchmark's own directory under the user's cache, outside the work tree."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "durable-bench" / "dbos-venv"
+    return Path(cache) / "durable-bench" / name
+
+
+def default_venv_dir() -> Path:
+    return bench_cache_dir("dbos-venv")
 
 
 def venv_python(venv: Path) -> Path:

@@ -7,11 +7,12 @@ rebuilds it only when the requested version or the interpreter changes.
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from dbos_venv import bench_cache_dir, venv_python
 
 # Pinned so that numbers from different days compare one release with itself.
 PSR_REQUIREMENT = "python-script-runner==7.5.0"
@@ -19,12 +20,7 @@ _MARKER = "durable-bench-marker.txt"
 
 
 def default_venv_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "durable-bench" / "psr-venv"
-
-
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    return bench_cache_dir("psr-venv")
 
 
 def ensure_psr_venv(venv: Path, requirement: str = PSR_REQUIREMENT) -> Path:
