@@ -9,7 +9,7 @@ import email.policy
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,9 +39,18 @@ class Web:
     once: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
     status: int = 200  # the default reply, for paths without one of their own
     answer: bytes = b'{"ok": true}'
+    # Computed answers: a function of the request, whose value is sent as JSON with a 200.
+    computed: dict[str, Callable[[Seen], Any]] = field(default_factory=dict)
 
     def reply(self, path: str, status: int, content_type: str, body: bytes) -> None:
         self.replies[path] = (status, content_type, body)
+
+    def compute(self, path: str, fn: Callable[[Seen], Any]) -> None:
+        self.computed[path] = fn
+
+    def seen(self, path: str) -> list[Seen]:
+        """The requests received on `path` (any query string), in order."""
+        return [s for s in self.requests if urlsplit(s.path).path == path]
 
     def fail_first(self, path: str, times: int, status: int = 500) -> None:
         self.once.setdefault(path, []).extend([(status, "text/plain", b"try again")] * times)
@@ -70,6 +79,9 @@ def _handler(web: Web) -> type[BaseHTTPRequestHandler]:
             queued = web.once.get(path)
             if queued:
                 status, kind, payload = queued.pop(0)
+            elif path in web.computed:
+                status, kind = 200, "application/json"
+                payload = json.dumps(web.computed[path](web.requests[-1])).encode()
             else:
                 default = (web.status, "application/json", web.answer)
                 status, kind, payload = web.replies.get(path, default)

@@ -239,3 +239,52 @@ def test_a_stop_signal_releases_the_run_and_the_same_id_resumes_it(tmp_path: Pat
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "b.txt").read_text() == "started\nstarted\n"
     assert (tmp_path / "side.txt").read_text() == "a\nb\n"  # a ran once, b finished now
+
+
+LOOPED = """\
+name: looped
+tasks:
+  start:
+    script: echo go
+  rounds:
+    depends_on: [start]
+    loop:
+      body: [work, check_a, check_b, tally]
+      until: "{{ tally.result.stdout.trim() == '3' }}"
+      max_iterations: 5
+  work:
+    script: echo "round $N" >> side.txt
+    environment: {N: "{{ iteration }}"}
+  check_a: {script: echo a, depends_on: [work]}
+  check_b: {script: echo b, depends_on: [work]}
+  tally:
+    script: wc -l < side.txt | tr -d ' '
+    depends_on: [check_a, check_b]
+  done:
+    script: echo done
+    depends_on: [rounds]
+"""
+
+
+def test_a_loop_over_a_body_plans_runs_and_reports_every_iteration(tmp_path: Path) -> None:
+    flow = write(tmp_path, LOOPED)
+    plan = durable("validate", str(flow), cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines()[-3:] == [
+        "  1. start",
+        "  2. rounds (loop over work → check_a, check_b → tally, at most 5 times)",
+        "  3. done",
+    ]
+    proc = durable("run", str(flow), "--db", "l.db", "--output", "out.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "succeeded — 3/3 completed, 0 failed, 0 skipped" in proc.stdout
+    assert (tmp_path / "side.txt").read_text() == "round 1\nround 2\nround 3\n"
+    result = json.loads((tmp_path / "out.json").read_text())
+    rounds = result["steps"]["rounds"]
+    assert [i["name"] for i in rounds["instances"]] == ["rounds#1", "rounds#2", "rounds#3"]
+    assert rounds["result"]["stdout"] == "3\n"
+    assert [i["name"] for i in result["steps"]["check_b"]["instances"]] == [
+        "check_b#1",
+        "check_b#2",
+        "check_b#3",
+    ]

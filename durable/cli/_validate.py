@@ -13,7 +13,14 @@ import click
 import msgspec
 
 from durable.cli._app import USER_ERROR, cli, emit_json
-from durable.dag import DagDefinition, DagDefinitionError, load_definition, parallel_levels
+from durable.dag import (
+    DagDefinition,
+    DagDefinitionError,
+    body_definition,
+    load_definition,
+    parallel_levels,
+    top_level,
+)
 from durable.dag._report import matrix_combos
 
 
@@ -31,6 +38,9 @@ class ValidationReport(msgspec.Struct, frozen=True):
     problems: list[str] = []
     # Step id -> number of instances, for steps with a matrix.
     matrix: dict[str, int] = {}
+    # Loop step id -> its body's levels, for loops over a body (their steps are not in
+    # `levels`: they run inside the loop, once per iteration).
+    bodies: dict[str, list[list[str]]] = {}
 
 
 def load_or_exit(file: str, actions: Iterable[str], *, as_json: bool = False) -> DagDefinition:
@@ -60,8 +70,13 @@ def plan_report(file: str, definition: DagDefinition) -> ValidationReport:
         version=definition.version,
         steps=len(definition.steps),
         fingerprint=definition.fingerprint(),
-        levels=parallel_levels(definition),
+        levels=parallel_levels(top_level(definition)),
         matrix={s.id: len(matrix_combos(s)) for s in definition.steps if s.matrix},
+        bodies={
+            s.id: parallel_levels(body_definition(definition, s))
+            for s in definition.steps
+            if s.loop is not None and s.loop.body
+        },
     )
 
 
@@ -80,7 +95,11 @@ def print_plan(report: ValidationReport, definition: DagDefinition) -> None:
             label = step_id
             if step_id in report.matrix:
                 label += f" ×{report.matrix[step_id]}"
-            if step_id in loops:
+            body = report.bodies.get(step_id)
+            if body is not None:
+                inside = " → ".join(", ".join(level) for level in body)
+                label += f" (loop over {inside}, at most {loops[step_id]} times)"
+            elif step_id in loops:
                 label += f" (loop, at most {loops[step_id]} times)"
             shown.append(label)
         click.echo(f"  {i}. {', '.join(shown)}")

@@ -3,6 +3,7 @@
 from ._builder import DagBuilder, StepRef
 from ._json import parse_json
 from ._load import load_definition, parse_definition
+from ._loops import body_definition, loop_owners, top_level
 from ._model import (
     BUILTIN_ACTIONS,
     DagDefinition,
@@ -16,6 +17,7 @@ from ._model import (
     RetryPolicy,
     Webhooks,
 )
+from ._problems import DagDefinitionError, Problem
 from ._program import DagProgram
 from ._report import InstanceReport, StepReport
 from ._result import DagResult
@@ -30,8 +32,6 @@ from ._schedule import (
 )
 from ._script import ScriptResult, run_script
 from ._validate import (
-    DagDefinitionError,
-    Problem,
     expression_of,
     find_cycle,
     parallel_levels,
@@ -67,10 +67,12 @@ __all__ = [
     "StepReport",
     "StepStatus",
     "Webhooks",
+    "body_definition",
     "decide",
     "expression_of",
     "find_cycle",
     "load_definition",
+    "loop_owners",
     "parallel_levels",
     "parse_definition",
     "parse_json",
@@ -78,6 +80,7 @@ __all__ = [
     "run_script",
     "schedule_order",
     "template_errors",
+    "top_level",
     "topological_order",
     "validate_definition",
 ]

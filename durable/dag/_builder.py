@@ -23,9 +23,12 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._model import DagDefinition, DagStep, Location, RetryPolicy, TriggerRule
+import msgspec
+
+from ._model import DagDefinition, DagStep, Location, Loop, RetryPolicy, TriggerRule
+from ._problems import DagDefinitionError, Problem
 from ._program import DagProgram
-from ._validate import DagDefinitionError, Problem, validate_definition
+from ._validate import validate_definition
 
 
 class StepRef:
@@ -107,7 +110,33 @@ class DagBuilder:
 
     def js(self, name: str, code: str, depends: Sequence[StepRef | str] | None = None) -> StepRef:
         """Declare a JavaScript step from a string."""
-        return self.do(name, depends, code=code)(_no_function)
+        ref = self.do(name, depends, code=code)(_no_function)
+        # Problems should point at the js() call, not at the placeholder function.
+        self._steps[-1] = msgspec.structs.replace(self._steps[-1], location=_caller(name))
+        return ref
+
+    def loop(
+        self,
+        name: str,
+        body: Sequence[StepRef | str],
+        *,
+        until: str,
+        max_iterations: int,
+        depends: Sequence[StepRef | str] | None = None,
+    ) -> StepRef:
+        """Declare a loop over a sub-graph: the `body` steps (declared with do()/js(), their
+        `depends` only among themselves) run once per iteration until the JavaScript
+        expression `until` holds, at most `max_iterations` times. Other steps depend on the
+        returned ref, never on the body's steps."""
+        self._steps.append(
+            DagStep(
+                id=name,
+                depends_on=tuple(_ref(d) for d in depends or ()),
+                loop=Loop(until=until, max_iterations=max_iterations, body=tuple(map(_ref, body))),
+                location=_caller(name),
+            )
+        )
+        return StepRef(name, None)
 
     def definition(self) -> DagDefinition:
         frame = self._steps[0].location if self._steps else Location()
@@ -129,6 +158,15 @@ class DagBuilder:
 
 def _no_function() -> None:
     """Placeholder carrier for js(): the code is given as a string."""
+
+
+def _caller(name: str) -> Location:
+    """Where the user's code called the builder method that called this."""
+    here = inspect.currentframe()
+    frame = here.f_back.f_back if here is not None and here.f_back is not None else None
+    if frame is None:
+        return Location(path=f"step {name!r}")
+    return Location(file=frame.f_code.co_filename, line=frame.f_lineno, path=f"step {name!r}")
 
 
 def _ref(dep: StepRef | str) -> str:

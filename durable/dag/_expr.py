@@ -32,7 +32,8 @@ import msgspec
 from durable.js import JsError, JsSandboxPool
 
 from ._model import DagDefinition, DagStep, Location
-from ._validate import Problem, expression_of, problem_at, templated_params
+from ._problems import Problem, problem_at
+from ._validate import expression_of, templated_params
 
 _RESERVED = frozenset(
     [

@@ -20,6 +20,7 @@ from ._model import (
     TriggerRule,
     Webhooks,
 )
+from ._problems import DagDefinitionError, Problem
 from ._source import (
     Amount,
     Count,
@@ -34,7 +35,6 @@ from ._source import (
     location,
     path_str,
 )
-from ._validate import DagDefinitionError, Problem
 
 _WS = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -50,6 +50,7 @@ class _Retry(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only
 class _Loop(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     until: str
     max_iterations: Positive
+    body: list[str] = []
 
 
 class _Step(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -238,7 +239,9 @@ def _step(raw: _Step, file: str | None, lines: LineMap, at: Path) -> DagStep:
         skip_if=raw.skip_if,
         matrix={k: tuple(v) for k, v in raw.matrix.items()},
         parallelism=raw.parallelism,
-        loop=None if raw.loop is None else Loop(raw.loop.until, raw.loop.max_iterations),
+        loop=None
+        if raw.loop is None
+        else Loop(raw.loop.until, raw.loop.max_iterations, tuple(raw.loop.body)),
         on_error=raw.on_error,
         location=where,
     )

@@ -8,7 +8,8 @@ from typing import Literal
 
 from ._json import parse_json
 from ._model import DagDefinition
-from ._validate import DagDefinitionError, Problem, validate_definition
+from ._problems import DagDefinitionError, Problem
+from ._validate import validate_definition
 from ._yaml import parse_yaml
 
 Format = Literal["yaml", "json"]

@@ -71,11 +71,17 @@ class Resources(msgspec.Struct, frozen=True, omit_defaults=True):
     disk_gb: float | None = None
 
 
-class Loop(msgspec.Struct, frozen=True):
-    """Repeat the step until `until` (a JavaScript expression) holds, at most max_iterations."""
+class Loop(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Repeat the step until `until` (a JavaScript expression) holds, at most max_iterations.
+
+    With a `body` (ids of other steps of the definition) the step is a group: each iteration
+    runs that sub-graph, and `until` is checked once the whole iteration has finished.
+    omit_defaults keeps the fingerprint of body-less loops what it was before `body` existed.
+    """
 
     until: str
     max_iterations: int
+    body: tuple[str, ...] = ()
 
 
 class DagStep(msgspec.Struct, frozen=True, kw_only=True):

@@ -83,7 +83,8 @@ def final_deliveries(executor: DagExecutor, outcome: RunOutcome) -> Iterator[Del
         yield Delivery(f"@webhook.{name}", Notification(type="webhook", url=hook), event)
 
 
-def step_delivery(url: str, executor: DagExecutor, report: StepReport) -> Delivery:
+def step_delivery(url: str, executor: DagExecutor, report: StepReport, name: str) -> Delivery:
+    """on_step for the step instance `name` (a step's id, or `id#n` in a loop's body)."""
     event = {
         "event": f"step.{'completed' if report.status == 'succeeded' else 'failed'}",
         **_base(executor),
@@ -97,4 +98,6 @@ def step_delivery(url: str, executor: DagExecutor, report: StepReport) -> Delive
             "duration_seconds": report.duration_seconds,
         },
     }
-    return Delivery(f"@webhook.on_step.{report.id}", Notification(type="webhook", url=url), event)
+    if name != report.id:
+        event["step"]["instance"] = name
+    return Delivery(f"@webhook.on_step.{name}", Notification(type="webhook", url=url), event)

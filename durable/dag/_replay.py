@@ -7,6 +7,8 @@ event, each decision it records is checked against what decide() says for the st
 - a step's first start happens only when decide() lists it as ready (or waiting for its
   condition, which is JavaScript and not recorded);
 - a skip is one decide() makes, or one a condition (or a condition step's branch) can make;
+- a loop body's step runs only in an iteration its loop recorded (`loop#n`), and its first
+  start in each iteration is checked against the body's own decide();
 - the recorded outcome (succeeded / partial / failed) is the one decide() computes at the end.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from durable._events import LoggedEvent, RunCompleted, RunFailed, StepSkipped, StepStarted
 from durable._state import RunState, apply
 
+from ._loops import body_definition, loop_owners, top_level
 from ._model import DagDefinition, DagStep
 from ._report import matrix_combos, parse_name, step_reports
 from ._schedule import Scheduler, StepStatus
@@ -33,8 +36,14 @@ def check_dag_log(
     definition: DagDefinition, run_id: str, events: Sequence[LoggedEvent]
 ) -> tuple[int, str | None]:
     """(the seq of the first event the definition cannot explain or 0, why)."""
-    scheduler = Scheduler(definition)
-    by_id = scheduler.by_id
+    scheduler = Scheduler(top_level(definition))
+    by_id = {s.id: s for s in definition.steps}
+    owners = loop_owners(definition.steps)
+    bodies = {
+        s.id: Scheduler(body_definition(definition, s))
+        for s in definition.steps
+        if s.loop is not None and s.loop.body
+    }
     state = RunState(run_id=run_id)
     started: set[str] = set()
     for logged in events:
@@ -49,12 +58,16 @@ def check_dag_log(
                 problem = f"step {step_id!r} is not in the definition"
             elif index is not None and not (step.matrix and index < len(matrix_combos(step))):
                 problem = f"{event.name!r} is not one of the step's matrix instances"
+            elif step_id in owners:
+                loop_id = owners[step_id]
+                problem = _check_member(bodies[loop_id], loop_id, state, event)
             elif iteration is not None and (
                 step.loop is None or iteration > step.loop.max_iterations
             ):
                 problem = f"{event.name!r} is not one of the step's loop iterations"
             elif step_id not in started:
-                problem = _check_decision(definition, scheduler, state, step, event)
+                statuses = _statuses(definition, state, final=False)
+                problem = _check_decision(definition, scheduler, statuses, step, event)
                 started.add(step_id)
         elif isinstance(event, RunCompleted | RunFailed):
             statuses = _statuses(definition, state, final=True)
@@ -74,7 +87,10 @@ def check_dag_log(
 def _statuses(definition: DagDefinition, state: RunState, *, final: bool) -> dict[str, StepStatus]:
     reports = step_reports(definition, state, None)
     out: dict[str, StepStatus] = {}
+    top = {s.id for s in top_level(definition).steps}
     for sid, report in reports.items():
+        if sid not in top:
+            continue
         status = report.status
         if status == "running" and final and definition.step(sid).loop is not None:
             status = "succeeded"  # a loop whose last iteration succeeded ended at the run's end
@@ -83,14 +99,38 @@ def _statuses(definition: DagDefinition, state: RunState, *, final: bool) -> dic
     return out
 
 
+def _check_member(
+    body: Scheduler, loop_id: str, state: RunState, event: StepStarted | StepSkipped
+) -> str | None:
+    """A body step's instance `id#n`: iteration n of its loop must have been recorded, and
+    its first start in that iteration must be one the body's decide() allows."""
+    parsed = parse_name(event.name)
+    assert parsed is not None
+    step_id, _, n = parsed
+    if n is None:
+        return f"{event.name!r} is in loop {loop_id!r}'s body but names no iteration"
+    loop_instance = f"{loop_id}#{n}"
+    if not any(s.name == loop_instance for s in state.steps.values()):
+        return f"{event.name!r} ran, but loop {loop_id!r} never started iteration {n}"
+    if any(s.name == event.name for s in state.steps.values()):
+        return None  # a retry of an instance already checked
+    statuses: dict[str, StepStatus] = {}
+    for ss in state.steps.values():
+        found = parse_name(ss.name)
+        if found is not None and found[2] == n and found[0] in body.by_id:
+            status = "running" if ss.status == "retrying" else ss.status
+            statuses[found[0]] = status  # type: ignore[assignment]
+    step = body.by_id[step_id]
+    return _check_decision(body.definition, body, statuses, step, event)
+
+
 def _check_decision(
     definition: DagDefinition,
     scheduler: Scheduler,
-    state: RunState,
+    statuses: dict[str, StepStatus],
     step: DagStep,
     event: StepStarted | StepSkipped,
 ) -> str | None:
-    statuses = _statuses(definition, state, final=False)
     # Loops that are not failed and have no unfinished iteration may have ended: let
     # dependents see them as succeeded (the `until` that ended them is JavaScript).
     for sid, status in list(statuses.items()):

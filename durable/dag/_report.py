@@ -17,6 +17,7 @@ import msgspec
 from durable._codec import decode_value
 from durable._state import RunState, StepState
 
+from ._loops import loop_owners
 from ._model import DagDefinition, DagStep
 
 DELIVERY_PREFIX = "@"
@@ -122,13 +123,16 @@ def step_reports(
 
     A loop step whose last iteration succeeded is finished only once its `until` held (or
     max_iterations was reached); that takes JavaScript to know, so the caller says so in
-    `loops_done`. Without it a loop counts as finished when the run is.
+    `loops_done`. Without it a loop counts as finished when the run is. A step in a loop's
+    body reports its last iteration (every iteration is in `instances`).
     """
     by_step = instances_by_step(state)
+    owners = loop_owners(definition.steps)
     reports: dict[str, StepReport] = {}
     for step in definition.steps:
         instances = by_step.get(step.id, {})
-        reports[step.id] = step_report(step, instances, state, loops_done)
+        member = step.id in owners
+        reports[step.id] = step_report(step, instances, state, loops_done, member=member)
     return reports
 
 
@@ -137,8 +141,15 @@ def step_report(
     instances: dict[str, StepState],
     state: RunState,
     loops_done: Mapping[str, bool] | None,
+    *,
+    member: bool = False,
 ) -> StepReport:
+    """One step's report. `member`: the step is in a loop's body, so its instances are its
+    iterations (`id#n`) and it reports the last one."""
     base = StepReport(id=step.id, name=step.name, kind=_kind(step), status="pending")
+    if member:
+        _last_iteration(base, instances)
+        return base
     own = instances.get(step.id)
     if own is not None and own.status == "skipped":
         base.status = "skipped"
@@ -195,6 +206,21 @@ def step_report(
         base.details = inst.details
     _span(base, instances.values())
     return base
+
+
+def _last_iteration(base: StepReport, instances: dict[str, StepState]) -> None:
+    reports = sorted(
+        (_instance(n, s) for n, s in instances.items()), key=lambda r: r.iteration or 0
+    )
+    base.instances = reports
+    if reports:
+        last = reports[-1]
+        base.status = last.status
+        base.result, base.error, base.details = last.result, last.error, last.details
+        if last.status == "skipped":
+            state = instances[last.name]
+            base.skip_reason = state.error.message if state.error is not None else None
+    _span(base, instances.values())
 
 
 def _span(report: StepReport, states: Any) -> None:

@@ -9,6 +9,7 @@ import msgspec
 from durable._codec import decode_value
 from durable._state import RunState
 
+from ._loops import top_level
 from ._model import DagDefinition
 from ._report import StepReport, step_reports
 
@@ -34,7 +35,10 @@ class DagResult(msgspec.Struct, omit_defaults=True):
 
 def dag_result(definition: DagDefinition, state: RunState) -> DagResult:
     reports = step_reports(definition, state)
-    by_status = [r.status for r in reports.values()]
+    # Counted like the run's outcome: a loop over a body is one step (its body steps are in
+    # `steps`, each with its last iteration).
+    top = {s.id for s in top_level(definition).steps}
+    by_status = [r.status for sid, r in reports.items() if sid in top]
     duration = None
     if state.created_at is not None and state.finished_at is not None:
         duration = round(state.finished_at - state.created_at, 6)
@@ -46,7 +50,7 @@ def dag_result(definition: DagDefinition, state: RunState) -> DagResult:
         completed_count=by_status.count("succeeded"),
         failed_count=by_status.count("failed"),
         skipped_count=by_status.count("skipped"),
-        total_count=len(reports),
+        total_count=len(by_status),
         duration_seconds=duration,
         output=decode_value(state.result) if state.result is not None else None,
         error=str(state.error) if state.error is not None else None,

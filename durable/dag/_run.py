@@ -30,7 +30,7 @@ import msgspec
 
 from durable._codec import NONE_RAW, decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, StepFailed
-from durable._events import RunCompleted, RunFailed, StepSkipped, StepStarted
+from durable._events import RunCompleted, RunFailed, StepCompleted, StepSkipped, StepStarted
 from durable._events import StepFailed as StepFailedEvent
 from durable._registry import RetryPolicy, StepDef, WorkflowDef
 from durable._runlog import RunLog, append_end
@@ -40,8 +40,10 @@ from durable.js import SandboxError
 
 from ._expr import ExpressionError, evaluate, public_env
 from ._kinds import StepCall, run_body
+from ._loops import body_definition, loop_owners, top_level
 from ._model import DagStep
 from ._notifications import Delivery, final_deliveries, step_delivery
+from ._problems import DagDefinitionError
 from ._report import (
     DELIVERY_PREFIX,
     StepReport,
@@ -53,13 +55,49 @@ from ._report import (
 )
 from ._schedule import FINISHED, RunOutcome, Scheduler, Skip
 from ._services import DagServices
-from ._validate import DagDefinitionError
+
+
+@dataclass(slots=True, eq=False)
+class _Graph:
+    """What one scheduler works on: the run's top level, or one iteration of a loop's body.
+
+    Each keeps every step's status ("pending" included) current, so a scheduling pass looks
+    only at `dirty`: the steps whose waits changed since the last pass.
+    """
+
+    scheduler: Scheduler
+    status: dict[str, str]
+    dirty: set[str]
+    finished: int = 0
+    gates: dict[str, bool] = field(default_factory=dict)
+    branch_reasons: dict[str, str] = field(default_factory=dict)
+    loop: DagStep | None = None  # the loop step whose body this is; None at the top level
+    iteration: int | None = None
+    pos: int = -1  # the position of the loop's `id#n` instance that records the iteration
+
+    @classmethod
+    def of(
+        cls,
+        scheduler: Scheduler,
+        loop: DagStep | None = None,
+        iteration: int | None = None,
+        pos: int = -1,
+    ) -> _Graph:
+        order = scheduler.order
+        return cls(
+            scheduler, dict.fromkeys(order, "pending"), set(order), 0, {}, {}, loop, iteration, pos
+        )
+
+    def name(self, step_id: str) -> str:
+        """The log's name for this graph's instance of `step_id` (body steps: `id#n`)."""
+        return instance_name(step_id, iteration=self.iteration)
 
 
 @dataclass(slots=True)
 class _Planned:
     name: str
     step: DagStep | None  # None for a delivery
+    graph: _Graph | None = None  # None for a delivery
     matrix: dict[str, Any] = field(default_factory=dict)
     iteration: int | None = None
     delivery: Delivery | None = None
@@ -91,16 +129,14 @@ class DagExecutor:
         self.log = log
         self.program = workflow.dag
         self.definition = workflow.dag.definition
-        self.scheduler = Scheduler(self.definition)
+        self.by_id = {s.id: s for s in self.definition.steps}
+        self.owners = loop_owners(self.definition.steps)  # body step -> its loop step
+        self.top = _Graph.of(Scheduler(top_level(self.definition)))
+        self.scheduler = self.top.scheduler
+        self.graphs = [self.top]  # the top level, then every loop iteration in progress
+        self._bodies: dict[str, Scheduler] = {}
         self.services = services
         self.step_pool = services.step_pool
-        # Every step's status ("pending" included), kept current so each scheduling pass
-        # looks only at `dirty`: the steps whose waits changed since the last pass.
-        self.status: dict[str, str] = dict.fromkeys(self.scheduler.order, "pending")
-        self.finished = 0
-        self.dirty: set[str] = set(self.scheduler.order)
-        self.gates: dict[str, bool] = {}
-        self.branch_reasons: dict[str, str] = {}
         self.loops_done: dict[str, bool] = {}
         self.reports: dict[str, StepReport] = {}
         self.positions: dict[str, list[int]] = collections.defaultdict(list)
@@ -164,7 +200,9 @@ class DagExecutor:
                         continue
                 return self._end_event(final)
             if not self.tasks:
-                pending = [s for s in self.scheduler.order if self.status[s] == "pending"]
+                pending = [
+                    g.name(s) for g in self.graphs for s, v in g.status.items() if v == "pending"
+                ]
                 raise RuntimeError(
                     f"DAG scheduler stalled with nothing running; pending: {pending[:10]}"
                 )
@@ -173,55 +211,79 @@ class DagExecutor:
                 await self._completed(task)
 
     async def _schedule(self) -> RunOutcome | None:
+        """Decide every graph until nothing changes; the top level's outcome once it has one.
+
+        A loop iteration whose body has finished ends here, and that can start the next
+        iteration or finish the loop step, so the pass is repeated until no iteration ends.
+        """
         while True:
-            candidates, self.dirty = self.dirty, set()
-            decision = self.scheduler.decide_some(
-                self.status, candidates, self.gates, self.finished
+            final = await self._decide(self.top)
+            ended = False
+            for graph in self.graphs[1:]:
+                outcome = await self._decide(graph)
+                if outcome is not None:
+                    self.graphs.remove(graph)
+                    await self._iteration_done(graph, outcome)
+                    ended = True
+            if not ended:
+                return final
+
+    async def _decide(self, graph: _Graph) -> RunOutcome | None:
+        while True:
+            candidates, graph.dirty = graph.dirty, set()
+            decision = graph.scheduler.decide_some(
+                graph.status, candidates, graph.gates, graph.finished
             )
             for skip in decision.skip:
-                self._skip(skip)
+                self._skip(skip, graph)
             for step_id in decision.start:
-                self._activate(step_id)
+                self._activate(step_id, graph)
             if decision.evaluate:
-                await asyncio.gather(*(self._gate(s) for s in decision.evaluate))
-                self.dirty.update(decision.evaluate)
+                await asyncio.gather(*(self._gate(s, graph) for s in decision.evaluate))
+                graph.dirty.update(decision.evaluate)
                 continue
             return decision.final
 
-    def _set(self, step_id: str, status: str) -> None:
-        old = self.status[step_id]
-        self.status[step_id] = status
+    def _set(self, step_id: str, status: str, graph: _Graph) -> None:
+        old = graph.status[step_id]
+        graph.status[step_id] = status
         if status in FINISHED and old not in FINISHED:
-            self.finished += 1
-            self.dirty.update(self.scheduler.dependents[step_id])
+            graph.finished += 1
+            graph.dirty.update(graph.scheduler.dependents[step_id])
 
-    def _skip(self, skip: Skip) -> None:
-        reason = self.branch_reasons.get(skip.step, skip.reason)
+    def _skip(self, skip: Skip, graph: _Graph) -> None:
+        reason = graph.branch_reasons.get(skip.step, skip.reason)
         pos = self._take_pos()
-        self.log.append(StepSkipped(pos=pos, name=skip.step, reason=reason))
+        self.log.append(StepSkipped(pos=pos, name=graph.name(skip.step), reason=reason))
         self.positions[skip.step].append(pos)
         # decide_some() has marked it skipped already and decided its dependents in the
         # same pass; count it and let them be looked at again.
-        self.status[skip.step] = "pending"
-        self._set(skip.step, "skipped")
-        self._finalize(self.scheduler.by_id[skip.step])
+        graph.status[skip.step] = "pending"
+        self._set(skip.step, "skipped", graph)
+        self._finalize(self.by_id[skip.step], graph)
 
-    def _activate(self, step_id: str) -> None:
-        step = self.scheduler.by_id[step_id]
-        self._set(step_id, "running")
+    def _activate(self, step_id: str, graph: _Graph) -> None:
+        step = self.by_id[step_id]
+        self._set(step_id, "running", graph)
+        if step.loop is not None and step.loop.body:
+            self._begin_iteration(step, 1)
+            return
         queue = self.queue.setdefault(step_id, collections.deque())
-        if step.matrix:
+        if graph.iteration is not None:
+            name = graph.name(step_id)
+            queue.append(_Planned(name, step, graph, iteration=graph.iteration))
+        elif step.matrix:
             for i, combo in enumerate(matrix_combos(step)):
-                queue.append(_Planned(instance_name(step_id, index=i), step, matrix=combo))
+                queue.append(_Planned(instance_name(step_id, index=i), step, graph, matrix=combo))
         elif step.loop is not None:
-            queue.append(_Planned(instance_name(step_id, iteration=1), step, iteration=1))
+            queue.append(_Planned(instance_name(step_id, iteration=1), step, graph, iteration=1))
         else:
-            queue.append(_Planned(step_id, step))
+            queue.append(_Planned(step_id, step, graph))
 
     def _launch(self) -> None:
         for step_id in list(self.queue):
             queue = self.queue[step_id]
-            step = self.scheduler.by_id[step_id]
+            step = self.by_id[step_id]
             cap = step.parallelism if step.matrix and step.parallelism else len(queue) + 1
             while queue and self.running_by_step[step_id] < cap:
                 if self.limit is not None and self.running_steps >= self.limit:
@@ -281,9 +343,7 @@ class DagExecutor:
             services=self.services,
             idempotency_key=f"{self.state.run_id}:{planned.pos}",
             first_started_at=started,
-            http_results={
-                d: self.scheduler.by_id[d].action == "http.request" for d in step.depends_on
-            },
+            http_results={d: self.by_id[d].action == "http.request" for d in self._dep_ids(step)},
         )
         return await run_body(call)
 
@@ -297,18 +357,57 @@ class DagExecutor:
             exc = task.exception()
             if exc is not None and not isinstance(exc, StepFailed):
                 raise exc
-        if step is None:
+        if step is None or planned.graph is None:
             return
         if step.matrix:
             if step.id not in self.queue and not self.running_by_step[step.id]:
-                self._finalize(step)
+                self._finalize(step, planned.graph)
         elif step.loop is not None:
             await self._loop_next(step, self.state.steps[planned.pos], planned.iteration or 1)
         else:
-            self._finalize(step)
+            self._finalize(step, planned.graph)
+
+    # -- loops -----------------------------------------------------------------------------
+
+    def _begin_iteration(self, step: DagStep, n: int, prior: StepState | None = None) -> _Graph:
+        """Iteration n of a loop over a body: recorded as the loop's instance `id#n` (its
+        result is the body's output), whose steps run as a graph of their own."""
+        name = instance_name(step.id, iteration=n)
+        if prior is None:
+            pos = self._take_pos()
+            self.positions[step.id].append(pos)
+        else:
+            pos = prior.pos  # resumed after a crash: recorded as started again, like a step
+        self.log.append(StepStarted(pos=pos, name=name, attempt=1))
+        body = self._bodies.get(step.id)
+        if body is None:
+            body = self._bodies[step.id] = Scheduler(body_definition(self.definition, step))
+        graph = _Graph.of(body, loop=step, iteration=n, pos=pos)
+        self.graphs.append(graph)
+        return graph
+
+    async def _iteration_done(self, graph: _Graph, outcome: RunOutcome) -> None:
+        step, n = graph.loop, graph.iteration
+        assert step is not None and n is not None
+        if outcome.status == "succeeded":
+            members = [self.by_id[s] for s in graph.scheduler.order]
+            result = encode_value(self._sinks_output(members), f"loop {step.id!r}'s result")
+            self.log.append(StepCompleted(pos=graph.pos, result=msgspec.Raw(result)))
+        else:
+            failed = [
+                f"{s} ({self.reports[s].error})" for s, v in graph.status.items() if v == "failed"
+            ]
+            error = ErrorInfo(
+                type="durable.LoopIterationFailed",
+                message=f"iteration {n}: {outcome.failed} of {outcome.total} body steps "
+                f"failed: {', '.join(failed[:5])}",
+                details=dict(outcome.counts()),
+            )
+            self.log.append(StepFailedEvent(pos=graph.pos, attempt=1, error=error, retryable=False))
+        await self._loop_next(step, self.state.steps[graph.pos], n)
 
     async def _loop_next(self, step: DagStep, last: StepState, iteration: int) -> None:
-        """After iteration n of a loop: finish the loop or queue iteration n+1."""
+        """After iteration n of a loop: finish the loop or start iteration n+1."""
         assert step.loop is not None
         if last.status == "succeeded" and iteration < step.loop.max_iterations:
             scope = self.scope(step, {})
@@ -321,35 +420,43 @@ class DagExecutor:
                 )
             except (ExpressionError, SandboxError) as exc:
                 self.loops_done[step.id] = True
-                self._fail_now(step, instance_name(step.id, iteration=iteration + 1), exc)
+                self._fail_now(step, instance_name(step.id, iteration=iteration + 1), exc, self.top)
                 return
             if not done:
                 nxt = iteration + 1
-                self.queue.setdefault(step.id, collections.deque()).append(
-                    _Planned(instance_name(step.id, iteration=nxt), step, iteration=nxt)
-                )
+                if step.loop.body:
+                    self._begin_iteration(step, nxt)
+                else:
+                    self.queue.setdefault(step.id, collections.deque()).append(
+                        _Planned(
+                            instance_name(step.id, iteration=nxt), step, self.top, iteration=nxt
+                        )
+                    )
                 return
         self.loops_done[step.id] = True
-        self._finalize(step)
+        self._finalize(step, self.top)
 
-    def _finalize(self, step: DagStep) -> None:
-        """The step is finished: fix its status and report, and act on it."""
+    # -- finished steps --------------------------------------------------------------------
+
+    def _finalize(self, step: DagStep, graph: _Graph) -> None:
+        """The step (in `graph`) is finished: fix its status and report, and act on it."""
         instances = {
             self.state.steps[p].name: self.state.steps[p]
             for p in self.positions.get(step.id, ())
             if p in self.state.steps
         }
-        report = step_report(step, instances, self.state, self.loops_done)
+        member = graph.iteration is not None
+        report = step_report(step, instances, self.state, self.loops_done, member=member)
         self.reports[step.id] = report
         if report.status in FINISHED:
-            self._set(step.id, report.status)
+            self._set(step.id, report.status, graph)
         if step.action == "condition" and report.status == "succeeded":
-            self._branch(step, bool(report.result))
+            self._branch(step, bool(report.result), graph)
         hook = self.definition.webhooks.on_step
         if hook and report.status in ("succeeded", "failed"):
-            self._deliver(step_delivery(hook, self, report))
+            self._deliver(step_delivery(hook, self, report, graph.name(step.id)))
 
-    def _branch(self, step: DagStep, taken: bool) -> None:
+    def _branch(self, step: DagStep, taken: bool, graph: _Graph) -> None:
         then = step.params.get("then")
         other = step.params.get("else")
         if then is None and other is None:
@@ -357,23 +464,23 @@ class DagExecutor:
         for targets, runs_if in ((then or [], True), (other or [], False)):
             for target in targets:
                 if taken != runs_if:
-                    self.gates[target] = False
-                    self.branch_reasons[target] = (
+                    graph.gates[target] = False
+                    graph.branch_reasons[target] = (
                         f"branch not taken: condition {step.id!r} was {str(taken).lower()}"
                     )
 
-    def _fail_now(self, step: DagStep, name: str, exc: BaseException) -> None:
+    def _fail_now(self, step: DagStep, name: str, exc: BaseException, graph: _Graph) -> None:
         """Record a failure that happened before the step could run (its condition threw)."""
         pos = self._take_pos()
         info = error_info(exc)
         self.log.append(StepStarted(pos=pos, name=name, attempt=1))
         self.log.append(StepFailedEvent(pos=pos, attempt=1, error=info, retryable=False))
         self.positions[step.id].append(pos)
-        self._finalize(step)
+        self._finalize(step, graph)
 
-    async def _gate(self, step_id: str) -> None:
-        step = self.scheduler.by_id[step_id]
-        scope = self.scope(step, {})
+    async def _gate(self, step_id: str, graph: _Graph) -> None:
+        step = self.by_id[step_id]
+        scope = self.scope(step, {}, graph.iteration)
         try:
             pool = await self.services.js()
             run = True
@@ -384,16 +491,22 @@ class DagExecutor:
                 where = f"step {step_id!r} skip_if"
                 run = not bool(await evaluate(pool, step.skip_if, scope, where=where))
         except (ExpressionError, SandboxError) as exc:
-            self._set(step_id, "running")
-            self._fail_now(step, step_id, exc)
+            self._set(step_id, "running", graph)
+            self._fail_now(step, graph.name(step_id), exc, graph)
             return
-        self.gates[step_id] = run
+        graph.gates[step_id] = run
 
     # -- what steps see ---------------------------------------------------------------------
 
+    def _dep_ids(self, step: DagStep) -> tuple[str, ...]:
+        # A body's entry steps see what their loop step depends on.
+        if not step.depends_on and step.id in self.owners:
+            return self.by_id[self.owners[step.id]].depends_on
+        return step.depends_on
+
     def _deps(self, step: DagStep) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for dep in step.depends_on:
+        for dep in self._dep_ids(step):
             report = self.reports.get(dep)
             out[dep] = report.result if report is not None else None
         return out
@@ -426,42 +539,62 @@ class DagExecutor:
                 continue
             self.positions[parsed[0]].append(pos)
             by_step[parsed[0]][ss.name] = ss
-        for step_id in self.scheduler.order:
+        for step_id in self.top.scheduler.order:
             instances = by_step.get(step_id)
             if instances:
-                await self._rebuild_step(self.scheduler.by_id[step_id], instances)
+                await self._rebuild_step(self.by_id[step_id], instances, self.top, by_step)
 
-    async def _rebuild_step(self, step: DagStep, instances: dict[str, StepState]) -> None:
-        own = instances.get(step.id)
+    async def _rebuild_step(
+        self,
+        step: DagStep,
+        instances: dict[str, StepState],
+        graph: _Graph,
+        by_step: dict[str, dict[str, StepState]],
+    ) -> None:
+        own = instances.get(graph.name(step.id))
+        self._set(step.id, "running", graph)
         if own is not None and (own.status == "skipped" or step.matrix or step.loop):
             # Skipped, or (for a matrix or loop step) failed before it could run: its
             # condition threw. Either way it is finished.
-            self._set(step.id, "running")
-            self._finalize(step)
+            self._finalize(step, graph)
             return
-        self._set(step.id, "running")
         queue: collections.deque[_Planned] = collections.deque()
         if step.matrix:
             for i, combo in enumerate(matrix_combos(step)):
                 name = instance_name(step.id, index=i)
                 found = instances.get(name)
                 if found is None or found.status in ("running", "retrying"):
-                    queue.append(_Planned(name, step, matrix=combo, prior=found))
+                    queue.append(_Planned(name, step, graph, matrix=combo, prior=found))
             if not queue:
-                self._finalize(step)
+                self._finalize(step, graph)
         elif step.loop is not None:
             iteration = max((parse_name(n) or ("", None, 0))[2] or 0 for n in instances)
             last = instances[instance_name(step.id, iteration=iteration)]
-            if last.status in ("running", "retrying"):
-                queue.append(_Planned(last.name, step, iteration=iteration, prior=last))
-            else:
+            for member in step.loop.body:
+                if by_step.get(member):  # what the body's steps last did, for the scope
+                    self._finalize_report(member, by_step[member])
+            if last.status not in ("running", "retrying"):
                 await self._loop_next(step, last, iteration)
+            elif step.loop.body:
+                body = self._begin_iteration(step, iteration, prior=last)
+                for member in body.scheduler.order:
+                    found = by_step.get(member, {}).get(body.name(member))
+                    if found is not None:
+                        await self._rebuild_step(
+                            self.by_id[member], {found.name: found}, body, by_step
+                        )
+            else:
+                queue.append(_Planned(last.name, step, graph, iteration=iteration, prior=last))
         elif own is not None and own.status in ("running", "retrying"):
-            queue.append(_Planned(step.id, step, prior=own))
+            queue.append(_Planned(own.name, step, graph, iteration=graph.iteration, prior=own))
         else:
-            self._finalize(step)
+            self._finalize(step, graph)
         if queue:
             self.queue.setdefault(step.id, collections.deque()).extend(queue)
+
+    def _finalize_report(self, step_id: str, instances: dict[str, StepState]) -> None:
+        step = self.by_id[step_id]
+        self.reports[step_id] = step_report(step, instances, self.state, None, member=True)
 
     # -- deliveries and the end -------------------------------------------------------------
 
@@ -471,9 +604,10 @@ class DagExecutor:
             return  # delivered (or given up on) before a crash
         self._start(_Planned(delivery.name, None, delivery=delivery, prior=recorded))
 
-    def output(self) -> Any:
-        needed = {dep for s in self.definition.steps for dep in s.depends_on}
-        sinks = [s.id for s in self.definition.steps if s.id not in needed]
+    def _sinks_output(self, steps: list[DagStep]) -> Any:
+        """The result of a graph: its only sink's result, else {sink id: result}."""
+        needed = {dep for s in steps for dep in s.depends_on}
+        sinks = [s.id for s in steps if s.id not in needed]
         results = {
             sid: self.reports[sid].result
             if sid in self.reports and self.reports[sid].status == "succeeded"
@@ -482,8 +616,14 @@ class DagExecutor:
         }
         return results[sinks[0]] if len(sinks) == 1 else results
 
+    def output(self) -> Any:
+        return self._sinks_output(list(self.top.scheduler.definition.steps))
+
     def _end_event(self, outcome: RunOutcome) -> RunCompleted | RunFailed:
-        failed = [r for r in self.reports.values() if r.status == "failed"]
+        # Body steps are summed up by their loop step's own error.
+        failed = [
+            r for r in self.reports.values() if r.status == "failed" and r.id not in self.owners
+        ]
         counts: dict[str, Any] = dict(outcome.counts())
         summary = ", ".join(f"{r.id} ({r.error})" for r in failed[:5])
         message = f"{outcome.failed} of {outcome.total} steps failed: {summary}"

@@ -18,7 +18,7 @@ from durable.js import JsSandboxPool
 from ._deliver import SmtpSettings
 from ._expr import has_javascript, syntax_problems
 from ._model import DagDefinition
-from ._validate import Problem
+from ._problems import Problem
 
 HTTP_TIMEOUT = 60.0  # seconds, for HTTP requests without a timeout of their own
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 
 from ._model import FieldSpot, Location, StepKind
-from ._validate import DagDefinitionError, Problem
+from ._problems import DagDefinitionError, Problem
 
 # Constrained numbers both file formats declare their fields with.
 Count = Annotated[int, msgspec.Meta(ge=0)]

@@ -14,42 +14,9 @@ from typing import Any
 
 import msgspec
 
-from durable._errors import WorkflowDefinitionError
-
-from ._model import BUILTIN_ACTIONS, DagDefinition, DagStep, FieldSpot, Location
-
-
-class Problem(msgspec.Struct, frozen=True):
-    message: str
-    file: str | None = None
-    line: int | None = None
-    path: str = "$"
-
-    def __str__(self) -> str:
-        where = self.file or "<definition>"
-        if self.line is not None:
-            where = f"{where}:{self.line}"
-        return f"{where}: {self.message} (at {self.path})"
-
-
-class DagDefinitionError(WorkflowDefinitionError):
-    """A DAG definition is invalid. `message/file/line/path` describe the first problem;
-    `problems` holds all of them, so one run of the loader reports everything it can."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        if not problems:
-            raise ValueError("DagDefinitionError needs at least one problem")
-        self.problems = tuple(problems)
-        first = self.problems[0]
-        self.message = first.message
-        self.file = first.file
-        self.line = first.line
-        self.path = first.path
-        text = str(first)
-        if len(self.problems) > 1:
-            text += "".join(f"\n  also: {p}" for p in self.problems[1:])
-        super().__init__(text)
-
+from ._loops import loop_problems
+from ._model import BUILTIN_ACTIONS, DagDefinition, DagStep
+from ._problems import DagDefinitionError, Problem, problem_at
 
 # The one field without which each notification channel cannot deliver anything.
 _NOTIFY_NEEDS = {
@@ -63,11 +30,6 @@ _NOTIFY_NEEDS = {
 _ID_RESERVED = frozenset("[]#@")
 _KIND_NEEDS = {"script": "script", "javascript": "code", "python": "function", "action": "action"}
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-
-
-def problem_at(message: str, loc: Location, key: str | None = None) -> Problem:
-    spot = loc.spot(key) if key else FieldSpot(loc.path, loc.line)
-    return Problem(message, loc.file, spot.line, spot.path)
 
 
 def template_errors(text: str) -> list[str]:
@@ -355,6 +317,7 @@ def validate_definition(
                             f"bad template in {kind} {note.type}{key}: {error}", note.location
                         )
                     )
+    problems.extend(loop_problems(steps, ids))
     # Unknown ids are already reported and simply ignored here, so a cycle is reported
     # alongside them rather than after the user fixes everything else.
     cycle = find_cycle(steps)

@@ -20,6 +20,7 @@ from ._model import (
     RetryPolicy,
     TriggerRule,
 )
+from ._problems import DagDefinitionError, Problem
 from ._source import (
     Amount,
     Count,
@@ -35,12 +36,12 @@ from ._source import (
     location,
     path_str,
 )
-from ._validate import DagDefinitionError, Problem
 
 
 class _Loop(msgspec.Struct, forbid_unknown_fields=True):
     until: str
     max_iterations: Positive
+    body: list[str] = []
 
 
 class _Task(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -220,7 +221,9 @@ def _step(task_id: str, raw: _Task, file: str | None, lines: LineMap, at: Path) 
         skip_if=raw.skip_if,
         matrix={k: tuple(v) for k, v in raw.matrix.items()},
         parallelism=raw.parallelism,
-        loop=None if raw.loop is None else Loop(raw.loop.until, raw.loop.max_iterations),
+        loop=None
+        if raw.loop is None
+        else Loop(raw.loop.until, raw.loop.max_iterations, tuple(raw.loop.body)),
         on_error=raw.on_error,
         location=location(file, lines, at, _RENAME),
     )

@@ -69,7 +69,12 @@ class Task:
     index: str | None = None  # JS for a matrix instance's index from its values
     parallelism: int | None = None
     condition: str | None = None
+    body: tuple[str, ...] = ()  # a loop over these steps, three times
+    in_loop: bool = False  # a step of a loop's body: instances `id#n`
+    carry: str | None = None  # a step whose output (last iteration's) it reads as well
 
+
+LOOP_ITERATIONS = 3
 
 TASKS = [
     Task("start"),
@@ -113,8 +118,12 @@ TASKS = [
     Task("d3", ("d2",)),
     Task("d4", ("d3",)),
     Task("d5", ("d4",), condition="{{ d4.exit_code != 0 }}"),
+    # E: a loop over a two-step body; each iteration reads what the last one produced.
+    Task("lp", ("start",), body=("l1", "l2")),
+    Task("l1", in_loop=True, carry="l2"),
+    Task("l2", ("l1",), in_loop=True),
     # Everything meets again.
-    Task("join", ("a4", "a_rescue", "b_join", "mx_sum", "mf_rescue", "d4")),
+    Task("join", ("a4", "a_rescue", "b_join", "mx_sum", "mf_rescue", "d4", "lp")),
     Task("e1", ("join",)),
     Task("e2", ("join",)),
     Task("e3", ("join",), condition="{{ steps.mx_sum.succeeded && steps.a_fail.failed }}"),
@@ -138,6 +147,8 @@ _OUTPUT = (
 
 
 def instance_names(task: Task) -> list[str]:
+    if task.body or task.in_loop:
+        return [f"{task.id}#{n}" for n in range(1, LOOP_ITERATIONS + 1)]
     if not task.matrix:
         return [task.id]
     n = 1
@@ -147,12 +158,24 @@ def instance_names(task: Task) -> list[str]:
 
 
 def task_yaml(task: Task) -> dict[str, Any]:
+    if task.body:  # a group: no work of its own
+        loop = {
+            "body": list(task.body),
+            "until": f"{{{{ iteration >= {LOOP_ITERATIONS} }}}}",
+            "max_iterations": LOOP_ITERATIONS + 2,
+        }
+        return {"depends_on": list(task.deps), "loop": loop}
     name = task.id if task.index is None else f"{task.id}[{{{{ {task.index} }}}}]"
+    if task.in_loop:
+        name = f"{task.id}#{{{{ iteration }}}}"
     delay = 0.05 + 0.05 * (zlib.crc32(task.id.encode()) % 4)  # 0.05 .. 0.2 s
     env: dict[str, str] = {"EFFECTS": "{{ input.effects }}", "NAME": name, "DELAY": f"{delay}"}
     if task.deps:
         parts = [f'steps["{d}"].status + ":" + {_OUTPUT}(deps["{d}"])' for d in task.deps]
         env["IN"] = "{{ [" + ", ".join(parts) + '].join(";") }}'
+    if task.carry is not None:  # undefined in the first iteration
+        c = task.carry
+        env["IN"] = f'{{{{ steps["{c}"] ? {_OUTPUT}(steps["{c}"].result) : "first" }}}}'
     if task.fail is not None:
         env["FAIL"] = f"{{{{ {task.fail} }}}}"
     out: dict[str, Any] = {"script": f". {shlex.quote(str(STEP_SCRIPT))}", "environment": env}
@@ -181,6 +204,8 @@ def write_dag(path: Path) -> Path:
 
 INSTANCES = {name: t for t in TASKS for name in instance_names(t)}
 SKIPPED = {n for n, t in INSTANCES.items() if EXPECTED_STATUS[t.id] == "skipped"}
+# Instances that run no script, so leave no side effect: a loop's iterations.
+GROUPS = {n for n, t in INSTANCES.items() if t.body}
 
 
 # -- worker processes ----------------------------------------------------------------------
@@ -365,7 +390,7 @@ def test_dag_kill_at_random_moments(tmp_path: Path) -> None:
     for d in (crashed, reference_dir):
         d.mkdir()
         write_dag(d / "dag.yaml")
-    assert len(TASKS) == 30
+    assert len(TASKS) >= 30
     effects_path = crashed / "effects.log"
     kills: list[Kill] = []
     with workers() as spawned:
@@ -404,7 +429,7 @@ def test_dag_kill_at_random_moments(tmp_path: Path) -> None:
     assert statuses == EXPECTED_STATUS
     assert expected["status"] == "partial"
     ref_effects = Counter(e.name for e in read_effects(reference_dir / "effects.log"))
-    assert ref_effects == Counter(set(INSTANCES) - SKIPPED), ref_effects
+    assert ref_effects == Counter(set(INSTANCES) - SKIPPED - GROUPS), ref_effects
 
     # The crashed run's log.
     final_log = read_snapshot(crashed / "db.sqlite").logs[RUN]
@@ -455,7 +480,7 @@ def test_dag_kill_at_random_moments(tmp_path: Path) -> None:
             again = [seq for seq, _ in final[name].starts if seq > len(k.log())]
             assert again, f"{name} ran in worker {k.index}, not restarted after its kill {where}"
         runs = sum(by_worker.values())
-        expected_runs = 0 if name in SKIPPED else 1 + len(cut)
+        expected_runs = 0 if name in SKIPPED | GROUPS else 1 + len(cut)
         assert runs == expected_runs, (
             f"{name}: ran {runs} times (workers {sorted(by_worker)}), expected {expected_runs}: "
             f"in flight at the kills of workers {[k.index for k in cut]} {where}"
