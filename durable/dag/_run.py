@@ -23,7 +23,6 @@ import asyncio
 import collections
 import functools
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -32,17 +31,19 @@ from durable._codec import NONE_RAW, decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, StepFailed
 from durable._events import RunCompleted, RunFailed, StepCompleted, StepSkipped, StepStarted
 from durable._events import StepFailed as StepFailedEvent
-from durable._registry import RetryPolicy, StepDef, WorkflowDef
+from durable._registry import StepDef, WorkflowDef
 from durable._runlog import RunLog, append_end
 from durable._state import RunState, StepState
 from durable._step_runner import run_step
 from durable.js import SandboxError
 
 from ._expr import ExpressionError, evaluate, public_env
+from ._graph import DELIVERY_POLICY, Graph, Planned, retry_policy
 from ._kinds import StepCall, run_body
 from ._loops import body_definition, loop_owners, top_level
 from ._model import DagStep
 from ._notifications import Delivery, final_deliveries, step_delivery
+from ._outcome import end_event, sinks_output
 from ._problems import DagDefinitionError
 from ._report import (
     DELIVERY_PREFIX,
@@ -57,68 +58,6 @@ from ._schedule import FINISHED, RunOutcome, Scheduler, Skip
 from ._services import DagServices
 
 
-@dataclass(slots=True, eq=False)
-class _Graph:
-    """What one scheduler works on: the run's top level, or one iteration of a loop's body.
-
-    Each keeps every step's status ("pending" included) current, so a scheduling pass looks
-    only at `dirty`: the steps whose waits changed since the last pass.
-    """
-
-    scheduler: Scheduler
-    status: dict[str, str]
-    dirty: set[str]
-    finished: int = 0
-    gates: dict[str, bool] = field(default_factory=dict)
-    branch_reasons: dict[str, str] = field(default_factory=dict)
-    loop: DagStep | None = None  # the loop step whose body this is; None at the top level
-    iteration: int | None = None
-    pos: int = -1  # the position of the loop's `id#n` instance that records the iteration
-
-    @classmethod
-    def of(
-        cls,
-        scheduler: Scheduler,
-        loop: DagStep | None = None,
-        iteration: int | None = None,
-        pos: int = -1,
-    ) -> _Graph:
-        order = scheduler.order
-        return cls(
-            scheduler, dict.fromkeys(order, "pending"), set(order), 0, {}, {}, loop, iteration, pos
-        )
-
-    def name(self, step_id: str) -> str:
-        """The log's name for this graph's instance of `step_id` (body steps: `id#n`)."""
-        return instance_name(step_id, iteration=self.iteration)
-
-
-@dataclass(slots=True)
-class _Planned:
-    name: str
-    step: DagStep | None  # None for a delivery
-    graph: _Graph | None = None  # None for a delivery
-    matrix: dict[str, Any] = field(default_factory=dict)
-    iteration: int | None = None
-    delivery: Delivery | None = None
-    prior: StepState | None = None
-    pos: int = -1
-
-
-def _policy(step: DagStep) -> RetryPolicy:
-    r = step.retry
-    return RetryPolicy(
-        max_attempts=r.max_attempts,
-        initial_delay=r.initial_delay_ms / 1000.0,
-        backoff=1.0 if r.backoff == "fixed" else max(r.multiplier, 1.0),
-        max_delay=(r.max_delay_ms / 1000.0) if r.max_delay_ms is not None else 3600.0,
-        linear=r.backoff == "linear",
-    )
-
-
-_DELIVERY_POLICY = RetryPolicy(max_attempts=6, initial_delay=1.0, backoff=2.0, max_delay=60.0)
-
-
 class DagExecutor:
     def __init__(
         self, state: RunState, workflow: WorkflowDef, log: RunLog, services: DagServices
@@ -131,7 +70,7 @@ class DagExecutor:
         self.definition = workflow.dag.definition
         self.by_id = {s.id: s for s in self.definition.steps}
         self.owners = loop_owners(self.definition.steps)  # body step -> its loop step
-        self.top = _Graph.of(Scheduler(top_level(self.definition)))
+        self.top = Graph.of(Scheduler(top_level(self.definition)))
         self.scheduler = self.top.scheduler
         self.graphs = [self.top]  # the top level, then every loop iteration in progress
         self._bodies: dict[str, Scheduler] = {}
@@ -140,8 +79,8 @@ class DagExecutor:
         self.loops_done: dict[str, bool] = {}
         self.reports: dict[str, StepReport] = {}
         self.positions: dict[str, list[int]] = collections.defaultdict(list)
-        self.queue: dict[str, collections.deque[_Planned]] = {}
-        self.tasks: dict[asyncio.Task[Any], _Planned] = {}
+        self.queue: dict[str, collections.deque[Planned]] = {}
+        self.tasks: dict[asyncio.Task[Any], Planned] = {}
         self.running_by_step: collections.Counter[str] = collections.Counter()
         self.running_steps = 0
         self.limit = state.parallelism or self.definition.parallelism
@@ -228,7 +167,7 @@ class DagExecutor:
             if not ended:
                 return final
 
-    async def _decide(self, graph: _Graph) -> RunOutcome | None:
+    async def _decide(self, graph: Graph) -> RunOutcome | None:
         while True:
             candidates, graph.dirty = graph.dirty, set()
             decision = graph.scheduler.decide_some(
@@ -244,14 +183,14 @@ class DagExecutor:
                 continue
             return decision.final
 
-    def _set(self, step_id: str, status: str, graph: _Graph) -> None:
+    def _set(self, step_id: str, status: str, graph: Graph) -> None:
         old = graph.status[step_id]
         graph.status[step_id] = status
         if status in FINISHED and old not in FINISHED:
             graph.finished += 1
             graph.dirty.update(graph.scheduler.dependents[step_id])
 
-    def _skip(self, skip: Skip, graph: _Graph) -> None:
+    def _skip(self, skip: Skip, graph: Graph) -> None:
         reason = graph.branch_reasons.get(skip.step, skip.reason)
         pos = self._take_pos()
         self.log.append(StepSkipped(pos=pos, name=graph.name(skip.step), reason=reason))
@@ -262,7 +201,7 @@ class DagExecutor:
         self._set(skip.step, "skipped", graph)
         self._finalize(self.by_id[skip.step], graph)
 
-    def _activate(self, step_id: str, graph: _Graph) -> None:
+    def _activate(self, step_id: str, graph: Graph) -> None:
         step = self.by_id[step_id]
         self._set(step_id, "running", graph)
         if step.loop is not None and step.loop.body:
@@ -271,14 +210,14 @@ class DagExecutor:
         queue = self.queue.setdefault(step_id, collections.deque())
         if graph.iteration is not None:
             name = graph.name(step_id)
-            queue.append(_Planned(name, step, graph, iteration=graph.iteration))
+            queue.append(Planned(name, step, graph, iteration=graph.iteration))
         elif step.matrix:
             for i, combo in enumerate(matrix_combos(step)):
-                queue.append(_Planned(instance_name(step_id, index=i), step, graph, matrix=combo))
+                queue.append(Planned(instance_name(step_id, index=i), step, graph, matrix=combo))
         elif step.loop is not None:
-            queue.append(_Planned(instance_name(step_id, iteration=1), step, graph, iteration=1))
+            queue.append(Planned(instance_name(step_id, iteration=1), step, graph, iteration=1))
         else:
-            queue.append(_Planned(step_id, step, graph))
+            queue.append(Planned(step_id, step, graph))
 
     def _launch(self) -> None:
         for step_id in list(self.queue):
@@ -297,18 +236,18 @@ class DagExecutor:
         self._next_pos += 1
         return pos
 
-    def _start(self, planned: _Planned) -> None:
+    def _start(self, planned: Planned) -> None:
         prior = planned.prior
         planned.pos = prior.pos if prior is not None else self._take_pos()
         step = planned.step
         if step is not None:
             timeout = step.timeout_seconds if step.kind in ("python", "action") else None
-            policy = _policy(step)
+            policy = retry_policy(step)
             self.positions[step.id].append(planned.pos)
             self.running_by_step[step.id] += 1
             self.running_steps += 1
         else:
-            timeout, policy = 60.0, _DELIVERY_POLICY
+            timeout, policy = 60.0, DELIVERY_POLICY
         definition = StepDef(
             name=planned.name,
             fn=functools.partial(self._body, planned),
@@ -324,7 +263,7 @@ class DagExecutor:
         coro = run_step(self, self.log, planned.pos, definition, (), {}, input_raw, prior)
         self.tasks[asyncio.ensure_future(coro)] = planned
 
-    async def _body(self, planned: _Planned) -> Any:
+    async def _body(self, planned: Planned) -> Any:
         if planned.delivery is not None:
             return await planned.delivery.send(self)
         step = planned.step
@@ -369,7 +308,7 @@ class DagExecutor:
 
     # -- loops -----------------------------------------------------------------------------
 
-    def _begin_iteration(self, step: DagStep, n: int, prior: StepState | None = None) -> _Graph:
+    def _begin_iteration(self, step: DagStep, n: int, prior: StepState | None = None) -> Graph:
         """Iteration n of a loop over a body: recorded as the loop's instance `id#n` (its
         result is the body's output), whose steps run as a graph of their own."""
         name = instance_name(step.id, iteration=n)
@@ -382,16 +321,17 @@ class DagExecutor:
         body = self._bodies.get(step.id)
         if body is None:
             body = self._bodies[step.id] = Scheduler(body_definition(self.definition, step))
-        graph = _Graph.of(body, loop=step, iteration=n, pos=pos)
+        graph = Graph.of(body, loop=step, iteration=n, pos=pos)
         self.graphs.append(graph)
         return graph
 
-    async def _iteration_done(self, graph: _Graph, outcome: RunOutcome) -> None:
+    async def _iteration_done(self, graph: Graph, outcome: RunOutcome) -> None:
         step, n = graph.loop, graph.iteration
         assert step is not None and n is not None
         if outcome.status == "succeeded":
             members = [self.by_id[s] for s in graph.scheduler.order]
-            result = encode_value(self._sinks_output(members), f"loop {step.id!r}'s result")
+            output = sinks_output(self.reports, members)
+            result = encode_value(output, f"loop {step.id!r}'s result")
             self.log.append(StepCompleted(pos=graph.pos, result=msgspec.Raw(result)))
         else:
             failed = [
@@ -428,7 +368,7 @@ class DagExecutor:
                     self._begin_iteration(step, nxt)
                 else:
                     self.queue.setdefault(step.id, collections.deque()).append(
-                        _Planned(
+                        Planned(
                             instance_name(step.id, iteration=nxt), step, self.top, iteration=nxt
                         )
                     )
@@ -438,7 +378,7 @@ class DagExecutor:
 
     # -- finished steps --------------------------------------------------------------------
 
-    def _finalize(self, step: DagStep, graph: _Graph) -> None:
+    def _finalize(self, step: DagStep, graph: Graph) -> None:
         """The step (in `graph`) is finished: fix its status and report, and act on it."""
         instances = {
             self.state.steps[p].name: self.state.steps[p]
@@ -456,7 +396,7 @@ class DagExecutor:
         if hook and report.status in ("succeeded", "failed"):
             self._deliver(step_delivery(hook, self, report, graph.name(step.id)))
 
-    def _branch(self, step: DagStep, taken: bool, graph: _Graph) -> None:
+    def _branch(self, step: DagStep, taken: bool, graph: Graph) -> None:
         then = step.params.get("then")
         other = step.params.get("else")
         if then is None and other is None:
@@ -469,7 +409,7 @@ class DagExecutor:
                         f"branch not taken: condition {step.id!r} was {str(taken).lower()}"
                     )
 
-    def _fail_now(self, step: DagStep, name: str, exc: BaseException, graph: _Graph) -> None:
+    def _fail_now(self, step: DagStep, name: str, exc: BaseException, graph: Graph) -> None:
         """Record a failure that happened before the step could run (its condition threw)."""
         pos = self._take_pos()
         info = error_info(exc)
@@ -478,7 +418,7 @@ class DagExecutor:
         self.positions[step.id].append(pos)
         self._finalize(step, graph)
 
-    async def _gate(self, step_id: str, graph: _Graph) -> None:
+    async def _gate(self, step_id: str, graph: Graph) -> None:
         step = self.by_id[step_id]
         scope = self.scope(step, {}, graph.iteration)
         try:
@@ -548,7 +488,7 @@ class DagExecutor:
         self,
         step: DagStep,
         instances: dict[str, StepState],
-        graph: _Graph,
+        graph: Graph,
         by_step: dict[str, dict[str, StepState]],
     ) -> None:
         own = instances.get(graph.name(step.id))
@@ -558,13 +498,13 @@ class DagExecutor:
             # condition threw. Either way it is finished.
             self._finalize(step, graph)
             return
-        queue: collections.deque[_Planned] = collections.deque()
+        queue: collections.deque[Planned] = collections.deque()
         if step.matrix:
             for i, combo in enumerate(matrix_combos(step)):
                 name = instance_name(step.id, index=i)
                 found = instances.get(name)
                 if found is None or found.status in ("running", "retrying"):
-                    queue.append(_Planned(name, step, graph, matrix=combo, prior=found))
+                    queue.append(Planned(name, step, graph, matrix=combo, prior=found))
             if not queue:
                 self._finalize(step, graph)
         elif step.loop is not None:
@@ -584,9 +524,9 @@ class DagExecutor:
                             self.by_id[member], {found.name: found}, body, by_step
                         )
             else:
-                queue.append(_Planned(last.name, step, graph, iteration=iteration, prior=last))
+                queue.append(Planned(last.name, step, graph, iteration=iteration, prior=last))
         elif own is not None and own.status in ("running", "retrying"):
-            queue.append(_Planned(own.name, step, graph, iteration=graph.iteration, prior=own))
+            queue.append(Planned(own.name, step, graph, iteration=graph.iteration, prior=own))
         else:
             self._finalize(step, graph)
         if queue:
@@ -602,37 +542,12 @@ class DagExecutor:
         recorded = self._recorded_deliveries.get(delivery.name)
         if recorded is not None and recorded.status not in ("running", "retrying"):
             return  # delivered (or given up on) before a crash
-        self._start(_Planned(delivery.name, None, delivery=delivery, prior=recorded))
-
-    def _sinks_output(self, steps: list[DagStep]) -> Any:
-        """The result of a graph: its only sink's result, else {sink id: result}."""
-        needed = {dep for s in steps for dep in s.depends_on}
-        sinks = [s.id for s in steps if s.id not in needed]
-        results = {
-            sid: self.reports[sid].result
-            if sid in self.reports and self.reports[sid].status == "succeeded"
-            else None
-            for sid in sinks
-        }
-        return results[sinks[0]] if len(sinks) == 1 else results
+        self._start(Planned(delivery.name, None, delivery=delivery, prior=recorded))
 
     def output(self) -> Any:
-        return self._sinks_output(list(self.top.scheduler.definition.steps))
+        return sinks_output(self.reports, list(self.top.scheduler.definition.steps))
 
     def _end_event(self, outcome: RunOutcome) -> RunCompleted | RunFailed:
         # Body steps are summed up by their loop step's own error.
-        failed = [
-            r for r in self.reports.values() if r.status == "failed" and r.id not in self.owners
-        ]
-        counts: dict[str, Any] = dict(outcome.counts())
-        summary = ", ".join(f"{r.id} ({r.error})" for r in failed[:5])
-        message = f"{outcome.failed} of {outcome.total} steps failed: {summary}"
-        if outcome.status == "failed":
-            return RunFailed(
-                error=ErrorInfo(type="durable.DagFailed", message=message, details=counts)
-            )
-        result = msgspec.Raw(encode_value(self.output(), "the DAG run's output"))
-        error = None
-        if outcome.status == "partial":
-            error = ErrorInfo(type="durable.DagPartial", message=message, details=counts)
-        return RunCompleted(result=result, status=outcome.status, error=error)
+        top = [r for r in self.reports.values() if r.id not in self.owners]
+        return end_event(outcome, top, self.output)
