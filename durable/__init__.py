@@ -5,6 +5,7 @@ from durable._codec import decode_value, encode_value
 from durable._context import Context, StepContext, current_step
 from durable._engine import URL_ENV, AppLike, Engine, resolve_url
 from durable._errors import (
+    ChildRunFailed,
     CorruptEventError,
     DurableError,
     ErrorInfo,
@@ -30,6 +31,7 @@ __all__ = [
     "URL_ENV",
     "AnyEvent",
     "AppLike",
+    "ChildRunFailed",
     "Client",
     "Context",
     "CorruptEventError",

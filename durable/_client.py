@@ -32,7 +32,15 @@ from durable._state import RunState, apply, fold
 from durable._views import RunInfo, RunSummary, run_info, summary
 from durable._worker import Worker
 from durable.dag._result import DagResult, dag_result
-from storage import FINAL_STATUSES, EventRecord, Fence, NewRun, RunQuery, Store
+from storage import (
+    FINAL_STATUSES,
+    EventRecord,
+    Fence,
+    NewInboxItem,
+    NewRun,
+    RunQuery,
+    Store,
+)
 
 RUN_STATUSES = ("pending", "running", "succeeded", "partial", "failed", "cancelled")
 
@@ -104,8 +112,14 @@ class Client:
         run_id: str | None = None,
         version: str | None = None,
         parallelism: int | None = None,
+        timeout: float | None = None,
+        parent_run_id: str | None = None,
     ) -> RunHandle:
+        """Start a run (see App.start). `timeout`: seconds the whole run may take; past
+        them it fails, timed out, whatever it is doing."""
         wf = self.registry.workflow(workflow, version)
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if parallelism is not None and (wf.dag is None or parallelism < 1):
             raise ValueError("parallelism must be >= 1 and applies to DAG workflows only")
         if not wf.takes_input and input is not None:
@@ -123,6 +137,8 @@ class Client:
             input=msgspec.Raw(data),
             fingerprint=wf.fingerprint,
             parallelism=parallelism,
+            parent_run_id=parent_run_id,
+            deadline=None if timeout is None else now + timeout,
         )
         first = EventRecord(rid, 1, "RunStarted", encode_event(started), now)
         new = NewRun(
@@ -131,6 +147,7 @@ class Client:
             version=wf.version,
             input=data,
             created_at=now,
+            parent_run_id=parent_run_id,
             owner=worker.owner if local and worker else None,
             lease_expires_at=now + worker.options.lease_ttl if local and worker else None,
         )
@@ -150,6 +167,54 @@ class Client:
             else:
                 worker.wake()
         return RunHandle(self, rid, wf)
+
+    async def start_child(
+        self, workflow: Any, input: Any, run_id: str, version: str | None, parent_run_id: str
+    ) -> tuple[str, str, str]:
+        """A parent run's ctx.start_child(): (run id, workflow, version) of the child."""
+        handle = await self.start(
+            workflow, input, run_id=run_id, version=version, parent_run_id=parent_run_id
+        )
+        record = await self.store.get_run(handle.run_id)
+        assert record is not None
+        if record.parent_run_id != parent_run_id:
+            raise RunIdConflictError(
+                f"run id {run_id!r} already names a run that is not a child of "
+                f"{parent_run_id!r}; choose another run_id"
+            )
+        return record.run_id, record.workflow, record.version
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send signal `name` to a run. Durable once this returns: a run that is not being
+        executed right now (no worker runs, it sleeps, a worker crashed) gets it when it
+        continues; signals of one name reach the run's waits once each, in order."""
+        if not name:
+            raise ValueError("a signal needs a name")
+        data = encode_value(payload, f"the payload of signal {name!r}")
+        await self._send(run_id, NewInboxItem(run_id, "signal", name, data, time.time()))
+
+    async def cancel(self, run_id: str, reason: str = "") -> None:
+        """Ask a run to stop: the steps and waits it is in are cancelled (the workflow sees
+        asyncio.CancelledError there, and may run compensation steps before re-raising),
+        its children are cancelled too, and it ends `cancelled`. Cancelling twice is one
+        request; cancelling a finished run raises ValueError."""
+        item = NewInboxItem(
+            run_id, "cancel", "cancel", reason.encode(), time.time(), dedupe_key="cancel"
+        )
+        await self._send(run_id, item)
+
+    async def _send(self, run_id: str, item: NewInboxItem) -> None:
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFoundError(run_id)
+        if record.status in FINAL_STATUSES:
+            raise ValueError(
+                f"run {run_id!r} already ended {record.status}: it takes no {item.kind} any more"
+            )
+        await self.store.send(item)
+        if self.worker is not None:
+            self.worker.wake_inbox()  # it may be executing the run right here
+            self.worker.wake()  # or may claim it now that it is ready
 
     async def wait(self, run_id: str) -> Outcome:
         """Wait until the run is finished; returns how it ended."""

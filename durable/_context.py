@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import random as _random
+import time
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from durable._codec import decode_value
+
 if TYPE_CHECKING:
     from durable._executor import RunExecutor
+    from durable._state import WaitState
 
 # Set inside a workflow's task (and only there): step calls look it up to know they are being
 # recorded. Step bodies run with it cleared, so a step calling a step is a plain call.
@@ -88,9 +94,102 @@ class Context:
         value: str = self._executor.marker("uuid4", lambda: uuid.uuid4().hex)
         return uuid.UUID(hex=value)
 
+    # -- durable waits -----------------------------------------------------------------------
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """A durable timer: the run survives restarts while it sleeps, holds no memory in a
+        worker meanwhile, and wakes when the time has come (never before)."""
+        if seconds < 0:
+            raise ValueError(f"ctx.sleep() needs seconds >= 0, got {seconds}")
+        return self._executor.sleep_until(time.time() + seconds)
+
+    def sleep_until(self, when: dt.datetime) -> Awaitable[None]:
+        """Like sleep(), until `when` (an aware datetime; naive ones are refused)."""
+        if when.tzinfo is None:
+            raise ValueError("ctx.sleep_until() needs an aware datetime (e.g. with tzinfo=UTC)")
+        return self._executor.sleep_until(when.timestamp())
+
+    def wait_for_signal(
+        self, name: str, *, timeout: float | None = None, type: Any = Any
+    ) -> Awaitable[Any]:
+        """The payload of the next signal `name` sent to this run (app.signal(), `durable
+        signal`), in the order they were sent, each given to one wait only. A signal sent
+        before the wait is kept for it. TimeoutError after `timeout` seconds without one."""
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0, got {timeout}")
+        return self._executor.wait_for_signal(name, timeout, functools.partial(_decode_as, type))
+
+    async def start_child(
+        self,
+        workflow: Any,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
+    ) -> ChildRun:
+        """Start a child run (recorded: a replay does not start it again) and return at once;
+        `await child.result()` waits for it. Cancelling this run cancels its children."""
+        label = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", "?")
+        rec = await self._executor.start_child(workflow, input, run_id, version, str(label))
+        return ChildRun(self._executor, rec)
+
+    async def run_child(
+        self,
+        workflow: Any,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        version: str | None = None,
+    ) -> Any:
+        """Start a child run and wait for its result; its failure raises ChildRunFailed."""
+        child = await self.start_child(workflow, input, run_id=run_id, version=version)
+        return await child.result()
+
+    def patched(self, change_id: str) -> bool:
+        """Change a running workflow's code safely. Runs that reached this point before the
+        change take the old path (False); the others take the new one (True), recorded.
+
+            if ctx.patched("send-sms"):
+                await send_sms(order)       # new code
+            else:
+                await send_email(order)     # what older runs did here
+
+        Once no run started before the change is unfinished (`durable runs list`), replace
+        the call by ctx.deprecate_patch("send-sms") and drop the old branch; later, once no
+        run that recorded the patch is unfinished either, remove that call too."""
+        return self._executor.patched(change_id)
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """The second step of removing a patch (see patched()): takes the recorded marker of
+        runs that have one, records nothing for new runs."""
+        self._executor.patched(change_id, deprecated=True)
+
     def __repr__(self) -> str:
         return f"<Context run_id={self.run_id!r} workflow={self.workflow!r}@{self.version!r}>"
 
 
 def _wall_clock() -> Any:
     return dt.datetime.now(dt.UTC).timestamp()
+
+
+class ChildRun:
+    """A child run started by ctx.start_child()."""
+
+    def __init__(self, executor: RunExecutor, rec: WaitState) -> None:
+        self._executor = executor
+        self._rec = rec
+
+    @property
+    def run_id(self) -> str:
+        return self._rec.child_run_id
+
+    def result(self) -> Awaitable[Any]:
+        """The child's result once it ends; ChildRunFailed if it failed or was cancelled."""
+        return self._executor.child_result(self._rec)
+
+    def __repr__(self) -> str:
+        return f"<ChildRun {self.run_id!r}>"
+
+
+def _decode_as(type_: Any, raw: msgspec.Raw) -> Any:
+    return decode_value(raw, type_)

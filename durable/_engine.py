@@ -73,6 +73,7 @@ class Engine:
             self.worker = Worker(self.store, self.registry, self.notifier, self.options)
         self._client = Client(self.store, self.registry, self.notifier, self.worker)
         if self.worker is not None:
+            self.worker.start_child_run = self._client.start_child
             await self.worker.start()  # its first claim picks up every unfinished run
 
     async def close(self) -> None:

@@ -114,3 +114,19 @@ class RunCancelled(DurableError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id!r} was cancelled")
         self.run_id = run_id
+
+
+class ChildRunFailed(DurableError):
+    """A child run the workflow awaited did not succeed (failed, cancelled or timed out)."""
+
+    def __init__(self, run_id: str, workflow: str, status: str, error: ErrorInfo | None) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.status = status
+        self.error = error
+        detail = f": {error}" if error is not None else ""
+        super().__init__(f"child run {run_id!r} of workflow {workflow!r} {status}{detail}")
+
+
+class RunTimedOut(DurableError):
+    """The error a run fails with when its deadline passes."""

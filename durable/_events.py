@@ -29,6 +29,8 @@ class RunStarted(Event, frozen=True):
     fingerprint: str = ""
     # A cap on the steps running at once, for DAG runs (`durable run --parallelism N`).
     parallelism: int | None = None
+    # When the whole run must be over (epoch seconds): past it, the run fails, timed out.
+    deadline: float | None = None
 
 
 class StepStarted(Event, frozen=True):
@@ -80,6 +82,70 @@ class RunFailed(Event, frozen=True):
 
 class CancelRequested(Event, frozen=True):
     reason: str = ""
+    inbox_id: int = 0  # the request as it arrived (0: not through the inbox)
+
+
+class TimerStarted(Event, frozen=True):
+    """ctx.sleep()/sleep_until() at `pos`: due at fire_at (epoch seconds), on every replay."""
+
+    pos: int
+    fire_at: float
+
+
+class TimerFired(Event, frozen=True):
+    pos: int
+
+
+class SignalReceived(Event, frozen=True):
+    """A signal taken from the run's inbox (the inbox row is deleted in the same commit)."""
+
+    name: str
+    payload: msgspec.Raw
+    inbox_id: int = 0
+
+
+class WaitStarted(Event, frozen=True):
+    """ctx.wait_for_signal(signal) at `pos`, timing out at `deadline` (None: never)."""
+
+    pos: int
+    signal: str
+    deadline: float | None = None
+
+
+class WaitCompleted(Event, frozen=True):
+    """The wait at `pos` got the signal recorded at seq `signal_seq` (0: it timed out)."""
+
+    pos: int
+    signal_seq: int = 0
+
+
+class ChildStarted(Event, frozen=True):
+    pos: int
+    run_id: str
+    workflow: str
+    version: str
+
+
+class ChildCompleted(Event, frozen=True):
+    """A child run's end, as its parent learned it (from its inbox)."""
+
+    run_id: str
+    status: str
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")
+    error: ErrorInfo | None = None
+    inbox_id: int = 0
+
+
+class CommandCancelled(Event, frozen=True):
+    """The run's cancellation ended the timer, signal wait or child wait at `pos`."""
+
+    pos: int
+
+
+class CodeChanged(Event, frozen=True):
+    """The run was resumed by workflow code whose fingerprint differs from the last recorded."""
+
+    fingerprint: str
 
 
 class RunCancelled(Event, frozen=True):
@@ -97,6 +163,15 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     RunFailed,
     CancelRequested,
     RunCancelled,
+    TimerStarted,
+    TimerFired,
+    SignalReceived,
+    WaitStarted,
+    WaitCompleted,
+    ChildStarted,
+    ChildCompleted,
+    CommandCancelled,
+    CodeChanged,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

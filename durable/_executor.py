@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any
 
@@ -18,12 +19,28 @@ import msgspec
 
 from durable._codec import decode_value, encode_value, error_info
 from durable._context import Context, current_executor
-from durable._errors import NonDeterminismError, StepFailed
-from durable._events import MarkerRecorded, RunCompleted, RunFailed
+from durable._errors import ErrorInfo, NonDeterminismError, StepFailed
+from durable._events import (
+    CancelRequested,
+    ChildStarted,
+    CodeChanged,
+    MarkerRecorded,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    TimerStarted,
+    WaitStarted,
+)
 from durable._registry import StepDef, WorkflowDef, caller_location
 from durable._runlog import RunLog, append_end
-from durable._state import RunState
+from durable._state import CANCELLED, RunState, WaitState
 from durable._step_runner import run_step
+from durable._waits import Waits
+from storage import InboxItem, NewInboxItem
+
+# Starts a child run: (workflow, input, run_id, version, parent_run_id) -> (run id, workflow
+# name, version). The worker provides it (the client's start).
+ChildStarter = Callable[[Any, Any, str, "str | None", str], Awaitable[tuple[str, str, str]]]
 
 
 async def _value(value: Any) -> Any:
@@ -37,6 +54,13 @@ async def _raise(exc: BaseException) -> Any:
 class EndOfHistory(BaseException):
     """Replay reached a command the log has no outcome for. A BaseException so that workflow
     code catching Exception cannot swallow it."""
+
+
+class ExecutionStopped(BaseException):
+    """The worker stopped executing the run (it waits for a timer or a signal and was put
+    aside, its lease was lost, the worker is stopping): every command raises it, so workflow
+    code unwinding from the cancellation (a `finally`, an `except CancelledError` running
+    compensation steps) records nothing. The run continues later from its log."""
 
 
 class RunExecutor:
@@ -53,7 +77,19 @@ class RunExecutor:
         self.log = log  # None: replay only, nothing may run or be written
         self.step_pool = step_pool
         self._next_pos = 0
-        self._max_recorded = max([*state.steps, *state.markers], default=-1)
+        self._max_recorded = max([*state.steps, *state.markers, *state.waits], default=-1)
+        self.waits = Waits(self)
+        self.inflight = 0  # live steps running
+        # The run's cancellation is being delivered: the steps and waits it ends are recorded
+        # as cancelled. `stopping`: the worker stopped executing it; nothing more is recorded.
+        self.cancelling = False
+        self.stopping = False
+        self.timed_out = False
+        self.on_idle: Callable[[RunExecutor], None] | None = None  # set by the worker
+        self.start_child_run: ChildStarter | None = None  # set by the worker
+        self._patches: dict[str, bool] = {}
+        self._idle_pending = False
+        self._deadline: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fatal: NonDeterminismError | None = None
@@ -72,12 +108,32 @@ class RunExecutor:
         self._loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         ctx.run(current_executor.set, self)
+        if self.log is not None:
+            last = self.state.fingerprints[-1][1] if self.state.fingerprints else ""
+            recorded = last or self.state.fingerprint
+            if recorded and recorded != self.workflow.fingerprint:
+                # Recorded, so `durable runs show` can say the code changed under the run.
+                self.log.append(CodeChanged(fingerprint=self.workflow.fingerprint))
+            if self.state.deadline is not None:
+                delay = max(0.0, self.state.deadline - time.time())
+                self._deadline = self._loop.call_later(delay, self._deadline_passed)
         self._task = self._loop.create_task(self._main(), context=ctx)
         return self._task
 
     def abort(self) -> None:
-        """Stop executing (lease lost, worker stopping). Cancelling the workflow's task cancels
-        the steps it awaits, inline or gathered."""
+        """Stop executing (lease lost, worker stopping, or put aside while it waits).
+        Cancelling the workflow's task cancels the steps it awaits, inline or gathered; they
+        are not recorded as cancelled, and run again when the run continues."""
+        self.stopping = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _deadline_passed(self) -> None:
+        self.timed_out = True
+        self.cancelling = True  # what is in flight ends recorded as cancelled
+        self.stopping = True  # and nothing new starts: no compensation past the deadline
         if self._task is not None:
             self._task.cancel()
 
@@ -95,8 +151,21 @@ class RunExecutor:
         except EndOfHistory:
             self.reached_end_of_history = True
             return
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, ExecutionStopped) as exc:
+            if self.timed_out and self.log is not None:
+                info = ErrorInfo(
+                    type="durable.RunTimedOut",
+                    message=f"the run's deadline passed ({_when(self.state.deadline)})",
+                )
+                await append_end(self.log, RunFailed(error=info))
+                return
+            cancelled = isinstance(exc, asyncio.CancelledError) and self.cancelling
+            if self.stopping or not cancelled or self.log is None:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+            return
         except Exception as exc:
             failure: Exception = self.fatal if self.fatal is not None else exc
             if self.log is None:
@@ -116,6 +185,8 @@ class RunExecutor:
 
     async def _finish(self, event: RunCompleted | RunFailed, *, failed: bool) -> None:
         assert self.log is not None
+        if self._deadline is not None:
+            self._deadline.cancel()
         await append_end(self.log, event)
 
     # -- commands issued by workflow code -------------------------------------------------
@@ -128,6 +199,8 @@ class RunExecutor:
         not, so that code treating it as one (asyncio.create_task) behaves the same on replay.
         Awaited directly, a live step runs inline in the workflow's task: no task to create and
         schedule per step; asyncio.gather wraps each in a task of its own."""
+        if self.stopping:
+            return _raise(ExecutionStopped())
         pos = self._next_pos
         self._next_pos = pos + 1
         rec = self.state.steps.get(pos)
@@ -139,18 +212,178 @@ class RunExecutor:
                 return _value(decode_value(rec.result, step.return_type))
             if rec.status == "failed":
                 assert rec.error is not None
+                if rec.error.type == CANCELLED:
+                    return _raise(asyncio.CancelledError(rec.error.message))
                 return _raise(StepFailed(step.name, pos, rec.attempts, rec.error))
-        elif pos in self.state.markers:
-            kind = self.state.markers[pos].kind
-            return self._diverged(pos, f"ctx.{kind}()", f"step {step.name!r}")
+        else:
+            other = self._recorded_at(pos)
+            if other is not None:
+                return self._diverged(pos, other, f"step {step.name!r}")
         if self.log is None:
             return _raise(EndOfHistory())
         input_raw = msgspec.Raw(
             encode_value([list(args), kwargs], f"the arguments of step {step.name!r}")
         )
-        return run_step(self, self.log, pos, step, args, kwargs, input_raw, rec)
+        return self._live(run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
+
+    async def _live(self, body: Coroutine[Any, Any, Any]) -> Any:
+        self.inflight += 1
+        self.poke()
+        try:
+            return await body
+        finally:
+            self.inflight -= 1
+            self.poke()
+
+    def _recorded_at(self, pos: int) -> str | None:
+        """What the log holds at `pos` (for divergence messages), if anything."""
+        if pos in self.state.steps:
+            return f"step {self.state.steps[pos].name!r}"
+        if pos in self.state.markers:
+            return f"ctx.{self.state.markers[pos].kind}()"
+        if pos in self.state.waits:
+            return self.state.waits[pos].describe()
+        return None
+
+    # -- durable waits (see _waits) --------------------------------------------------------
+
+    def _wait_command(self, label: str) -> tuple[int, WaitState | None]:
+        if self.stopping:
+            raise ExecutionStopped()
+        pos = self._next_pos
+        self._next_pos = pos + 1
+        rec = self.state.waits.get(pos)
+        if rec is None:
+            other = self._recorded_at(pos)
+            if other is not None:
+                raise self._divergence(pos, other, label, depth=4)
+            if self.log is None:
+                raise EndOfHistory()
+        elif rec.describe() != label and not (rec.kind == "child" and label.startswith("child")):
+            raise self._divergence(pos, rec.describe(), label, depth=4)
+        return pos, rec
+
+    def sleep_until(self, when: float) -> Coroutine[Any, Any, None]:
+        pos, rec = self._wait_command("ctx.sleep()")
+        if rec is None:
+            assert self.log is not None
+            self.log.append(TimerStarted(pos=pos, fire_at=when))
+            rec = self.state.waits[pos]
+        return self._await(rec, decode_value)
+
+    def wait_for_signal(
+        self, name: str, timeout: float | None, decode: Callable[[msgspec.Raw], Any]
+    ) -> Coroutine[Any, Any, Any]:
+        pos, rec = self._wait_command(f"ctx.wait_for_signal({name!r})")
+        if rec is None:
+            assert self.log is not None
+            deadline = None if timeout is None else time.time() + timeout
+            self.log.append(WaitStarted(pos=pos, signal=name, deadline=deadline))
+            rec = self.state.waits[pos]
+        return self._await(rec, decode)
+
+    def start_child(
+        self, workflow: Any, input: Any, run_id: str | None, version: str | None, label: str
+    ) -> Coroutine[Any, Any, WaitState]:
+        pos, rec = self._wait_command(f"child run of {label!r}")
+        if rec is not None:
+            return _value(rec)
+        return self._start_child(pos, workflow, input, run_id, version)
+
+    async def _start_child(
+        self, pos: int, workflow: Any, input: Any, run_id: str | None, version: str | None
+    ) -> WaitState:
+        assert self.log is not None and self.start_child_run is not None
+        child_id = run_id if run_id is not None else f"{self.state.run_id}.{pos}"
+        # Idempotent on the run id: after a crash between creating the child and recording
+        # it, the replay finds the child that exists.
+        rid, name, ver = await self.start_child_run(
+            workflow, input, child_id, version, self.state.run_id
+        )
+        self.log.append(ChildStarted(pos=pos, run_id=rid, workflow=name, version=ver))
+        return self.state.waits[pos]
+
+    def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]:
+        return self._await(rec, decode_value)
+
+    async def _await(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
+        if not rec.done and self.log is None:
+            raise EndOfHistory()
+        return await self.waits.wait(rec, decode)
+
+    def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
+        """See Context.patched()."""
+        known = self._patches.get(change_id)
+        if known is not None:
+            return known
+        pos = self._next_pos
+        marker = self.state.markers.get(pos)
+        if (
+            marker is not None
+            and marker.kind == "patch"
+            and decode_value(marker.value) == change_id
+        ):
+            self._next_pos = pos + 1
+            self._patches[change_id] = True
+            return True
+        if deprecated or self.is_replaying:
+            # A run that passed this point before the patch existed: the old path, and no
+            # position taken, so the positions after it still line up with its log.
+            self._patches[change_id] = False
+            return False
+        if self.log is None:
+            raise EndOfHistory()
+        self._next_pos = pos + 1
+        raw = msgspec.Raw(encode_value(change_id, "a patch id"))
+        self.log.append(MarkerRecorded(pos=pos, kind="patch", value=raw))
+        self._patches[change_id] = True
+        return True
+
+    # -- cancellation, and telling the worker the run is idle ------------------------------
+
+    def request_cancel(self, item: InboxItem | None, reason: str = "") -> None:
+        """Record the cancellation (and ask every unfinished child to cancel, in the same
+        commit), then deliver it to the workflow at its current await."""
+        log = self.log
+        if log is None or self.state.finished:
+            return
+        if item is not None:
+            reason = item.payload.decode(errors="replace")
+        now = time.time()
+        children = [
+            w.child_run_id for w in self.state.waits.values() if w.kind == "child" and not w.done
+        ]
+        send = tuple(
+            NewInboxItem(c, "cancel", "cancel", reason.encode(), now, dedupe_key="cancel")
+            for c in children
+        )
+        event = CancelRequested(reason=reason, inbox_id=item.id if item is not None else 0)
+        log.append(event, consume=item.id if item is not None else None, send=send)
+        self.poke()
+
+    def poke(self) -> None:
+        """Something changed: look, once the workflow's task has yielded, whether a pending
+        cancellation can be delivered, or whether the run is now only waiting."""
+        if not self._idle_pending and self._loop is not None:
+            self._idle_pending = True
+            self._loop.call_soon(self._look)
+
+    def _look(self) -> None:
+        self._idle_pending = False
+        if self.stopping or self._task is None or self._task.done():
+            return
+        busy = self.inflight > 0 or bool(self.waits.futures)
+        state = self.state
+        if busy and state.cancel_requested and not state.cancel_delivered and not self.cancelling:
+            self.cancelling = True
+            self._task.cancel()
+            return
+        if self.inflight == 0 and self.waits.futures and self.on_idle is not None:
+            self.on_idle(self)
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
+        if self.stopping:
+            raise ExecutionStopped()
         pos = self._next_pos
         self._next_pos = pos + 1
         recorded = self.state.markers.get(pos)
@@ -158,8 +391,9 @@ class RunExecutor:
             if recorded.kind != kind:
                 raise self._divergence(pos, f"ctx.{recorded.kind}()", f"ctx.{kind}()")
             return decode_value(recorded.value)
-        if pos in self.state.steps:
-            raise self._divergence(pos, f"step {self.state.steps[pos].name!r}", f"ctx.{kind}()")
+        other = self._recorded_at(pos)
+        if other is not None:
+            raise self._divergence(pos, other, f"ctx.{kind}()")
         if self.log is None:
             raise EndOfHistory()
         value = produce()
@@ -187,13 +421,7 @@ class RunExecutor:
         if self.fatal is not None or self._max_recorded < self._next_pos:
             return
         pos = self._next_pos
-        recorded = (
-            f"step {self.state.steps[pos].name!r}"
-            if pos in self.state.steps
-            else f"ctx.{self.state.markers[pos].kind}()"
-            if pos in self.state.markers
-            else "a later command"
-        )
+        recorded = self._recorded_at(pos) or "a later command"
         raise self._divergence_at_return(pos, recorded)
 
     def _divergence_at_return(self, pos: int, recorded: str) -> NonDeterminismError:
@@ -202,3 +430,9 @@ class RunExecutor:
         )
         self.fatal = err
         return err
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "no deadline"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))

@@ -8,9 +8,17 @@ from collections.abc import Callable
 
 import msgspec
 
-from durable._events import Event, RunCompleted, RunFailed, StepStarted, encode_event
+from durable._errors import ErrorInfo
+from durable._events import (
+    Event,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    StepStarted,
+    encode_event,
+)
 from durable._state import RunState, apply
-from storage import Append, EventRecord, Fence, RunUpdate, Store
+from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store
 
 _RUNNING = RunUpdate(status="running")
 # Events nobody waits for (a step starting, a result the workflow carries on with) are sent at
@@ -62,9 +70,24 @@ class RunLog:
         self._barrier_seq = state.last_seq  # the newest event a step body must not outrun
         self._tail: asyncio.Future[None] | None = None  # the newest Append sent
         self._timer: asyncio.TimerHandle | None = None
+        self._consume: list[int] = []
+        self._send: list[NewInboxItem] = []
 
-    def append(self, event: Event, update: RunUpdate | None = None, at: float | None = None) -> int:
+    def append(
+        self,
+        event: Event,
+        update: RunUpdate | None = None,
+        at: float | None = None,
+        *,
+        consume: int | None = None,
+        send: tuple[NewInboxItem, ...] = (),
+    ) -> int:
+        """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
+        items for other runs' inboxes: both are written in the same commit as the event."""
         state = self.state
+        if consume is not None:
+            self._consume.append(consume)
+        self._send.extend(send)
         seq = self.last_seq + 1
         when = time.time() if at is None else at
         self._buffer.append(
@@ -117,7 +140,17 @@ class RunLog:
         records, self._buffer = self._buffer, []
         update, self._update = self._update, None
         expected, self._flushed_seq = self._flushed_seq, records[-1].seq
-        append = Append(self.state.run_id, tuple(records), expected, self.fence, update)
+        consume, self._consume = tuple(self._consume), []
+        send, self._send = tuple(self._send), []
+        append = Append(
+            self.state.run_id,
+            tuple(records),
+            expected,
+            self.fence,
+            update,
+            consume=consume,
+            send=send,
+        )
         try:
             fut = self._store.append(append)
         except Exception as exc:  # the store is closed: nothing was written
@@ -146,19 +179,50 @@ def _merge(old: RunUpdate, new: RunUpdate) -> RunUpdate:
     )
 
 
-async def append_end(log: RunLog, event: RunCompleted | RunFailed) -> None:
-    """Append the run's final event with the run row's matching update; return once durable."""
+class ChildOutcome(msgspec.Struct, frozen=True):
+    """How a child run ended, as sent to its parent's inbox (kind "child", name = its id)."""
+
+    status: str
+    result: bytes = b""
+    error: ErrorInfo | None = None
+
+
+async def append_end(log: RunLog, event: RunCompleted | RunFailed | RunCancelled) -> None:
+    """Append the run's final event with the run row's matching update; return once durable.
+
+    A child run tells its parent in the same commit (the parent's inbox), so a parent waiting
+    for it is woken, and never misses its end."""
     now = time.time()
     if isinstance(event, RunFailed):
+        outcome = ChildOutcome("failed", error=event.error)
         update = RunUpdate(
             status="failed", error=msgspec.msgpack.encode(event.error), finished_at=now
         )
+    elif isinstance(event, RunCancelled):
+        info = ErrorInfo(type="durable.Cancelled", message=event.reason or "cancelled")
+        outcome = ChildOutcome("cancelled", error=info)
+        update = RunUpdate(status="cancelled", finished_at=now)
     else:
         error = None if event.error is None else msgspec.msgpack.encode(event.error)
+        outcome = ChildOutcome(event.status, bytes(event.result), event.error)
         update = RunUpdate(
             status=event.status, result=bytes(event.result), error=error, finished_at=now
         )
-    log.append(event, update, at=now)
+    parent = log.state.parent_run_id
+    send: tuple[NewInboxItem, ...] = ()
+    if parent is not None:
+        run_id = log.state.run_id
+        send = (
+            NewInboxItem(
+                run_id=parent,
+                kind="child",
+                name=run_id,
+                payload=msgspec.msgpack.encode(outcome),
+                created_at=now,
+                dedupe_key=f"child:{run_id}",
+            ),
+        )
+    log.append(event, update, at=now, send=send)
     durable = log.all_durable()
     if durable is not None:
         await durable

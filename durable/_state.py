@@ -16,17 +16,29 @@ from durable._errors import ErrorInfo
 from durable._events import (
     AnyEvent,
     CancelRequested,
+    ChildCompleted,
+    ChildStarted,
+    CodeChanged,
+    CommandCancelled,
     LoggedEvent,
     MarkerRecorded,
     RunCancelled,
     RunCompleted,
     RunFailed,
     RunStarted,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepSkipped,
     StepStarted,
+    TimerFired,
+    TimerStarted,
+    WaitCompleted,
+    WaitStarted,
 )
+
+# The error type of a step the run's cancellation stopped: replay raises CancelledError for it.
+CANCELLED = "durable.Cancelled"
 
 
 @dataclass(slots=True)
@@ -48,6 +60,40 @@ class StepState:
 
 
 @dataclass(slots=True)
+class WaitState:
+    """A durable wait at one position: a timer (ctx.sleep), a signal wait or a child run.
+
+    `done` once it fired, got its signal, timed out, learned its child's end or was cancelled;
+    `signal_seq` is the seq of the signal it got (0: none, it timed out).
+    """
+
+    pos: int
+    kind: str  # "timer", "signal", "child"
+    due: float | None = None  # a timer's fire_at, a signal wait's deadline
+    signal: str = ""
+    child_run_id: str = ""
+    child_workflow: str = ""
+    done: bool = False
+    cancelled: bool = False
+    signal_seq: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "timer":
+            return "ctx.sleep()"
+        if self.kind == "signal":
+            return f"ctx.wait_for_signal({self.signal!r})"
+        return f"child run of {self.child_workflow!r}"
+
+
+@dataclass(slots=True)
+class SignalState:
+    seq: int
+    name: str
+    payload: msgspec.Raw
+    consumed_by: int | None = None  # the position of the wait that got it
+
+
+@dataclass(slots=True)
 class RunState:
     run_id: str
     workflow: str = ""
@@ -62,6 +108,16 @@ class RunState:
     result: msgspec.Raw | None = None
     error: ErrorInfo | None = None
     cancel_requested: bool = False
+    cancel_reason: str = ""
+    # The cancellation reached workflow code (a step or wait was ended by it): a resumed run
+    # must not deliver it again.
+    cancel_delivered: bool = False
+    deadline: float | None = None
+    waits: dict[int, WaitState] = field(default_factory=dict)
+    signals: dict[int, SignalState] = field(default_factory=dict)  # by the seq they arrived at
+    children: dict[str, ChildCompleted] = field(default_factory=dict)  # ended, by run id
+    inbox_ids: set[int] = field(default_factory=set)  # inbox items already taken into the log
+    fingerprints: list[tuple[int, str]] = field(default_factory=list)  # (seq, CodeChanged)
     created_at: float | None = None
     finished_at: float | None = None
     last_seq: int = 0
@@ -104,6 +160,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         else:
             step.status = "failed"
             step.finished_at = at
+            if event.error.type == CANCELLED:
+                state.cancel_delivered = True
     elif isinstance(event, StepSkipped):
         step = state.steps.setdefault(event.pos, StepState(pos=event.pos, name=event.name))
         step.status = "skipped"
@@ -119,6 +177,7 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.parent_run_id = event.parent_run_id
         state.fingerprint = event.fingerprint
         state.parallelism = event.parallelism
+        state.deadline = event.deadline
         state.created_at = at
     elif isinstance(event, RunCompleted):
         state.status = event.status
@@ -131,9 +190,55 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.finished_at = at
     elif isinstance(event, CancelRequested):
         state.cancel_requested = True
+        state.cancel_reason = event.reason
+        if event.inbox_id:
+            state.inbox_ids.add(event.inbox_id)
+    elif isinstance(event, TimerStarted | WaitStarted | ChildStarted | WaitCompleted):
+        _apply_wait(state, event)
+    elif isinstance(event, TimerFired):
+        state.waits[event.pos].done = True
+    elif isinstance(event, SignalReceived):
+        state.signals[seq] = SignalState(seq, event.name, event.payload)
+        if event.inbox_id:
+            state.inbox_ids.add(event.inbox_id)
+    elif isinstance(event, ChildCompleted):
+        state.children[event.run_id] = event
+        if event.inbox_id:
+            state.inbox_ids.add(event.inbox_id)
+        for wait in state.waits.values():
+            if wait.kind == "child" and wait.child_run_id == event.run_id:
+                wait.done = True
+    elif isinstance(event, CommandCancelled):
+        wait = state.waits[event.pos]
+        wait.done = wait.cancelled = True
+        state.cancel_delivered = True
+    elif isinstance(event, CodeChanged):
+        state.fingerprints.append((seq, event.fingerprint))
     elif isinstance(event, RunCancelled):
         state.status = "cancelled"
         state.finished_at = at
+
+
+def _apply_wait(
+    state: RunState, event: TimerStarted | WaitStarted | ChildStarted | WaitCompleted
+) -> None:
+    if isinstance(event, TimerStarted):
+        state.waits[event.pos] = WaitState(event.pos, "timer", due=event.fire_at)
+    elif isinstance(event, WaitStarted):
+        state.waits[event.pos] = WaitState(
+            event.pos, "signal", due=event.deadline, signal=event.signal
+        )
+    elif isinstance(event, ChildStarted):
+        wait = WaitState(event.pos, "child", child_run_id=event.run_id)
+        wait.child_workflow = event.workflow
+        wait.done = event.run_id in state.children  # it may have ended before we recorded it
+        state.waits[event.pos] = wait
+    else:
+        wait = state.waits[event.pos]
+        wait.done = True
+        wait.signal_seq = event.signal_seq
+        if event.signal_seq:
+            state.signals[event.signal_seq].consumed_by = event.pos
 
 
 def fold(run_id: str, events: Iterable[LoggedEvent]) -> RunState:

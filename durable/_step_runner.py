@@ -23,7 +23,7 @@ from durable._events import StepCompleted, StepStarted
 from durable._events import StepFailed as StepFailedEvent
 from durable._registry import StepDef
 from durable._runlog import RunLog
-from durable._state import StepState
+from durable._state import CANCELLED, StepState
 
 
 class StepHost(Protocol):
@@ -31,6 +31,10 @@ class StepHost(Protocol):
 
     @property
     def step_pool(self) -> Executor | None: ...
+
+    # True while the run's cancellation is being delivered: a step it stops is recorded as
+    # cancelled (not re-run when the run continues); otherwise a stopped step is not recorded.
+    cancelling: bool
 
 
 # A step whose attempts keep being cut short by the process dying (it crashes the worker, or
@@ -78,6 +82,9 @@ async def run_step(
             value = await _attempt(executor, step, args, kwargs, call)
             encoded = encode_value(value, f"the result of step {step.name!r}")
         except asyncio.CancelledError:
+            if executor.cancelling:
+                info = ErrorInfo(type=CANCELLED, message=f"step {step.name!r} was cancelled")
+                log.append(StepFailedEvent(pos=pos, attempt=attempt, error=info, retryable=False))
             raise
         except SerializationError as exc:
             error, retryable = error_info(exc), False  # the same value would fail again

@@ -20,14 +20,23 @@ from dataclasses import dataclass
 
 from durable._errors import CorruptEventError
 from durable._events import decode_record
-from durable._executor import RunExecutor
+from durable._executor import ChildStarter, RunExecutor
 from durable._notify import Notifier
 from durable._registry import Registry
 from durable._runlog import RunLog
 from durable._state import RunState, fold
 from durable.dag._run import DagExecutor
 from durable.dag._services import DagServices
-from storage import Claim, Fence, LeaseLostError, Release, StorageError, Store, WorkSignal
+from storage import (
+    Claim,
+    Fence,
+    InboxItem,
+    LeaseLostError,
+    Release,
+    StorageError,
+    Store,
+    WorkSignal,
+)
 
 log = logging.getLogger("durable.worker")
 
@@ -51,6 +60,10 @@ class WorkerOptions:
     claim_batch: int = 10
     step_threads: int = 32
     owner: str | None = None
+    # A run that only waits (a timer, a signal, a child) for longer than this is put aside:
+    # its lease is given back and the store wakes it when the wait can end, so waiting runs
+    # cost rows, not memory. Shorter waits are waited for in memory.
+    park_after: float = 1.0
 
     def __post_init__(self) -> None:
         if self.lease_ttl <= 0 or (self.poll_interval is not None and self.poll_interval <= 0):
@@ -79,6 +92,11 @@ class Worker:
         self.stale_writes = 0  # appends rejected because another worker took the lease
         # run id -> consecutive executions here that stopped on a failed write
         self._write_failures: dict[str, int] = {}
+        # Runs put aside while they wait: run id -> when the store should wake them (None:
+        # only when something arrives in their inbox).
+        self._parked: dict[str, float | None] = {}
+        self.start_child_run: ChildStarter | None = None  # the client's, set by the engine
+        self._inbox_wake = asyncio.Event()
 
     @property
     def poll_interval(self) -> float:
@@ -95,6 +113,7 @@ class Worker:
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="durable-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="durable-heartbeat"),
+            asyncio.create_task(self._inbox_loop(), name="durable-inbox"),
         ]
 
     async def stop(self) -> None:
@@ -113,6 +132,8 @@ class Worker:
             await self.store.release_leases(releases)
         except StorageError as exc:
             log.warning("could not release %d leases (they will expire): %s", len(releases), exc)
+        with contextlib.suppress(StorageError):
+            await self.store.remove_worker(self.owner)
         await self.dag_services.aclose()
         self.step_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -159,6 +180,8 @@ class Worker:
             executor = DagExecutor(state, workflow, run_log, self.dag_services)
         else:
             executor = RunExecutor(state, workflow, run_log, step_pool=self.step_pool)
+            executor.on_idle = self._idle_run
+            executor.start_child_run = self.start_child_run
         self.executors[state.run_id] = executor
         task = executor.start()
         self.tasks[state.run_id] = task
@@ -175,9 +198,48 @@ class Worker:
         if executor is not None:
             executor.abort()
 
+    def _idle_run(self, executor: RunExecutor) -> None:
+        """The run only waits. Put it aside if the wait is long: see park_after."""
+        wake = executor.waits.idle_until()
+        deadline = executor.state.deadline
+        if deadline is not None:
+            wake = deadline if wake is None else min(wake, deadline)
+        if wake is not None and wake - time.time() <= self.options.park_after:
+            return
+        run_id = executor.state.run_id
+        if run_id in self._parked or executor.log is None or executor.log.fence is None:
+            return
+        self._parked[run_id] = wake
+        executor.abort()
+
+    def _park(self, run_id: str, executor: RunExecutor | DagExecutor) -> None:
+        wake = self._parked.pop(run_id)
+        run_log = executor.log
+        if run_log is None or run_log.failed is not None or run_log.fence is None:
+            return  # a write failed: the lease expires and the run is claimed again
+        release = Release(run_id, run_log.fence, ready_at=wake, park=wake is None)
+        task = asyncio.ensure_future(self._release_durably(run_log, release))
+        task.add_done_callback(_ignore_result)
+
+    async def _release_durably(self, run_log: RunLog, release: Release) -> None:
+        # Everything appended (a consumed inbox item above all) must be durable first: the
+        # store wakes a released run at once if its inbox still holds an item.
+        durable = run_log.all_durable()
+        if durable is not None:
+            await durable
+        await self.store.release_leases([release])
+
     def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
         executor = self.executors.pop(run_id, None)
         self.tasks.pop(run_id, None)
+        if run_id in self._parked:
+            if executor is not None:
+                self._park(run_id, executor)
+            else:
+                self._parked.pop(run_id)
+            if self._starved:
+                self.wake()
+            return
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             if not isinstance(exc, LeaseLostError):
@@ -274,6 +336,8 @@ class Worker:
         if state.finished:
             return
         verb = "starting" if state.last_seq == 1 else "resuming"
+        # What arrived while nobody executed the run (a signal, a cancellation, a child's
+        # end) goes into its log first: the replay then finds the wait it ends.
         log.info(
             "%s run %s (%s@%s) after event %d",
             verb,
@@ -282,11 +346,61 @@ class Worker:
             state.version,
             state.last_seq,
         )
-        self.execute(state, claim.fence)
+        try:
+            items = await self.store.read_inbox([run_id])
+        except StorageError as exc:
+            log.warning("run %s: reading its inbox failed (will retry): %s", run_id, exc)
+            items = []
+        # Delivered before the execution's task first runs: the replay finds them recorded.
+        if self.execute(state, claim.fence) is not None:
+            for item in items:
+                self._deliver(item)
+
+    def wake_inbox(self) -> None:
+        """Something was sent to a run this process may be executing: look at once."""
+        self._inbox_wake.set()
+
+    async def _inbox_loop(self) -> None:
+        while self._running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox_wake.wait(), self.poll_interval)
+            self._inbox_wake.clear()
+            held = [r for r in self.executors if r not in self._parked]
+            if held:
+                await self._pull_inbox(held)
+
+    async def _pull_inbox(self, run_ids: list[str]) -> None:
+        try:
+            items = await self.store.read_inbox(run_ids)
+        except StorageError as exc:
+            log.warning("reading the inbox failed (will retry): %s", exc)
+            return
+        for item in items:
+            self._deliver(item)
+
+    def _deliver(self, item: InboxItem) -> None:
+        executor = self.executors.get(item.run_id)
+        if executor is None or item.run_id in self._parked:
+            return
+        if isinstance(executor, RunExecutor):
+            executor.waits.deliver(item)
+        else:
+            executor.deliver(item)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.options.lease_ttl / 3
         while self._running:
+            try:
+                # What this worker can run, so the CLI can tell a run waiting for a version
+                # no live worker has.
+                await self.store.heartbeat_worker(
+                    self.owner,
+                    self.registry.keys(),
+                    now=time.time(),
+                    ttl=self.options.lease_ttl,
+                )
+            except StorageError as exc:
+                log.warning("worker heartbeat failed: %s", exc)
             await asyncio.sleep(interval)
             try:
                 # Only the runs executing here: a run whose executor stopped without giving

@@ -53,6 +53,7 @@ class App:
         max_concurrent_runs: int = 1000,
         step_threads: int = 32,
         worker: bool = True,
+        park_after: float = 1.0,
     ) -> None:
         self._url = url
         self._registry = Registry()
@@ -61,6 +62,7 @@ class App:
             poll_interval=poll_interval,
             max_concurrent_runs=max_concurrent_runs,
             step_threads=step_threads,
+            park_after=park_after,
         )
         self._run_worker = worker
         self._engine: Engine | None = None
@@ -206,12 +208,28 @@ class App:
         run_id: str | None = None,
         version: str | None = None,
         parallelism: int | None = None,
+        timeout: float | None = None,
     ) -> RunHandle:
         """Start a run. Idempotent on run_id: an existing run's handle is returned instead.
-        `parallelism` caps the steps of a DAG run running at once."""
+        New runs take the newest registered version unless `version` says which.
+        `parallelism` caps the steps of a DAG run running at once. `timeout`: seconds the
+        whole run may take (a deadline, kept across restarts); past it the run fails."""
         return await self.engine.client.start(
-            self._ref(workflow), input, run_id=run_id, version=version, parallelism=parallelism
+            self._ref(workflow),
+            input,
+            run_id=run_id,
+            version=version,
+            parallelism=parallelism,
+            timeout=timeout,
         )
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send signal `name` with `payload` to a run (see ctx.wait_for_signal())."""
+        await self.engine.client.signal(run_id, name, payload)
+
+    async def cancel(self, run_id: str, reason: str = "") -> None:
+        """Cancel a run and its children (see Client.cancel)."""
+        await self.engine.client.cancel(run_id, reason)
 
     async def run(
         self,

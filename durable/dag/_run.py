@@ -29,13 +29,23 @@ import msgspec
 
 from durable._codec import NONE_RAW, decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, StepFailed
-from durable._events import RunCompleted, RunFailed, StepCompleted, StepSkipped, StepStarted
+from durable._events import (
+    CancelRequested,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    SignalReceived,
+    StepCompleted,
+    StepSkipped,
+    StepStarted,
+)
 from durable._events import StepFailed as StepFailedEvent
 from durable._registry import StepDef, WorkflowDef
 from durable._runlog import RunLog, append_end
 from durable._state import RunState, StepState
 from durable._step_runner import run_step
 from durable.js import SandboxError
+from storage import InboxItem
 
 from ._expr import ExpressionError, evaluate, public_env
 from ._graph import DELIVERY_POLICY, Graph, Planned, retry_policy
@@ -76,6 +86,7 @@ class DagExecutor:
         self._bodies: dict[str, Scheduler] = {}
         self.services = services
         self.step_pool = services.step_pool
+        self.cancelling = False
         self.loops_done: dict[str, bool] = {}
         self.reports: dict[str, StepReport] = {}
         self.positions: dict[str, list[int]] = collections.defaultdict(list)
@@ -102,11 +113,34 @@ class DagExecutor:
         if self._task is not None:
             self._task.cancel()
 
+    def deliver(self, item: InboxItem) -> None:
+        """An item from the run's inbox: a cancellation stops the run (the instances running
+        are recorded as cancelled); a signal is recorded (DAG steps do not wait for any)."""
+        state = self.state
+        if state.finished or item.id in state.inbox_ids:
+            return
+        if item.kind == "cancel":
+            reason = item.payload.decode(errors="replace")
+            self.log.append(CancelRequested(reason=reason, inbox_id=item.id), consume=item.id)
+            self.cancelling = True
+            if self._task is not None:
+                self._task.cancel()
+        else:
+            payload = msgspec.Raw(item.payload)
+            signal = SignalReceived(name=item.name, payload=payload, inbox_id=item.id)
+            self.log.append(signal, consume=item.id)
+
     async def _main(self) -> None:
+        event: RunCompleted | RunFailed | RunCancelled
         try:
+            if self.state.cancel_requested:  # recorded before a crash: finish the job
+                raise asyncio.CancelledError
             event = await self._drive()
         except asyncio.CancelledError:
-            raise
+            if not (self.cancelling or self.state.cancel_requested):
+                raise
+            self.cancelling = True
+            event = RunCancelled(reason=self.state.cancel_reason)
         except Exception as exc:
             event = RunFailed(error=error_info(exc))
         finally:

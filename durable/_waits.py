@@ -1,0 +1,174 @@
+"""Durable waits of a Python workflow: timers, signals and child runs.
+
+A wait takes a position like a step. Its start is recorded (TimerStarted, WaitStarted,
+ChildStarted) with everything that decides its outcome (when the timer fires, the signal's
+deadline, the child's run id), and so is its end (TimerFired, WaitCompleted naming the signal it
+got, ChildCompleted, CommandCancelled): a replay gives every wait the outcome it had, and a
+resumed run waits only for what is left. While a run waits and runs nothing, it holds no memory
+in a worker: the worker stops executing it and the store wakes it (the timer's due time, a
+signal or a child's end arriving in its inbox); it is then replayed to the wait, cheaply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from durable._errors import ChildRunFailed
+from durable._events import (
+    ChildCompleted,
+    CommandCancelled,
+    SignalReceived,
+    TimerFired,
+    WaitCompleted,
+)
+from durable._runlog import ChildOutcome
+from durable._state import WaitState
+from storage import InboxItem
+
+if TYPE_CHECKING:
+    from durable._executor import RunExecutor
+
+
+class Waits:
+    """The live waits of one executor: a future per position the workflow is awaiting."""
+
+    def __init__(self, executor: RunExecutor) -> None:
+        self.ex = executor
+        self.futures: dict[int, asyncio.Future[Any]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    async def wait(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
+        """The outcome of the wait `rec`: recorded, or awaited live."""
+        if rec.done:
+            return self._recorded(rec, decode)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self.futures[rec.pos] = fut
+        if rec.kind == "signal":
+            self._match_signal(rec)
+        if not fut.done() and rec.due is not None:
+            delay = max(0.0, rec.due - time.time())
+            self._timers[rec.pos] = loop.call_later(delay, self._due, rec.pos)
+        self.ex.poke()
+        try:
+            await fut
+        finally:
+            self.futures.pop(rec.pos, None)
+            handle = self._timers.pop(rec.pos, None)
+            if handle is not None:
+                handle.cancel()
+            if fut.cancelled():  # the workflow's task was cancelled while waiting here
+                self._cancelled_live(rec)
+        return self._recorded(rec, decode)
+
+    def _recorded(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
+        state = self.ex.state
+        if rec.cancelled:
+            raise asyncio.CancelledError(f"{rec.describe()} at position {rec.pos}: cancelled")
+        if rec.kind == "timer":
+            return None
+        if rec.kind == "signal":
+            if not rec.signal_seq:
+                raise TimeoutError(f"no signal {rec.signal!r} before the wait's deadline")
+            return decode(state.signals[rec.signal_seq].payload)
+        end = state.children[rec.child_run_id]
+        if end.status in ("succeeded", "partial"):
+            return decode(end.result)
+        raise ChildRunFailed(rec.child_run_id, rec.child_workflow, end.status, end.error)
+
+    def _due(self, pos: int) -> None:
+        """A timer fired, or a signal wait reached its deadline."""
+        self._timers.pop(pos, None)
+        fut = self.futures.get(pos)
+        rec = self.ex.state.waits.get(pos)
+        if fut is None or fut.done() or rec is None or rec.done:
+            return
+        if rec.due is not None and time.time() < rec.due:  # never early (clock steps)
+            self._timers[pos] = asyncio.get_running_loop().call_later(
+                rec.due - time.time(), self._due, pos
+            )
+            return
+        log = self.ex.log
+        assert log is not None
+        log.append(TimerFired(pos=pos) if rec.kind == "timer" else WaitCompleted(pos=pos))
+        fut.set_result(None)
+
+    def _cancelled_live(self, rec: WaitState) -> None:
+        log = self.ex.log
+        if self.ex.cancelling and log is not None and not rec.done:
+            log.append(CommandCancelled(pos=rec.pos))
+
+    # -- what arrives from the inbox -------------------------------------------------------
+
+    def deliver(self, item: InboxItem) -> None:
+        """Record an inbox item in the log (the row is deleted in the same commit) and wake
+        the wait it ends, if the workflow is waiting for it."""
+        ex = self.ex
+        log = ex.log
+        state = ex.state
+        if log is None or item.id in state.inbox_ids or state.finished:
+            return
+        if item.kind == "signal":
+            signal = SignalReceived(
+                name=item.name, payload=msgspec.Raw(item.payload), inbox_id=item.id
+            )
+            log.append(signal, consume=item.id)
+            waiting = [
+                rec
+                for rec in state.waits.values()
+                if rec.kind == "signal" and rec.signal == item.name and rec.pos in self.futures
+            ]
+            for rec in sorted(waiting, key=lambda w: w.pos):
+                if not rec.done:
+                    self._match_signal(rec)
+                    break
+        elif item.kind == "child":
+            outcome = msgspec.msgpack.decode(item.payload, type=ChildOutcome)
+            log.append(
+                ChildCompleted(
+                    run_id=item.name,
+                    status=outcome.status,
+                    result=msgspec.Raw(outcome.result or b"\xc0"),
+                    error=outcome.error,
+                    inbox_id=item.id,
+                ),
+                consume=item.id,
+            )
+            for rec in state.waits.values():
+                fut = self.futures.get(rec.pos)
+                if rec.child_run_id == item.name and fut is not None and not fut.done():
+                    fut.set_result(None)
+        elif item.kind == "cancel":
+            ex.request_cancel(item)
+
+    def _match_signal(self, rec: WaitState) -> None:
+        """Give the waiting `rec` the oldest signal of its name nobody got yet."""
+        state = self.ex.state
+        log = self.ex.log
+        fut = self.futures.get(rec.pos)
+        if log is None or fut is None or fut.done():
+            return
+        for seq, signal in sorted(state.signals.items()):
+            if signal.name == rec.signal and signal.consumed_by is None:
+                log.append(WaitCompleted(pos=rec.pos, signal_seq=seq))
+                fut.set_result(None)
+                return
+
+    # -- for the worker --------------------------------------------------------------------
+
+    def idle_until(self) -> float | None:
+        """When the soonest wait the workflow is blocked on ends by itself (None: only
+        something arriving can end them)."""
+        dues = [
+            rec.due
+            for pos in self.futures
+            if (rec := self.ex.state.waits.get(pos)) is not None and rec.due is not None
+        ]
+        return min(dues, default=None)

@@ -1,0 +1,224 @@
+"""Durable timers, signals, child runs and cancellation of Python workflows, on real SQLite
+files: what the log records, what a replay gives back, and that waiting runs are parked."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable import ChildRunFailed
+from durable import events as ev
+from sdk import App, Context
+
+pytestmark = pytest.mark.asyncio
+
+
+def make_app(tmp_path: Path, **kw: Any) -> App:
+    return App(f"sqlite:///{tmp_path / 'runs.db'}", poll_interval=0.05, **kw)
+
+
+def types(events: list[Any]) -> list[str]:
+    return [e.type for e in events]
+
+
+async def test_a_short_sleep_is_recorded_and_waited_in_memory(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    calls: list[str] = []
+
+    @app.step()
+    async def mark(label: str) -> str:
+        calls.append(label)
+        return label
+
+    @app.workflow()
+    async def napper(ctx: Context) -> str:
+        await mark("before")
+        await ctx.sleep(0.3)
+        return await mark("after")
+
+    async with app:
+        began = time.monotonic()
+        assert await app.run(napper, timeout=20) == "after"
+        took = time.monotonic() - began
+        handle = await app.start(napper)
+        await handle.result(20)
+        events = await app.events(handle.run_id)
+    assert took >= 0.3
+    assert calls == ["before", "after", "before", "after"]
+    timer = next(e.event for e in events if isinstance(e.event, ev.TimerStarted))
+    fired = next(e for e in events if isinstance(e.event, ev.TimerFired))
+    assert timer.pos == 1 and fired.event.pos == 1
+    assert fired.at >= timer.fire_at  # never early
+
+
+async def test_a_long_sleep_parks_the_run_and_it_wakes_on_time(tmp_path: Path) -> None:
+    app = make_app(tmp_path, park_after=0.1)
+    calls: list[str] = []
+
+    @app.step()
+    async def mark(label: str) -> str:
+        calls.append(label)
+        return label
+
+    @app.workflow()
+    async def sleeper(ctx: Context) -> str:
+        await mark("before")
+        await ctx.sleep(1.0)
+        return await mark("after")
+
+    async with app:
+        handle = await app.start(sleeper)
+        await asyncio.sleep(0.5)
+        worker = app.engine.worker
+        assert worker is not None
+        # Parked: no executor holds it, and the row is released, due at the timer.
+        assert handle.run_id not in worker.executors
+        row = await app.engine.store.get_run(handle.run_id)
+        assert row is not None and row.owner is None and row.ready_at is not None
+        timer = next(
+            e.event for e in await app.events(handle.run_id) if isinstance(e.event, ev.TimerStarted)
+        )
+        assert abs(row.ready_at - timer.fire_at) < 1e-6
+        assert await handle.result(20) == "after"
+        events = await app.events(handle.run_id)
+    assert calls == ["before", "after"]  # the replay did not run "before" again
+    fired = next(e for e in events if isinstance(e.event, ev.TimerFired))
+    assert fired.at >= timer.fire_at
+
+
+async def test_signals_sent_before_and_during_the_wait_arrive_in_order(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    @app.workflow()
+    async def approvals(ctx: Context) -> list[Any]:
+        got = [await ctx.wait_for_signal("approve")]
+        got.append(await ctx.wait_for_signal("approve"))
+        try:
+            await ctx.wait_for_signal("approve", timeout=0.2)
+        except TimeoutError:
+            got.append("timed out")
+        return got
+
+    async with app:
+        handle = await app.start(approvals, run_id="r1")
+        await app.signal("r1", "approve", {"by": "ann"})
+        await app.signal("r1", "approve", {"by": "bob"})
+        assert await handle.result(20) == [{"by": "ann"}, {"by": "bob"}, "timed out"]
+        events = await app.events("r1")
+        with pytest.raises(ValueError, match="already ended succeeded"):
+            await app.signal("r1", "approve", 1)
+    received = [e for e in events if isinstance(e.event, ev.SignalReceived)]
+    assert [e.event.name for e in received] == ["approve", "approve"]
+    done = [e.event for e in events if isinstance(e.event, ev.WaitCompleted)]
+    assert [d.signal_seq for d in done] == [received[0].seq, received[1].seq, 0]
+
+
+async def test_cancel_runs_compensation_and_ends_cancelled(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    started = asyncio.Event()
+    done: list[str] = []
+
+    @app.step()
+    async def book(item: str) -> str:
+        done.append(f"book {item}")
+        return item
+
+    @app.step()
+    async def slow_charge() -> None:
+        started.set()
+        await asyncio.sleep(30)
+        done.append("charged")  # never: the cancellation stops it
+
+    @app.step()
+    async def refund(item: str) -> None:
+        done.append(f"undo {item}")
+
+    @app.workflow()
+    async def saga(ctx: Context) -> str:
+        booked = [await book("hotel"), await book("car")]
+        try:
+            await slow_charge()
+        except asyncio.CancelledError:
+            for item in reversed(booked):
+                await refund(item)
+            raise
+        return "done"
+
+    async with app:
+        handle = await app.start(saga)
+        await asyncio.wait_for(started.wait(), 10)
+        await app.cancel(handle.run_id, "customer changed their mind")
+        info = None
+        for _ in range(200):
+            info = await app.get_run(handle.run_id)
+            if info.status == "cancelled":
+                break
+            await asyncio.sleep(0.05)
+        assert info is not None and info.status == "cancelled"
+        events = await app.events(handle.run_id)
+    assert done == ["book hotel", "book car", "undo car", "undo hotel"]
+    cancelled = [
+        e.event for e in events if isinstance(e.event, ev.StepFailed) and not e.event.retryable
+    ]
+    assert [c.error.type for c in cancelled] == ["durable.Cancelled"]
+    assert isinstance(events[-1].event, ev.RunCancelled)
+    assert events[-1].event.reason == "customer changed their mind"
+
+
+async def test_child_runs_return_results_and_failures(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    @app.workflow()
+    async def square(ctx: Context, n: int) -> int:
+        if n < 0:
+            raise ValueError("negative")
+        return n * n
+
+    @app.workflow()
+    async def parent(ctx: Context) -> list[Any]:
+        first = await ctx.run_child(square, 3)
+        child = await ctx.start_child(square, 4, run_id="four")
+        out: list[Any] = [first, await child.result()]
+        try:
+            await ctx.run_child(square, -1)
+        except ChildRunFailed as exc:
+            out.append(exc.status)
+        return out
+
+    async with app:
+        handle = await app.start(parent, run_id="p")
+        assert await handle.result(20) == [9, 16, "failed"]
+        four = await app.get_run("four")
+        events = await app.events("p")
+    assert four.status == "succeeded"
+    started = [e.event for e in events if isinstance(e.event, ev.ChildStarted)]
+    assert [s.run_id for s in started] == ["p.0", "four", "p.2"]
+    ended = {e.event.run_id: e.event.status for e in events if isinstance(e.event, ev.ChildCompleted)}
+    assert ended == {"p.0": "succeeded", "four": "succeeded", "p.2": "failed"}
+
+
+async def test_a_deadline_fails_the_run_timed_out(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    @app.workflow()
+    async def forever(ctx: Context) -> None:
+        await ctx.sleep(60)
+
+    async with app:
+        handle = await app.start(forever, timeout=0.5)
+        began = time.monotonic()
+        info = None
+        for _ in range(200):
+            info = await app.get_run(handle.run_id)
+            if info.status == "failed":
+                break
+            await asyncio.sleep(0.05)
+        assert info is not None and info.status == "failed"
+        assert time.monotonic() - began < 5
+        events = await app.events(handle.run_id)
+    end = events[-1].event
+    assert isinstance(end, ev.RunFailed) and end.error.type == "durable.RunTimedOut"
