@@ -39,6 +39,7 @@ from storage import (
     NewInboxItem,
     NewRun,
     RunQuery,
+    RunRecord,
     Store,
 )
 
@@ -266,7 +267,21 @@ class Client:
             raise RunNotFoundError(run_id)
         events = await self.store.read_events(run_id)
         state = fold(run_id, [decode_record(r) for r in events])
-        return run_info(record, state)
+        return run_info(record, state, (await self._waiting_for([record])).get(run_id))
+
+    async def _waiting_for(self, records: list[RunRecord]) -> dict[str, str]:
+        """Unfinished runs nobody executes whose (workflow, version) no live worker has:
+        they wait for a worker that has it (never failed, never silently stuck)."""
+        idle = [r for r in records if r.status in ("pending", "running") and r.owner is None]
+        if not idle:
+            return {}
+        workers = await self.store.list_workers(now=time.time())
+        able = {tuple(c) for w in workers for c in w.capabilities}
+        return {
+            r.run_id: f"a worker with {r.workflow}@{r.version}"
+            for r in idle
+            if (r.workflow, r.version) not in able
+        }
 
     async def dag_result(self, run_id: str) -> DagResult:
         """A DAG run's statuses, step results, counts and duration, from its log."""
@@ -289,7 +304,8 @@ class Client:
         records = await self.store.list_runs(
             RunQuery(status=status, workflow=workflow, limit=limit)
         )
-        return [summary(r) for r in records]
+        waiting = await self._waiting_for(records)
+        return [summary(r, waiting.get(r.run_id)) for r in records]
 
     async def events(self, run_id: str, after_seq: int = 0) -> list[LoggedEvent]:
         records = await self.store.read_events(run_id, after_seq)

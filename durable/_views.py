@@ -34,6 +34,8 @@ class RunSummary(msgspec.Struct, frozen=True):
     created_at: dt.datetime
     finished_at: dt.datetime | None
     duration: float | None
+    # Unfinished and no live worker has its (workflow, version): who it waits for.
+    waiting_for: str | None = None
 
 
 class RunInfo(msgspec.Struct, frozen=True):
@@ -51,6 +53,12 @@ class RunInfo(msgspec.Struct, frozen=True):
     parent_run_id: str | None = None
     owner: str | None = None
     events: int = 0
+    waiting_for: str | None = None
+    # What the run is waiting on now: "ctx.sleep() until ...", "signal 'approve'", ...
+    waiting_on: list[str] = []
+    # The code fingerprint the run started with, and each change noticed on a resume.
+    fingerprint: str = ""
+    code_changes: list[str] = []
 
 
 def ts(value: float | None) -> dt.datetime | None:
@@ -61,10 +69,11 @@ def _duration(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else round(end - start, 6)
 
 
-def summary(record: RunRecord) -> RunSummary:
+def summary(record: RunRecord, waiting_for: str | None = None) -> RunSummary:
     created = ts(record.created_at)
     assert created is not None
     return RunSummary(
+        waiting_for=waiting_for,
         run_id=record.run_id,
         workflow=record.workflow,
         version=record.version,
@@ -90,7 +99,24 @@ def step_info(step: StepState) -> StepInfo:
     )
 
 
-def run_info(record: RunRecord, state: RunState) -> RunInfo:
+def waiting_on(state: RunState) -> list[str]:
+    out: list[str] = []
+    for pos, wait in sorted(state.waits.items()):
+        if wait.done:
+            continue
+        if wait.kind == "timer":
+            due = ts(wait.due)
+            out.append(f"position {pos}: ctx.sleep() until {due.isoformat() if due else '?'}")
+        elif wait.kind == "signal":
+            due = ts(wait.due)
+            until = f" (until {due.isoformat()})" if due is not None else ""
+            out.append(f"position {pos}: signal {wait.signal!r}{until}")
+        else:
+            out.append(f"position {pos}: child run {wait.child_run_id!r}")
+    return out
+
+
+def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None) -> RunInfo:
     created = ts(record.created_at)
     assert created is not None
     error = state.error
@@ -111,4 +137,8 @@ def run_info(record: RunRecord, state: RunState) -> RunInfo:
         parent_run_id=record.parent_run_id,
         owner=record.owner if record.status in ("pending", "running") else None,
         events=state.last_seq,
+        waiting_for=waiting_for,
+        waiting_on=[] if state.finished else waiting_on(state),
+        fingerprint=state.fingerprint,
+        code_changes=[f"{fp[:12]} at event {seq}" for seq, fp in state.fingerprints],
     )

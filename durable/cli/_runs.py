@@ -80,10 +80,13 @@ def list_runs(
     table.add_column("created", no_wrap=True)
     table.add_column("duration", justify="right")
     for item in found:
+        shown = status_text(item.status)
+        if item.waiting_for is not None:
+            shown.append(f" (waiting for {item.waiting_for})", "yellow")
         table.add_row(
             Text(item.run_id),
             Text(f"{item.workflow}@{item.version}"),
-            status_text(item.status),
+            shown,
             when(item.created_at),
             duration(item.duration),
         )
@@ -113,6 +116,19 @@ def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> 
     grid.add_row("run", Text(info.run_id))
     grid.add_row("workflow", Text(f"{info.workflow}@{info.version}"))
     grid.add_row("status", status_text(info.status))
+    if info.waiting_for is not None:
+        grid.add_row("waiting for", Text(info.waiting_for, "yellow"))
+    for what in info.waiting_on:
+        grid.add_row("waiting on", Text(what))
+    if info.code_changes:
+        started = info.fingerprint[:12] or "?"
+        changes = ", ".join(
+            c.split(": ")[0] + ": " + c.split(": ")[1][:12] for c in info.code_changes
+        )
+        grid.add_row(
+            "code",
+            Text(f"changed since the run started (fingerprint {started} → {changes})", "yellow"),
+        )
     if info.owner is not None:
         grid.add_row("worker", Text(info.owner))
     if info.parent_run_id is not None:

@@ -197,7 +197,9 @@ async def test_child_runs_return_results_and_failures(tmp_path: Path) -> None:
     assert four.status == "succeeded"
     started = [e.event for e in events if isinstance(e.event, ev.ChildStarted)]
     assert [s.run_id for s in started] == ["p.0", "four", "p.2"]
-    ended = {e.event.run_id: e.event.status for e in events if isinstance(e.event, ev.ChildCompleted)}
+    ended = {
+        e.event.run_id: e.event.status for e in events if isinstance(e.event, ev.ChildCompleted)
+    }
     assert ended == {"p.0": "succeeded", "four": "succeeded", "p.2": "failed"}
 
 
@@ -222,3 +224,54 @@ async def test_a_deadline_fails_the_run_timed_out(tmp_path: Path) -> None:
         events = await app.events(handle.run_id)
     end = events[-1].event
     assert isinstance(end, ev.RunFailed) and end.error.type == "durable.RunTimedOut"
+
+
+async def test_cancelling_a_parent_cancels_its_children_mid_step(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    running: set[str] = set()
+    both = asyncio.Event()
+    undone: list[str] = []
+
+    @app.step()
+    async def crunch(name: str) -> None:
+        running.add(name)
+        if len(running) == 2:
+            both.set()
+        await asyncio.sleep(30)
+
+    @app.step()
+    async def undo(name: str) -> None:
+        undone.append(name)
+
+    @app.workflow()
+    async def worker_wf(ctx: Context, name: str) -> None:
+        try:
+            await crunch(name)
+        except asyncio.CancelledError:
+            await undo(name)
+            raise
+
+    @app.workflow()
+    async def boss(ctx: Context) -> None:
+        kids = [await ctx.start_child(worker_wf, n, run_id=f"kid-{n}") for n in ("a", "b")]
+        try:
+            await asyncio.gather(*(k.result() for k in kids))
+        except asyncio.CancelledError:
+            await undo("boss")
+            raise
+
+    async with app:
+        handle = await app.start(boss, run_id="boss")
+        await asyncio.wait_for(both.wait(), 10)
+        await app.cancel("boss", "stop everything")
+        statuses: dict[str, str] = {}
+        for _ in range(200):
+            statuses = {r: (await app.get_run(r)).status for r in ("boss", "kid-a", "kid-b")}
+            if all(s == "cancelled" for s in statuses.values()):
+                break
+            await asyncio.sleep(0.05)
+        kid_events = await app.events("kid-a")
+    assert statuses == {"boss": "cancelled", "kid-a": "cancelled", "kid-b": "cancelled"}
+    assert sorted(undone) == ["a", "b", "boss"]
+    failed = [e.event for e in kid_events if isinstance(e.event, ev.StepFailed)]
+    assert [f.error.type for f in failed] == ["durable.Cancelled"]
