@@ -1,5 +1,5 @@
-"""Persistence of runs and event logs. Knows nothing of what events mean; never imports
-`durable` or `sdk`."""
+"""Persistence of runs, event logs, run inboxes and the worker registry. Knows nothing of what
+events mean; never imports `durable` or `sdk`."""
 
 from storage._errors import (
     DatabaseOpenError,
@@ -22,11 +22,14 @@ from storage._records import (
     Claim,
     EventRecord,
     Fence,
+    InboxItem,
+    NewInboxItem,
     NewRun,
     Release,
     RunQuery,
     RunRecord,
     RunUpdate,
+    WorkerRecord,
 )
 from storage._sqlite import SQLiteStore
 from storage._url import DEFAULT_URL, open_store
@@ -42,9 +45,11 @@ __all__ = [
     "DatabaseUnavailableError",
     "EventRecord",
     "Fence",
+    "InboxItem",
     "InvalidAppendError",
     "LeaseLostError",
     "MemoryStore",
+    "NewInboxItem",
     "NewRun",
     "PostgresStore",
     "Release",
@@ -58,5 +63,6 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "WorkSignal",
+    "WorkerRecord",
     "open_store",
 ]

@@ -17,14 +17,18 @@ from storage._errors import (
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
+    FORGET_WORKERS_AFTER,
     Append,
     Claim,
     EventRecord,
     Fence,
+    InboxItem,
+    NewInboxItem,
     NewRun,
     Release,
     RunQuery,
     RunRecord,
+    WorkerRecord,
     check_append,
     created_record,
 )
@@ -35,6 +39,9 @@ class MemoryStore:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[EventRecord]] = {}
+        self._inbox: dict[int, InboxItem] = {}  # by id, in arrival order
+        self._last_inbox_id = 0
+        self._workers: dict[str, WorkerRecord] = {}
         self._open = False
 
     @property
@@ -104,6 +111,48 @@ class MemoryStore:
             if update.status in FINAL_STATUSES:
                 changes["ready_at"] = None
         self._runs[append.run_id] = _replace(run, changes)
+        for item_id in append.consume:
+            found = self._inbox.get(item_id)
+            if found is not None and found.run_id == append.run_id:
+                del self._inbox[item_id]
+        for new in append.send:
+            self._deliver(new, strict=False)
+
+    def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
+        """Insert (or find, by dedupe key) an item and wake its run; None if the run is
+        missing and not strict."""
+        run = self._runs.get(new.run_id)
+        if run is None:
+            if strict:
+                raise RunNotFoundError(new.run_id)
+            return None
+        item = None
+        if new.dedupe_key is not None:
+            item = next(
+                (
+                    i
+                    for i in self._inbox.values()
+                    if i.run_id == new.run_id and i.dedupe_key == new.dedupe_key
+                ),
+                None,
+            )
+        if item is None:
+            self._last_inbox_id += 1
+            item = InboxItem(
+                id=self._last_inbox_id,
+                run_id=new.run_id,
+                kind=new.kind,
+                name=new.name,
+                payload=new.payload,
+                created_at=new.created_at,
+                dedupe_key=new.dedupe_key,
+            )
+            self._inbox[item.id] = item
+        if run.status in ACTIVE_STATUSES and (
+            run.ready_at is None or run.ready_at > new.created_at
+        ):
+            self._runs[run.run_id] = _replace(run, {"ready_at": new.created_at})
+        return item
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         self._check_open()
@@ -187,8 +236,79 @@ class MemoryStore:
                 continue
             changes: dict[str, object] = {"owner": None, "lease_expires_at": None}
             if run.status in ACTIVE_STATUSES:
-                changes["ready_at"] = rel.ready_at if rel.ready_at is not None else run.created_at
+                ready: float | None = None
+                if not rel.park:
+                    ready = rel.ready_at if rel.ready_at is not None else run.created_at
+                # An item that arrived while the run was leased must not be slept through.
+                oldest = min(
+                    (i.created_at for i in self._inbox.values() if i.run_id == run.run_id),
+                    default=None,
+                )
+                if oldest is not None and (ready is None or oldest < ready):
+                    ready = oldest
+                changes["ready_at"] = ready
             self._runs[rel.run_id] = _replace(run, changes)
+
+    async def send(self, item: NewInboxItem) -> InboxItem:
+        self._check_open()
+        sent = self._deliver(item, strict=True)
+        assert sent is not None
+        return sent
+
+    async def read_inbox(self, run_ids: Sequence[str]) -> list[InboxItem]:
+        self._check_open()
+        wanted = set(run_ids)
+        return [i for i in self._inbox.values() if i.run_id in wanted]
+
+    async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
+        self._check_open()
+
+        def parent_needs(run: RunRecord) -> bool:
+            parent = self._runs.get(run.parent_run_id) if run.parent_run_id else None
+            return parent is not None and parent.status in ACTIVE_STATUSES
+
+        doomed = sorted(
+            (
+                r
+                for r in self._runs.values()
+                if r.status in FINAL_STATUSES
+                and r.finished_at is not None
+                and r.finished_at < finished_before
+                and not parent_needs(r)
+            ),
+            key=lambda r: (r.finished_at or 0.0, r.run_id),
+        )[: max(limit, 0)]
+        gone = {r.run_id for r in doomed}
+        for run_id in gone:
+            del self._runs[run_id]
+            self._events.pop(run_id, None)
+        self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
+        return len(gone)
+
+    async def heartbeat_worker(
+        self, owner: str, capabilities: Sequence[tuple[str, str]], *, now: float, ttl: float
+    ) -> None:
+        self._check_open()
+        known = self._workers.get(owner)
+        forgotten = now - FORGET_WORKERS_AFTER
+        self._workers = {o: w for o, w in self._workers.items() if w.expires_at >= forgotten}
+        self._workers[owner] = WorkerRecord(
+            owner=owner,
+            capabilities=tuple((w, v) for w, v in capabilities),
+            started_at=now if known is None else known.started_at,
+            last_seen=now,
+            expires_at=now + ttl,
+        )
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        self._check_open()
+        return sorted(
+            (w for w in self._workers.values() if w.expires_at > now), key=lambda w: w.owner
+        )
+
+    async def remove_worker(self, owner: str) -> None:
+        self._check_open()
+        self._workers.pop(owner, None)
 
 
 def _replace(run: RunRecord, changes: dict[str, object]) -> RunRecord:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -46,10 +47,14 @@ from storage._records import (
     Append,
     Claim,
     EventRecord,
+    InboxItem,
+    NewInboxItem,
     NewRun,
     Release,
     RunQuery,
     RunRecord,
+    WorkerRecord,
+    worker_from_row,
 )
 
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
@@ -229,7 +234,8 @@ class PostgresStore:
         return self._w().submit(op, notify=run.owner is None)
 
     def append(self, append: Append) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = self._w().submit(append)
+        # An append that sends wakes runs: tell idle workers at commit.
+        fut: asyncio.Future[None] = self._w().submit(append, notify=bool(append.send))
         return fut
 
     async def claim_runs(
@@ -279,7 +285,45 @@ class PostgresStore:
             op = functools.partial(ops.release, releases=tuple(releases))
             await writer.submit(op, notify=True)
 
+    async def send(self, item: NewInboxItem) -> InboxItem:
+        op = functools.partial(ops.send, item=item)
+        result: InboxItem = await self._w().submit(op, notify=True)
+        return result
+
+    async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
+        # One statement on a pooled connection, outside the writer: a big prune does not hold
+        # up the group commits of running runs, and rows they hold locked are skipped.
+        count: int = await self._execute("prune", ops.PRUNE, finished_before, max(limit, 0))
+        return count
+
+    async def heartbeat_worker(
+        self, owner: str, capabilities: Sequence[tuple[str, str]], *, now: float, ttl: float
+    ) -> None:
+        caps = json.dumps([[w, v] for w, v in capabilities])
+        await self._execute(
+            "heartbeat", ops.HEARTBEAT_WORKER, *ops.heartbeat_args(owner, caps, now, ttl)
+        )
+
+    async def remove_worker(self, owner: str) -> None:
+        await self._execute("remove_worker", ops.REMOVE_WORKER, owner)
+
+    async def _execute(self, during: str, sql: str, *args: object) -> Any:
+        """A single-statement write outside the writer (atomic on its own); fetchval's value."""
+        pool = self._p()
+        try:
+            return await pool.fetchval(sql, *args)
+        except Exception as exc:
+            raise self._translate(exc, during) from None
+
     # ------------------------------------------------------------------------ reads
+
+    async def read_inbox(self, run_ids: Sequence[str]) -> list[InboxItem]:
+        rows = await self._fetch(ops.SELECT_INBOX, list(run_ids))
+        return [ops.row_to_item(r) for r in rows]
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        rows = await self._fetch(ops.LIST_WORKERS, now)
+        return [worker_from_row(*r) for r in rows]
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         rows = await self._fetch(ops.SELECT_EVENTS, run_id, after_seq)

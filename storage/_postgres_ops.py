@@ -19,10 +19,14 @@ from storage._errors import (
     SequenceConflictError,
 )
 from storage._records import (
+    FINAL_STATUSES,
+    FORGET_WORKERS_AFTER,
     Append,
     Claim,
     EventRecord,
     Fence,
+    InboxItem,
+    NewInboxItem,
     NewRun,
     Release,
     RunRecord,
@@ -50,7 +54,8 @@ _COLUMNS = (
 )
 RUN_COLUMNS = ", ".join(_COLUMNS)
 _ACTIVE = "('pending', 'running')"
-_FINAL = frozenset({"succeeded", "partial", "failed", "cancelled"})
+_FINAL = FINAL_STATUSES
+_FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES)) + ")"
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = $1"
 SELECT_EVENTS = (
@@ -141,11 +146,85 @@ CLAIM_ELIGIBLE = _CLAIM.format(active=_ACTIVE, eligible=_ELIGIBLE, columns=_RETU
 
 _RENEW = f"UPDATE durable_runs SET lease_expires_at = $1 WHERE owner = $2 AND status IN {_ACTIVE}"
 _RENEW_LISTED = _RENEW + " AND run_id = ANY($3::text[])"
+# A release: ready at its ready_at (NULL: created_at, i.e. now) or never if parked, but never
+# later than the oldest item still in the inbox (LEAST ignores NULLs).
+_OLDEST_ITEM = (
+    "(SELECT min(i.created_at) FROM durable_inbox AS i WHERE i.run_id = durable_runs.run_id)"
+)
 _RELEASE = (
-    "UPDATE durable_runs SET owner = NULL, lease_expires_at = NULL, "
-    f"ready_at = CASE WHEN status IN {_ACTIVE} THEN COALESCE($1::float8, created_at) ELSE NULL END "
+    "UPDATE durable_runs SET owner = NULL, lease_expires_at = NULL, ready_at = CASE "
+    f"WHEN status NOT IN {_ACTIVE} THEN NULL WHEN $5::bool THEN {_OLDEST_ITEM} "
+    f"ELSE LEAST(COALESCE($1::float8, created_at), {_OLDEST_ITEM}) END "
     "WHERE run_id = $2 AND owner = $3 AND epoch = $4"
 )
+
+INBOX_COLUMNS = "id, run_id, kind, name, payload, created_at, dedupe_key"
+SELECT_INBOX = (
+    f"SELECT {INBOX_COLUMNS} FROM durable_inbox WHERE run_id = ANY($1::text[]) ORDER BY id"
+)
+# One item delivered: the run row is locked against a concurrent prune (KEY SHARE does not
+# block appends or claims' updates), the item inserted unless its dedupe key is already in the
+# inbox (the partial unique index is the conflict target), and an unfinished run woken. With
+# no run row nothing is written: `found` is 0.
+_DELIVER = f"""
+WITH r AS (
+    SELECT run_id FROM durable_runs WHERE run_id = $1 FOR KEY SHARE
+), ins AS (
+    INSERT INTO durable_inbox (run_id, kind, name, payload, created_at, dedupe_key)
+    SELECT $1, $2, $3, $4, $5, $6 FROM r
+    ON CONFLICT (run_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING id
+), w AS (
+    UPDATE durable_runs SET ready_at = $5
+    WHERE run_id IN (SELECT run_id FROM r) AND status IN {_ACTIVE}
+        AND (ready_at IS NULL OR ready_at > $5)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM r) AS found, (SELECT id FROM ins) AS id
+"""
+_SELECT_INBOX_KEYED = (
+    f"SELECT {INBOX_COLUMNS} FROM durable_inbox WHERE run_id = $1 AND dedupe_key = $2"
+)
+_CONSUME = "DELETE FROM durable_inbox WHERE run_id = $1 AND id = ANY($2::int8[])"
+
+# Oldest finished first; rows being written (locked) are left for the next call. The parent
+# check needs no lock: a finished parent never becomes unfinished.
+PRUNE = f"""
+WITH c AS (
+    SELECT r.run_id FROM durable_runs AS r
+    WHERE r.status IN {_FINAL_SQL} AND r.finished_at < $1
+        AND NOT EXISTS (
+            SELECT 1 FROM durable_runs AS p
+            WHERE p.run_id = r.parent_run_id AND p.status IN {_ACTIVE}
+        )
+    ORDER BY r.finished_at, r.run_id
+    LIMIT $2
+    FOR UPDATE OF r SKIP LOCKED
+), e AS (
+    DELETE FROM durable_events WHERE run_id IN (SELECT run_id FROM c)
+), i AS (
+    DELETE FROM durable_inbox WHERE run_id IN (SELECT run_id FROM c)
+), d AS (
+    DELETE FROM durable_runs WHERE run_id IN (SELECT run_id FROM c) RETURNING 1
+)
+SELECT count(*) FROM d
+"""
+
+# Upsert the worker; forget the ones expired long ago (crashed workers never remove themselves).
+HEARTBEAT_WORKER = """
+WITH old AS (
+    DELETE FROM durable_workers WHERE expires_at < $6 AND owner <> $1
+)
+INSERT INTO durable_workers (owner, capabilities, started_at, last_seen, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (owner) DO UPDATE SET capabilities = EXCLUDED.capabilities,
+    last_seen = EXCLUDED.last_seen, expires_at = EXCLUDED.expires_at
+"""
+LIST_WORKERS = (
+    "SELECT owner, capabilities, started_at, last_seen, expires_at FROM durable_workers "
+    "WHERE expires_at > $1 ORDER BY owner"
+)
+REMOVE_WORKER = "DELETE FROM durable_workers WHERE owner = $1"
 NOTIFY = "SELECT pg_notify($1, '')"
 
 
@@ -198,6 +277,12 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
             (later if apps[i].run_id in seen else this_round).append(i)
             seen.add(apps[i].run_id)
         written = await _append_round(conn, [apps[i] for i in this_round])
+        for i in this_round:
+            app = apps[i]
+            if app.run_id in written and (app.consume or app.send):
+                # In the batch's transaction (the writer never sends such appends alone as one
+                # statement): all or nothing with the events.
+                await _consume_and_send(conn, app)
         refused = [i for i in this_round if apps[i].run_id not in written]
         if refused:
             # Read now, before a later round moves these runs on: the state that refused them.
@@ -238,6 +323,64 @@ async def _append_round(conn: Any, apps: Sequence[Append]) -> set[str]:
                 col.append(value)
     rows = await conn.fetch(_APPEND_ROUND, *cols, *evs)
     return {r[0] for r in rows}
+
+
+async def _consume_and_send(conn: Any, app: Append) -> None:
+    if app.consume:
+        await conn.execute(_CONSUME, app.run_id, list(app.consume))
+    for item in app.send:
+        await deliver(conn, item, strict=False)
+
+
+async def send(conn: Any, item: NewInboxItem) -> InboxItem:
+    sent = await deliver(conn, item, strict=True)
+    assert sent is not None
+    return sent
+
+
+async def deliver(conn: Any, item: NewInboxItem, *, strict: bool) -> InboxItem | None:
+    """Insert (or find, by dedupe key) an inbox item and wake its run. A missing run raises
+    RunNotFoundError (having written nothing) if strict, else the item is skipped (None)."""
+    while True:
+        row = await conn.fetchrow(
+            _DELIVER,
+            item.run_id,
+            item.kind,
+            item.name,
+            item.payload,
+            item.created_at,
+            item.dedupe_key,
+        )
+        if not row["found"]:
+            if strict:
+                raise RunNotFoundError(item.run_id)
+            return None
+        if row["id"] is not None:
+            break
+        # Already in the inbox under this dedupe key: that item, unless another process
+        # consumed it since (then the key is free again, and this item goes in).
+        existing = await conn.fetchrow(_SELECT_INBOX_KEYED, item.run_id, item.dedupe_key)
+        if existing is not None:
+            return row_to_item(existing)
+    return InboxItem(
+        id=row["id"],
+        run_id=item.run_id,
+        kind=item.kind,
+        name=item.name,
+        payload=item.payload,
+        created_at=item.created_at,
+        dedupe_key=item.dedupe_key,
+    )
+
+
+def row_to_item(row: Sequence[Any]) -> InboxItem:
+    return InboxItem(*row)  # column order matches the struct
+
+
+def heartbeat_args(
+    owner: str, capabilities: str, now: float, ttl: float
+) -> tuple[str, str, float, float, float, float]:
+    return (owner, capabilities, now, now, now + ttl, now - FORGET_WORKERS_AFTER)
 
 
 def _refusal(app: Append, row: Any) -> Exception:
@@ -284,5 +427,5 @@ async def renew(
 
 async def release(conn: Any, releases: Sequence[Release]) -> None:
     await conn.executemany(
-        _RELEASE, [(r.ready_at, r.run_id, r.fence.owner, r.fence.epoch) for r in releases]
+        _RELEASE, [(r.ready_at, r.run_id, r.fence.owner, r.fence.epoch, r.park) for r in releases]
     )

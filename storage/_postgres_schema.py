@@ -18,7 +18,7 @@ done. PostgreSQL's DDL is transactional, so a migration that fails leaves the pr
 whole.
 
 (Alembic would give the same guarantees with more machinery; this runner is the seam where it
-would plug in, and MIGRATIONS is empty until the schema first changes.)
+would plug in.)
 """
 
 from __future__ import annotations
@@ -31,19 +31,36 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable, DDLElement
 
 from storage._errors import DatabaseOpenError
-from storage._schema import SCHEMA_VERSION, metadata
+from storage._schema import (
+    MIGRATION_2_INDEXES,
+    MIGRATION_2_TABLES,
+    SCHEMA_VERSION,
+    metadata,
+)
 
 # A migration: the statements that take the schema from one version to the next, built from
 # SQLAlchemy constructs (or, for data moves, parameterless SQL) when it is applied.
 Migration = Callable[[], Sequence[str]]
-
-MIGRATIONS: Mapping[int, Migration] = {}
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def ddl(element: DDLElement) -> str:
     return str(element.compile(dialect=_DIALECT))
+
+
+def _to_version_2() -> list[str]:
+    """1 -> 2: the inbox and workers tables, the index prune_runs reads."""
+    statements: list[str] = []
+    for table in MIGRATION_2_TABLES:
+        statements.append(ddl(CreateTable(table)))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            statements.append(ddl(CreateIndex(index)))
+    statements += [ddl(CreateIndex(index)) for index in MIGRATION_2_INDEXES]
+    return statements
+
+
+MIGRATIONS: Mapping[int, Migration] = {1: _to_version_2}
 
 
 def create_all() -> list[str]:

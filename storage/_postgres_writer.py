@@ -134,8 +134,9 @@ class PostgresWriter:
                     group = batch[i:j]
                     apps = [item[0] for item in group if isinstance(item[0], Append)]
                     refusals = await append_many(conn, apps)
-                    for (_, f, _), refusal in zip(group, refusals, strict=True):
+                    for (_, f, sends), refusal in zip(group, refusals, strict=True):
                         outcomes.append((f, False, refusal) if refusal else (f, True, None))
+                        notify = notify or (sends and refusal is None)
                     i = j
                     continue
                 try:
@@ -182,10 +183,11 @@ class PostgresWriter:
 
 
 def _one_statement(batch: list[_Item]) -> bool:
-    """Only appends, each to a different run: append_many writes them all in one statement."""
+    """Only appends, each to a different run and touching no inbox: append_many writes them all
+    in one statement."""
     runs: set[str] = set()
     for op, _, wake in batch:
-        if not isinstance(op, Append) or wake or op.run_id in runs:
+        if not isinstance(op, Append) or wake or op.run_id in runs or op.consume or op.send:
             return False
         runs.add(op.run_id)
     return True

@@ -16,10 +16,13 @@ from storage._records import (
     Append,
     Claim,
     EventRecord,
+    InboxItem,
+    NewInboxItem,
     NewRun,
     Release,
     RunQuery,
     RunRecord,
+    WorkerRecord,
 )
 
 
@@ -91,7 +94,52 @@ class Store(Protocol):
         ...
 
     async def release_leases(self, releases: Sequence[Release]) -> None:
-        """Give leases back (only where the fence still matches)."""
+        """Give leases back (only where the fence still matches). An unfinished run becomes
+        ready at the release's ready_at (None: at once), or never on its own if park=True; but
+        never later than the oldest item in its inbox (see Release)."""
+        ...
+
+    # ------------------------------------------------------------------------ inbox
+
+    async def send(self, item: NewInboxItem) -> InboxItem:
+        """Put an item in a run's inbox and, in the same transaction, wake the run: if it is
+        unfinished, its ready_at becomes item.created_at unless it is already earlier (a
+        parked or sleeping run is claimable now). If the inbox already holds an item with the
+        same (run_id, dedupe_key), nothing is inserted and that item is returned (the run is
+        still woken). Durable when it returns; on PostgreSQL, idle workers are notified.
+        Raises RunNotFoundError if the run does not exist."""
+        ...
+
+    async def read_inbox(self, run_ids: Sequence[str]) -> list[InboxItem]:
+        """Every item in the inboxes of these runs, ordered by id, in one query. Items leave
+        the inbox when an append consumes them (Append.consume) or their run is pruned."""
+        ...
+
+    # ------------------------------------------------------------------------ retention
+
+    async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
+        """Delete up to `limit` finished runs (succeeded, partial, failed, cancelled) with
+        finished_at < finished_before, oldest finished first, with their events and inbox
+        items. A run whose parent run exists and is unfinished is kept (the parent still
+        needs it). Returns how many runs were deleted."""
+        ...
+
+    # ------------------------------------------------------------------------ workers
+
+    async def heartbeat_worker(
+        self, owner: str, capabilities: Sequence[tuple[str, str]], *, now: float, ttl: float
+    ) -> None:
+        """Register a live worker or refresh it: capabilities are the (workflow, version)
+        pairs it can execute. A new worker gets started_at=now; every heartbeat sets
+        last_seen=now and expires_at=now+ttl."""
+        ...
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        """The workers whose registration has not expired (expires_at > now), by owner."""
+        ...
+
+    async def remove_worker(self, owner: str) -> None:
+        """Forget a worker (it is shutting down). Unknown owners are ignored."""
         ...
 
 

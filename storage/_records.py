@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import msgspec
@@ -71,14 +72,46 @@ class RunUpdate(msgspec.Struct, frozen=True):
     finished_at: float | None = None
 
 
+class NewInboxItem(msgspec.Struct, frozen=True):
+    """A message for a run (a signal, a cancel request, a child's completion: kind, name and
+    payload are opaque to the store). With a dedupe_key, (run_id, dedupe_key) is stored at most
+    once while the item is in the inbox (consuming it frees the key)."""
+
+    run_id: str
+    kind: str
+    name: str
+    payload: bytes
+    created_at: float
+    dedupe_key: str | None = None
+
+
+class InboxItem(msgspec.Struct, frozen=True):
+    """An item in a run's inbox. `id` is assigned by the store, increasing in arrival order."""
+
+    id: int
+    run_id: str
+    kind: str
+    name: str
+    payload: bytes
+    created_at: float
+    dedupe_key: str | None = None
+
+
 class Append(msgspec.Struct, frozen=True):
-    """Events to add to one run's log, after its event number expected_last_seq."""
+    """Events to add to one run's log, after its event number expected_last_seq.
+
+    In the same transaction (all or nothing with the events): `consume` deletes those items of
+    this run's inbox (ids of items of other runs, or already gone, are ignored), and `send`
+    delivers items to other runs (or this one) with the rules of Store.send, except that an
+    item for a run that does not exist is skipped."""
 
     run_id: str
     events: tuple[EventRecord, ...]
     expected_last_seq: int
     fence: Fence | None = None
     update: RunUpdate | None = None
+    consume: tuple[int, ...] = ()
+    send: tuple[NewInboxItem, ...] = ()
 
 
 def created_record(run: NewRun, first: EventRecord) -> RunRecord:
@@ -125,11 +158,39 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 class Release(msgspec.Struct, frozen=True):
-    """Give a lease back. ready_at says when the run should next be claimed (None = now)."""
+    """Give a lease back. ready_at says when the run should next be claimed (None = now);
+    park=True leaves it unclaimable until something is sent to it (ready_at NULL). Giving both
+    is a ValueError at construction.
+
+    A run whose inbox is not empty is never parked nor put off: it becomes ready at its oldest
+    item's created_at if that is earlier (an item that arrived while the run was leased must
+    not be lost). So consume every handled item (Append.consume) before releasing."""
 
     run_id: str
     fence: Fence
     ready_at: float | None = None
+    park: bool = False
+
+    def __post_init__(self) -> None:
+        if self.park and self.ready_at is not None:
+            raise ValueError(
+                f"release of run {self.run_id!r}: park=True and a ready_at are exclusive"
+            )
+
+
+# A heartbeat also deletes the rows of workers expired longer ago than this (crashed workers
+# never remove themselves); list_workers never shows expired ones anyway.
+FORGET_WORKERS_AFTER = 3600.0
+
+
+class WorkerRecord(msgspec.Struct, frozen=True):
+    """A live worker, as its heartbeats registered it. capabilities: (workflow, version)."""
+
+    owner: str
+    capabilities: tuple[tuple[str, str], ...]
+    started_at: float
+    last_seen: float
+    expires_at: float
 
 
 class RunQuery(msgspec.Struct, frozen=True):
@@ -138,3 +199,11 @@ class RunQuery(msgspec.Struct, frozen=True):
     limit: int = 50
     # Keyset pagination: runs created strictly before this (created_at, run_id).
     before: tuple[float, str] | None = None
+
+
+def worker_from_row(
+    owner: str, capabilities: str, started_at: float, last_seen: float, expires_at: float
+) -> WorkerRecord:
+    """A durable_workers row as a record: the SQL backends keep capabilities as JSON."""
+    caps = tuple((str(w), str(v)) for w, v in json.loads(capabilities))
+    return WorkerRecord(owner, caps, started_at, last_seen, expires_at)

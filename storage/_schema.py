@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -15,7 +16,8 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+# 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -43,6 +45,8 @@ runs = Table(
     Index("ix_durable_runs_claim", "status", "ready_at"),
     Index("ix_durable_runs_workflow", "workflow", "status"),
     Index("ix_durable_runs_created", "created_at", "run_id"),
+    # prune_runs: the oldest finished runs first (NULL for unfinished runs).
+    Index("ix_durable_runs_finished", "finished_at"),
 )
 
 events = Table(
@@ -64,4 +68,52 @@ schema_info = Table(
     Column("id", Integer, primary_key=True),
     Column("version", Integer, nullable=False),
     Column("note", Text, nullable=True),
+)
+
+# A run's inbox: signals, cancel requests, child completions (opaque to storage). Consumed items
+# are deleted; AUTOINCREMENT on SQLite keeps ids from being reused after a delete.
+inbox = Table(
+    "durable_inbox",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("run_id", String(255), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("dedupe_key", String(255), nullable=True),
+    Index("ix_durable_inbox_run", "run_id", "id"),
+    sqlite_autoincrement=True,
+)
+# (run_id, dedupe_key) at most once, for keyed items only. ON CONFLICT names this index.
+Index(
+    "ux_durable_inbox_dedupe",
+    inbox.c.run_id,
+    inbox.c.dedupe_key,
+    unique=True,
+    sqlite_where=inbox.c.dedupe_key.isnot(None),
+    postgresql_where=inbox.c.dedupe_key.isnot(None),
+)
+
+# Live workers and the (workflow, version) pairs they can execute, refreshed by heartbeat.
+workers = Table(
+    "durable_workers",
+    metadata,
+    Column("owner", String(255), primary_key=True),
+    Column("capabilities", Text, nullable=False),  # JSON: [[workflow, version], ...]
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
+# on tables version 1 already had. Each backend's migration creates exactly these.
+MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
+MIGRATION_2_INDEXES: tuple[Index, ...] = tuple(
+    i for i in runs.indexes if i.name == "ix_durable_runs_finished"
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import sqlite3
 import time
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
-from sqlalchemy import create_engine, event, insert, select
+from sqlalchemy import create_engine, event, insert, select, update
 
 from storage import _sqlite_ops as ops
 from storage._errors import (
@@ -30,12 +31,16 @@ from storage._records import (
     Append,
     Claim,
     EventRecord,
+    InboxItem,
+    NewInboxItem,
     NewRun,
     Release,
     RunQuery,
     RunRecord,
+    WorkerRecord,
+    worker_from_row,
 )
-from storage._schema import SCHEMA_VERSION, metadata, schema_info
+from storage._schema import MIGRATION_2_INDEXES, SCHEMA_VERSION, metadata, schema_info
 from storage._sqlite_writer import SQLiteWriter
 
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
@@ -132,14 +137,27 @@ class SQLiteStore:
         event.listen(engine, "begin", lambda sa: sa.exec_driver_sql("BEGIN IMMEDIATE"))
         try:
             with engine.begin() as sa:
-                metadata.create_all(sa)
-                version = sa.execute(select(schema_info.c.version)).scalar()
-                if version is None:
-                    sa.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
-                elif version > SCHEMA_VERSION:
+                version: int | None = None
+                if sa.dialect.has_table(sa, schema_info.name):
+                    version = sa.execute(select(schema_info.c.version)).scalar()
+                if version is not None and version > SCHEMA_VERSION:
                     raise DatabaseOpenError(
                         f"database {self._path} has schema version {version}, newer than this "
                         f"durable release understands ({SCHEMA_VERSION}); upgrade durable"
+                    )
+                # Creates what is missing: everything in a new file, the tables a newer
+                # version added in an older one (with the indexes of those tables).
+                metadata.create_all(sa)
+                if version is None:
+                    sa.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+                elif version < SCHEMA_VERSION:
+                    # Indexes added to tables an older version already had.
+                    for index in MIGRATION_2_INDEXES:
+                        index.create(sa, checkfirst=True)
+                    sa.execute(
+                        update(schema_info)
+                        .where(schema_info.c.id == 1)
+                        .values(version=SCHEMA_VERSION, note=f"migrated from {version} by durable")
                     )
         except Exception as exc:
             orig = getattr(exc, "orig", None)
@@ -266,6 +284,46 @@ class SQLiteStore:
     async def release_leases(self, releases: Sequence[Release]) -> None:
         if releases:
             await self._w().submit(functools.partial(ops.release, releases=tuple(releases)))
+
+    async def send(self, item: NewInboxItem) -> InboxItem:
+        result: InboxItem = await self._w().submit(functools.partial(ops.send, item=item))
+        return result
+
+    async def read_inbox(self, run_ids: Sequence[str]) -> list[InboxItem]:
+        if not run_ids:
+            self._r()
+            return []
+        rows = await self._read(
+            f"SELECT {ops.INBOX_COLUMNS} FROM durable_inbox "
+            "WHERE run_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps(list(run_ids)),),
+        )
+        return [ops.row_to_item(r) for r in rows]
+
+    async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
+        op = functools.partial(ops.prune, finished_before=finished_before, limit=limit)
+        result: int = await self._w().submit(op)
+        return result
+
+    async def heartbeat_worker(
+        self, owner: str, capabilities: Sequence[tuple[str, str]], *, now: float, ttl: float
+    ) -> None:
+        caps = json.dumps([[w, v] for w, v in capabilities])
+        op = functools.partial(
+            ops.heartbeat_worker, owner=owner, capabilities=caps, now=now, ttl=ttl
+        )
+        await self._w().submit(op)
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        rows = await self._read(
+            "SELECT owner, capabilities, started_at, last_seen, expires_at FROM durable_workers "
+            "WHERE expires_at > ? ORDER BY owner",
+            (now,),
+        )
+        return [worker_from_row(*r) for r in rows]
+
+    async def remove_worker(self, owner: str) -> None:
+        await self._w().submit(functools.partial(ops.remove_worker, owner=owner))
 
 
 def _check_path(path: str) -> None:

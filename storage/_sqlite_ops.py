@@ -9,10 +9,14 @@ from collections.abc import Sequence
 
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
 from storage._records import (
+    FINAL_STATUSES,
+    FORGET_WORKERS_AFTER,
     Append,
     Claim,
     EventRecord,
     Fence,
+    InboxItem,
+    NewInboxItem,
     NewRun,
     Release,
     RunRecord,
@@ -44,7 +48,50 @@ _UPDATE_ON_APPEND = (
     "WHERE run_id = ? AND last_seq = ?"
 )
 _FENCED = " AND owner = ? AND epoch = ?"
-_FINAL = ("succeeded", "partial", "failed", "cancelled")
+_FINAL = tuple(sorted(FINAL_STATUSES))
+_FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in _FINAL) + ")"
+
+INBOX_COLUMNS = "id, run_id, kind, name, payload, created_at, dedupe_key"
+# The partial unique index on (run_id, dedupe_key) is the conflict target: a keyed item already
+# in the inbox makes the insert a no-op (RETURNING nothing).
+_INSERT_INBOX = (
+    "INSERT INTO durable_inbox (run_id, kind, name, payload, created_at, dedupe_key) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id"
+)
+_SELECT_INBOX_KEYED = (
+    f"SELECT {INBOX_COLUMNS} FROM durable_inbox WHERE run_id = ? AND dedupe_key = ?"
+)
+# Wake: an unfinished run is ready no later than the item's arrival.
+_WAKE = (
+    f"UPDATE durable_runs SET ready_at = ? WHERE run_id = ? AND status IN {_ACTIVE} "
+    "AND (ready_at IS NULL OR ready_at > ?)"
+)
+_CONSUME = "DELETE FROM durable_inbox WHERE run_id = ? AND id IN (SELECT value FROM json_each(?))"
+# A release: ready at its ready_at (NULL: created_at, i.e. now) or never if parked, but never
+# later than the oldest item still in the inbox (SQLite's min() of a NULL is NULL).
+_OLDEST_ITEM = (
+    "(SELECT min(i.created_at) FROM durable_inbox AS i WHERE i.run_id = durable_runs.run_id)"
+)
+_RELEASE = (
+    "UPDATE durable_runs SET owner = NULL, lease_expires_at = NULL, ready_at = CASE "
+    f"WHEN status NOT IN {_ACTIVE} THEN NULL WHEN :park THEN {_OLDEST_ITEM} "
+    "ELSE min(COALESCE(:ready_at, created_at), "
+    f"COALESCE({_OLDEST_ITEM}, :ready_at, created_at)) END "
+    "WHERE run_id = :run_id AND owner = :owner AND epoch = :epoch"
+)
+_PRUNABLE = (
+    f"SELECT r.run_id FROM durable_runs AS r WHERE r.status IN {_FINAL_SQL} "
+    "AND r.finished_at < ? AND NOT EXISTS (SELECT 1 FROM durable_runs AS p "
+    f"WHERE p.run_id = r.parent_run_id AND p.status IN {_ACTIVE}) "
+    "ORDER BY r.finished_at, r.run_id LIMIT ?"
+)
+_HEARTBEAT = (
+    "INSERT INTO durable_workers (owner, capabilities, started_at, last_seen, expires_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
+    "capabilities = excluded.capabilities, last_seen = excluded.last_seen, "
+    "expires_at = excluded.expires_at"
+)
 
 
 def row_to_run(row: Sequence[object]) -> RunRecord:
@@ -112,6 +159,52 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
         cur.executemany(
             _INSERT_EVENT, [(e.run_id, e.seq, e.type, e.data, e.created_at) for e in app.events]
         )
+    if app.consume:
+        cur.execute(_CONSUME, (app.run_id, json.dumps(list(app.consume))))
+    for item in app.send:
+        deliver(cur, item, strict=False)
+
+
+def send(cur: sqlite3.Cursor, item: NewInboxItem) -> InboxItem:
+    sent = deliver(cur, item, strict=True)
+    assert sent is not None
+    return sent
+
+
+def deliver(cur: sqlite3.Cursor, item: NewInboxItem, *, strict: bool) -> InboxItem | None:
+    """Insert (or find, by dedupe key) an inbox item and wake its run. A missing run raises
+    RunNotFoundError before anything is written if strict, else the item is skipped (None)."""
+    if (
+        cur.execute("SELECT 1 FROM durable_runs WHERE run_id = ?", (item.run_id,)).fetchone()
+        is None
+    ):
+        if strict:
+            raise RunNotFoundError(item.run_id)
+        return None
+    inserted = cur.execute(
+        _INSERT_INBOX,
+        (item.run_id, item.kind, item.name, item.payload, item.created_at, item.dedupe_key),
+    ).fetchall()
+    if inserted:
+        stored = InboxItem(
+            id=inserted[0][0],
+            run_id=item.run_id,
+            kind=item.kind,
+            name=item.name,
+            payload=item.payload,
+            created_at=item.created_at,
+            dedupe_key=item.dedupe_key,
+        )
+    else:
+        stored = row_to_item(
+            cur.execute(_SELECT_INBOX_KEYED, (item.run_id, item.dedupe_key)).fetchone()
+        )
+    cur.execute(_WAKE, (item.created_at, item.run_id, item.created_at))
+    return stored
+
+
+def row_to_item(row: Sequence[object]) -> InboxItem:
+    return InboxItem(*row)  # type: ignore[arg-type]  # column order matches the struct
 
 
 def _why_refused(cur: sqlite3.Cursor, app: Append) -> Exception:
@@ -184,8 +277,38 @@ def renew(
 
 def release(cur: sqlite3.Cursor, releases: Sequence[Release]) -> None:
     cur.executemany(
-        "UPDATE durable_runs SET owner = NULL, lease_expires_at = NULL, "
-        f"ready_at = CASE WHEN status IN {_ACTIVE} THEN COALESCE(?, created_at) ELSE NULL END "
-        "WHERE run_id = ? AND owner = ? AND epoch = ?",
-        [(r.ready_at, r.run_id, r.fence.owner, r.fence.epoch) for r in releases],
+        _RELEASE,
+        [
+            {
+                "park": r.park,
+                "ready_at": r.ready_at,
+                "run_id": r.run_id,
+                "owner": r.fence.owner,
+                "epoch": r.fence.epoch,
+            }
+            for r in releases
+        ],
     )
+
+
+def prune(cur: sqlite3.Cursor, finished_before: float, limit: int) -> int:
+    ids = [r[0] for r in cur.execute(_PRUNABLE, (finished_before, max(limit, 0))).fetchall()]
+    if not ids:
+        return 0
+    doomed = json.dumps(ids)
+    for table in ("durable_events", "durable_inbox", "durable_runs"):
+        cur.execute(
+            f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (doomed,)
+        )
+    return len(ids)
+
+
+def heartbeat_worker(
+    cur: sqlite3.Cursor, owner: str, capabilities: str, now: float, ttl: float
+) -> None:
+    cur.execute(_HEARTBEAT, (owner, capabilities, now, now, now + ttl))
+    cur.execute("DELETE FROM durable_workers WHERE expires_at < ?", (now - FORGET_WORKERS_AFTER,))
+
+
+def remove_worker(cur: sqlite3.Cursor, owner: str) -> None:
+    cur.execute("DELETE FROM durable_workers WHERE owner = ?", (owner,))

@@ -67,3 +67,45 @@ def test_layers_import_downwards_only() -> None:
                     if name.split(".")[0] in banned:
                         offenders.append(f"{file.relative_to(root)} imports {name}")
     assert offenders == []
+
+
+STORAGE = {
+    "ACTIVE_STATUSES",
+    "Append",
+    "Claim",
+    "DEFAULT_URL",
+    "DatabaseOpenError",
+    "DatabaseURLError",
+    "DatabaseUnavailableError",
+    "EventRecord",
+    "FINAL_STATUSES",
+    "Fence",
+    "InboxItem",
+    "InvalidAppendError",
+    "LeaseLostError",
+    "MemoryStore",
+    "NewInboxItem",
+    "NewRun",
+    "PostgresStore",
+    "Release",
+    "RunNotFoundError",
+    "RunQuery",
+    "RunRecord",
+    "RunUpdate",
+    "SQLiteStore",
+    "SequenceConflictError",
+    "StorageError",
+    "Store",
+    "StoreClosedError",
+    "WorkSignal",
+    "WorkerRecord",
+    "open_store",
+}
+
+
+def test_storage_surface() -> None:
+    assert set(storage.__all__) == STORAGE
+    # Every backend implements the whole protocol (inbox, pruning, workers included).
+    for backend in (storage.MemoryStore, storage.SQLiteStore, storage.PostgresStore):
+        for name in ("send", "read_inbox", "prune_runs", "heartbeat_worker", "list_workers"):
+            assert callable(getattr(backend, name, None)), f"{backend.__name__}.{name}"

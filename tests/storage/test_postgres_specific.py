@@ -20,12 +20,14 @@ from storage import (
     Append,
     DatabaseOpenError,
     DatabaseUnavailableError,
+    NewInboxItem,
     PostgresStore,
     SequenceConflictError,
     Store,
     open_store,
 )
 from storage._postgres_schema import migrate
+from storage._schema import SCHEMA_VERSION
 
 
 @contextlib.asynccontextmanager
@@ -301,7 +303,7 @@ async def test_stores_opening_a_new_schema_together_all_succeed(pg_fresh_url: st
         pg_fresh_url,
         lambda c: c.fetch(f'SELECT id, version FROM "{schema_of(pg_fresh_url)}".durable_schema'),
     )
-    assert [tuple(r) for r in rows] == [(1, 1)]
+    assert [tuple(r) for r in rows] == [(1, SCHEMA_VERSION)]
 
 
 async def test_a_newer_schema_is_refused_and_left_alone(pg_fresh_url: str) -> None:
@@ -321,9 +323,11 @@ async def test_migrations_run_in_order_and_a_failing_one_changes_nothing(
     schema = schema_of(pg_fresh_url)
     async with opened(pg_fresh_url) as store:
         await create(store, "r")
+    # Two made-up releases after the current one.
+    now, target = SCHEMA_VERSION, SCHEMA_VERSION + 2
     steps = {
-        1: lambda: ["ALTER TABLE durable_runs ADD COLUMN tag text"],
-        2: lambda: ["UPDATE durable_runs SET tag = 'v3'"],
+        now: lambda: ["ALTER TABLE durable_runs ADD COLUMN tag text"],
+        now + 1: lambda: ["UPDATE durable_runs SET tag = 'v3'"],
     }
 
     async def run(conn: Any, target: int, migrations: Any) -> int:
@@ -333,9 +337,9 @@ async def test_migrations_run_in_order_and_a_failing_one_changes_nothing(
         )
         return found
 
-    broken = {**steps, 2: lambda: ["UPDATE durable_runs SET no_such_column = 1"]}
+    broken = {**steps, now + 1: lambda: ["UPDATE durable_runs SET no_such_column = 1"]}
     with pytest.raises(asyncpg.UndefinedColumnError):
-        await admin(pg_fresh_url, lambda c: run(c, 3, broken))
+        await admin(pg_fresh_url, lambda c: run(c, target, broken))
     columns = await admin(
         pg_fresh_url,
         lambda c: c.fetchval(
@@ -345,8 +349,8 @@ async def test_migrations_run_in_order_and_a_failing_one_changes_nothing(
         ),
     )
     assert columns == 0  # the first step was rolled back with the failing second
-    assert await admin(pg_fresh_url, lambda c: run(c, 3, steps)) == 1
-    assert await admin(pg_fresh_url, lambda c: run(c, 3, steps)) == 3  # already there
+    assert await admin(pg_fresh_url, lambda c: run(c, target, steps)) == now
+    assert await admin(pg_fresh_url, lambda c: run(c, target, steps)) == target  # already there
     tag = await admin(
         pg_fresh_url, lambda c: c.fetchval(f'SELECT tag FROM "{schema}".durable_runs')
     )
@@ -361,3 +365,61 @@ async def test_each_url_schema_is_a_separate_store(pg_schema_factory: PgSession)
         await create(b, "r")  # the same id, another store: no conflict
         await a.append(append("r", 1))
         assert [e.seq for e in await b.read_events("r")] == [1]
+
+
+# The schema as release 1 created it (SQLAlchemy's PostgreSQL DDL of the version-1 tables).
+VERSION_1_DDL = """
+CREATE TABLE durable_events (
+    run_id VARCHAR(255) NOT NULL, seq INTEGER NOT NULL, type VARCHAR(64) NOT NULL,
+    data BYTEA NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE durable_runs (
+    run_id VARCHAR(255) NOT NULL, workflow VARCHAR(255) NOT NULL, version VARCHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL, input BYTEA NOT NULL, result BYTEA, error BYTEA,
+    parent_run_id VARCHAR(255), created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL,
+    finished_at FLOAT, last_seq INTEGER NOT NULL, owner VARCHAR(255), epoch INTEGER NOT NULL,
+    lease_expires_at FLOAT, ready_at FLOAT, PRIMARY KEY (run_id)
+);
+CREATE INDEX ix_durable_runs_claim ON durable_runs (status, ready_at);
+CREATE INDEX ix_durable_runs_created ON durable_runs (created_at, run_id);
+CREATE INDEX ix_durable_runs_workflow ON durable_runs (workflow, status);
+CREATE TABLE durable_schema (
+    id SERIAL NOT NULL, version INTEGER NOT NULL, note TEXT, PRIMARY KEY (id)
+);
+INSERT INTO durable_schema VALUES (1, 1, 'created by durable');
+INSERT INTO durable_runs VALUES ('old', 'wf', 'v1', 'succeeded', '\\x00', NULL, NULL, NULL,
+    1000.0, 1000.0, 1005.0, 1, NULL, 1, NULL, NULL);
+INSERT INTO durable_events VALUES ('old', 1, 'Started', '\\x01', 1000.0);
+"""
+
+
+async def test_a_version_1_database_is_migrated_on_open(pg_fresh_url: str) -> None:
+    schema = schema_of(pg_fresh_url)
+
+    async def make_version_1(conn: Any) -> None:
+        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path = "{schema}"')
+        await conn.execute(VERSION_1_DDL)
+
+    await admin(pg_fresh_url, make_version_1)
+    stores = [PostgresStore.from_url(pg_fresh_url) for _ in range(3)]
+    try:
+        # Several workers upgrading at once: one migrates, the others find it done.
+        await asyncio.gather(*(s.open() for s in stores))
+        store = stores[0]
+        await create(store, "new")
+        sent = await store.send(NewInboxItem("new", "signal", "go", b"x", T0 + 1, "k"))
+        assert await stores[1].read_inbox(["new", "old"]) == [sent]
+        await store.heartbeat_worker("w2", [("wf", "v1")], now=T0, ttl=10)
+        assert [w.owner for w in await stores[2].list_workers(now=T0)] == ["w2"]
+        assert await store.prune_runs(T0 + 10) == 1  # the old run, with its event
+        assert await store.get_run("old") is None
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    table = f'"{schema}".durable_schema'
+    version = await admin(pg_fresh_url, lambda c: c.fetchval(f"SELECT version FROM {table}"))
+    assert version == SCHEMA_VERSION
+    indexes = await admin(
+        pg_fresh_url,
+        lambda c: c.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema),
+    )
+    assert {"ix_durable_runs_finished", "ux_durable_inbox_dedupe"} <= {r[0] for r in indexes}

@@ -12,7 +12,33 @@ from typing import Any
 
 from storekit import T0, append, create, event, new_run
 
-from storage import Claim, SQLiteStore, open_store
+from storage import Claim, Fence, NewInboxItem, Release, SQLiteStore, open_store
+from storage._schema import SCHEMA_VERSION
+
+# The schema as release 1 created it (SQLAlchemy's DDL of the version-1 tables, verbatim).
+VERSION_1_DDL = """
+CREATE TABLE durable_events (
+    run_id VARCHAR(255) NOT NULL, seq INTEGER NOT NULL, type VARCHAR(64) NOT NULL,
+    data BLOB NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE durable_runs (
+    run_id VARCHAR(255) NOT NULL, workflow VARCHAR(255) NOT NULL, version VARCHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL, input BLOB NOT NULL, result BLOB, error BLOB,
+    parent_run_id VARCHAR(255), created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL,
+    finished_at FLOAT, last_seq INTEGER NOT NULL, owner VARCHAR(255), epoch INTEGER NOT NULL,
+    lease_expires_at FLOAT, ready_at FLOAT, PRIMARY KEY (run_id)
+);
+CREATE INDEX ix_durable_runs_claim ON durable_runs (status, ready_at);
+CREATE INDEX ix_durable_runs_created ON durable_runs (created_at, run_id);
+CREATE INDEX ix_durable_runs_workflow ON durable_runs (workflow, status);
+CREATE TABLE durable_schema (
+    id INTEGER NOT NULL, version INTEGER NOT NULL, note TEXT, PRIMARY KEY (id)
+);
+INSERT INTO durable_schema VALUES (1, 1, NULL);
+INSERT INTO durable_runs VALUES ('old', 'wf', 'v1', 'running', x'00', NULL, NULL, NULL,
+    1000.0, 1000.0, NULL, 1, 'w1', 1, 1030.0, 1000.0);
+INSERT INTO durable_events VALUES ('old', 1, 'Started', x'01', 1000.0);
+"""
 
 
 @asynccontextmanager
@@ -71,7 +97,7 @@ async def test_stores_opening_a_new_file_together_all_succeed(tmp_path: Path) ->
         await asyncio.gather(*(s.close() for s in pair))
         assert outcomes == [None, None], f"round {i}: {outcomes}"
     with sqlite3.connect(tmp_path / "new7.db") as conn:
-        assert conn.execute("SELECT version FROM durable_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM durable_schema").fetchall() == [(SCHEMA_VERSION,)]
 
 
 async def test_group_commit_batches_writes_of_many_runs(tmp_path: Path) -> None:
@@ -143,3 +169,29 @@ async def test_contended_writes_from_two_stores_never_report_locked(tmp_path: Pa
             other = b if store is a else a
             for r in ids:
                 assert [e.seq for e in await other.read_events(r)] == list(range(1, rounds + 2))
+
+
+async def test_a_version_1_database_gains_the_new_tables_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(VERSION_1_DDL)
+    store = SQLiteStore(str(path))
+    async with opened(store):
+        old = await store.get_run("old")
+        assert old is not None and old.owner == "w1"
+        assert [e.type for e in await store.read_events("old")] == ["Started"]
+        sent = await store.send(NewInboxItem("old", "signal", "go", b"x", T0 + 1, "k"))
+        assert await store.read_inbox(["old"]) == [sent]
+        await store.release_leases([Release("old", Fence("w1", 1), park=True)])
+        row = await store.get_run("old")
+        assert row is not None and (row.owner, row.ready_at) == (None, T0 + 1)  # item waits
+        await store.heartbeat_worker("w2", [("wf", "v1")], now=T0, ttl=10)
+        assert [w.owner for w in await store.list_workers(now=T0)] == ["w2"]
+        await create(store, "new")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM durable_schema").fetchall() == [(SCHEMA_VERSION,)]
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"ix_durable_runs_finished", "ux_durable_inbox_dedupe"} <= indexes
+    # Opening again finds the work done.
+    async with opened(SQLiteStore(str(path))):
+        pass

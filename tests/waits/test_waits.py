@@ -50,9 +50,9 @@ async def test_a_short_sleep_is_recorded_and_waited_in_memory(tmp_path: Path) ->
     assert took >= 0.3
     assert calls == ["before", "after", "before", "after"]
     timer = next(e.event for e in events if isinstance(e.event, ev.TimerStarted))
-    fired = next(e for e in events if isinstance(e.event, ev.TimerFired))
-    assert timer.pos == 1 and fired.event.pos == 1
-    assert fired.at >= timer.fire_at  # never early
+    fired_at, fired = next((e.at, e.event) for e in events if isinstance(e.event, ev.TimerFired))
+    assert timer.pos == 1 and fired.pos == 1
+    assert fired_at >= timer.fire_at  # never early
 
 
 async def test_a_long_sleep_parks_the_run_and_it_wakes_on_time(tmp_path: Path) -> None:
@@ -111,10 +111,10 @@ async def test_signals_sent_before_and_during_the_wait_arrive_in_order(tmp_path:
         events = await app.events("r1")
         with pytest.raises(ValueError, match="already ended succeeded"):
             await app.signal("r1", "approve", 1)
-    received = [e for e in events if isinstance(e.event, ev.SignalReceived)]
-    assert [e.event.name for e in received] == ["approve", "approve"]
+    received = [(e.seq, e.event) for e in events if isinstance(e.event, ev.SignalReceived)]
+    assert [signal.name for _, signal in received] == ["approve", "approve"]
     done = [e.event for e in events if isinstance(e.event, ev.WaitCompleted)]
-    assert [d.signal_seq for d in done] == [received[0].seq, received[1].seq, 0]
+    assert [d.signal_seq for d in done] == [received[0][0], received[1][0], 0]
 
 
 async def test_cancel_runs_compensation_and_ends_cancelled(tmp_path: Path) -> None:
@@ -261,7 +261,7 @@ async def test_cancelling_a_parent_cancels_its_children_mid_step(tmp_path: Path)
             raise
 
     async with app:
-        handle = await app.start(boss, run_id="boss")
+        await app.start(boss, run_id="boss")
         await asyncio.wait_for(both.wait(), 10)
         await app.cancel("boss", "stop everything")
         statuses: dict[str, str] = {}
