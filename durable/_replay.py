@@ -15,7 +15,7 @@ import msgspec
 
 from durable._codec import encode_value, error_info
 from durable._errors import SerializationError, UnknownWorkflowError
-from durable._events import LoggedEvent
+from durable._events import TERMINAL_EVENTS, LoggedEvent
 from durable._executor import RunExecutor
 from durable._registry import Registry
 from durable._state import RunState, fold
@@ -29,6 +29,9 @@ class Divergence(msgspec.Struct, frozen=True):
     requested: str
     where: str
     message: str
+    # The first event of the log that records what diverged (the position's first event, the
+    # run's final event for a divergence at the end): where a step-by-step walk stops.
+    seq: int | None = None
 
 
 class ReplayReport(msgspec.Struct, frozen=True):
@@ -60,7 +63,7 @@ async def replay(run_id: str, events: Sequence[LoggedEvent], registry: Registry)
     else:
         executor = RunExecutor(state, workflow, None)
         await executor.start()
-        divergence = _divergence(executor, state)
+        divergence = _with_seq(_divergence(executor, state), events)
         positions, reached_end = executor.positions_used, executor.reached_end_of_history
     return ReplayReport(
         run_id=run_id,
@@ -82,7 +85,18 @@ def _dag_divergence(
     if why is None:
         return None
     where = definition.source.file or definition.name
-    return Divergence(seq, f"event #{seq}", "the definition's schedule", where, why)
+    return Divergence(seq, f"event #{seq}", "the definition's schedule", where, why, seq=seq)
+
+
+def _with_seq(div: Divergence | None, events: Sequence[LoggedEvent]) -> Divergence | None:
+    if div is None:
+        return None
+    if div.position is None:
+        ends = [e.seq for e in events if isinstance(e.event, TERMINAL_EVENTS)]
+        seq = ends[0] if ends else None
+    else:
+        seq = next((e.seq for e in events if getattr(e.event, "pos", None) == div.position), None)
+    return msgspec.structs.replace(div, seq=seq)
 
 
 def _divergence(executor: RunExecutor, state: RunState) -> Divergence | None:

@@ -88,8 +88,11 @@ async def main():
 asyncio.run(main())
 """
 
-SUMMARY_KEYS = "run_id workflow version status created_at finished_at duration"
-INFO_KEYS = f"{SUMMARY_KEYS} input result error steps parent_run_id owner events"
+SUMMARY_KEYS = "run_id workflow version status created_at finished_at duration waiting_for"
+INFO_KEYS = (
+    f"{SUMMARY_KEYS} input result error steps parent_run_id owner events"
+    " waiting_on fingerprint code_changes"
+)
 OK_EVENTS = ["RunStarted", *["StepStarted", "StepCompleted"] * 3, "RunCompleted"]
 
 

@@ -3,10 +3,14 @@
 It loads user applications by import path ("module:attr") and never imports the SDK."""
 
 from durable.cli import (  # noqa: F401  (they register the commands)
+    _control,
+    _diff,
+    _history,
     _replay,
     _run,
     _runs,
     _validate,
+    _visualize,
     _worker,
 )
 from durable.cli._app import cli

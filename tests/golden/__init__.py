@@ -1,0 +1,1 @@
+"""Golden histories: exported runs every later version of durable must still replay."""

@@ -1,0 +1,139 @@
+"""Golden histories: runs recorded by an earlier version (tests/golden/*.json, written by
+tests/golden/regenerate.py) must replay cleanly against the current engine and code, and a
+changed workflow must be caught at the right position."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from golden.workflows import GOLDEN_RUNS, make_app
+
+from durable import replay
+from durable._events import MarkerRecorded, StepFailed
+from durable._history import HistoryFile, read
+from durable._state import fold
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "tests" / "golden"
+FILES = sorted(GOLDEN.glob("*.json"))
+WORKFLOWS = GOLDEN / "workflows.py"
+
+
+def golden(name: str) -> HistoryFile:
+    return read(GOLDEN / f"{name}.json")
+
+
+def line_of(text: str) -> int:
+    """The line of workflows.py holding `text`; the variant's branch comes first in the file."""
+    lines = WORKFLOWS.read_text().splitlines()
+    found = [i + 1 for i, line in enumerate(lines) if text in line]
+    assert found, text
+    return found[0]
+
+
+def test_there_is_one_golden_file_per_golden_run() -> None:
+    assert [f.stem for f in FILES] == sorted(r.removeprefix("golden-") for r in GOLDEN_RUNS)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+async def test_every_golden_history_replays_cleanly(path: Path) -> None:
+    history = read(path)
+    events = history.logged()
+    report = await replay(history.run.run_id, events, make_app().registry)
+    assert report.deterministic, report.divergence
+    assert report.status == "succeeded" and not report.reached_end_of_history
+    assert report.events == len(events) == history.run.last_seq
+
+
+def test_the_golden_files_cover_what_they_claim() -> None:
+    retries = fold("r", golden("retries").logged())
+    assert (retries.steps[0].status, retries.steps[0].attempts) == ("succeeded", 3)
+    failures = [e.event for e in golden("retries").logged() if isinstance(e.event, StepFailed)]
+    assert [(f.attempt, f.retryable) for f in failures] == [(1, True), (2, True)]
+
+    caught = golden("caught").logged()
+    failed = [e.event for e in caught if isinstance(e.event, StepFailed)]
+    assert len(failed) == 1 and not failed[0].retryable
+    assert fold("c", caught).status == "succeeded"  # the workflow handled the failure
+
+    markers = golden("markers").logged()
+    assert [e.event.kind for e in markers if isinstance(e.event, MarkerRecorded)] == [
+        "now",
+        "random",
+        "uuid4",
+    ]
+
+    fanout = fold("f", golden("fanout").logged())
+    gathered = [fanout.steps[p] for p in (0, 1, 2)]
+    assert {s.name for s in gathered} == {"slow_square"}
+    # asyncio.gather: every one of the three started before any of them finished.
+    assert max(s.started_at or 0 for s in gathered) < min(s.finished_at or 0 for s in gathered)
+
+
+def test_golden_files_hold_nothing_machine_specific() -> None:
+    for path in FILES:
+        text = path.read_text()
+        for needle in (str(REPO), "/home/", "/root/", "/tmp/", "/Users/", "site-packages/"):
+            assert needle not in text, (path.name, needle)
+        for file in re.findall(r'File \\"([^"\\]+)\\"', text):
+            assert file.startswith(("durable/", "storage/", "tests/", "<python>/")), file
+
+
+@pytest.mark.parametrize(
+    ("name", "variant", "position", "recorded", "requested", "call"),
+    [
+        ("steps", "renamed", 1, "step 'greet'", "step 'welcome'", 'await welcome("golden")'),
+        ("steps", "inserted", 2, "step 'add'", "step 'greet'", 'await greet("golden")'),
+        ("markers", "reordered", 0, "ctx.now()", "ctx.random()", "chance = ctx.random()"),
+    ],
+)
+async def test_a_changed_workflow_diverges_at_the_right_position(
+    name: str, variant: str, position: int, recorded: str, requested: str, call: str
+) -> None:
+    history = golden(name)
+    report = await replay(history.run.run_id, history.logged(), make_app(variant=variant).registry)
+    assert not report.deterministic
+    div = report.divergence
+    assert div is not None
+    assert (div.position, div.recorded, div.requested) == (position, recorded, requested)
+    assert div.where == f"{WORKFLOWS}:{line_of(call)}"
+
+
+def durable_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")])
+    # Replaying a file needs no database: point at one that cannot exist.
+    env["DURABLE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'none' / 'x.db'}"
+    return subprocess.run(
+        [sys.executable, "-m", "durable", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+
+
+def test_the_cli_replays_golden_files_offline(tmp_path: Path) -> None:
+    steps = str(GOLDEN / "steps.json")
+    clean = durable_cli(
+        "replay", "--history", steps, "--app", "golden.workflows:app", tmp_path=tmp_path
+    )
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "deterministic" in clean.stdout and "NOT" not in clean.stdout
+    changed = durable_cli(
+        "replay", "--history", steps, "--app", "golden.workflows:renamed_app", tmp_path=tmp_path
+    )
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    lines = changed.stdout.splitlines()
+    assert "side by side at position 1 (event #4)" in lines
+    command = next(line.split() for line in lines if line.startswith("* command"))
+    assert command == ["*", "command", "step", "'greet'", "step", "'welcome'"]
+    code = next(line for line in lines if line.split()[:1] == ["code"])
+    assert code.split(None, 2)[2].strip() == 'greeting = await welcome("golden")'
+    assert not (tmp_path / "none").exists()
