@@ -4,6 +4,7 @@ files: what the log records, what a replay gives back, and that waiting runs are
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,43 @@ async def test_cancelling_a_parent_cancels_its_children_mid_step(tmp_path: Path)
     assert sorted(undone) == ["a", "b", "boss"]
     failed = [e.event for e in kid_events if isinstance(e.event, ev.StepFailed)]
     assert [f.error.type for f in failed] == ["durable.Cancelled"]
+
+
+async def test_cancelling_a_dag_run_kills_its_running_script(tmp_path: Path) -> None:
+    from durable.dag import parse_definition
+
+    app = make_app(tmp_path)
+    pidfile = tmp_path / "pid"
+    definition = parse_definition(
+        f"""
+name: slow
+tasks:
+  first: {{script: "echo $$ > {pidfile}; exec sleep 30"}}
+  second: {{script: "echo never", depends_on: [first]}}
+""",
+        str(tmp_path / "slow.yaml"),
+    )
+    async with app:
+        name = app.register_dag(definition)
+        handle = await app.start(name)
+        for _ in range(200):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            await asyncio.sleep(0.05)
+        pid = int(pidfile.read_text())
+        began = time.monotonic()
+        await app.cancel(handle.run_id, "enough")
+        status = ""
+        for _ in range(200):
+            status = (await app.get_run(handle.run_id)).status
+            if status == "cancelled":
+                break
+            await asyncio.sleep(0.05)
+        assert status == "cancelled"
+        assert time.monotonic() - began < 5
+        events = await app.events(handle.run_id)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the script's process is gone
+    failed = [e.event for e in events if isinstance(e.event, ev.StepFailed)]
+    assert [f.error.type for f in failed] == ["durable.Cancelled"]
+    assert not any(isinstance(e.event, ev.StepStarted) and e.event.name == "second" for e in events)
