@@ -227,13 +227,17 @@ class RunExecutor:
         return self._live(run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
 
     async def _live(self, body: Coroutine[Any, Any, Any]) -> Any:
+        # Only the in-flight count on a step's hot path; a look (see _look) only when a step
+        # can change something: a cancellation to deliver, or waits left alone when it ends.
         self.inflight += 1
-        self.poke()
+        if self.state.cancel_requested:
+            self.poke()
         try:
             return await body
         finally:
             self.inflight -= 1
-            self.poke()
+            if self.waits.futures:
+                self.poke()
 
     def _recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
@@ -247,7 +251,10 @@ class RunExecutor:
 
     # -- durable waits (see _waits) --------------------------------------------------------
 
-    def _wait_command(self, label: str) -> tuple[int, WaitState | None]:
+    def _wait_command(
+        self, kind: str, label: str, signal: str = ""
+    ) -> tuple[int, WaitState | None]:
+        """Take the next position for a wait of `kind` (label: how divergences name it)."""
         if self.stopping:
             raise ExecutionStopped()
         pos = self._next_pos
@@ -259,12 +266,12 @@ class RunExecutor:
                 raise self._divergence(pos, other, label, depth=4)
             if self.log is None:
                 raise EndOfHistory()
-        elif rec.describe() != label and not (rec.kind == "child" and label.startswith("child")):
+        elif rec.kind != kind or rec.signal != signal:
             raise self._divergence(pos, rec.describe(), label, depth=4)
         return pos, rec
 
     def sleep_until(self, when: float) -> Coroutine[Any, Any, None]:
-        pos, rec = self._wait_command("ctx.sleep()")
+        pos, rec = self._wait_command("timer", "ctx.sleep()")
         if rec is None:
             assert self.log is not None
             self.log.append(TimerStarted(pos=pos, fire_at=when))
@@ -274,7 +281,7 @@ class RunExecutor:
     def wait_for_signal(
         self, name: str, timeout: float | None, decode: Callable[[msgspec.Raw], Any]
     ) -> Coroutine[Any, Any, Any]:
-        pos, rec = self._wait_command(f"ctx.wait_for_signal({name!r})")
+        pos, rec = self._wait_command("signal", f"ctx.wait_for_signal({name!r})", name)
         if rec is None:
             assert self.log is not None
             deadline = None if timeout is None else time.time() + timeout
@@ -285,7 +292,7 @@ class RunExecutor:
     def start_child(
         self, workflow: Any, input: Any, run_id: str | None, version: str | None, label: str
     ) -> Coroutine[Any, Any, WaitState]:
-        pos, rec = self._wait_command(f"child run of {label!r}")
+        pos, rec = self._wait_command("child", f"child run of {label!r}")
         if rec is not None:
             return _value(rec)
         return self._start_child(pos, workflow, input, run_id, version)

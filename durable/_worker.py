@@ -346,11 +346,7 @@ class Worker:
             state.version,
             state.last_seq,
         )
-        try:
-            items = await self.store.read_inbox([run_id])
-        except StorageError as exc:
-            log.warning("run %s: reading its inbox failed (will retry): %s", run_id, exc)
-            items = []
+        items = await self._read_inbox([run_id])
         # Delivered before the execution's task first runs: the replay finds them recorded.
         if self.execute(state, claim.fence) is not None:
             for item in items:
@@ -370,13 +366,16 @@ class Worker:
                 await self._pull_inbox(held)
 
     async def _pull_inbox(self, run_ids: list[str]) -> None:
-        try:
-            items = await self.store.read_inbox(run_ids)
-        except StorageError as exc:
-            log.warning("reading the inbox failed (will retry): %s", exc)
-            return
-        for item in items:
+        for item in await self._read_inbox(run_ids):
             self._deliver(item)
+
+    async def _read_inbox(self, run_ids: list[str]) -> list[InboxItem]:
+        try:
+            return await self.store.read_inbox(run_ids)
+        except StorageError as exc:
+            # The items stay in the inbox: the next look (each poll) delivers them.
+            log.warning("reading the inbox failed (will retry): %s", exc)
+            return []
 
     def _deliver(self, item: InboxItem) -> None:
         executor = self.executors.get(item.run_id)

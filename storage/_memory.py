@@ -138,15 +138,7 @@ class MemoryStore:
             )
         if item is None:
             self._last_inbox_id += 1
-            item = InboxItem(
-                id=self._last_inbox_id,
-                run_id=new.run_id,
-                kind=new.kind,
-                name=new.name,
-                payload=new.payload,
-                created_at=new.created_at,
-                dedupe_key=new.dedupe_key,
-            )
+            item = new.stored(self._last_inbox_id)
             self._inbox[item.id] = item
         if run.status in ACTIVE_STATUSES and (
             run.ready_at is None or run.ready_at > new.created_at

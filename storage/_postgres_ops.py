@@ -362,15 +362,7 @@ async def deliver(conn: Any, item: NewInboxItem, *, strict: bool) -> InboxItem |
         existing = await conn.fetchrow(_SELECT_INBOX_KEYED, item.run_id, item.dedupe_key)
         if existing is not None:
             return row_to_item(existing)
-    return InboxItem(
-        id=row["id"],
-        run_id=item.run_id,
-        kind=item.kind,
-        name=item.name,
-        payload=item.payload,
-        created_at=item.created_at,
-        dedupe_key=item.dedupe_key,
-    )
+    return item.stored(row["id"])
 
 
 def row_to_item(row: Sequence[Any]) -> InboxItem:

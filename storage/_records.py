@@ -84,6 +84,18 @@ class NewInboxItem(msgspec.Struct, frozen=True):
     created_at: float
     dedupe_key: str | None = None
 
+    def stored(self, item_id: int) -> InboxItem:
+        """The item as the store holds it, under the id it assigned."""
+        return InboxItem(
+            item_id,
+            self.run_id,
+            self.kind,
+            self.name,
+            self.payload,
+            self.created_at,
+            self.dedupe_key,
+        )
+
 
 class InboxItem(msgspec.Struct, frozen=True):
     """An item in a run's inbox. `id` is assigned by the store, increasing in arrival order."""

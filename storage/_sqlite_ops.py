@@ -186,15 +186,7 @@ def deliver(cur: sqlite3.Cursor, item: NewInboxItem, *, strict: bool) -> InboxIt
         (item.run_id, item.kind, item.name, item.payload, item.created_at, item.dedupe_key),
     ).fetchall()
     if inserted:
-        stored = InboxItem(
-            id=inserted[0][0],
-            run_id=item.run_id,
-            kind=item.kind,
-            name=item.name,
-            payload=item.payload,
-            created_at=item.created_at,
-            dedupe_key=item.dedupe_key,
-        )
+        stored = item.stored(inserted[0][0])
     else:
         stored = row_to_item(
             cur.execute(_SELECT_INBOX_KEYED, (item.run_id, item.dedupe_key)).fetchone()

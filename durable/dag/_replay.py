@@ -66,11 +66,11 @@ def check_dag_log(
             ):
                 problem = f"{event.name!r} is not one of the step's loop iterations"
             elif step_id not in started:
-                statuses = _statuses(definition, state, final=False)
+                statuses = _statuses(scheduler.definition, state, final=False)
                 problem = _check_decision(definition, scheduler, statuses, step, event)
                 started.add(step_id)
         elif isinstance(event, RunCompleted | RunFailed):
-            statuses = _statuses(definition, state, final=True)
+            statuses = _statuses(scheduler.definition, state, final=True)
             final = scheduler.decide(statuses, cap=False).final
             recorded = event.status if isinstance(event, RunCompleted) else "failed"
             expected = final.status if final is not None else "unfinished steps"
@@ -84,15 +84,13 @@ def check_dag_log(
     return 0, None
 
 
-def _statuses(definition: DagDefinition, state: RunState, *, final: bool) -> dict[str, StepStatus]:
-    reports = step_reports(definition, state, None)
+def _statuses(top: DagDefinition, state: RunState, *, final: bool) -> dict[str, StepStatus]:
+    """The statuses of the top-level definition's steps (loop bodies folded into their loop)."""
+    reports = step_reports(top, state, None)
     out: dict[str, StepStatus] = {}
-    top = {s.id for s in top_level(definition).steps}
     for sid, report in reports.items():
-        if sid not in top:
-            continue
         status = report.status
-        if status == "running" and final and definition.step(sid).loop is not None:
+        if status == "running" and final and top.step(sid).loop is not None:
             status = "succeeded"  # a loop whose last iteration succeeded ended at the run's end
         if status != "pending":
             out[sid] = status  # type: ignore[assignment]
