@@ -66,6 +66,8 @@ class Waits:
                 handle.cancel()
             if fut.cancelled():  # the workflow's task was cancelled while waiting here
                 self._cancelled_live(rec)
+            elif self.futures:  # other waits remain (gathered): the run may be idle for long
+                self.ex.poke()
         return self._recorded(rec, decode)
 
     def _recorded(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
