@@ -28,6 +28,7 @@ from durable._events import (
 )
 from durable._notify import Notifier
 from durable._registry import Registry, WorkflowDef
+from durable._repair_ops import fork_run, retry_run
 from durable._state import RunState, apply, fold
 from durable._views import RunInfo, RunSummary, run_info, summary
 from durable._worker import Worker
@@ -140,6 +141,7 @@ class Client:
             parallelism=parallelism,
             parent_run_id=parent_run_id,
             deadline=None if timeout is None else now + timeout,
+            kind="dag" if wf.dag is not None else "",
         )
         first = EventRecord(rid, 1, "RunStarted", encode_event(started), now)
         new = NewRun(
@@ -203,6 +205,44 @@ class Client:
             run_id, "cancel", "cancel", reason.encode(), time.time(), dedupe_key="cancel"
         )
         await self._send(run_id, item)
+
+    async def fork(
+        self,
+        run_id: str,
+        from_step: str | int,
+        *,
+        version: str | None = None,
+        new_run_id: str | None = None,
+    ) -> RunHandle:
+        """A new run of the finished run `run_id`'s workflow, on the same input, that reuses
+        the recorded outcomes before `from_step` (a position, or a step's name) and executes
+        from there: after fixing a bug, re-run only what it touched. `version`: run the fork
+        on another version of the workflow (its code must replay the reused part). Raises
+        RepairError (a ValueError) if the fork cannot be made, saying why."""
+        rid, wf, _ = await fork_run(
+            self.store,
+            self.registry,
+            run_id,
+            str(from_step),
+            version=version,
+            run_id=new_run_id,
+        )
+        if self.worker is not None:
+            self.worker.wake()
+        return RunHandle(self, rid, wf)
+
+    async def retry(self, run_id: str, *, timeout: float | None = None) -> RunHandle:
+        """Resume a failed run in place from the failure it ended on: its failed steps get
+        new attempts (with a fresh retry budget), its failed child runs are retried too, and
+        everything it completed stays done. A run whose workflow code raised runs on from its
+        log (deploy the fix first). `timeout`: a new deadline for the run (a retry drops the
+        old one). Raises RepairError (a ValueError) if the run cannot be retried."""
+        await retry_run(self.store, run_id, timeout=timeout)
+        if self.worker is not None:
+            self.worker.wake()
+        record = await self.store.get_run(run_id)
+        assert record is not None
+        return RunHandle(self, run_id, self.registry.get(record.workflow, record.version))
 
     async def _send(self, run_id: str, item: NewInboxItem) -> None:
         record = await self.store.get_run(run_id)
@@ -321,10 +361,11 @@ class Client:
             while True:
                 changed.clear()
                 batch = await self.events(run_id, last)
-                for logged in batch:
+                for i, logged in enumerate(batch):
                     last = logged.seq
                     yield logged
-                    if isinstance(logged.event, TERMINAL_EVENTS):
+                    # An end followed by more events is one a `durable retry` resumed from.
+                    if isinstance(logged.event, TERMINAL_EVENTS) and i == len(batch) - 1:
                         return
                 if batch:
                     delay = 0.02

@@ -130,3 +130,8 @@ class ChildRunFailed(DurableError):
 
 class RunTimedOut(DurableError):
     """The error a run fails with when its deadline passes."""
+
+
+class RepairError(DurableError, ValueError):
+    """A fork or retry that cannot be done as asked (`durable fork`, `durable retry`); the
+    message says why and what to do instead."""

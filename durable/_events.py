@@ -31,6 +31,13 @@ class RunStarted(Event, frozen=True):
     parallelism: int | None = None
     # When the whole run must be over (epoch seconds): past it, the run fails, timed out.
     deadline: float | None = None
+    # A fork (`durable fork`): the run whose recorded results this one starts from, and
+    # where it re-executes from (the copied prefix follows this event in the log).
+    forked_from: str | None = None
+    fork_point: str = ""
+    # "dag" for a DAG run ("" for Python code, and DAG runs older than this field): tools
+    # that act on a log without the application (`durable retry`) need to know.
+    kind: str = ""
 
 
 class StepStarted(Event, frozen=True):
@@ -152,6 +159,18 @@ class RunCancelled(Event, frozen=True):
     reason: str = ""
 
 
+class RunResumed(Event, frozen=True):
+    """`durable retry`: a failed run continues in place. The steps at `retry` get a new
+    attempt (with a fresh retry budget), the instances at `forget` are as if never recorded
+    (a DAG's skipped dependents and notification deliveries, decided again), the child runs in
+    `children` are retried too and their ends awaited again. `deadline` replaces the run's."""
+
+    retry: list[int] = []
+    forget: list[int] = []
+    children: list[str] = []
+    deadline: float | None = None
+
+
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
     RunStarted,
     StepStarted,
@@ -172,6 +191,7 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     ChildCompleted,
     CommandCancelled,
     CodeChanged,
+    RunResumed,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

@@ -19,7 +19,7 @@ import msgspec
 
 from durable._codec import decode_value, encode_value, error_info
 from durable._context import Context, current_executor
-from durable._errors import ErrorInfo, NonDeterminismError, StepFailed
+from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownWorkflowError
 from durable._events import (
     CancelRequested,
     ChildStarted,
@@ -31,7 +31,7 @@ from durable._events import (
     TimerStarted,
     WaitStarted,
 )
-from durable._registry import StepDef, WorkflowDef, caller_location
+from durable._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
 from durable._step_runner import run_step
@@ -71,8 +71,10 @@ class RunExecutor:
         log: RunLog | None,
         *,
         step_pool: Executor | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.state = state
+        self.registry = registry  # to name the child workflows the code starts
         self.workflow = workflow
         self.log = log  # None: replay only, nothing may run or be written
         self.step_pool = step_pool
@@ -244,7 +246,10 @@ class RunExecutor:
         if pos in self.state.steps:
             return f"step {self.state.steps[pos].name!r}"
         if pos in self.state.markers:
-            return f"ctx.{self.state.markers[pos].kind}()"
+            marker = self.state.markers[pos]
+            if marker.kind == "patch":
+                return f"ctx.patched({decode_value(marker.value)!r})"
+            return f"ctx.{marker.kind}()"
         if pos in self.state.waits:
             return self.state.waits[pos].describe()
         return None
@@ -292,10 +297,23 @@ class RunExecutor:
     def start_child(
         self, workflow: Any, input: Any, run_id: str | None, version: str | None, label: str
     ) -> Coroutine[Any, Any, WaitState]:
-        pos, rec = self._wait_command("child", f"child run of {label!r}")
+        name = self._child_name(workflow, version, label)
+        pos, rec = self._wait_command("child", f"child run of {name!r}")
         if rec is not None:
+            if rec.child_workflow and rec.child_workflow != name:
+                return self._diverged(pos, rec.describe(), f"child run of {name!r}")
             return _value(rec)
         return self._start_child(pos, workflow, input, run_id, version)
+
+    def _child_name(self, workflow: Any, version: str | None, label: str) -> str:
+        """The registered name of the workflow a child run is started with (what ChildStarted
+        records), else the label the code gave (a name, or the function's __name__)."""
+        if self.registry is None:
+            return label
+        try:
+            return self.registry.workflow(workflow, version).name
+        except UnknownWorkflowError:
+            return label  # a replay without the child's definition: compare what we can
 
     async def _start_child(
         self, pos: int, workflow: Any, input: Any, run_id: str | None, version: str | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import sys
 import typing
 from collections.abc import Awaitable, Callable
@@ -293,6 +294,13 @@ def _fingerprint(fn: Callable[..., Any]) -> str:
 
 
 def caller_location(depth: int) -> str:
-    """ "file:line" of the frame `depth` levels above the caller: where workflow code called us."""
+    """ "file:line" of the frame `depth` levels above the caller: where workflow code called us.
+    Frames of the engine's own package on the way (a ctx helper calling another) are skipped,
+    so the location is the user's line whichever helper the command went through."""
     frame = sys._getframe(depth + 1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

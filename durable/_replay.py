@@ -61,7 +61,7 @@ async def replay(run_id: str, events: Sequence[LoggedEvent], registry: Registry)
         divergence = _dag_divergence(run_id, events, workflow.dag.definition)
         positions, reached_end = len(state.steps), not state.finished
     else:
-        executor = RunExecutor(state, workflow, None)
+        executor = RunExecutor(state, workflow, None, registry=registry)
         await executor.start()
         divergence = _with_seq(_divergence(executor, state), events)
         positions, reached_end = executor.positions_used, executor.reached_end_of_history
@@ -93,7 +93,7 @@ def _with_seq(div: Divergence | None, events: Sequence[LoggedEvent]) -> Divergen
         return None
     if div.position is None:
         ends = [e.seq for e in events if isinstance(e.event, TERMINAL_EVENTS)]
-        seq = ends[0] if ends else None
+        seq = ends[-1] if ends else None  # a retried run ended more than once
     else:
         seq = next((e.seq for e in events if getattr(e.event, "pos", None) == div.position), None)
     return msgspec.structs.replace(div, seq=seq)

@@ -25,6 +25,7 @@ from durable._events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunResumed,
     RunStarted,
     SignalReceived,
     StepCompleted,
@@ -57,6 +58,8 @@ class StepState:
     result: msgspec.Raw | None = None
     error: ErrorInfo | None = None
     next_attempt_at: float | None = None
+    # Failures before the run's last `durable retry`: the retry policy counts attempts after.
+    retry_base: int = 0
 
 
 @dataclass(slots=True)
@@ -121,6 +124,12 @@ class RunState:
     created_at: float | None = None
     finished_at: float | None = None
     last_seq: int = 0
+    forked_from: str | None = None
+    fork_point: str = ""
+    kind: str = ""  # "dag", or "" for Python (and old DAG logs)
+    resumed: list[int] = field(default_factory=list)  # seqs of RunResumed (durable retry)
+    # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
+    forgotten: set[int] = field(default_factory=set)
 
     @property
     def finished(self) -> bool:
@@ -179,6 +188,9 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.parallelism = event.parallelism
         state.deadline = event.deadline
         state.created_at = at
+        state.forked_from = event.forked_from
+        state.fork_point = event.fork_point
+        state.kind = event.kind
     elif isinstance(event, RunCompleted):
         state.status = event.status
         state.result = event.result
@@ -217,6 +229,30 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
     elif isinstance(event, RunCancelled):
         state.status = "cancelled"
         state.finished_at = at
+    elif isinstance(event, RunResumed):
+        _apply_resume(state, seq, event)
+
+
+def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
+    state.status = "running"
+    state.result = state.error = state.finished_at = None
+    state.deadline = event.deadline
+    state.cancel_delivered = False  # a deadline's cancellation of in-flight steps is over
+    state.resumed.append(seq)
+    for pos in event.retry:
+        step = state.steps.get(pos)
+        if step is not None:
+            step.status = "retrying"
+            step.next_attempt_at = step.finished_at = None
+            step.retry_base = step.failures
+    for pos in event.forget:
+        state.steps.pop(pos, None)
+        state.forgotten.add(pos)
+    for run_id in event.children:
+        state.children.pop(run_id, None)
+        for wait in state.waits.values():
+            if wait.kind == "child" and wait.child_run_id == run_id:
+                wait.done = False
 
 
 def _apply_wait(

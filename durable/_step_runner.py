@@ -56,6 +56,7 @@ async def run_step(
     # A crash-interrupted attempt (started, no outcome) runs again under the same number.
     attempt = (prior.failures if prior is not None else 0) + 1
     next_at = prior.next_attempt_at if prior is not None else None
+    base = prior.retry_base if prior is not None else 0  # attempts before a `durable retry`
     if prior is not None and prior.starts - prior.failures >= MAX_INTERRUPTED_STARTS:
         error = ErrorInfo(
             type="durable.StepInterrupted",
@@ -95,7 +96,7 @@ async def run_step(
             # Not awaited: see RunLog. The next step body, or the run's end, waits for it.
             log.append(StepCompleted(pos=pos, result=msgspec.Raw(encoded)))
             return decode_value(encoded, step.return_type)
-        final = not retryable or attempt >= policy.max_attempts
+        final = not retryable or attempt - base >= policy.max_attempts
         next_at = None if final else time.time() + policy.delay(attempt)
         log.append(
             StepFailedEvent(

@@ -59,6 +59,11 @@ class RunInfo(msgspec.Struct, frozen=True):
     # The code fingerprint the run started with, and each change noticed on a resume.
     fingerprint: str = ""
     code_changes: list[str] = []
+    # `durable fork`: the run this one was forked from, and where it re-executes from.
+    forked_from: str | None = None
+    fork_point: str = ""
+    # `durable retry`: the seqs of the RunResumed events, one per retry.
+    retries: list[int] = []
 
 
 def ts(value: float | None) -> dt.datetime | None:
@@ -141,4 +146,7 @@ def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None)
         waiting_on=[] if state.finished else waiting_on(state),
         fingerprint=state.fingerprint,
         code_changes=[f"{fp[:12]} at event {seq}" for seq, fp in state.fingerprints],
+        forked_from=state.forked_from,
+        fork_point=state.fork_point,
+        retries=list(state.resumed),
     )

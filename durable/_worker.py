@@ -179,7 +179,9 @@ class Worker:
         if workflow.dag is not None:
             executor = DagExecutor(state, workflow, run_log, self.dag_services)
         else:
-            executor = RunExecutor(state, workflow, run_log, step_pool=self.step_pool)
+            executor = RunExecutor(
+                state, workflow, run_log, step_pool=self.step_pool, registry=self.registry
+            )
             executor.on_idle = self._idle_run
             executor.start_child_run = self.start_child_run
         self.executors[state.run_id] = executor

@@ -231,6 +231,24 @@ class App:
         """Cancel a run and its children (see Client.cancel)."""
         await self.engine.client.cancel(run_id, reason)
 
+    async def fork(
+        self,
+        run_id: str,
+        from_step: str | int,
+        *,
+        version: str | None = None,
+        new_run_id: str | None = None,
+    ) -> RunHandle:
+        """A new run that reuses the finished run's recorded results before `from_step` (a
+        position or a step name) and executes from there, optionally on another version."""
+        return await self.engine.client.fork(
+            run_id, from_step, version=version, new_run_id=new_run_id
+        )
+
+    async def retry(self, run_id: str, *, timeout: float | None = None) -> RunHandle:
+        """Resume a failed run in place from the failed step(s) it ended on."""
+        return await self.engine.client.retry(run_id, timeout=timeout)
+
     async def run(
         self,
         workflow: WorkflowRef,

@@ -60,6 +60,22 @@ class LeaseLostError(StorageError):
         self.current_epoch = current_epoch
 
 
+class RunStatusError(StorageError):
+    """The run's status does not allow the operation (a run reopened while it succeeded)."""
+
+    def __init__(
+        self, run_id: str, status: str, expected: tuple[str, ...], *, action: str = "reopened"
+    ) -> None:
+        if len(expected) > 1:
+            wanted = ", ".join(expected[:-1]) + " or " + expected[-1]
+        else:
+            wanted = expected[0] if expected else "in any allowed status"
+        super().__init__(f"run {run_id!r} is {status}, not {wanted}: it cannot be {action}")
+        self.run_id = run_id
+        self.status = status
+        self.expected = expected
+
+
 class InvalidAppendError(StorageError, ValueError):
     """An append whose events are not numbered expected_last_seq+1, +2, ... for its run: a
     caller's bug. Refused before anything is written."""

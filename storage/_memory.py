@@ -4,7 +4,7 @@ durability. Writes apply at once; the futures they return are already resolved."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import msgspec
 
@@ -30,6 +30,8 @@ from storage._records import (
     RunRecord,
     WorkerRecord,
     check_append,
+    check_history,
+    check_reopen,
     created_record,
 )
 
@@ -59,18 +61,20 @@ class MemoryStore:
             raise StoreClosedError("the memory store is not open")
 
     def create_run(
-        self, run: NewRun, first_event: EventRecord
+        self, run: NewRun, first_event: EventRecord, history: Sequence[EventRecord] = ()
     ) -> asyncio.Future[tuple[RunRecord, bool]]:
         fut: asyncio.Future[tuple[RunRecord, bool]] = asyncio.get_running_loop().create_future()
         try:
             self._check_open()
+            if history:
+                check_history(run, first_event, history)
             existing = self._runs.get(run.run_id)
             if existing is not None:
                 fut.set_result((existing, False))
                 return fut
-            record = created_record(run, first_event)
+            record = created_record(run, first_event, history)
             self._runs[run.run_id] = record
-            self._events[run.run_id] = [first_event]
+            self._events[run.run_id] = [first_event, *history]
             fut.set_result((record, True))
         except Exception as exc:
             fut.set_exception(exc)
@@ -145,6 +149,31 @@ class MemoryStore:
         ):
             self._runs[run.run_id] = _replace(run, {"ready_at": new.created_at})
         return item
+
+    async def reopen_run(
+        self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float
+    ) -> RunRecord:
+        self._check_open()
+        run = self._runs.get(run_id)
+        check_reopen(run_id, event, None if run is None else (run.status, run.last_seq), statuses)
+        assert run is not None
+        reopened = _replace(
+            run,
+            {
+                "status": "pending",
+                "result": None,
+                "error": None,
+                "finished_at": None,
+                "owner": None,
+                "lease_expires_at": None,
+                "ready_at": now,
+                "updated_at": now,
+                "last_seq": event.seq,
+            },
+        )
+        self._events[run_id].append(event)
+        self._runs[run_id] = reopened
+        return reopened
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         self._check_open()

@@ -27,7 +27,7 @@ import contextlib
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -228,10 +228,20 @@ class PostgresStore:
     # ------------------------------------------------------------------------ writes
 
     def create_run(
-        self, run: NewRun, first_event: EventRecord
+        self, run: NewRun, first_event: EventRecord, history: Sequence[EventRecord] = ()
     ) -> asyncio.Future[tuple[RunRecord, bool]]:
-        op = functools.partial(ops.create_run, run=run, first=first_event)
+        op = functools.partial(ops.create_run, run=run, first=first_event, history=tuple(history))
         return self._w().submit(op, notify=run.owner is None)
+
+    async def reopen_run(
+        self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float
+    ) -> RunRecord:
+        op = functools.partial(
+            ops.reopen, run_id=run_id, event=event, statuses=frozenset(statuses), now=now
+        )
+        # The run is claimable now, as one created without an owner: tell idle workers.
+        result: RunRecord = await self._w().submit(op, notify=True)
+        return result
 
     def append(self, append: Append) -> asyncio.Future[None]:
         # An append that sends wakes runs: tell idle workers at commit.

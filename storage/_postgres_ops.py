@@ -9,7 +9,7 @@ refusal changes nothing and the rest of the batch commits without it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from storage._errors import (
@@ -31,6 +31,8 @@ from storage._records import (
     Release,
     RunRecord,
     check_append,
+    check_history,
+    check_reopen,
     created_record,
 )
 
@@ -80,6 +82,43 @@ WITH r AS (
     RETURNING 1
 )
 SELECT count(*) FROM r
+"""
+# The same with a history after the first event: all the events travel as arrays ($8 is the
+# last one's seq). A separate text, so the plain create keeps its own prepared statement.
+_CREATE_RUN_WITH_HISTORY = f"""
+WITH r AS (
+    INSERT INTO durable_runs ({RUN_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7, NULL, $8, $9, $10, $11, $7)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING 1
+), e AS (
+    INSERT INTO durable_events (run_id, seq, type, data, created_at)
+    SELECT $1, x.seq, x.type, x.data, x.created_at
+    FROM unnest($12::int4[], $13::text[], $14::bytea[], $15::float8[])
+        AS x(seq, type, data, created_at)
+    WHERE EXISTS (SELECT 1 FROM r)
+    RETURNING 1
+)
+SELECT count(*) FROM r
+"""
+
+# A reopen: the row is locked first (FOR UPDATE, until the batch commits), so the checks made
+# on it still hold when the update and the event insert (one statement) are applied. A prune
+# running meanwhile skips the locked row, or deletes it first (then the reopen finds no run).
+_REOPEN_STATE = "SELECT status, last_seq FROM durable_runs WHERE run_id = $1 FOR UPDATE"
+_REOPEN = f"""
+WITH u AS (
+    UPDATE durable_runs SET status = 'pending', result = NULL, error = NULL,
+        finished_at = NULL, owner = NULL, lease_expires_at = NULL, ready_at = $2,
+        updated_at = $2, last_seq = $3
+    WHERE run_id = $1
+    RETURNING {RUN_COLUMNS}
+), e AS (
+    INSERT INTO durable_events (run_id, seq, type, data, created_at)
+    SELECT $1, $3, $4, $5, $6 FROM u
+    RETURNING 1
+)
+SELECT * FROM u
 """
 
 # The appends of one round (at most one per run) as one statement: the expected seq, the fence
@@ -188,7 +227,9 @@ _SELECT_INBOX_KEYED = (
 _CONSUME = "DELETE FROM durable_inbox WHERE run_id = $1 AND id = ANY($2::int8[])"
 
 # Oldest finished first; rows being written (locked) are left for the next call. The parent
-# check needs no lock: a finished parent never becomes unfinished.
+# check takes no lock: a finished parent becomes unfinished again only by reopen_run (durable
+# retry), and a prune whose snapshot predates that commit may still delete its finished
+# children (the parent's own log and inbox are untouched).
 PRUNE = f"""
 WITH c AS (
     SELECT r.run_id FROM durable_runs AS r
@@ -232,29 +273,51 @@ def row_to_run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(*row)  # column order matches the struct
 
 
-async def create_run(conn: Any, run: NewRun, first: EventRecord) -> tuple[RunRecord, bool]:
-    record = created_record(run, first)
-    status, epoch = record.status, record.epoch
-    created = await conn.fetchval(
-        _CREATE_RUN,
+async def create_run(
+    conn: Any, run: NewRun, first: EventRecord, history: Sequence[EventRecord] = ()
+) -> tuple[RunRecord, bool]:
+    if history:
+        check_history(run, first, history)
+    record = created_record(run, first, history)
+    args: tuple[Any, ...] = (
         run.run_id,
         run.workflow,
         run.version,
-        status,
+        record.status,
         run.input,
         run.parent_run_id,
         run.created_at,
-        first.seq,
+        record.last_seq,
         run.owner,
-        epoch,
+        record.epoch,
         run.lease_expires_at,
-        first.type,
-        first.data,
-        first.created_at,
     )
+    if history:
+        chain = (first, *history)
+        created = await conn.fetchval(
+            _CREATE_RUN_WITH_HISTORY,
+            *args,
+            [e.seq for e in chain],
+            [e.type for e in chain],
+            [e.data for e in chain],
+            [e.created_at for e in chain],
+        )
+    else:
+        created = await conn.fetchval(_CREATE_RUN, *args, first.type, first.data, first.created_at)
     if not created:
         return row_to_run(await conn.fetchrow(SELECT_RUN, run.run_id)), False
     return record, True
+
+
+async def reopen(
+    conn: Any, run_id: str, event: EventRecord, statuses: Collection[str], now: float
+) -> RunRecord:
+    found = await conn.fetchrow(_REOPEN_STATE, run_id)
+    check_reopen(run_id, event, None if found is None else (found[0], found[1]), statuses)
+    row = await conn.fetchrow(
+        _REOPEN, run_id, now, event.seq, event.type, event.data, event.created_at
+    )
+    return row_to_run(row)
 
 
 async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | None]:

@@ -9,7 +9,7 @@ run are applied in the order they were enqueued.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
 from storage._records import (
@@ -43,15 +43,35 @@ class Store(Protocol):
         ...
 
     def create_run(
-        self, run: NewRun, first_event: EventRecord
+        self, run: NewRun, first_event: EventRecord, history: Sequence[EventRecord] = ()
     ) -> asyncio.Future[tuple[RunRecord, bool]]:
-        """Insert a run row and its first event atomically. If a run with that id exists, nothing
-        is written and the future gives (existing row, False); otherwise (new row, True)."""
+        """Insert a run row, its first event and the events of `history` atomically. If a run
+        with that id exists, nothing is written and the future gives (existing row, False);
+        otherwise (new row, True), whose last_seq is the last event's seq.
+
+        `history` continues first_event's log (run.run_id, seq first_event.seq+1, +2, ...): a
+        forked run is created with a copy of another run's log, so no worker can ever claim it
+        with part of it. A history that does not continue gap-free fails the future with
+        InvalidAppendError, having written nothing (whether or not the run exists)."""
         ...
 
     def append(self, append: Append) -> asyncio.Future[None]:
         """Add events after expected_last_seq, check the fence, apply the run update: all or
         nothing. Fails with SequenceConflictError, LeaseLostError or RunNotFoundError."""
+        ...
+
+    async def reopen_run(
+        self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float
+    ) -> RunRecord:
+        """Resume a run in place (a failed run retried): append `event` and make the run
+        unfinished and claimable, atomically. Returns the updated row: status 'pending',
+        result, error, finished_at, owner and lease_expires_at None, ready_at and updated_at
+        `now`, last_seq event.seq; epoch unchanged (the next claim increments it). Its inbox is
+        untouched. On PostgreSQL, idle workers are notified.
+
+        Raises, having written nothing: InvalidAppendError if the event is not for this run,
+        RunNotFoundError if the run does not exist, RunStatusError if its status is not one of
+        `statuses`, SequenceConflictError if its last_seq is not event.seq - 1."""
         ...
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
@@ -120,8 +140,8 @@ class Store(Protocol):
     async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
         """Delete up to `limit` finished runs (succeeded, partial, failed, cancelled) with
         finished_at < finished_before, oldest finished first, with their events and inbox
-        items. A run whose parent run exists and is unfinished is kept (the parent still
-        needs it). Returns how many runs were deleted."""
+        items. A run whose parent run exists and is unfinished (a reopened one included) is
+        kept (the parent still needs it). Returns how many runs were deleted."""
         ...
 
     # ------------------------------------------------------------------------ workers

@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 import msgspec
 
-from storage._errors import InvalidAppendError
+from storage._errors import (
+    InvalidAppendError,
+    RunNotFoundError,
+    RunStatusError,
+    SequenceConflictError,
+)
 
 RunStatus = Literal["pending", "running", "succeeded", "partial", "failed", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "cancelled"})
@@ -126,7 +132,9 @@ class Append(msgspec.Struct, frozen=True):
     send: tuple[NewInboxItem, ...] = ()
 
 
-def created_record(run: NewRun, first: EventRecord) -> RunRecord:
+def created_record(
+    run: NewRun, first: EventRecord, history: Sequence[EventRecord] = ()
+) -> RunRecord:
     """The row of a run just created, as every backend inserts and returns it. A run created
     with an owner is already being executed by its creator: running, at lease epoch 1."""
     owned = run.owner is not None
@@ -142,7 +150,7 @@ def created_record(run: NewRun, first: EventRecord) -> RunRecord:
         created_at=run.created_at,
         updated_at=run.created_at,
         finished_at=None,
-        last_seq=first.seq,
+        last_seq=history[-1].seq if history else first.seq,
         owner=run.owner,
         epoch=1 if owned else 0,
         lease_expires_at=run.lease_expires_at,
@@ -152,12 +160,36 @@ def created_record(run: NewRun, first: EventRecord) -> RunRecord:
 
 def check_append(append: Append) -> None:
     """Refuse an append whose events don't continue the log it names, gap-free."""
-    expected = append.expected_last_seq + 1
-    for event in append.events:
-        if event.run_id != append.run_id or event.seq != expected:
+    _check_continues(append.run_id, append.expected_last_seq, append.events, "append to")
+
+
+def check_history(run: NewRun, first: EventRecord, history: Sequence[EventRecord]) -> None:
+    """Refuse a create_run whose history doesn't continue its first event, gap-free."""
+    _check_continues(run.run_id, first.seq, history, "history of new")
+
+
+def check_reopen(
+    run_id: str, event: EventRecord, found: tuple[str, int] | None, statuses: Collection[str]
+) -> None:
+    """Refuse a reopen_run, given the run's (status, last_seq) as the store found it (None: no
+    such run), in the order the protocol states: misnumbered event, run, status, seq."""
+    _check_continues(run_id, event.seq - 1, (event,), "reopen of")
+    if found is None:
+        raise RunNotFoundError(run_id)
+    status, last_seq = found
+    if status not in statuses:
+        raise RunStatusError(run_id, status, tuple(sorted(statuses)))
+    if last_seq != event.seq - 1:
+        raise SequenceConflictError(run_id, event.seq - 1, last_seq)
+
+
+def _check_continues(run_id: str, after: int, events: Sequence[EventRecord], what: str) -> None:
+    expected = after + 1
+    for event in events:
+        if event.run_id != run_id or event.seq != expected:
             raise InvalidAppendError(
-                f"append to run {append.run_id!r} after seq {append.expected_last_seq}: event "
-                f"{event.run_id!r}#{event.seq} should be {append.run_id!r}#{expected}"
+                f"{what} run {run_id!r} after seq {after}: event "
+                f"{event.run_id!r}#{event.seq} should be {run_id!r}#{expected}"
             )
         expected += 1
 

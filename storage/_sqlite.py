@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -186,12 +186,22 @@ class SQLiteStore:
         return self._reader
 
     def create_run(
-        self, run: NewRun, first_event: EventRecord
+        self, run: NewRun, first_event: EventRecord, history: Sequence[EventRecord] = ()
     ) -> asyncio.Future[tuple[RunRecord, bool]]:
-        return self._w().submit(functools.partial(ops.create_run, run=run, first=first_event))
+        op = functools.partial(ops.create_run, run=run, first=first_event, history=tuple(history))
+        return self._w().submit(op)
 
     def append(self, append: Append) -> asyncio.Future[None]:
         return self._w().submit(functools.partial(ops.append, app=append))
+
+    async def reopen_run(
+        self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float
+    ) -> RunRecord:
+        op = functools.partial(
+            ops.reopen, run_id=run_id, event=event, statuses=frozenset(statuses), now=now
+        )
+        result: RunRecord = await self._w().submit(op)
+        return result
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         rows = await self._read(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
 from storage._records import (
@@ -21,6 +21,8 @@ from storage._records import (
     Release,
     RunRecord,
     check_append,
+    check_history,
+    check_reopen,
     created_record,
 )
 
@@ -48,6 +50,13 @@ _UPDATE_ON_APPEND = (
     "WHERE run_id = ? AND last_seq = ?"
 )
 _FENCED = " AND owner = ? AND epoch = ?"
+_REOPEN_STATE = "SELECT status, last_seq FROM durable_runs WHERE run_id = ?"
+# A reopened run: unfinished, unowned, claimable at once; the epoch stays (a claim bumps it).
+_REOPEN = (
+    "UPDATE durable_runs SET status = 'pending', result = NULL, error = NULL, "
+    "finished_at = NULL, owner = NULL, lease_expires_at = NULL, ready_at = ?, updated_at = ?, "
+    f"last_seq = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}"
+)
 _FINAL = tuple(sorted(FINAL_STATUSES))
 _FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in _FINAL) + ")"
 
@@ -98,8 +107,12 @@ def row_to_run(row: Sequence[object]) -> RunRecord:
     return RunRecord(*row)  # type: ignore[arg-type]  # column order matches the struct
 
 
-def create_run(cur: sqlite3.Cursor, run: NewRun, first: EventRecord) -> tuple[RunRecord, bool]:
-    record = created_record(run, first)
+def create_run(
+    cur: sqlite3.Cursor, run: NewRun, first: EventRecord, history: Sequence[EventRecord] = ()
+) -> tuple[RunRecord, bool]:
+    if history:
+        check_history(run, first, history)
+    record = created_record(run, first, history)
     cur.execute(
         _INSERT_RUN,
         (
@@ -111,7 +124,7 @@ def create_run(cur: sqlite3.Cursor, run: NewRun, first: EventRecord) -> tuple[Ru
             run.parent_run_id,
             run.created_at,
             run.created_at,
-            first.seq,
+            record.last_seq,
             run.owner,
             record.epoch,
             run.lease_expires_at,
@@ -122,7 +135,22 @@ def create_run(cur: sqlite3.Cursor, run: NewRun, first: EventRecord) -> tuple[Ru
         row = cur.execute(_SELECT_RUN, (run.run_id,)).fetchone()
         return row_to_run(row), False
     cur.execute(_INSERT_EVENT, (first.run_id, first.seq, first.type, first.data, first.created_at))
+    if history:
+        cur.executemany(
+            _INSERT_EVENT, [(e.run_id, e.seq, e.type, e.data, e.created_at) for e in history]
+        )
     return record, True
+
+
+def reopen(
+    cur: sqlite3.Cursor, run_id: str, event: EventRecord, statuses: Collection[str], now: float
+) -> RunRecord:
+    # Read then write is safe: the writer's BEGIN IMMEDIATE holds the database's write lock.
+    found = cur.execute(_REOPEN_STATE, (run_id,)).fetchone()
+    check_reopen(run_id, event, None if found is None else (found[0], found[1]), statuses)
+    updated = cur.execute(_REOPEN, (now, now, event.seq, run_id)).fetchone()
+    cur.execute(_INSERT_EVENT, (event.run_id, event.seq, event.type, event.data, event.created_at))
+    return row_to_run(updated)
 
 
 def append(cur: sqlite3.Cursor, app: Append) -> None:

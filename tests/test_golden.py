@@ -14,7 +14,17 @@ import pytest
 from golden.workflows import GOLDEN_RUNS, make_app
 
 from durable import replay
-from durable._events import MarkerRecorded, StepFailed
+from durable._events import (
+    ChildCompleted,
+    ChildStarted,
+    MarkerRecorded,
+    SignalReceived,
+    StepFailed,
+    TimerFired,
+    TimerStarted,
+    WaitCompleted,
+    WaitStarted,
+)
 from durable._history import HistoryFile, read
 from durable._state import fold
 
@@ -37,7 +47,13 @@ def line_of(text: str) -> int:
 
 
 def test_there_is_one_golden_file_per_golden_run() -> None:
-    assert [f.stem for f in FILES] == sorted(r.removeprefix("golden-") for r in GOLDEN_RUNS)
+    # ... and one per child run a golden run started (regenerate.py exports them too).
+    children = [
+        e.event.run_id for f in FILES for e in read(f).logged() if isinstance(e.event, ChildStarted)
+    ]
+    expected = sorted(r.removeprefix("golden-") for r in [*GOLDEN_RUNS, *children])
+    assert sorted(f.stem for f in FILES) == expected
+    assert children == ["golden-children.0", "golden-children.1"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
@@ -46,7 +62,10 @@ async def test_every_golden_history_replays_cleanly(path: Path) -> None:
     events = history.logged()
     report = await replay(history.run.run_id, events, make_app().registry)
     assert report.deterministic, report.divergence
-    assert report.status == "succeeded" and not report.reached_end_of_history
+    # Every run succeeded, but the child run that failed on purpose (children.1).
+    expected = "failed" if path.stem == "children.1" else "succeeded"
+    assert report.status == history.run.status == expected
+    assert not report.reached_end_of_history
     assert report.events == len(events) == history.run.last_seq
 
 
@@ -75,6 +94,54 @@ def test_the_golden_files_cover_what_they_claim() -> None:
     assert max(s.started_at or 0 for s in gathered) < min(s.finished_at or 0 for s in gathered)
 
 
+def test_the_golden_waits_cover_what_they_claim() -> None:
+    timer = golden("timer").logged()
+    started = [(e.seq, e.event) for e in timer if isinstance(e.event, TimerStarted)]
+    fired = [(e.at, e.event) for e in timer if isinstance(e.event, TimerFired)]
+    assert [s.pos for _, s in started] == [f.pos for _, f in fired] == [1]
+    assert fired[0][0] >= started[0][1].fire_at  # it fired on time, never early
+
+    signals = golden("signals").logged()
+    received = [e.seq for e in signals if isinstance(e.event, SignalReceived)]
+    waits = [e.seq for e in signals if isinstance(e.event, WaitStarted)]
+    assert len(received) == 2 and len(waits) == 3
+    # The first signal arrived before any wait started; the second while the second waited.
+    assert received[0] < waits[0] and waits[1] < received[1] < waits[2]
+    done = [e.event for e in signals if isinstance(e.event, WaitCompleted)]
+    assert [(d.pos, d.signal_seq) for d in done] == [(1, received[0]), (2, received[1]), (3, 0)]
+    timed = next(e.event for e in signals if isinstance(e.event, WaitStarted) and e.event.pos == 3)
+    assert timed.deadline is not None  # the third wait had a timeout, and it ran out
+
+    parent = golden("children").logged()
+    children = [e.event for e in parent if isinstance(e.event, ChildStarted)]
+    assert [(c.pos, c.workflow) for c in children] == [(0, "square"), (1, "square")]
+    ends = [e.event for e in parent if isinstance(e.event, ChildCompleted)]
+    assert [(c.run_id, c.status) for c in ends] == [
+        (children[0].run_id, "succeeded"),
+        (children[1].run_id, "failed"),
+    ]
+    assert ends[1].error is not None and ends[1].error.type == "ValueError"
+    assert fold("p", parent).status == "succeeded"  # the parent caught ChildRunFailed
+    for child, end in zip(children, ends, strict=True):
+        history = golden(child.run_id.removeprefix("golden-"))
+        assert history.run.run_id == child.run_id and history.run.status == end.status
+        assert fold(child.run_id, history.logged()).parent_run_id == "golden-children"
+
+    patched = golden("patched").logged()
+    markers = [e.event for e in patched if isinstance(e.event, MarkerRecorded)]
+    assert [(m.pos, m.kind) for m in markers] == [(0, "patch")]
+
+
+async def test_a_patch_removed_the_documented_way_still_replays() -> None:
+    # README: once no run from before the patch is left, ctx.patched() becomes
+    # ctx.deprecate_patch() and the old branch goes; runs that recorded the patch replay as is.
+    history = golden("patched")
+    report = await replay(
+        history.run.run_id, history.logged(), make_app(variant="deprecated").registry
+    )
+    assert report.deterministic, report.divergence
+
+
 def test_golden_files_hold_nothing_machine_specific() -> None:
     for path in FILES:
         text = path.read_text()
@@ -90,6 +157,22 @@ def test_golden_files_hold_nothing_machine_specific() -> None:
         ("steps", "renamed", 1, "step 'greet'", "step 'welcome'", 'await welcome("golden")'),
         ("steps", "inserted", 2, "step 'add'", "step 'greet'", 'await greet("golden")'),
         ("markers", "reordered", 0, "ctx.now()", "ctx.random()", "chance = ctx.random()"),
+        (
+            "timer",
+            "signalled",
+            1,
+            "ctx.sleep()",
+            "ctx.wait_for_signal('wake')",
+            'await ctx.wait_for_signal("wake")',
+        ),
+        (
+            "signals",
+            "slept",
+            1,
+            "ctx.wait_for_signal('approve')",
+            "ctx.sleep()",
+            "await ctx.sleep(0.25)",
+        ),
     ],
 )
 async def test_a_changed_workflow_diverges_at_the_right_position(
@@ -102,6 +185,20 @@ async def test_a_changed_workflow_diverges_at_the_right_position(
     assert div is not None
     assert (div.position, div.recorded, div.requested) == (position, recorded, requested)
     assert div.where == f"{WORKFLOWS}:{line_of(call)}"
+
+
+async def test_a_different_child_workflow_diverges() -> None:
+    history = golden("children")
+    report = await replay(history.run.run_id, history.logged(), make_app(variant="cubed").registry)
+    assert not report.deterministic
+    div = report.divergence
+    assert div is not None
+    assert (div.position, div.recorded, div.requested) == (
+        0,
+        "child run of 'square'",
+        "child run of 'cube'",
+    )
+    assert div.where == f"{WORKFLOWS}:{line_of('result = await ctx.run_child(cube, n)')}"
 
 
 def durable_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -13,8 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import asyncpg
+import pytest
 from pgserver import PgSession
 
+from durable import RunFailed
 from durable import events as ev
 from sdk import App, Context, RetryPolicy
 
@@ -120,6 +122,42 @@ async def test_an_idle_worker_is_woken_by_notify_not_by_its_poll(pg_fresh_url: s
             assert await client.handle(f"n{i}").result(timeout=20) == f"n{i}:ABC"
             await asyncio.sleep(0.1)  # idle again before the next one
     assert loop.time() - started < 10
+
+
+async def test_retry_and_fork_from_a_client_reach_an_idle_worker(pg_fresh_url: str) -> None:
+    """A client with no worker retries a failed run and forks a finished one; the idle worker
+    (whose poll would take a minute) is woken by NOTIFY and executes both, running again only
+    the failed step and what follows the fork's position."""
+    calls: Counter[str] = Counter()
+    broken = {"y"}
+    client = build(pg_fresh_url, calls, worker=False)
+    worker = build(pg_fresh_url, calls, poll=60.0)
+    for app in (client, worker):
+
+        @app.step(retry=RetryPolicy(max_attempts=1))
+        async def fragile(name: str) -> str:
+            calls[name] += 1
+            if name in broken:
+                raise ValueError(f"{name} is broken")
+            return name.upper()
+
+        @app.workflow()
+        async def two(ctx: Context) -> str:
+            return await fragile("x") + await fragile("y")
+
+    loop = asyncio.get_running_loop()
+    async with worker, client:
+        handle = await client.start("two", run_id="t")
+        with pytest.raises(RunFailed):
+            await handle.result(timeout=20)
+        broken.clear()
+        await asyncio.sleep(0.3)  # the worker is idle again
+        started = loop.time()
+        assert await (await client.retry("t")).result(timeout=20) == "XY"
+        fork = await client.fork("t", 1)
+        assert await fork.result(timeout=20) == "XY"
+    assert loop.time() - started < 10
+    assert calls == Counter({"x": 1, "y": 3})  # failed, retried, forked
 
 
 async def test_a_thousand_concurrent_runs_never_exceed_the_pool(pg_fresh_url: str) -> None:

@@ -6,6 +6,7 @@ from durable.cli import (  # noqa: F401  (they register the commands)
     _control,
     _diff,
     _history,
+    _repair,
     _replay,
     _run,
     _runs,

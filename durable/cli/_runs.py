@@ -129,6 +129,12 @@ def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> 
             "code",
             Text(f"changed since the run started (fingerprint {started} → {changes})", "yellow"),
         )
+    if info.forked_from is not None:
+        grid.add_row("forked from", Text(f"{info.forked_from}, re-executed from {info.fork_point}"))
+    if info.retries:
+        at = ", ".join(f"event {seq}" for seq in info.retries)
+        times = "once" if len(info.retries) == 1 else f"{len(info.retries)} times"
+        grid.add_row("retried", Text(f"{times} ({at})"))
     if info.owner is not None:
         grid.add_row("worker", Text(info.owner))
     if info.parent_run_id is not None:

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from durable._events import LoggedEvent, RunCompleted, RunFailed, StepSkipped, StepStarted
+from durable._events import (
+    LoggedEvent,
+    RunCompleted,
+    RunFailed,
+    RunResumed,
+    StepSkipped,
+    StepStarted,
+)
 from durable._state import RunState, apply
 
 from ._loops import body_definition, loop_owners, top_level
@@ -78,6 +85,13 @@ def check_dag_log(
                 problem = f"the run ended {recorded}, the definition gives {expected}"
             elif final is None and isinstance(event, RunCompleted):
                 problem = "the run completed with steps still unfinished"
+        elif isinstance(event, RunResumed):
+            # `durable retry`: the instances it forgets are decided again, and checked again.
+            for pos in event.forget:
+                forgotten = state.steps.get(pos)
+                parsed = parse_name(forgotten.name) if forgotten is not None else None
+                if parsed is not None:
+                    started.discard(parsed[0])
         if problem is not None:
             return logged.seq, problem
         apply(state, logged.seq, logged.at, event)

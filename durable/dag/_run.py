@@ -95,7 +95,7 @@ class DagExecutor:
         self.running_by_step: collections.Counter[str] = collections.Counter()
         self.running_steps = 0
         self.limit = state.parallelism or self.definition.parallelism
-        self._next_pos = max(state.steps, default=-1) + 1
+        self._next_pos = max([*state.steps, *state.forgotten], default=-1) + 1
         self._input = decode_value(state.input) if state.input is not None else None
         self._deliveries_planned = False
         self._recorded_deliveries = {

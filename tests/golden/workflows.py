@@ -10,22 +10,38 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from durable import ChildRunFailed
 from sdk import App, Context, RetryPolicy, StepFailed, current_step
 
-# run id -> (workflow, input): what regenerate.py runs, one golden file per run.
+# run id -> (workflow, input): what regenerate.py runs, one golden file per run (plus one per
+# child run it started: `children` writes children.json, children.0.json and children.1.json).
 GOLDEN_RUNS: dict[str, tuple[str, Any]] = {
     "golden-steps": ("steps", 4),
     "golden-retries": ("retries", 7),
     "golden-caught": ("caught", 25),
     "golden-markers": ("markers", None),
     "golden-fanout": ("fanout", 3),
+    "golden-timer": ("timer", 5),
+    "golden-signals": ("signals", None),
+    "golden-children": ("children", 3),
+    "golden-patched": ("patched", None),
+}
+
+# run id -> the signals regenerate.py sends it while it runs, in order, as (waits, name,
+# payload): each is sent once the run's log holds `waits` WaitStarted events (0: at once,
+# right after the run starts, so before the run reaches its first wait).
+GOLDEN_SIGNALS: dict[str, list[tuple[int, str, Any]]] = {
+    "golden-signals": [(0, "approve", {"by": "ann"}), (2, "approve", {"by": "bob"})],
 }
 
 
 def make_app(url: str | None = None, *, variant: str = "current") -> App:
     """variant: "current" (the code the golden files were made with), "renamed" (steps calls
     `welcome` where it called `greet`), "inserted" (steps calls one more `greet` first),
-    "reordered" (markers asks for ctx.random() before ctx.now())."""
+    "reordered" (markers asks for ctx.random() before ctx.now()), "signalled" (timer waits for
+    a signal where it slept), "slept" (signals sleeps where it waited for its first signal),
+    "cubed" (children runs `cube` where it ran `square`), "deprecated" (patched with its patch
+    removed the documented way: ctx.deprecate_patch() and the old branch dropped)."""
     app = App(url, poll_interval=0.05)
 
     @app.step
@@ -102,6 +118,62 @@ def make_app(url: str | None = None, *, variant: str = "current") -> App:
     async def fanout(ctx: Context, n: int) -> int:
         squares = await asyncio.gather(*(slow_square(i) for i in range(1, n + 1)))
         return await add(sum(squares), 0)
+
+    @app.workflow
+    async def timer(ctx: Context, n: int) -> int:
+        total = await add(n, 1)
+        if variant == "signalled":
+            await ctx.wait_for_signal("wake")
+        else:
+            await ctx.sleep(0.2)  # a durable timer, short enough for the run to end at once
+        return await add(total, 10)
+
+    @app.workflow
+    async def signals(ctx: Context) -> list[Any]:
+        # A step first: regenerate.py's first signal arrives while it runs, before any wait.
+        got: list[Any] = [await slow_square(2)]
+        if variant == "slept":
+            await ctx.sleep(0.25)
+        else:
+            got.append(await ctx.wait_for_signal("approve"))  # sent before this wait
+        got.append(await ctx.wait_for_signal("approve"))  # sent while this one waits
+        try:
+            await ctx.wait_for_signal("approve", timeout=0.2)  # never sent: times out
+        except TimeoutError:
+            got.append("timed out")
+        return got
+
+    @app.workflow
+    async def square(ctx: Context, n: int) -> int:
+        if n < 0:
+            raise ValueError(f"cannot square {n}")
+        return await add(n * n, 0)
+
+    @app.workflow
+    async def cube(ctx: Context, n: int) -> int:
+        return n * n * n
+
+    @app.workflow
+    async def children(ctx: Context, n: int) -> dict[str, Any]:
+        if variant == "cubed":
+            result = await ctx.run_child(cube, n)
+        else:
+            result = await ctx.run_child(square, n)
+        try:
+            await ctx.run_child(square, -n)
+            failure = "none"
+        except ChildRunFailed as exc:  # the parent handles its child's failure: it succeeds
+            failure = f"{exc.status}: {exc.error}"
+        return {"squared": result, "failure": failure, "greeting": await greet("parent")}
+
+    @app.workflow
+    async def patched(ctx: Context) -> str:
+        if variant == "deprecated":
+            ctx.deprecate_patch("express-shipping")
+            return await greet("express")
+        if ctx.patched("express-shipping"):
+            return await greet("express")
+        return await greet("standard")
 
     return app
 

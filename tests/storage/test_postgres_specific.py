@@ -22,6 +22,9 @@ from storage import (
     DatabaseUnavailableError,
     NewInboxItem,
     PostgresStore,
+    RunRecord,
+    RunStatusError,
+    RunUpdate,
     SequenceConflictError,
     Store,
     open_store,
@@ -263,6 +266,29 @@ async def test_concurrent_appends_from_many_stores_have_exactly_one_winner(
         await asyncio.gather(*(s.close() for s in stores))
 
 
+async def test_concurrent_reopens_from_many_stores_have_exactly_one_winner(
+    pg_fresh_url: str,
+) -> None:
+    stores = [PostgresStore.from_url(pg_fresh_url) for _ in range(5)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        for n in range(5):  # several runs, each a race between five connections
+            run_id = f"r{n}"
+            await create(stores[0], run_id)
+            failed = RunUpdate(status="failed", finished_at=T0 + 1)
+            await stores[0].append(append(run_id, 1, update=failed))
+            attempts = [
+                s.reopen_run(run_id, event(run_id, 3, f"W{i}"), statuses=("failed",), now=T0 + 2)
+                for i, s in enumerate(stores)
+            ]
+            outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+            assert sum(isinstance(o, RunRecord) for o in outcomes) == 1, outcomes
+            assert all(isinstance(o, RunRecord | RunStatusError) for o in outcomes), outcomes
+            assert [e.seq for e in await stores[1].read_events(run_id)] == [1, 2, 3]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
 # ---------------------------------------------------------------------------- LISTEN/NOTIFY
 
 
@@ -277,6 +303,24 @@ async def test_an_idle_worker_is_woken_when_a_run_becomes_claimable(pg_fresh_url
         # A run created already leased by its creator is nobody else's work: no wake-up.
         await client.create_run(new_run("mine", owner="c", lease_expires_at=T0), event("mine", 1))
         assert not await worker.wait_for_work(0.2)
+
+
+async def test_an_idle_worker_is_woken_when_a_run_is_reopened(pg_fresh_url: str) -> None:
+    async with opened(pg_fresh_url) as worker, opened(pg_fresh_url) as client:
+        for run_id, status in (("r", "failed"), ("ok", "succeeded")):
+            await create(client, run_id)
+            update = RunUpdate(status=status, finished_at=T0 + 1)
+            await client.append(append(run_id, 1, update=update))
+        assert await worker.wait_for_work(0.01)  # starts listening; work may predate it
+        assert not await worker.wait_for_work(0.05)
+        # A refused reopen makes nothing claimable: no wake-up.
+        with pytest.raises(RunStatusError):
+            await client.reopen_run("ok", event("ok", 3), statuses=("failed",), now=T0 + 2)
+        assert not await worker.wait_for_work(0.2)
+        waiting = asyncio.ensure_future(worker.wait_for_work(10))
+        await asyncio.sleep(0.05)
+        await client.reopen_run("r", event("r", 3), statuses=("failed",), now=T0 + 2)
+        assert await asyncio.wait_for(waiting, 5)
 
 
 async def test_a_pool_of_one_never_gives_its_connection_to_the_listener(
