@@ -3,11 +3,14 @@ closed together. The SDK's App is a thin facade over it; the CLI builds one from
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from typing import Protocol, runtime_checkable
 
 from durable._client import Client
+from durable._definitions import DefinitionSync
 from durable._notify import Notifier
 from durable._registry import Registry
 from durable._worker import Worker, WorkerOptions
@@ -45,7 +48,11 @@ class Engine:
         *,
         run_worker: bool = True,
         options: WorkerOptions | None = None,
+        follow_definitions: bool | None = None,
     ) -> None:
+        """`follow_definitions`: keep loading the workflow definitions stored in the database
+        (registered through the HTTP API) into the registry, every second; by default when
+        the engine runs a worker."""
         self.url = resolve_url(url)
         self.registry = registry
         self.options = options or WorkerOptions()
@@ -54,6 +61,9 @@ class Engine:
         self.notifier = Notifier()
         self.worker: Worker | None = None
         self._client: Client | None = None
+        self.definitions = DefinitionSync(self.store, registry)
+        self.follow_definitions = run_worker if follow_definitions is None else follow_definitions
+        self._follower: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> Client:
@@ -69,6 +79,9 @@ class Engine:
         if self._client is not None:
             raise RuntimeError("the engine is already open")
         await self.store.open()
+        if self.follow_definitions:
+            await self.definitions.sync()  # before the worker's first claim names its workflows
+            self._follower = asyncio.get_running_loop().create_task(self._follow())
         if self.run_worker:
             self.worker = Worker(self.store, self.registry, self.notifier, self.options)
         self._client = Client(self.store, self.registry, self.notifier, self.worker)
@@ -80,9 +93,26 @@ class Engine:
         if self._client is None:
             return
         try:
+            if self._follower is not None:
+                self._follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._follower
+                self._follower = None
             if self.worker is not None:
                 await self.worker.stop()
         finally:
             self._client = None
             self.worker = None
             await self.store.close()
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(DEFINITIONS_POLL)
+            try:
+                await self.definitions.sync()
+            except Exception:  # a database hiccup: the next round tries again
+                log.warning("could not read the stored workflow definitions", exc_info=True)
+
+
+# How often an engine that follows the stored definitions looks for new ones (one count query).
+DEFINITIONS_POLL = 1.0

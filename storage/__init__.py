@@ -1,10 +1,11 @@
-"""Persistence of runs, event logs, run inboxes and the worker registry. Knows nothing of what
-events mean; never imports `durable` or `sdk`."""
+"""Persistence of runs, event logs, run inboxes, the worker registry and workflow definitions.
+Knows nothing of what events mean; never imports `durable` or `sdk`."""
 
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
     DatabaseURLError,
+    DefinitionConflictError,
     InvalidAppendError,
     LeaseLostError,
     RunNotFoundError,
@@ -21,6 +22,7 @@ from storage._records import (
     FINAL_STATUSES,
     Append,
     Claim,
+    DefinitionRecord,
     EventRecord,
     Fence,
     InboxItem,
@@ -44,6 +46,8 @@ __all__ = [
     "DatabaseOpenError",
     "DatabaseURLError",
     "DatabaseUnavailableError",
+    "DefinitionConflictError",
+    "DefinitionRecord",
     "EventRecord",
     "Fence",
     "InboxItem",

@@ -81,6 +81,24 @@ class InvalidAppendError(StorageError, ValueError):
     caller's bug. Refused before anything is written."""
 
 
+class DefinitionConflictError(StorageError):
+    """A workflow definition was put under a (name, version) already stored with another
+    content: definitions are immutable, a changed one is a new version."""
+
+    def __init__(
+        self, name: str, version: str, existing_fingerprint: str, fingerprint: str
+    ) -> None:
+        super().__init__(
+            f"workflow {name!r} version {version!r} is already stored with a different "
+            f"definition (fingerprint {existing_fingerprint[:12]}, not {fingerprint[:12]}): "
+            "register the change as a new version"
+        )
+        self.name = name
+        self.version = version
+        self.existing_fingerprint = existing_fingerprint
+        self.fingerprint = fingerprint
+
+
 class RunExistsError(StorageError):
     """Internal signal: create_run found an existing run with the id (handled by callers)."""
 

@@ -20,6 +20,7 @@ from storage._records import (
     FORGET_WORKERS_AFTER,
     Append,
     Claim,
+    DefinitionRecord,
     EventRecord,
     Fence,
     InboxItem,
@@ -29,6 +30,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     WorkerRecord,
+    already_stored,
     check_append,
     check_history,
     check_reopen,
@@ -44,6 +46,7 @@ class MemoryStore:
         self._inbox: dict[int, InboxItem] = {}  # by id, in arrival order
         self._last_inbox_id = 0
         self._workers: dict[str, WorkerRecord] = {}
+        self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
         self._open = False
 
     @property
@@ -330,6 +333,30 @@ class MemoryStore:
     async def remove_worker(self, owner: str) -> None:
         self._check_open()
         self._workers.pop(owner, None)
+
+    async def put_definition(self, record: DefinitionRecord) -> tuple[DefinitionRecord, bool]:
+        self._check_open()
+        key = (record.name, record.version)
+        stored = self._definitions.get(key)
+        if stored is not None:
+            return already_stored(stored, record), False
+        self._definitions[key] = record
+        return record, True
+
+    async def get_definition(self, name: str, version: str) -> DefinitionRecord | None:
+        self._check_open()
+        return self._definitions.get((name, version))
+
+    async def list_definitions(self, name: str | None = None) -> list[DefinitionRecord]:
+        self._check_open()
+        return sorted(
+            (d for d in self._definitions.values() if name is None or d.name == name),
+            key=lambda d: (d.name, d.created_at, d.version),
+        )
+
+    async def count_definitions(self) -> int:
+        self._check_open()
+        return len(self._definitions)
 
 
 def _replace(run: RunRecord, changes: dict[str, object]) -> RunRecord:

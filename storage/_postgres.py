@@ -46,6 +46,7 @@ from storage._postgres_writer import PostgresWriter, is_dead, no_reset
 from storage._records import (
     Append,
     Claim,
+    DefinitionRecord,
     EventRecord,
     InboxItem,
     NewInboxItem,
@@ -54,6 +55,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     WorkerRecord,
+    already_stored,
     worker_from_row,
 )
 
@@ -375,6 +377,40 @@ class PostgresStore:
             return await pool.fetchval(sql, *args)
         except Exception as exc:
             raise self._translate(exc, "read") from None
+
+    # ------------------------------------------------------------------------ definitions
+
+    async def put_definition(self, record: DefinitionRecord) -> tuple[DefinitionRecord, bool]:
+        # Outside the writer, on a pooled connection, in autocommit: the insert is atomic on its
+        # own (a concurrent put of the same key waits for it, then inserts nothing), and the
+        # read after it, a statement of its own, sees whichever insert won. Definitions are
+        # never deleted, so the row is there (the loop only guards against a hand-made DELETE).
+        args = ops.definition_args(record)
+        for _ in range(3):
+            if await self._execute("put_definition", ops.INSERT_DEFINITION, *args):
+                return record, True
+            stored = await self.get_definition(record.name, record.version)
+            if stored is not None:
+                return already_stored(stored, record), False
+        raise DatabaseUnavailableError(
+            f"PostgreSQL put_definition on {self._url} failed: definition {record.name!r} "
+            f"version {record.version!r} was deleted while it was put"
+        )
+
+    async def get_definition(self, name: str, version: str) -> DefinitionRecord | None:
+        rows = await self._fetch(ops.SELECT_DEFINITION, name, version)
+        return ops.row_to_definition(rows[0]) if rows else None
+
+    async def list_definitions(self, name: str | None = None) -> list[DefinitionRecord]:
+        if name is None:
+            rows = await self._fetch(ops.LIST_DEFINITIONS)
+        else:
+            rows = await self._fetch(ops.LIST_DEFINITIONS_NAMED, name)
+        return [ops.row_to_definition(r) for r in rows]
+
+    async def count_definitions(self) -> int:
+        count: int = await self._fetchval(ops.COUNT_DEFINITIONS)
+        return count
 
     # ------------------------------------------------------------------------ LISTEN/NOTIFY
 

@@ -23,6 +23,7 @@ from storage._records import (
     FORGET_WORKERS_AFTER,
     Append,
     Claim,
+    DefinitionRecord,
     EventRecord,
     Fence,
     InboxItem,
@@ -267,6 +268,39 @@ LIST_WORKERS = (
 )
 REMOVE_WORKER = "DELETE FROM durable_workers WHERE owner = $1"
 NOTIFY = "SELECT pg_notify($1, '')"
+
+DEFINITION_COLUMNS = "name, version, fingerprint, format, source, created_at"
+# The primary key (name, version) is the conflict target: a stored definition is never replaced.
+# A concurrent insert of the same key makes this one wait for its outcome, then do nothing.
+INSERT_DEFINITION = (
+    f"INSERT INTO durable_definitions ({DEFINITION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
+    "ON CONFLICT (name, version) DO NOTHING RETURNING 1"
+)
+SELECT_DEFINITION = (
+    f"SELECT {DEFINITION_COLUMNS} FROM durable_definitions WHERE name = $1 AND version = $2"
+)
+# Byte order ("C"), whatever the database's collation: the order of the other backends.
+_DEFINITION_ORDER = ' ORDER BY name COLLATE "C", created_at, version COLLATE "C"'
+LIST_DEFINITIONS = f"SELECT {DEFINITION_COLUMNS} FROM durable_definitions" + _DEFINITION_ORDER
+LIST_DEFINITIONS_NAMED = (
+    f"SELECT {DEFINITION_COLUMNS} FROM durable_definitions WHERE name = $1" + _DEFINITION_ORDER
+)
+COUNT_DEFINITIONS = "SELECT count(*) FROM durable_definitions"
+
+
+def definition_args(record: DefinitionRecord) -> tuple[object, ...]:
+    return (
+        record.name,
+        record.version,
+        record.fingerprint,
+        record.format,
+        record.source,
+        record.created_at,
+    )
+
+
+def row_to_definition(row: Sequence[Any]) -> DefinitionRecord:
+    return DefinitionRecord(*row)  # column order matches the struct
 
 
 def row_to_run(row: Sequence[Any]) -> RunRecord:

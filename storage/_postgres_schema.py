@@ -27,6 +27,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable, DDLElement
 
@@ -34,6 +35,7 @@ from storage._errors import DatabaseOpenError
 from storage._schema import (
     MIGRATION_2_INDEXES,
     MIGRATION_2_TABLES,
+    MIGRATION_3_TABLES,
     SCHEMA_VERSION,
     metadata,
 )
@@ -49,28 +51,34 @@ def ddl(element: DDLElement) -> str:
     return str(element.compile(dialect=_DIALECT))
 
 
-def _to_version_2() -> list[str]:
-    """1 -> 2: the inbox and workers tables, the index prune_runs reads."""
+def _create_tables(tables: Sequence[Table]) -> list[str]:
+    """CREATE TABLE for each table, each followed by its indexes."""
     statements: list[str] = []
-    for table in MIGRATION_2_TABLES:
+    for table in tables:
         statements.append(ddl(CreateTable(table)))
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             statements.append(ddl(CreateIndex(index)))
+    return statements
+
+
+def _to_version_2() -> list[str]:
+    """1 -> 2: the inbox and workers tables, the index prune_runs reads."""
+    statements = _create_tables(MIGRATION_2_TABLES)
     statements += [ddl(CreateIndex(index)) for index in MIGRATION_2_INDEXES]
     return statements
 
 
-MIGRATIONS: Mapping[int, Migration] = {1: _to_version_2}
+def _to_version_3() -> list[str]:
+    """2 -> 3: the workflow definitions table."""
+    return _create_tables(MIGRATION_3_TABLES)
+
+
+MIGRATIONS: Mapping[int, Migration] = {1: _to_version_2, 2: _to_version_3}
 
 
 def create_all() -> list[str]:
     """The current schema, as DDL statements in dependency order."""
-    statements: list[str] = []
-    for table in metadata.sorted_tables:
-        statements.append(ddl(CreateTable(table)))
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            statements.append(ddl(CreateIndex(index)))
-    return statements
+    return _create_tables(metadata.sorted_tables)
 
 
 def lock_key(schema: str) -> int:

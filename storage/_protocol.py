@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 from storage._records import (
     Append,
     Claim,
+    DefinitionRecord,
     EventRecord,
     InboxItem,
     NewInboxItem,
@@ -160,6 +161,34 @@ class Store(Protocol):
 
     async def remove_worker(self, owner: str) -> None:
         """Forget a worker (it is shutting down). Unknown owners are ignored."""
+        ...
+
+    # ------------------------------------------------------------------------ definitions
+
+    async def put_definition(self, record: DefinitionRecord) -> tuple[DefinitionRecord, bool]:
+        """Store a workflow definition. Definitions are immutable: (name, version) names one
+        content, told apart by its fingerprint. If no definition has record's (name, version),
+        it is inserted: (record, True). If one does with the same fingerprint, nothing is
+        written: (the stored record, False), its created_at, format and source as first put.
+        If one does with another fingerprint, DefinitionConflictError, nothing written.
+
+        Atomic, also between processes: of several puts of one (name, version) at once exactly
+        one inserts; each other gets (stored, False) or DefinitionConflictError. Durable when
+        it returns."""
+        ...
+
+    async def get_definition(self, name: str, version: str) -> DefinitionRecord | None:
+        """The definition stored under (name, version), or None."""
+        ...
+
+    async def list_definitions(self, name: str | None = None) -> list[DefinitionRecord]:
+        """Every stored definition, or every version of `name`; ordered by name, then
+        created_at, then version."""
+        ...
+
+    async def count_definitions(self) -> int:
+        """How many definitions are stored: one cheap query, for processes that poll to know
+        when to reload (definitions are never deleted, so a change in count is a new one)."""
         ...
 
 

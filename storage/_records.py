@@ -10,6 +10,7 @@ from typing import Literal
 import msgspec
 
 from storage._errors import (
+    DefinitionConflictError,
     InvalidAppendError,
     RunNotFoundError,
     RunStatusError,
@@ -235,6 +236,32 @@ class WorkerRecord(msgspec.Struct, frozen=True):
     started_at: float
     last_seen: float
     expires_at: float
+
+
+class DefinitionRecord(msgspec.Struct, frozen=True):
+    """A registered workflow definition: (name, version) names one immutable content.
+
+    fingerprint identifies the content (the registrar computes it, e.g. a hash of the
+    normalized definition: the store only compares fingerprints, it never parses the source);
+    format is the language of source ("json" or "yaml"); source is the text exactly as
+    registered."""
+
+    name: str
+    version: str
+    fingerprint: str
+    format: str
+    source: str
+    created_at: float
+
+
+def already_stored(stored: DefinitionRecord, record: DefinitionRecord) -> DefinitionRecord:
+    """put_definition found `stored` under record's (name, version): the same definition is
+    returned as stored; another one is refused."""
+    if stored.fingerprint != record.fingerprint:
+        raise DefinitionConflictError(
+            record.name, record.version, stored.fingerprint, record.fingerprint
+        )
+    return stored
 
 
 class RunQuery(msgspec.Struct, frozen=True):

@@ -17,7 +17,8 @@ from sqlalchemy import (
 )
 
 # 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
-SCHEMA_VERSION = 2
+# 3: workflow definitions (migrated by MIGRATION_3).
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -111,9 +112,26 @@ workers = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+# Workflow definitions registered through the API, shared by every process on the database.
+# Immutable: (name, version) is one content, identified by its fingerprint.
+definitions = Table(
+    "durable_definitions",
+    metadata,
+    Column("name", String(255), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("name", "version"),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
 MIGRATION_2_INDEXES: tuple[Index, ...] = tuple(
     i for i in runs.indexes if i.name == "ix_durable_runs_finished"
 )
+
+# What version 3 added to a version-2 database: the definitions table.
+MIGRATION_3_TABLES: tuple[Table, ...] = (definitions,)

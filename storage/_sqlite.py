@@ -30,6 +30,7 @@ from storage._errors import (
 from storage._records import (
     Append,
     Claim,
+    DefinitionRecord,
     EventRecord,
     InboxItem,
     NewInboxItem,
@@ -151,9 +152,11 @@ class SQLiteStore:
                 if version is None:
                     sa.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
                 elif version < SCHEMA_VERSION:
-                    # Indexes added to tables an older version already had.
-                    for index in MIGRATION_2_INDEXES:
-                        index.create(sa, checkfirst=True)
+                    # Indexes added to tables an older version already had (version 3 added
+                    # only a table, durable_definitions, which create_all made).
+                    if version < 2:
+                        for index in MIGRATION_2_INDEXES:
+                            index.create(sa, checkfirst=True)
                     sa.execute(
                         update(schema_info)
                         .where(schema_info.c.id == 1)
@@ -334,6 +337,31 @@ class SQLiteStore:
 
     async def remove_worker(self, owner: str) -> None:
         await self._w().submit(functools.partial(ops.remove_worker, owner=owner))
+
+    # ------------------------------------------------------------------------ definitions
+
+    async def put_definition(self, record: DefinitionRecord) -> tuple[DefinitionRecord, bool]:
+        op = functools.partial(ops.put_definition, record=record)
+        result: tuple[DefinitionRecord, bool] = await self._w().submit(op)
+        return result
+
+    async def get_definition(self, name: str, version: str) -> DefinitionRecord | None:
+        rows = await self._read(ops.SELECT_DEFINITION, (name, version))
+        return ops.row_to_definition(rows[0]) if rows else None
+
+    async def list_definitions(self, name: str | None = None) -> list[DefinitionRecord]:
+        sql = f"SELECT {ops.DEFINITION_COLUMNS} FROM durable_definitions"
+        params: tuple[object, ...] = ()
+        if name is not None:
+            sql += " WHERE name = ?"
+            params = (name,)
+        rows = await self._read(sql + " ORDER BY name, created_at, version", params)
+        return [ops.row_to_definition(r) for r in rows]
+
+    async def count_definitions(self) -> int:
+        rows = await self._read("SELECT count(*) FROM durable_definitions", ())
+        count: int = rows[0][0]
+        return count
 
 
 def _check_path(path: str) -> None:

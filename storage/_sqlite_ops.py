@@ -13,6 +13,7 @@ from storage._records import (
     FORGET_WORKERS_AFTER,
     Append,
     Claim,
+    DefinitionRecord,
     EventRecord,
     Fence,
     InboxItem,
@@ -20,6 +21,7 @@ from storage._records import (
     NewRun,
     Release,
     RunRecord,
+    already_stored,
     check_append,
     check_history,
     check_reopen,
@@ -100,6 +102,16 @@ _HEARTBEAT = (
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
     "capabilities = excluded.capabilities, last_seen = excluded.last_seen, "
     "expires_at = excluded.expires_at"
+)
+
+DEFINITION_COLUMNS = "name, version, fingerprint, format, source, created_at"
+# The primary key (name, version) is the conflict target: a stored definition is never replaced.
+_INSERT_DEFINITION = (
+    f"INSERT INTO durable_definitions ({DEFINITION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (name, version) DO NOTHING"
+)
+SELECT_DEFINITION = (
+    f"SELECT {DEFINITION_COLUMNS} FROM durable_definitions WHERE name = ? AND version = ?"
 )
 
 
@@ -332,3 +344,27 @@ def heartbeat_worker(
 
 def remove_worker(cur: sqlite3.Cursor, owner: str) -> None:
     cur.execute("DELETE FROM durable_workers WHERE owner = ?", (owner,))
+
+
+def put_definition(cur: sqlite3.Cursor, record: DefinitionRecord) -> tuple[DefinitionRecord, bool]:
+    # Insert-or-find in one write transaction (BEGIN IMMEDIATE holds the database's write lock,
+    # across processes): the row found is the one the insert conflicted with.
+    cur.execute(
+        _INSERT_DEFINITION,
+        (
+            record.name,
+            record.version,
+            record.fingerprint,
+            record.format,
+            record.source,
+            record.created_at,
+        ),
+    )
+    if cur.rowcount == 1:
+        return record, True
+    row = cur.execute(SELECT_DEFINITION, (record.name, record.version)).fetchone()
+    return already_stored(row_to_definition(row), record), False
+
+
+def row_to_definition(row: Sequence[object]) -> DefinitionRecord:
+    return DefinitionRecord(*row)  # type: ignore[arg-type]  # column order matches the struct

@@ -78,6 +78,8 @@ STORAGE = {
     "DatabaseOpenError",
     "DatabaseURLError",
     "DatabaseUnavailableError",
+    "DefinitionConflictError",
+    "DefinitionRecord",
     "EventRecord",
     "FINAL_STATUSES",
     "Fence",

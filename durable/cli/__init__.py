@@ -10,6 +10,7 @@ from durable.cli import (  # noqa: F401  (they register the commands)
     _replay,
     _run,
     _runs,
+    _serve,
     _validate,
     _visualize,
     _worker,

@@ -20,6 +20,8 @@ from storage import (
     Append,
     DatabaseOpenError,
     DatabaseUnavailableError,
+    DefinitionConflictError,
+    DefinitionRecord,
     NewInboxItem,
     PostgresStore,
     RunRecord,
@@ -457,6 +459,9 @@ async def test_a_version_1_database_is_migrated_on_open(pg_fresh_url: str) -> No
         assert [w.owner for w in await stores[2].list_workers(now=T0)] == ["w2"]
         assert await store.prune_runs(T0 + 10) == 1  # the old run, with its event
         assert await store.get_run("old") is None
+        etl = DefinitionRecord("etl", "1", "fp", "json", "{}", T0)  # version 3's table too
+        assert await store.put_definition(etl) == (etl, True)
+        assert await stores[1].list_definitions() == [etl]
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     table = f'"{schema}".durable_schema'
@@ -467,3 +472,126 @@ async def test_a_version_1_database_is_migrated_on_open(pg_fresh_url: str) -> No
         lambda c: c.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema),
     )
     assert {"ix_durable_runs_finished", "ux_durable_inbox_dedupe"} <= {r[0] for r in indexes}
+
+
+# The schema as release 2 created it (SQLAlchemy's PostgreSQL DDL of the version-2 tables), with
+# a run holding an inbox item and a registered worker.
+VERSION_2_DDL = """
+CREATE TABLE durable_events (
+    run_id VARCHAR(255) NOT NULL, seq INTEGER NOT NULL, type VARCHAR(64) NOT NULL,
+    data BYTEA NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE durable_inbox (
+    id BIGSERIAL NOT NULL, run_id VARCHAR(255) NOT NULL, kind VARCHAR(64) NOT NULL,
+    name VARCHAR(255) NOT NULL, payload BYTEA NOT NULL, created_at FLOAT NOT NULL,
+    dedupe_key VARCHAR(255), PRIMARY KEY (id)
+);
+CREATE INDEX ix_durable_inbox_run ON durable_inbox (run_id, id);
+CREATE UNIQUE INDEX ux_durable_inbox_dedupe ON durable_inbox (run_id, dedupe_key)
+    WHERE dedupe_key IS NOT NULL;
+CREATE TABLE durable_runs (
+    run_id VARCHAR(255) NOT NULL, workflow VARCHAR(255) NOT NULL, version VARCHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL, input BYTEA NOT NULL, result BYTEA, error BYTEA,
+    parent_run_id VARCHAR(255), created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL,
+    finished_at FLOAT, last_seq INTEGER NOT NULL, owner VARCHAR(255), epoch INTEGER NOT NULL,
+    lease_expires_at FLOAT, ready_at FLOAT, PRIMARY KEY (run_id)
+);
+CREATE INDEX ix_durable_runs_claim ON durable_runs (status, ready_at);
+CREATE INDEX ix_durable_runs_created ON durable_runs (created_at, run_id);
+CREATE INDEX ix_durable_runs_finished ON durable_runs (finished_at);
+CREATE INDEX ix_durable_runs_workflow ON durable_runs (workflow, status);
+CREATE TABLE durable_schema (
+    id SERIAL NOT NULL, version INTEGER NOT NULL, note TEXT, PRIMARY KEY (id)
+);
+CREATE TABLE durable_workers (
+    owner VARCHAR(255) NOT NULL, capabilities TEXT NOT NULL, started_at FLOAT NOT NULL,
+    last_seen FLOAT NOT NULL, expires_at FLOAT NOT NULL, PRIMARY KEY (owner)
+);
+INSERT INTO durable_schema VALUES (1, 2, 'created by durable');
+INSERT INTO durable_runs VALUES ('old', 'wf', 'v1', 'pending', '\\x00', NULL, NULL, NULL,
+    1000.0, 1000.0, NULL, 1, NULL, 0, NULL, NULL);
+INSERT INTO durable_events VALUES ('old', 1, 'Started', '\\x01', 1000.0);
+INSERT INTO durable_inbox VALUES (7, 'old', 'signal', 'go', '\\x02', 1001.0, 'k');
+SELECT setval('durable_inbox_id_seq', 7);
+INSERT INTO durable_workers VALUES ('w1', '[["wf", "v1"]]', 1000.0, 1000.0, 1010.0);
+"""
+
+
+async def test_a_version_2_database_is_migrated_on_open(pg_fresh_url: str) -> None:
+    schema = schema_of(pg_fresh_url)
+
+    async def make_version_2(conn: Any) -> None:
+        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path = "{schema}"')
+        await conn.execute(VERSION_2_DDL)
+
+    await admin(pg_fresh_url, make_version_2)
+    stores = [PostgresStore.from_url(pg_fresh_url) for _ in range(3)]
+    try:
+        # Several workers upgrading at once: one migrates, the others find it done.
+        await asyncio.gather(*(s.open() for s in stores))
+        a, b, c = stores
+        # What version 2 held is intact, and still works.
+        old = await a.get_run("old")
+        assert old is not None and (old.status, old.ready_at) == ("pending", None)
+        (item,) = await b.read_inbox(["old"])
+        assert (item.id, item.name, item.payload, item.dedupe_key) == (7, "go", b"\x02", "k")
+        assert [w.owner for w in await c.list_workers(now=T0)] == ["w1"]
+        sent = await a.send(NewInboxItem("old", "signal", "again", b"y", T0 + 2))
+        assert sent.id == 8
+        # The new table works, shared by all.
+        assert await b.count_definitions() == 0
+        etl = DefinitionRecord("etl", "2", "1a2b3c4d5e6f", "yaml", "name: etl\n", T0)
+        assert await a.put_definition(etl) == (etl, True)
+        assert await b.put_definition(etl) == (etl, False)
+        with pytest.raises(DefinitionConflictError):
+            await c.put_definition(DefinitionRecord("etl", "2", "other", "yaml", "", T0))
+        assert await c.list_definitions() == [etl]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    row = await admin(
+        pg_fresh_url, lambda c: c.fetchrow(f'SELECT version, note FROM "{schema}".durable_schema')
+    )
+    assert tuple(row) == (SCHEMA_VERSION, "migrated from 2 by durable")
+    pk = await admin(
+        pg_fresh_url,
+        lambda c: c.fetchval(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = $1::regclass AND contype = 'p'",
+            f'"{schema}".durable_definitions',
+        ),
+    )
+    assert pk == "PRIMARY KEY (name, version)"
+
+
+async def test_definitions_list_in_byte_order_whatever_the_collation(pg_fresh_url: str) -> None:
+    # A database created with a linguistic collation would sort "alpha" before "Zeta";
+    # list_definitions keeps the byte order of the other backends.
+    collation = "und-x-icu"
+    table = f'"{schema_of(pg_fresh_url)}".durable_definitions'
+
+    async def relax(conn: Any) -> bool:
+        if not await conn.fetchval(
+            "SELECT count(*) FROM pg_collation WHERE collname = $1", collation
+        ):
+            return False
+        for column, width in (("name", 255), ("version", 64)):
+            await conn.execute(
+                f"ALTER TABLE {table} ALTER COLUMN {column} "
+                f'TYPE VARCHAR({width}) COLLATE "{collation}"'
+            )
+        return True
+
+    async with opened(pg_fresh_url) as store:
+        if not await admin(pg_fresh_url, relax):
+            pytest.skip(f"this PostgreSQL has no {collation} collation")
+        for name, version in [("alpha", "9"), ("Zeta", "1"), ("alpha", "10"), ("beta", "1")]:
+            await store.put_definition(DefinitionRecord(name, version, "fp", "json", "{}", T0))
+        # The table's own order is the linguistic one now...
+        plain = await admin(
+            pg_fresh_url, lambda c: c.fetch(f"SELECT name FROM {table} ORDER BY name")
+        )
+        assert [r[0] for r in plain] == ["alpha", "alpha", "beta", "Zeta"]
+        # ...not the store's.
+        listed = [(d.name, d.version) for d in await store.list_definitions()]
+        assert listed == [("Zeta", "1"), ("alpha", "10"), ("alpha", "9"), ("beta", "1")]
+        assert [d.version for d in await store.list_definitions("alpha")] == ["10", "9"]

@@ -10,9 +10,19 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from storekit import T0, append, create, event, new_run
 
-from storage import Claim, Fence, NewInboxItem, Release, SQLiteStore, open_store
+from storage import (
+    Claim,
+    DefinitionConflictError,
+    DefinitionRecord,
+    Fence,
+    NewInboxItem,
+    Release,
+    SQLiteStore,
+    open_store,
+)
 from storage._schema import SCHEMA_VERSION
 
 # The schema as release 1 created it (SQLAlchemy's DDL of the version-1 tables, verbatim).
@@ -38,6 +48,47 @@ INSERT INTO durable_schema VALUES (1, 1, NULL);
 INSERT INTO durable_runs VALUES ('old', 'wf', 'v1', 'running', x'00', NULL, NULL, NULL,
     1000.0, 1000.0, NULL, 1, 'w1', 1, 1030.0, 1000.0);
 INSERT INTO durable_events VALUES ('old', 1, 'Started', x'01', 1000.0);
+"""
+
+# The schema as release 2 created it (SQLAlchemy's DDL of the version-2 tables, verbatim), with
+# a run holding an inbox item and a registered worker.
+VERSION_2_DDL = """
+CREATE TABLE durable_events (
+    run_id VARCHAR(255) NOT NULL, seq INTEGER NOT NULL, type VARCHAR(64) NOT NULL,
+    data BLOB NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE durable_inbox (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, run_id VARCHAR(255) NOT NULL,
+    kind VARCHAR(64) NOT NULL, name VARCHAR(255) NOT NULL, payload BLOB NOT NULL,
+    created_at FLOAT NOT NULL, dedupe_key VARCHAR(255)
+);
+CREATE INDEX ix_durable_inbox_run ON durable_inbox (run_id, id);
+CREATE UNIQUE INDEX ux_durable_inbox_dedupe ON durable_inbox (run_id, dedupe_key)
+    WHERE dedupe_key IS NOT NULL;
+CREATE TABLE durable_runs (
+    run_id VARCHAR(255) NOT NULL, workflow VARCHAR(255) NOT NULL, version VARCHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL, input BLOB NOT NULL, result BLOB, error BLOB,
+    parent_run_id VARCHAR(255), created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL,
+    finished_at FLOAT, last_seq INTEGER NOT NULL, owner VARCHAR(255), epoch INTEGER NOT NULL,
+    lease_expires_at FLOAT, ready_at FLOAT, PRIMARY KEY (run_id)
+);
+CREATE INDEX ix_durable_runs_claim ON durable_runs (status, ready_at);
+CREATE INDEX ix_durable_runs_created ON durable_runs (created_at, run_id);
+CREATE INDEX ix_durable_runs_finished ON durable_runs (finished_at);
+CREATE INDEX ix_durable_runs_workflow ON durable_runs (workflow, status);
+CREATE TABLE durable_schema (
+    id INTEGER NOT NULL, version INTEGER NOT NULL, note TEXT, PRIMARY KEY (id)
+);
+CREATE TABLE durable_workers (
+    owner VARCHAR(255) NOT NULL, capabilities TEXT NOT NULL, started_at FLOAT NOT NULL,
+    last_seen FLOAT NOT NULL, expires_at FLOAT NOT NULL, PRIMARY KEY (owner)
+);
+INSERT INTO durable_schema VALUES (1, 2, 'created by durable');
+INSERT INTO durable_runs VALUES ('old', 'wf', 'v1', 'pending', x'00', NULL, NULL, NULL,
+    1000.0, 1000.0, NULL, 1, NULL, 0, NULL, NULL);
+INSERT INTO durable_events VALUES ('old', 1, 'Started', x'01', 1000.0);
+INSERT INTO durable_inbox VALUES (7, 'old', 'signal', 'go', x'02', 1001.0, 'k');
+INSERT INTO durable_workers VALUES ('w1', '[["wf", "v1"]]', 1000.0, 1000.0, 1010.0);
 """
 
 
@@ -188,10 +239,58 @@ async def test_a_version_1_database_gains_the_new_tables_on_open(tmp_path: Path)
         await store.heartbeat_worker("w2", [("wf", "v1")], now=T0, ttl=10)
         assert [w.owner for w in await store.list_workers(now=T0)] == ["w2"]
         await create(store, "new")
+        etl = DefinitionRecord("etl", "1", "fp", "json", "{}", T0)  # version 3's table too
+        assert await store.put_definition(etl) == (etl, True)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version FROM durable_schema").fetchall() == [(SCHEMA_VERSION,)]
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"ix_durable_runs_finished", "ux_durable_inbox_dedupe"} <= indexes
     # Opening again finds the work done.
     async with opened(SQLiteStore(str(path))):
+        pass
+
+
+async def test_a_version_2_database_gains_the_definitions_table_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(VERSION_2_DDL)
+    # Two processes upgrading at once: one migrates, the other finds it done.
+    a, b = SQLiteStore(str(path)), SQLiteStore(str(path))
+    outcomes = await asyncio.gather(a.open(), b.open(), return_exceptions=True)
+    try:
+        assert list(outcomes) == [None, None]
+        # What version 2 held is intact.
+        old = await a.get_run("old")
+        assert old is not None and (old.status, old.ready_at) == ("pending", None)
+        (item,) = await b.read_inbox(["old"])
+        assert (item.id, item.name, item.payload, item.dedupe_key) == (7, "go", b"\x02", "k")
+        assert [w.owner for w in await a.list_workers(now=T0)] == ["w1"]
+        # The new table works, shared by both.
+        assert await b.count_definitions() == 0
+        etl = DefinitionRecord("etl", "2", "1a2b3c4d5e6f", "yaml", "name: etl\n", T0)
+        assert await a.put_definition(etl) == (etl, True)
+        assert await b.put_definition(etl) == (etl, False)
+        with pytest.raises(DefinitionConflictError):
+            await b.put_definition(DefinitionRecord("etl", "2", "other", "yaml", "", T0))
+        assert await b.list_definitions() == [etl]
+        # And what version 2 did still works: inbox ids go on after the old ones.
+        sent = await a.send(NewInboxItem("old", "signal", "again", b"y", T0 + 2))
+        assert sent.id == 8
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version, note FROM durable_schema").fetchall() == [
+            (SCHEMA_VERSION, "migrated from 2 by durable")
+        ]
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(durable_definitions)")]
+        assert columns == ["name", "version", "fingerprint", "format", "source", "created_at"]
+        pk = [
+            r[1]
+            for r in sorted(
+                conn.execute("PRAGMA table_info(durable_definitions)"), key=lambda r: r[5]
+            )
+            if r[5]
+        ]
+        assert pk == ["name", "version"]
+    async with opened(SQLiteStore(str(path))):  # opening again finds the work done
         pass

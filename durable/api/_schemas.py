@@ -1,0 +1,166 @@
+"""The HTTP API's request and response bodies (camelCase JSON, as 003 writes them).
+
+Times are epoch milliseconds and durations milliseconds, as in 003's examples.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/]+$")]
+
+
+class Api(msgspec.Struct, rename="camel", kw_only=True):
+    """Base of every body: camelCase names."""
+
+
+class StartRequest(Api, forbid_unknown_fields=True):
+    workflow_id: Id
+    context: Any = None
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    execution_id: Id | None = None
+
+
+class StartResponse(Api):
+    execution_id: str
+
+
+class CancelRequest(Api, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+
+
+class Accepted(Api):
+    execution_id: str
+    status: str  # "cancelling", "signalled"
+
+
+class WorkflowSummary(Api):
+    id: str
+    name: str
+    description: str | None
+    version: str  # the newest
+    versions: list[str]
+    kind: str  # "dag" or "python"
+
+
+class WorkflowList(Api):
+    workflows: list[WorkflowSummary]
+
+
+class WorkflowVersion(Api):
+    version: str
+    fingerprint: str
+    registered: str  # "api" (stored in the database) or "code" (an application's)
+    created_at: int | None = None
+
+
+class WorkflowDetail(Api):
+    id: str
+    name: str
+    description: str | None
+    version: str
+    kind: str
+    versions: list[WorkflowVersion]
+    # The version's definition: the JSON as registered, or the DAG's steps, or None (Python).
+    definition: Any = None
+
+
+class Registered(Api):
+    id: str
+    version: str
+    created: bool
+    fingerprint: str
+
+
+class ErrorBody(Api):
+    type: str
+    message: str
+
+
+class ExecutionSummary(Api):
+    execution_id: str
+    workflow_id: str
+    version: str
+    status: str
+    start_time: int
+    end_time: int | None
+    duration: int | None
+
+
+class ExecutionList(Api):
+    executions: list[ExecutionSummary]
+    next_cursor: str | None
+
+
+class StepResult(Api):
+    step_id: str
+    status: str  # success, failed, running, retrying, skipped, pending, cancelled
+    attempts: int
+    duration: int | None = None
+    result: Any = None
+    error: ErrorBody | None = None
+
+
+class ExecutionDetail(Api):
+    execution_id: str
+    workflow_id: str
+    version: str
+    status: str
+    start_time: int
+    end_time: int | None
+    duration: int | None
+    current_steps: list[str]
+    completed_steps: list[str]
+    failed_steps: list[str]
+    step_results: dict[str, StepResult]
+    context: Any
+    error: ErrorBody | None = None
+    parent_execution_id: str | None = None
+    forked_from: str | None = None
+    retries: int = 0
+
+
+class VisualStep(Api):
+    id: str
+    name: str
+    status: str
+    attempts: int
+    duration: int | None
+    dependencies: list[str]
+
+
+class Visualization(Api):
+    execution_id: str
+    workflow_name: str
+    status: str
+    duration: int | None
+    steps: list[VisualStep]
+
+
+class EventBody(Api):
+    seq: int
+    at: int
+    type: str
+    fields: dict[str, Any]
+
+
+class EventList(Api):
+    events: list[EventBody]
+
+
+class Health(Api):
+    status: str
+    database: str
+
+
+class ProblemBody(Api):
+    path: str
+    message: str
+    line: int | None = None
+
+
+class ErrorResponse(Api):
+    error: str
+    problems: list[ProblemBody] = []

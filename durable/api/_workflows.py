@@ -1,0 +1,136 @@
+"""/workflows: register a DAG definition (003's JSON), list workflows, show one with its
+versions. Definitions registered here are stored in the database; workflows of the served
+application (`--app`) are listed too, as registered in code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from durable._definitions import store_definition
+from durable._registry import WorkflowDef, _version_key
+from storage import DefinitionRecord
+
+from ._schemas import Registered, WorkflowDetail, WorkflowList, WorkflowSummary, WorkflowVersion
+from ._services import Services
+from ._shapes import ms
+
+
+@post("/workflows", status_code=HTTP_201_CREATED, summary="Register a workflow definition")
+async def register_workflow(
+    request: Request[Any, Any, Any], services: Services
+) -> Response[Registered]:
+    """The body is a DAG definition in 003's JSON format. 201 with the version it was stored
+    as; 200 if that content was already registered; 422 with the path of every problem."""
+    body = await request.body()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationException("the definition must be UTF-8 JSON") from None
+    if not text.strip():
+        raise ValidationException("the request body must be a workflow definition (JSON)")
+    wf, created = await store_definition(services.client.store, services.registry, text)
+    body_out = Registered(
+        id=wf.name, version=wf.version, created=created, fingerprint=wf.fingerprint
+    )
+    return Response(body_out, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+
+def _kind(wf: WorkflowDef) -> str:
+    return "dag" if wf.dag is not None else "python"
+
+
+def _description(wf: WorkflowDef) -> str | None:
+    if wf.dag is not None:
+        return wf.dag.definition.description
+    doc = (getattr(wf.fn, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else None
+
+
+def _title(wf: WorkflowDef) -> str:
+    if wf.dag is not None and wf.dag.definition.title:
+        return wf.dag.definition.title
+    return wf.name
+
+
+def _by_name(services: Services) -> dict[str, list[WorkflowDef]]:
+    out: dict[str, list[WorkflowDef]] = {}
+    for name, version in services.registry.keys():  # noqa: SIM118  (a list, not a dict)
+        wf = services.registry.get(name, version)
+        if wf is not None:
+            out.setdefault(name, []).append(wf)
+    for versions in out.values():
+        versions.sort(key=lambda w: _version_key(w.version))
+    return out
+
+
+@get("/workflows", summary="List workflows")
+async def list_workflows(services: Services) -> WorkflowList:
+    await services.definitions.sync()
+    items = []
+    for name, versions in sorted(_by_name(services).items()):
+        latest = versions[-1]
+        items.append(
+            WorkflowSummary(
+                id=name,
+                name=_title(latest),
+                description=_description(latest),
+                version=latest.version,
+                versions=[w.version for w in versions],
+                kind=_kind(latest),
+            )
+        )
+    return WorkflowList(workflows=items)
+
+
+@get("/workflows/{workflow_id:str}", summary="A workflow and its versions")
+async def get_workflow(
+    services: Services,
+    workflow_id: str = Parameter(min_length=1, max_length=255),
+    version: str | None = Parameter(query="version", default=None, max_length=64),
+) -> WorkflowDetail:
+    await services.definitions.sync()
+    versions = _by_name(services).get(workflow_id)
+    if not versions:
+        raise NotFoundException(f"no workflow {workflow_id!r}")
+    chosen = versions[-1]
+    if version is not None:
+        found = [w for w in versions if w.version == version]
+        if not found:
+            have = ", ".join(w.version for w in versions)
+            raise NotFoundException(f"workflow {workflow_id!r} has no version {version!r} ({have})")
+        chosen = found[0]
+    stored = {r.version: r for r in await services.client.store.list_definitions(workflow_id)}
+    return WorkflowDetail(
+        id=workflow_id,
+        name=_title(chosen),
+        description=_description(chosen),
+        version=chosen.version,
+        kind=_kind(chosen),
+        versions=[
+            WorkflowVersion(
+                version=w.version,
+                fingerprint=w.fingerprint,
+                registered="api" if w.version in stored else "code",
+                created_at=ms(stored[w.version].created_at) if w.version in stored else None,
+            )
+            for w in versions
+        ],
+        definition=_definition(chosen, stored.get(chosen.version)),
+    )
+
+
+def _definition(wf: WorkflowDef, record: DefinitionRecord | None) -> Any:
+    if record is not None and record.format == "json":
+        return json.loads(record.source)
+    if record is not None:
+        return record.source
+    if wf.dag is not None:
+        return msgspec.to_builtins(wf.dag.definition, order="deterministic")
+    return None

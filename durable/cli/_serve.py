@@ -1,0 +1,94 @@
+"""`durable serve`: the HTTP API and the web dashboard, under uvicorn, until Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from durable._engine import URL_ENV
+from durable._loader import load_app
+from durable._registry import Registry
+from durable.cli._app import CLIError, chosen_url, cli, db_option
+
+
+@cli.command("serve", short_help="Serve the HTTP API and the dashboard.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True)
+@click.option(
+    "--app",
+    "app_path",
+    metavar="MODULE:APP",
+    help="An application whose workflows (and actions) the server knows, besides the "
+    "definitions registered through POST /workflows.",
+)
+@click.option(
+    "--tokens",
+    "tokens_file",
+    metavar="FILE",
+    help="A TOML file with admin = [...] and read = [...] API tokens "
+    "(also: $DURABLE_API_TOKEN, $DURABLE_API_READ_TOKEN).",
+)
+@click.option(
+    "--worker/--no-worker",
+    default=True,
+    show_default=True,
+    help="Also execute runs in this process (or leave them to `durable worker` processes).",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1024),
+    default=1024 * 1024,
+    show_default=True,
+    metavar="BYTES",
+    help="The largest request body accepted (413 beyond).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+@db_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    app_path: str | None,
+    tokens_file: str | None,
+    worker: bool,
+    max_body: int,
+    log_level: str,
+    db: str | None,
+) -> None:
+    """Serve the HTTP API (POST /workflows, /executions/start, ...; schema at /openapi.json,
+    docs at /docs) and the dashboard (at /). Stateless: run as many as you like on one
+    database. Without an API token it only listens on loopback."""
+    import uvicorn  # the CLI's other commands need not pay for importing the server
+
+    from durable.api import ApiOptions, TokenConfigError, bind_problem, create_app, load_tokens
+
+    try:
+        tokens = load_tokens(tokens_file)
+    except TokenConfigError as exc:
+        raise CLIError(str(exc)) from None
+    problem = bind_problem(host, tokens)
+    if problem is not None:
+        raise CLIError(problem)
+    url = chosen_url(ctx, db)
+    registry = Registry()
+    if app_path is not None:
+        app = load_app(app_path)
+        registry = app.registry
+        url = url or os.environ.get(URL_ENV) or app.database_url
+    api = create_app(
+        ApiOptions(url=url, registry=registry, tokens=tokens, run_worker=worker, max_body=max_body)
+    )
+    config = uvicorn.Config(
+        api, host=host, port=port, log_level=log_level, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"durable serve: http://{shown}:{port}/ (API docs at /docs)", err=True)
+    server.run()

@@ -1,0 +1,80 @@
+"""schemathesis, driven by the server's own /openapi.json, against a running `durable serve`:
+whatever it generates (valid and invalid bodies, paths, queries), the server never answers
+with a 5xx, and what it answers is JSON of the documented content type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance
+from serving import Served, serve
+
+DEFINITION = {
+    "id": "fuzzed",
+    "name": "Fuzzed",
+    "steps": [
+        {"id": "a", "action": "transform", "params": {"code": "return 1"}},
+        {"id": "b", "action": "delay", "params": {"duration": 10}, "dependencies": ["a"]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    workdir: Path = tmp_path_factory.mktemp("fuzz")
+    with serve(workdir, "--max-body", "65536") as served:
+        # Something to find: a workflow and a couple of runs under known ids.
+        with served.client() as api:
+            assert api.post("/workflows", json=DEFINITION).status_code == 201
+            for run_id in ("run-1", "run-2"):
+                body = {"workflowId": "fuzzed", "executionId": run_id}
+                assert api.post("/executions/start", json=body).status_code == 201
+        yield served
+
+
+@pytest.fixture(scope="module")
+def api_schema(server: Served) -> schemathesis.schemas.BaseSchema:
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    schema.config.base_url = server.url
+    # Valid and invalid input alike: bad input must get a 4xx, never a 5xx.
+    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    schema.config.generation.update(modes=modes)
+    return schema
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,  # the same cases every run: a failure here reproduces
+)
+def test_no_input_makes_the_server_fail(case: schemathesis.Case[Any], server: Served) -> None:
+    response = case.call(base_url=server.url, timeout=30)
+    case.validate_response(response, checks=[not_a_server_error, content_type_conformance])
+
+
+def test_the_schema_covers_every_route(server: Served) -> None:
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    assert set(paths) == {
+        "/health",
+        "/workflows",
+        "/workflows/{workflow_id}",
+        "/executions/start",
+        "/executions",
+        "/executions/{run_id}",
+        "/executions/{run_id}/visualize",
+        "/executions/{run_id}/cancel",
+        "/executions/{run_id}/signals/{name}",
+        "/executions/{run_id}/events",
+    }
