@@ -76,6 +76,20 @@ def json_option(fn: F) -> F:
     return decorated
 
 
+def with_app(
+    ctx: click.Context, db: str | None, app_path: str | None
+) -> tuple[str | None, Registry]:
+    """The database URL and registry of a command that may load an application: the app's
+    registry (else an empty one), and its database unless --db or $DURABLE_DATABASE_URL."""
+    from durable._loader import load_app  # importing user code only when asked to
+
+    url = chosen_url(ctx, db)
+    if app_path is None:
+        return url, Registry()
+    app = load_app(app_path)
+    return url or os.environ.get(URL_ENV) or app.database_url, app.registry
+
+
 def chosen_url(ctx: click.Context, db: str | None) -> str | None:
     """The --db given on the command, else on the group; None if neither."""
     if db:

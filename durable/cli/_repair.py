@@ -6,15 +6,11 @@ that has the workflow's version executes them, as it does any run.
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from durable._engine import URL_ENV
-from durable._loader import load_app
 from durable._registry import Registry
 from durable._repair_ops import fork_run, retry_run
-from durable.cli._app import chosen_url, cli, db_option, reading, run
+from durable.cli._app import chosen_url, cli, db_option, reading, run, with_app
 
 
 @cli.command("fork")
@@ -51,13 +47,12 @@ def fork(
     """Create a new run of finished run RUN_ID's workflow, on the same input, that reuses
     its recorded results before step N and executes from N on (e.g. after fixing a bug).
     A worker with the workflow's version executes it."""
-    app = load_app(app_path)
-    url = chosen_url(ctx, db) or os.environ.get(URL_ENV) or app.database_url
+    url, registry = with_app(ctx, db, app_path)
 
     async def go() -> tuple[str, str, int]:
-        async with reading(url, app.registry) as engine:
+        async with reading(url, registry) as engine:
             rid, wf, pos = await fork_run(
-                engine.store, app.registry, run_id, from_step, version=version, run_id=new_run_id
+                engine.store, registry, run_id, from_step, version=version, run_id=new_run_id
             )
             return rid, f"{wf.name}@{wf.version}", pos
 

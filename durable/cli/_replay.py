@@ -4,7 +4,6 @@ nothing is written), or show the state the log had reached at a given event."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from durable._codec import decode_value
-from durable._engine import URL_ENV
 from durable._errors import ErrorInfo, RunNotFoundError
 from durable._events import (
     LoggedEvent,
@@ -26,21 +24,19 @@ from durable._events import (
     decode_record,
 )
 from durable._history import read as read_history
-from durable._loader import load_app
-from durable._registry import Registry
 from durable._replay import Divergence, ReplayReport, replay, state_at
 from durable._state import RunState, apply, fold
 from durable._views import StepInfo, step_info, ts
 from durable.cli._app import (
     DIVERGED,
     CLIError,
-    chosen_url,
     cli,
     db_option,
     emit_json,
     json_option,
     reading,
     run,
+    with_app,
 )
 from durable.cli._diff import side_by_side
 from durable.cli._render import (
@@ -126,13 +122,8 @@ def replay_cmd(
     if history is not None:
         run_id = history.run.run_id
     assert run_id is not None
-    url = chosen_url(ctx, db)
-    registry = Registry()
-    if app_path is not None:
-        app = load_app(app_path)
-        registry = app.registry
-        url = url or os.environ.get(URL_ENV) or app.database_url
-    elif until is None:
+    url, registry = with_app(ctx, db, app_path)
+    if app_path is None and until is None:
         raise CLIError("replay needs --app MODULE:APP to re-execute the workflow code")
 
     if until is not None:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from durable._engine import URL_ENV
-from durable._loader import load_app
-from durable._registry import Registry
-from durable.cli._app import CLIError, chosen_url, cli, db_option
+from durable.cli._app import CLIError, cli, db_option, with_app
 
 
 @cli.command("serve", short_help="Serve the HTTP API and the dashboard.")
@@ -76,12 +71,7 @@ def serve(
     problem = bind_problem(host, tokens)
     if problem is not None:
         raise CLIError(problem)
-    url = chosen_url(ctx, db)
-    registry = Registry()
-    if app_path is not None:
-        app = load_app(app_path)
-        registry = app.registry
-        url = url or os.environ.get(URL_ENV) or app.database_url
+    url, registry = with_app(ctx, db, app_path)
     api = create_app(
         ApiOptions(url=url, registry=registry, tokens=tokens, run_worker=worker, max_body=max_body)
     )
