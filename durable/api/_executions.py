@@ -22,7 +22,7 @@ from litestar.status_codes import (
 
 from durable._client import RUN_STATUSES
 from durable._errors import RunIdConflictError
-from durable._events import TERMINAL_EVENTS, decode_record
+from durable._events import decode_record
 from durable._state import fold
 from storage import RunQuery
 
@@ -47,9 +47,11 @@ async def start_execution(data: StartRequest, services: Services) -> Response[St
     """Start a run of `workflowId` (its newest version unless `version`) with `context` as
     its input. Idempotent on `executionId`: starting an existing id returns it (200)."""
     client = services.client
-    if data.execution_id is not None and await client.store.get_run(data.execution_id):
+    record = None
+    if data.execution_id is not None:
         record = await client.store.get_run(data.execution_id)
-        assert record is not None
+    if record is not None:
+        # Client.start is idempotent too, but the API tells a repeat (200) from a start (201).
         if record.workflow != data.workflow_id:
             raise RunIdConflictError(
                 f"execution id {data.execution_id!r} already names a run of workflow "
@@ -178,8 +180,5 @@ async def _stream(services: Services, run_id: str, after: int) -> AsyncIterator[
         if logged.seq <= after:
             continue
         body = msgspec.json.encode(event_body(logged)).decode()
+        # Client.watch ends after the run's final event (not at an end a retry resumed from).
         yield ServerSentEventMessage(data=body, event=logged.type, id=logged.seq)
-        if isinstance(logged.event, TERMINAL_EVENTS):
-            record = await services.client.store.get_run(run_id)
-            if record is not None and record.last_seq <= logged.seq:
-                return

@@ -127,9 +127,9 @@ def _dag_steps(wf: WorkflowDef, state: RunState) -> list[_Step]:
     definition = wf.dag.definition
     reports = dag_result(definition, state).steps
     cancelled = {
-        parse_name(s.name)[0]  # type: ignore[index]
+        parsed[0]
         for s in state.steps.values()
-        if parse_name(s.name) is not None and _step_status(s) == "cancelled"
+        if _step_status(s) == "cancelled" and (parsed := parse_name(s.name)) is not None
     }
     out: list[_Step] = []
     for step in definition.steps:
