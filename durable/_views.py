@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 
 from durable._codec import decode_value
-from durable._errors import ErrorInfo
+from durable._errors import CorruptEventError, ErrorInfo
+from durable._events import LoggedEvent
 from durable._state import RunState, StepState
 from storage import RunRecord
 
@@ -150,3 +151,54 @@ def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None)
         fork_point=state.fork_point,
         retries=list(state.resumed),
     )
+
+
+class EventView(msgspec.Struct, frozen=True):
+    """One event as `durable events --json` prints it: nested msgpack values decoded."""
+
+    seq: int
+    at: dt.datetime
+    type: str
+    fields: dict[str, Any]
+
+
+def plain(value: Any) -> Any:
+    """A JSON-able form of a decoded value (bytes as base64, datetimes as ISO strings,
+    non-string keys as strings), so no Python repr ever reaches the output."""
+    try:
+        return msgspec.to_builtins(value, str_keys=True)
+    except TypeError:
+        # MessagePack allows map keys JSON can't have (bytes, arrays, nil): spell them out.
+        return msgspec.to_builtins(_loose(value), str_keys=True)
+
+
+def _loose(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {f: _loose(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, dict):
+        return {_key(k): _loose(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_loose(v) for v in value]
+    return value
+
+
+def _key(key: Any) -> Any:
+    if isinstance(key, str | int | float) and not isinstance(key, bool):
+        return key
+    return msgspec.json.encode(plain(key)).decode()
+
+
+def event_view(logged: LoggedEvent) -> EventView:
+    fields: dict[str, Any] = {}
+    for name in msgspec.structs.fields(logged.event):
+        value = getattr(logged.event, name.name)
+        if isinstance(value, msgspec.Raw):
+            try:
+                value = plain(decode_value(value))
+            except msgspec.DecodeError as exc:
+                raise CorruptEventError(
+                    logged.run_id, logged.seq, f"field {name.name!r}: {exc}"
+                ) from None
+        fields[name.name] = value
+    at = dt.datetime.fromtimestamp(logged.at, dt.UTC)
+    return EventView(seq=logged.seq, at=at, type=logged.type, fields=fields)

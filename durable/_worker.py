@@ -273,6 +273,9 @@ class Worker:
     async def _claim_loop(self) -> None:
         opts = self.options
         while self._running:
+            # Cleared before claiming, not after: a slot freed while the claim is in flight
+            # must still wake the idle below.
+            self._wake.clear()
             claimed = 0
             free = opts.max_concurrent_runs - len(self.executors)
             self._starved = free <= 0
@@ -293,9 +296,12 @@ class Worker:
                         await self._resume(claim)
                 except StorageError as exc:
                     log.warning("claiming runs failed, retrying: %s", exc)
+                # Decided after the claim: one that took the last free slot leaves the loop
+                # starved, and only then does a finishing run wake it (else a full worker
+                # would claim again only at the next poll, 5 s later on PostgreSQL).
+                self._starved = len(self.executors) >= opts.max_concurrent_runs
             if claimed >= opts.claim_batch:
                 continue
-            self._wake.clear()
             await self._idle(self.poll_interval)
 
     async def _idle(self, timeout: float) -> None:

@@ -141,3 +141,26 @@ async def test_failing_writes_back_off_and_the_run_recovers(tmp_path: Path) -> N
         assert await app.handle((await app.start(wf, run_id="r")).run_id).result(timeout=20) == 1
     assert len(delays) == 2
     assert 0.8 < delays[0] <= 1.0 and 1.8 < delays[1] <= 2.0
+
+
+async def test_a_full_worker_claims_the_next_run_as_soon_as_a_slot_frees(tmp_path: Path) -> None:
+    """One slot, a 60 s poll, three runs already waiting: each run that finishes must wake the
+    claim loop. A claim that took the last slot once left it asleep until the next poll."""
+    path = tmp_path / "l.db"
+    setup = App(f"sqlite:///{path}", worker=False)
+    done: list[str] = []
+
+    async def quick(ctx: Context, n: int) -> int:
+        done.append(ctx.run_id)
+        return n
+
+    setup.workflow(name="quick")(quick)
+    async with setup:
+        for n in range(3):
+            await setup.start("quick", n, run_id=f"q{n}")
+    app = App(f"sqlite:///{path}", poll_interval=60.0, max_concurrent_runs=1)
+    app.workflow(name="quick")(quick)
+    async with app:
+        results = [await app.handle(f"q{n}").result(timeout=20) for n in range(3)]
+    assert results == [0, 1, 2]
+    assert sorted(done) == ["q0", "q1", "q2"]

@@ -18,7 +18,7 @@ from durable._errors import ErrorInfo
 from durable._events import LoggedEvent
 from durable._registry import WorkflowDef
 from durable._state import CANCELLED, RunState, StepState
-from durable.cli._render import event_view, plain
+from durable._views import event_view, plain
 from durable.dag._report import parse_name
 from durable.dag._result import dag_result
 from storage import RunRecord

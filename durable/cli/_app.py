@@ -17,7 +17,7 @@ import msgspec
 from durable._engine import URL_ENV, Engine
 from durable._errors import DurableError
 from durable._registry import Registry
-from durable.cli._render import plain
+from durable._views import plain
 from storage import SQLiteStore, StorageError, Store
 
 T = TypeVar("T")

@@ -27,8 +27,9 @@ from durable._errors import ErrorInfo
 from durable._events import LoggedEvent
 from durable._replay import Divergence
 from durable._state import RunState, fold
+from durable._views import event_view, plain
 from durable.cli._app import chosen_url, cli, db_option, emit_json, json_option, reading, run
-from durable.cli._render import event_view, make_console, plain, preview, status_text
+from durable.cli._render import make_console, preview, status_text
 
 DIFFERENT = 1
 # Fields that record when, by whom or with which build, never what the run did: left out of

@@ -18,8 +18,8 @@ from durable._codec import decode_value
 from durable._errors import ErrorInfo, RunNotFoundError
 from durable._events import decode_record
 from durable._history import ExportedEvent, ExportedRun, HistoryFile, dumps
+from durable._views import event_view, plain
 from durable.cli._app import CLIError, DurableGroup, chosen_url, cli, db_option, reading, run
-from durable.cli._render import event_view, plain
 from storage import EventRecord, RunRecord
 
 

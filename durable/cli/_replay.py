@@ -26,7 +26,7 @@ from durable._events import (
 from durable._history import read as read_history
 from durable._replay import Divergence, ReplayReport, replay, state_at
 from durable._state import RunState, apply, fold
-from durable._views import StepInfo, step_info, ts
+from durable._views import StepInfo, event_view, plain, step_info, ts
 from durable.cli._app import (
     DIVERGED,
     CLIError,
@@ -39,15 +39,7 @@ from durable.cli._app import (
     with_app,
 )
 from durable.cli._diff import side_by_side
-from durable.cli._render import (
-    error_line,
-    event_view,
-    make_console,
-    plain,
-    preview,
-    status_text,
-    steps_table,
-)
+from durable.cli._render import error_line, make_console, preview, status_text, steps_table
 from storage import EventRecord
 
 

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from durable._client import RUN_STATUSES
-from durable._views import RunInfo, RunSummary
+from durable._views import EventView, RunInfo, RunSummary, event_view
 from durable.cli._app import (
     DurableGroup,
     chosen_url,
@@ -20,10 +20,8 @@ from durable.cli._app import (
     run,
 )
 from durable.cli._render import (
-    EventView,
     duration,
     error_line,
-    event_view,
     events_table,
     make_console,
     preview,

@@ -43,7 +43,7 @@ from durable._events import (  # noqa: E402
     encode_event,
 )
 from durable._history import HistoryFile, dumps, read  # noqa: E402
-from durable.cli._render import event_view, plain  # noqa: E402
+from durable._views import event_view, plain  # noqa: E402
 from golden.workflows import GOLDEN_RUNS, GOLDEN_SIGNALS, make_app  # noqa: E402
 from sdk import App  # noqa: E402
 
