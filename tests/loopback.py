@@ -4,12 +4,14 @@ server that records requests and answers per path, a local SMTP server, a refusi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +31,22 @@ class Seen:
 
 
 @dataclass
+class Hold:
+    """A request held open: recorded, then not answered until `release()` (or `limit` s)."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    limit: float = 60.0
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the request came in within `timeout` seconds."""
+        return self.arrived.wait(timeout)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class Web:
     """Records every request (before answering it) and answers from `replies` by path."""
 
@@ -41,6 +59,9 @@ class Web:
     answer: bytes = b'{"ok": true}'
     # Computed answers: a function of the request, whose value is sent as JSON with a 200.
     computed: dict[str, Callable[[Seen], Any]] = field(default_factory=dict)
+    # Requests to hold open, each used once, in order: see hold().
+    holds: list[tuple[str, Hold]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reply(self, path: str, status: int, content_type: str, body: bytes) -> None:
         self.replies[path] = (status, content_type, body)
@@ -54,6 +75,21 @@ class Web:
 
     def fail_first(self, path: str, times: int, status: int = 500) -> None:
         self.once.setdefault(path, []).extend([(status, "text/plain", b"try again")] * times)
+
+    def hold(self, path: str) -> Hold:
+        """Hold the next request on `path` open (after recording it) until released: a
+        client can be killed while its request is in flight."""
+        held = Hold()
+        self.holds.append((path, held))
+        return held
+
+    def take_hold(self, path: str) -> Hold | None:
+        with self._lock:  # two requests at once must not both take the same hold
+            for where, held in self.holds:
+                if where == path and not held.arrived.is_set():
+                    held.arrived.set()
+                    return held
+        return None
 
     @property
     def bodies(self) -> list[tuple[str, bytes]]:
@@ -76,6 +112,16 @@ def _handler(web: Web) -> type[BaseHTTPRequestHandler]:
             headers = {name.lower(): value for name, value in self.headers.items()}
             web.requests.append(Seen(self.command, self.path, headers, body))
             path = urlsplit(self.path).path
+            held = web.take_hold(path)
+            if held is not None:
+                held.released.wait(held.limit)
+                # The client may be gone (killed): that was the point of holding it.
+                with contextlib.suppress(ConnectionError):
+                    self._answer(path)
+                return
+            self._answer(path)
+
+        def _answer(self, path: str) -> None:
             queued = web.once.get(path)
             if queued:
                 status, kind, payload = queued.pop(0)
@@ -100,18 +146,36 @@ def _handler(web: Web) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def web() -> Iterator[Web]:
-    recorder = Web()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
+@contextmanager
+def serving(recorder: Web, sock: socket.socket | None = None) -> Iterator[Web]:
+    """Serve `recorder` on a fresh loopback port, or on `sock`: a socket bound but not yet
+    listening (connections to it are refused until now), e.g. a receiver that comes up late.
+    `sock` then belongs to the server, which closes it."""
+    if sock is None:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
+    else:
+        httpd = ThreadingHTTPServer(sock.getsockname(), _handler(recorder), False)
+        httpd.socket.close()
+        httpd.socket = sock
+        httpd.server_activate()
     recorder.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     # A short poll interval only makes shutdown() quick; it synchronises nothing.
     thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
-    yield recorder
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    try:
+        yield recorder
+    finally:
+        for _, held in recorder.holds:
+            held.release()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def web() -> Iterator[Web]:
+    with serving(Web()) as recorder:
+        yield recorder
 
 
 @pytest.fixture

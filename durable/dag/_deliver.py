@@ -176,8 +176,12 @@ async def deliver(
     client: httpx.AsyncClient,
     smtp: SmtpSettings,
     pagerduty_url: str = PAGERDUTY_EVENTS_URL,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Send `note` about `event`; returns a JSON-able receipt or raises DeliveryError."""
+    """Send `note` about `event`; returns a JSON-able receipt or raises DeliveryError.
+
+    HTTP channels send `idempotency_key` as the Idempotency-Key header: a delivery sent again
+    (after a crash before it was recorded) carries the same key, for the receiver to dedupe."""
     channel = note.type
     if channel == "email":
         return await _email(note, event, smtp, ", ".join(note.recipients) or "(no recipients)")
@@ -216,7 +220,9 @@ async def deliver(
         raise DeliveryError(channel, "(invalid URL)", reason)
     target = _target(url, secret_path=channel == "slack")
     try:
-        answer = await send_webhook(client, {"url": raw, "payload": payload})
+        answer = await send_webhook(
+            client, {"url": raw, "payload": payload}, idempotency_key=idempotency_key
+        )
     except (HttpStatusError, HttpActionError) as exc:
         # from None: the cause's message and attributes carry the unredacted URL.
         raise DeliveryError(channel, target, str(exc).replace(str(url), target)) from None

@@ -35,7 +35,7 @@ class Delivery:
     note: Notification
     event: dict[str, Any]
 
-    async def send(self, executor: DagExecutor) -> Any:
+    async def send(self, executor: DagExecutor, idempotency_key: str) -> Any:
         note = self.note
         fields = msgspec.to_builtins(note)
         fields.pop("location", None)
@@ -44,7 +44,13 @@ class Delivery:
             fields = await render(pool, fields, executor.scope(None, {}), where=self.name)
             note = msgspec.convert(fields, Notification)
         services = executor.services
-        return await deliver(note, self.event, client=services.http, smtp=services.smtp)
+        return await deliver(
+            note,
+            self.event,
+            client=services.http,
+            smtp=services.smtp,
+            idempotency_key=idempotency_key,
+        )
 
 
 def _base(executor: DagExecutor) -> dict[str, Any]:

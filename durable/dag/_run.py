@@ -299,7 +299,8 @@ class DagExecutor:
 
     async def _body(self, planned: Planned) -> Any:
         if planned.delivery is not None:
-            return await planned.delivery.send(self)
+            # Like a step's: the instance's position is kept across retries and crashes.
+            return await planned.delivery.send(self, f"{self.state.run_id}:{planned.pos}")
         step = planned.step
         assert step is not None
         started = self.state.steps[planned.pos].started_at or time.time()
