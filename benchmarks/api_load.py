@@ -219,13 +219,15 @@ class Server:
 
     def settled_rows(self) -> int:
         """Rows once the requests wrk left in flight when it stopped have been answered."""
-        count = self.rows()
-        while True:
-            time.sleep(0.3)
+        # Unchanged for a whole second: a write can wait that long for the SQLite lock when
+        # a worker process shares the file.
+        count, stable_since = self.rows(), time.monotonic()
+        while time.monotonic() - stable_since < 1.0:
+            time.sleep(0.2)
             again = self.rows()
-            if again == count:
-                return count
-            count = again
+            if again != count:
+                count, stable_since = again, time.monotonic()
+        return count
 
     def finished_runs(self) -> int:
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)

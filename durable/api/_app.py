@@ -36,6 +36,7 @@ from durable._errors import (
     WorkflowDefinitionError,
 )
 from durable._registry import Registry
+from durable._worker import WorkerOptions
 from durable.dag._problems import DagDefinitionError
 from storage import (
     DatabaseUnavailableError,
@@ -64,6 +65,7 @@ class ApiOptions:
     tokens: Tokens = field(default_factory=Tokens)
     run_worker: bool = True
     max_body: int = DEFAULT_MAX_BODY
+    worker: WorkerOptions | None = None  # the in-process worker's settings (None: defaults)
 
 
 def _services(state: State) -> Services:
@@ -146,7 +148,11 @@ def create_app(options: ApiOptions) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = Engine(
-            options.url, registry, run_worker=options.run_worker, follow_definitions=True
+            options.url,
+            registry,
+            run_worker=options.run_worker,
+            options=options.worker,
+            follow_definitions=True,
         )
         await engine.open()
         app.state.services = Services(engine.client, registry, engine.definitions)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import click
 import msgspec
@@ -18,6 +18,7 @@ from durable._engine import URL_ENV, Engine
 from durable._errors import DurableError
 from durable._registry import Registry
 from durable._views import plain
+from durable._worker import WorkerOptions
 from storage import SQLiteStore, StorageError, Store
 
 T = TypeVar("T")
@@ -76,18 +77,24 @@ def json_option(fn: F) -> F:
     return decorated
 
 
-def with_app(
-    ctx: click.Context, db: str | None, app_path: str | None
-) -> tuple[str | None, Registry]:
-    """The database URL and registry of a command that may load an application: the app's
-    registry (else an empty one), and its database unless --db or $DURABLE_DATABASE_URL."""
+class LoadedApp(NamedTuple):
+    url: str | None
+    registry: Registry
+    worker_options: WorkerOptions
+
+
+def with_app(ctx: click.Context, db: str | None, app_path: str | None) -> LoadedApp:
+    """The database URL, registry and worker options of a command that may load an
+    application: the app's (else an empty registry and the default options), and its
+    database unless --db or $DURABLE_DATABASE_URL."""
     from durable._loader import load_app  # importing user code only when asked to
 
     url = chosen_url(ctx, db)
     if app_path is None:
-        return url, Registry()
+        return LoadedApp(url, Registry(), WorkerOptions())
     app = load_app(app_path)
-    return url or os.environ.get(URL_ENV) or app.database_url, app.registry
+    url = url or os.environ.get(URL_ENV) or app.database_url
+    return LoadedApp(url, app.registry, app.worker_options)
 
 
 def chosen_url(ctx: click.Context, db: str | None) -> str | None:

@@ -47,7 +47,7 @@ def fork(
     """Create a new run of finished run RUN_ID's workflow, on the same input, that reuses
     its recorded results before step N and executes from N on (e.g. after fixing a bug).
     A worker with the workflow's version executes it."""
-    url, registry = with_app(ctx, db, app_path)
+    url, registry, _ = with_app(ctx, db, app_path)
 
     async def go() -> tuple[str, str, int]:
         async with reading(url, registry) as engine:

@@ -114,7 +114,7 @@ def replay_cmd(
     if history is not None:
         run_id = history.run.run_id
     assert run_id is not None
-    url, registry = with_app(ctx, db, app_path)
+    url, registry, _ = with_app(ctx, db, app_path)
     if app_path is None and until is None:
         raise CLIError("replay needs --app MODULE:APP to re-execute the workflow code")
 

@@ -71,10 +71,16 @@ def serve(
     problem = bind_problem(host, tokens)
     if problem is not None:
         raise CLIError(problem)
-    url, registry = with_app(ctx, db, app_path)
-    api = create_app(
-        ApiOptions(url=url, registry=registry, tokens=tokens, run_worker=worker, max_body=max_body)
+    url, registry, worker_options = with_app(ctx, db, app_path)
+    options = ApiOptions(
+        url=url,
+        registry=registry,
+        tokens=tokens,
+        run_worker=worker,
+        max_body=max_body,
+        worker=worker_options,  # the app's App(lease_ttl=..., max_concurrent_runs=...)
     )
+    api = create_app(options)
     config = uvicorn.Config(
         api, host=host, port=port, log_level=log_level, access_log=False, lifespan="on"
     )

@@ -2,9 +2,10 @@
 real crash: `durable serve` (running the worker in-process) is killed with SIGKILL while a
 webhook delivery is in flight or being retried, then started again on the same SQLite file.
 
-The restarted server takes the run over once the dead process's lease expires (15 s: `serve`
-has no lease option), sends the delivery again with the same payload and Idempotency-Key, and
-finishes the run; the log records the delivery once and no step before it runs again."""
+The restarted server takes the run over once the dead process's lease expires (3 s: the servers
+load an application whose App(lease_ttl=3) `serve` applies to its worker), sends the delivery
+again with the same payload and Idempotency-Key, and finishes the run; the log records the
+delivery once and no step before it runs again."""
 
 from __future__ import annotations
 
@@ -15,15 +16,25 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from loopback import Seen, Web, serving
-from serving import serve, server_env, wait_status
+from serving import Served, serve, server_env, wait_status
 
-LEASE_WAIT = 40.0  # the dead server's lease (15 s) plus the delivery's backoff, with margin
+LEASE_WAIT = 40.0  # the dead server's lease (3 s) plus the delivery's backoff, with margin
+SHORT_LEASE = "from sdk import App\n\napp = App('sqlite:///unused.db', lease_ttl=3.0)\n"
+
+
+def serve_short_lease(workdir: Path, name: str) -> AbstractContextManager[Served]:
+    """`durable serve` whose in-process worker holds 3 s leases (the app's), not 15 s."""
+    (workdir / "short_lease.py").write_text(SHORT_LEASE)
+    return serve(workdir, "--app", "short_lease:app", name=name)
+
+
 DONE = "@webhook.on_complete"  # the deliveries' instance names in the log
 FAILED = "@webhook.on_failure"
 
@@ -104,7 +115,7 @@ def test_on_complete_in_flight_at_sigkill_is_delivered_once_more(tmp_path: Path,
     web.reply("/data", 200, "application/json", b'{"n": 20}')
     held = web.hold("/done")  # the first onComplete POST is received, never answered
     hooks = {"onComplete": f"{web.url}/done", "onStep": f"{web.url}/step"}
-    with serve(tmp_path, name="first") as server, server.client() as api:
+    with serve_short_lease(tmp_path, "first") as server, server.client() as api:
         assert api.post("/workflows", json=flow(web, hooks)).status_code == 201
         started = api.post("/executions/start", json={"workflowId": "crashy", "executionId": "r"})
         assert started.status_code == 201, started.text
@@ -119,7 +130,7 @@ def test_on_complete_in_flight_at_sigkill_is_delivered_once_more(tmp_path: Path,
     assert "StepCompleted" not in instance_events(stored(tmp_path, "events", "r"), DONE)
     [first] = web.seen("/done")
 
-    with serve(tmp_path, name="second") as server, server.client() as api:
+    with serve_short_lease(tmp_path, "second") as server, server.client() as api:
         wait_for("onComplete sent again", lambda: len(web.seen("/done")) == 2, LEASE_WAIT)
         done = wait_status(api, "r", {"succeeded", "failed", "partial"})
         log = events(api, "r")
@@ -167,7 +178,7 @@ def test_on_failure_to_a_receiver_down_across_sigkill_is_delivered_when_it_comes
         return instance_events(events(api, "f"), FAILED)
 
     try:
-        with serve(tmp_path, name="first") as server, server.client() as api:
+        with serve_short_lease(tmp_path, "first") as server, server.client() as api:
             definition = flow(web, hooks, fail=True)
             assert api.post("/workflows", json=definition).status_code == 201
             start = {"workflowId": "crashy-fails", "executionId": "f"}
@@ -179,7 +190,7 @@ def test_on_failure_to_a_receiver_down_across_sigkill_is_delivered_when_it_comes
         before = Counter(instance_events(stored(tmp_path, "events", "f"), FAILED))
         assert before["StepFailed"] >= 1 and before["StepCompleted"] == 0, before
 
-        with serve(tmp_path, name="second") as server, server.client() as api:
+        with serve_short_lease(tmp_path, "second") as server, server.client() as api:
             # Still refused once the restarted server has taken the run over...
             wait_for(
                 "a refused attempt after the restart",
