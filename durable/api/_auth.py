@@ -114,9 +114,7 @@ def bind_problem(host: str, tokens: Tokens) -> str | None:
     )
 
 
-async def guard(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
+async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Every API route: a read token for reading, an admin token for anything that writes.
 
     A coroutine although it never awaits: Litestar runs a plain function guard in its thread
