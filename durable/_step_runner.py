@@ -51,13 +51,29 @@ async def run_step(
     kwargs: dict[str, Any],
     input_raw: msgspec.Raw,
     prior: StepState | None,
+    *,
+    reattach: bool = False,
 ) -> Any:
+    """Run the step at `pos` to its recorded outcome.
+
+    reattach: an attempt started without an outcome (`prior` running) is continued under its
+    recorded StepStarted instead of being started again, and is not counted against the
+    crash-loop guard. Only for bodies that cannot take the process down and that resume
+    from the recorded start by themselves (a DAG delay sleeps until first start + duration):
+    such a step is interrupted on purpose each time its parked run is woken early, and must
+    neither grow the log nor run out of interrupted starts.
+    """
     policy = step.retry
     # A crash-interrupted attempt (started, no outcome) runs again under the same number.
     attempt = (prior.failures if prior is not None else 0) + 1
     next_at = prior.next_attempt_at if prior is not None else None
     base = prior.retry_base if prior is not None else 0  # attempts before a `durable retry`
-    if prior is not None and prior.starts - prior.failures >= MAX_INTERRUPTED_STARTS:
+    resumed = reattach and prior is not None and prior.status == "running"
+    if (
+        not resumed
+        and prior is not None
+        and prior.starts - prior.failures >= MAX_INTERRUPTED_STARTS
+    ):
         error = ErrorInfo(
             type="durable.StepInterrupted",
             message=(
@@ -72,7 +88,10 @@ async def run_step(
             delay = next_at - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        log.append(StepStarted(pos=pos, name=step.name, attempt=attempt, input=input_raw))
+        if resumed:
+            resumed = False  # the recorded start stands; a retry after it starts anew
+        else:
+            log.append(StepStarted(pos=pos, name=step.name, attempt=attempt, input=input_raw))
         # The body's effects may depend on earlier results: those must be durable first.
         barrier = log.results_durable()
         if barrier is not None:

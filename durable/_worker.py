@@ -178,6 +178,7 @@ class Worker:
         executor: RunExecutor | DagExecutor
         if workflow.dag is not None:
             executor = DagExecutor(state, workflow, run_log, self.dag_services)
+            executor.idle.on_idle = self._put_aside  # it may wait for delays to end
         else:
             executor = RunExecutor(
                 state, workflow, run_log, step_pool=self.step_pool, registry=self.registry
@@ -206,6 +207,11 @@ class Worker:
         deadline = executor.state.deadline
         if deadline is not None:
             wake = deadline if wake is None else min(wake, deadline)
+        self._put_aside(executor, wake)
+
+    def _put_aside(self, executor: RunExecutor | DagExecutor, wake: float | None) -> None:
+        """Park the run if its wait (until `wake`, None: until something is sent to it) is
+        long: the execution stops and _finished gives the lease back (_park)."""
         if wake is not None and wake - time.time() <= self.options.park_after:
             return
         run_id = executor.state.run_id

@@ -7,6 +7,7 @@ raises; the attempt loop around it (durable._step_runner) records the outcome an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -44,6 +45,9 @@ class StepCall:
     idempotency_key: str
     first_started_at: float  # when this instance first started: a delay counts from there
     http_results: dict[str, bool]  # dependency id -> it is an http.request step
+    # A delay says it sleeps until a deadline (and nothing else) while inside this: the
+    # executor can then put the whole run aside until then (the worker parks it).
+    sleeping: Callable[[float], contextlib.AbstractContextManager[None]]
 
 
 class ScriptFailed(Exception):
@@ -259,7 +263,8 @@ async def _delay(call: StepCall, params: Mapping[str, Any]) -> Any:
     deadline = call.first_started_at + duration / 1000.0
     remaining = deadline - time.time()
     if remaining > 0:
-        await asyncio.sleep(remaining)
+        with call.sleeping(deadline):
+            await asyncio.sleep(remaining)
     return {"waited_ms": duration}
 
 

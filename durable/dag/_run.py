@@ -4,7 +4,8 @@ There is no workflow code to re-execute: the run's state is the fold of its log,
 scheduler (decide()) says, from that state alone, what happens next. Recovery after a crash is
 the same as live execution: fold the log, rebuild the step statuses, relaunch what was
 running (the attempt loop retries an interrupted attempt under the same number), and go on
-deciding. A step instance recorded as succeeded is never run again.
+deciding. A step instance recorded as succeeded is never run again. A run that only waits for
+delays is parked by the worker (see _idle), and resumed the same way.
 
 Each unit of work is an *instance* in the log (see _report): a plain step, one matrix
 combination, one loop iteration, or a notification delivery. Instances go through the same
@@ -49,6 +50,7 @@ from storage import InboxItem
 
 from ._expr import ExpressionError, evaluate, public_env
 from ._graph import DELIVERY_POLICY, Graph, Planned, retry_policy
+from ._idle import IdleWatch
 from ._kinds import StepCall, run_body
 from ._loops import body_definition, loop_owners, top_level
 from ._model import DagStep
@@ -102,6 +104,8 @@ class DagExecutor:
             s.name: s for s in state.steps.values() if s.name.startswith(DELIVERY_PREFIX)
         }
         self._task: asyncio.Task[None] | None = None
+        self.idle = IdleWatch(self)  # the worker sets idle.on_idle to park the run
+        self._begun = False  # _main has begun: it can take a cancellation
 
     # -- lifecycle (the worker's side) -----------------------------------------------------
 
@@ -123,7 +127,10 @@ class DagExecutor:
             reason = item.payload.decode(errors="replace")
             self.log.append(CancelRequested(reason=reason, inbox_id=item.id), consume=item.id)
             self.cancelling = True
-            if self._task is not None:
+            # Before _main begins (items read when the run is resumed are delivered first),
+            # a cancel would stop the task before its handler is in place, and _main finds
+            # the recorded request anyway.
+            if self._task is not None and self._begun:
                 self._task.cancel()
         else:
             payload = msgspec.Raw(item.payload)
@@ -132,6 +139,7 @@ class DagExecutor:
 
     async def _main(self) -> None:
         event: RunCompleted | RunFailed | RunCancelled
+        self._begun = True
         try:
             if self.state.cancel_requested:  # recorded before a crash: finish the job
                 raise asyncio.CancelledError
@@ -179,7 +187,12 @@ class DagExecutor:
                 raise RuntimeError(
                     f"DAG scheduler stalled with nothing running; pending: {pending[:10]}"
                 )
-            done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+            self.idle.waiting = True
+            self.idle.poke()
+            try:
+                done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.idle.waiting = False
             for task in sorted(done, key=lambda t: self.tasks[t].pos):
                 await self._completed(task)
 
@@ -294,7 +307,13 @@ class DagExecutor:
         if planned.matrix or planned.iteration is not None:
             payload = {"matrix": planned.matrix or None, "iteration": planned.iteration}
             input_raw = msgspec.Raw(encode_value(payload, "a step instance's input"))
-        coro = run_step(self, self.log, planned.pos, definition, (), {}, input_raw, prior)
+        # A delay only sleeps (its body cannot take the process down), and a parked run is
+        # resumed mid-delay each time something wakes it early: it continues its recorded
+        # start rather than counting as a crash-interrupted attempt (see run_step).
+        reattach = step is not None and step.kind == "action" and step.action == "delay"
+        coro = run_step(
+            self, self.log, planned.pos, definition, (), {}, input_raw, prior, reattach=reattach
+        )
         self.tasks[asyncio.ensure_future(coro)] = planned
 
     async def _body(self, planned: Planned) -> Any:
@@ -318,6 +337,7 @@ class DagExecutor:
             idempotency_key=f"{self.state.run_id}:{planned.pos}",
             first_started_at=started,
             http_results={d: self.by_id[d].action == "http.request" for d in self._dep_ids(step)},
+            sleeping=functools.partial(self.idle.asleep, planned.pos),
         )
         return await run_body(call)
 
