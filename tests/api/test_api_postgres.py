@@ -107,10 +107,10 @@ def workers(
             with log.open("wb") as sink:
                 command = [sys.executable, "-m", "durable", "worker", app, "--db", db]
                 process = subprocess.Popen(
-                    # Two runs at a time, so a backlog is shared rather than claimed by one
-                    # (the DAG run holds a slot while it waits: DAG runs are not parked).
+                    # Two runs at a time, so a backlog is shared rather than claimed by one.
                     # The default poll (5 s): a worker whose slots were all taken must be
-                    # woken by a run finishing, and new runs reach it through NOTIFY.
+                    # woken by a run finishing (or the DAG run parking for its long delay),
+                    # and new runs reach it through NOTIFY.
                     [*command, "--max-concurrent-runs", "2"],
                     cwd=workdir,
                     env=server_env(workdir, env),
