@@ -41,7 +41,7 @@ class Delivery:
         fields.pop("location", None)
         if has_templates(fields):
             pool = await executor.services.js()
-            fields = await render(pool, fields, executor.scope(None, {}), where=self.name)
+            fields = await render(pool, fields, executor.view.scope(None, {}), where=self.name)
             note = msgspec.convert(fields, Notification)
         services = executor.services
         return await deliver(

@@ -48,7 +48,7 @@ from durable._step_runner import run_step
 from durable.js import SandboxError
 from storage import InboxItem
 
-from ._expr import ExpressionError, evaluate, public_env
+from ._expr import ExpressionError, evaluate
 from ._graph import DELIVERY_POLICY, Graph, Planned, retry_policy
 from ._idle import IdleWatch
 from ._kinds import StepCall, run_body
@@ -64,9 +64,9 @@ from ._report import (
     matrix_combos,
     parse_name,
     step_report,
-    step_view,
 )
 from ._schedule import FINISHED, RunOutcome, Scheduler, Skip
+from ._scope import StepScope
 from ._services import DagServices
 
 
@@ -99,6 +99,7 @@ class DagExecutor:
         self.limit = state.parallelism or self.definition.parallelism
         self._next_pos = max([*state.steps, *state.forgotten], default=-1) + 1
         self._input = decode_value(state.input) if state.input is not None else None
+        self.view = StepScope(self.definition, self.owners, self.reports, self._input)
         self._deliveries_planned = False
         self._recorded_deliveries = {
             s.name: s for s in state.steps.values() if s.name.startswith(DELIVERY_PREFIX)
@@ -330,13 +331,15 @@ class DagExecutor:
             matrix=planned.matrix,
             iteration=planned.iteration,
             input=self._input,
-            deps=self._deps(step),
-            scope=functools.partial(self.scope, step, planned.matrix, planned.iteration),
+            deps=self.view.deps(step),
+            scope=functools.partial(self.view.scope, step, planned.matrix, planned.iteration),
             program=self.program,
             services=self.services,
             idempotency_key=f"{self.state.run_id}:{planned.pos}",
             first_started_at=started,
-            http_results={d: self.by_id[d].action == "http.request" for d in self._dep_ids(step)},
+            http_results={
+                d: self.by_id[d].action == "http.request" for d in self.view.dep_ids(step)
+            },
             sleeping=functools.partial(self.idle.asleep, planned.pos),
         )
         return await run_body(call)
@@ -405,7 +408,7 @@ class DagExecutor:
         """After iteration n of a loop: finish the loop or start iteration n+1."""
         assert step.loop is not None
         if last.status == "succeeded" and iteration < step.loop.max_iterations:
-            scope = self.scope(step, {})
+            scope = self.view.scope(step, {})
             scope["result"] = decode_value(last.result) if last.result is not None else None
             scope["iteration"] = iteration
             try:
@@ -475,7 +478,7 @@ class DagExecutor:
 
     async def _gate(self, step_id: str, graph: Graph) -> None:
         step = self.by_id[step_id]
-        scope = self.scope(step, {}, graph.iteration)
+        scope = self.view.scope(step, {}, graph.iteration)
         try:
             pool = await self.services.js()
             run = True
@@ -490,38 +493,6 @@ class DagExecutor:
             self._fail_now(step, graph.name(step_id), exc, graph)
             return
         graph.gates[step_id] = run
-
-    # -- what steps see ---------------------------------------------------------------------
-
-    def _dep_ids(self, step: DagStep) -> tuple[str, ...]:
-        # A body's entry steps see what their loop step depends on.
-        if not step.depends_on and step.id in self.owners:
-            return self.by_id[self.owners[step.id]].depends_on
-        return step.depends_on
-
-    def _deps(self, step: DagStep) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for dep in self._dep_ids(step):
-            report = self.reports.get(dep)
-            out[dep] = report.result if report is not None else None
-        return out
-
-    def scope(
-        self, step: DagStep | None, matrix: dict[str, Any], iteration: int | None = None
-    ) -> dict[str, Any]:
-        views = {sid: step_view(r) for sid, r in self.reports.items()}
-        context: dict[str, Any] = dict(self._input) if isinstance(self._input, dict) else {}
-        context.update(views)
-        return {
-            "steps": views,
-            "deps": self._deps(step) if step is not None else {},
-            "input": self._input,
-            "context": context,
-            "matrix": matrix,
-            "iteration": iteration,
-            "config": self.definition.config,
-            "env": public_env(),
-        }
 
     # -- recovery ---------------------------------------------------------------------------
 
