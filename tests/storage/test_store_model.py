@@ -343,9 +343,14 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 def test_store_matches_model(store_factory: StoreFactory) -> None:
-    # The function form (not Machine.TestCase) lets the backend fixture pick the store.
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]  # hypothesis leaves it bare
-        lambda: StoreMachine(store_factory),
+    # The function form (not Machine.TestCase) lets the backend fixture pick the store; hypothesis
+    # wants a machine class, so one is bound to this test's factory.
+    class Machine(StoreMachine):
+        def __init__(self) -> None:
+            super().__init__(store_factory)
+
+    run_state_machine_as_test(
+        Machine,
         settings=settings(
             max_examples=100,
             stateful_step_count=50,
