@@ -22,22 +22,48 @@ from ._model import (
 )
 from ._problems import DagDefinitionError, Problem
 from ._source import (
+    MAX_DEPTH,
     Amount,
     Count,
     LineMap,
     Path,
     Positive,
+    check_size,
     convert,
     fail,
     field_names,
     group_lines,
+    in_order,
     kind_of,
     location,
     path_str,
+    too_deep,
+    unknown_keys,
+    without_echoes,
 )
 
 _WS = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+class _TooDeep(Exception):
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
+
+def _too_deep_at(text: str) -> int | None:
+    """Where the text first nests more than MAX_DEPTH levels (strings skipped), if it does."""
+    depth = 0
+    for match in _NESTING.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return match.start()
+        elif char in "]}":
+            depth -= 1
+    return None
 
 
 class _Retry(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -137,10 +163,12 @@ class _Positions:
         match = _WS.match(self.text, pos)
         return match.end() if match else pos
 
-    def value(self, pos: int, path: Path) -> tuple[Any, int]:
+    def value(self, pos: int, path: Path, depth: int = 0) -> tuple[Any, int]:
         text = self.text
         pos = self.ws(pos)
         char = text[pos]
+        if char in "{[" and depth >= MAX_DEPTH:
+            raise _TooDeep(pos)
         if char == "{":
             obj: dict[str, Any] = {}
             pos = self.ws(pos + 1)
@@ -160,7 +188,7 @@ class _Positions:
                 else:
                     self.lines[sub] = self.line(start)
                 pos = self.ws(self.ws(pos) + 1)  # past the colon
-                obj[key], pos = self.value(pos, sub)
+                obj[key], pos = self.value(pos, sub, depth + 1)
                 pos = self.ws(pos)
                 if text[pos] == ",":
                     pos = self.ws(pos + 1)
@@ -170,7 +198,7 @@ class _Positions:
             pos = self.ws(pos + 1)
             while text[pos] != "]":
                 self.lines[(*path, len(items))] = self.line(pos)
-                item, pos = self.value(pos, (*path, len(items)))
+                item, pos = self.value(pos, (*path, len(items)), depth + 1)
                 items.append(item)
                 pos = self.ws(pos)
                 if text[pos] == ",":
@@ -189,14 +217,22 @@ class _Positions:
 
 
 def _decode(text: str, file: str | None) -> tuple[Any, LineMap]:
+    check_size(text, file)
+    walker = _Positions(text)
     try:
         msgspec.json.decode(text)
+    except RecursionError:
+        deep = _too_deep_at(text)
+        line = walker.line(deep) if deep is not None else None
+        raise DagDefinitionError([too_deep(file, line)]) from None
     except msgspec.DecodeError as exc:
         found = re.search(r"byte (\d+)", str(exc))
         line = text.encode()[: int(found.group(1))].count(b"\n") + 1 if found else None
         raise DagDefinitionError([Problem(f"invalid JSON: {exc}", file, line)]) from None
-    walker = _Positions(text)
-    data, _ = walker.value(0, ())
+    try:
+        data, _ = walker.value(0, ())
+    except _TooDeep as exc:
+        raise DagDefinitionError([too_deep(file, walker.line(exc.pos))]) from None
     walker.lines[()] = walker.line(walker.ws(0))
     if walker.problems:
         raise DagDefinitionError([msgspec.structs.replace(p, file=file) for p in walker.problems])
@@ -252,16 +288,31 @@ def parse_json(text: str, file: str | None = None) -> DagDefinition:
     data, lines = _decode(text, file)
     if not isinstance(data, dict):
         raise fail("a workflow definition must be a JSON object", file, lines, ())
-    wf = convert(data, _Workflow, file=file, lines=lines, at=(), vocabulary=_VOCABULARY)
+    # Every unknown key and every step's mistakes in one pass, not one per run.
+    data, problems = unknown_keys(data, _Workflow, file=file, lines=lines, at=())
+    try:
+        wf = convert(data, _Workflow, file=file, lines=lines, at=(), vocabulary=_VOCABULARY)
+    except DagDefinitionError as exc:
+        found = without_echoes(problems, exc.problems)
+        raise DagDefinitionError(in_order([*problems, *found])) from None
     name = wf.id or wf.name
     if not name:
-        raise fail("a workflow definition needs an `id` (or a `name`)", file, lines, ())
+        problems.append(
+            fail("a workflow definition needs an `id` (or a `name`)", file, lines, ()).problems[0]
+        )
     steps = []
     groups = group_lines(lines, 2)
     for i, body in enumerate(wf.steps):
         at: Path = ("steps", i)
-        raw = convert(body, _Step, file=file, lines=lines, at=at, vocabulary=_VOCABULARY)
-        steps.append(_step(raw, file, groups.get(at, lines), at))
+        known, unknown = unknown_keys(body, _Step, file=file, lines=lines, at=at)
+        problems.extend(unknown)
+        try:
+            raw = convert(known, _Step, file=file, lines=lines, at=at, vocabulary=_VOCABULARY)
+            steps.append(_step(raw, file, groups.get(at, lines), at))
+        except DagDefinitionError as exc:
+            problems.extend(without_echoes(unknown, exc.problems))
+    if problems or not name:
+        raise DagDefinitionError(in_order(problems))
     hooks = wf.webhooks
     return DagDefinition(
         name=name,

@@ -9,6 +9,7 @@ from typing import Literal
 from ._json import parse_json
 from ._model import DagDefinition
 from ._problems import DagDefinitionError, Problem
+from ._source import MAX_DEFINITION_BYTES, too_big
 from ._validate import validate_definition
 from ._yaml import parse_yaml
 
@@ -44,6 +45,9 @@ def load_definition(
 ) -> DagDefinition:
     file = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_DEFINITION_BYTES:  # before reading it: the file may be any size
+            raise DagDefinitionError([too_big(size, file)])
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DagDefinitionError([Problem(f"cannot read the definition: {exc}", file)]) from exc

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 
 from ._model import FieldSpot, Location, StepKind
 from ._problems import DagDefinitionError, Problem
@@ -21,9 +22,42 @@ T = TypeVar("T")
 Path = tuple[str | int, ...]
 LineMap = dict[Path, int]  # every key and item of the document -> its 1-based line
 
+# Bounds on what a definition may cost to read, whatever its format (see `check_size`).
+MAX_DEFINITION_BYTES = 4 * 1024 * 1024
+# Values (keys, items, scalars) of the document once YAML aliases are expanded: the model,
+# its fingerprint and every copy of it are as big as this, not as the text.
+MAX_VALUES = 200_000
+MAX_DEPTH = 100  # nested mappings/lists; the loaders and msgspec recurse once per level
+
 _AT = re.compile(r" - at `(\$[^`]*)`$")
 _PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _UNKNOWN = re.compile(r"unknown field `([^`]*)`")
+
+
+def check_size(text: str, file: str | None) -> None:
+    """Refuse a definition text over MAX_DEFINITION_BYTES (UTF-8), before parsing it."""
+    if len(text) * 4 > MAX_DEFINITION_BYTES:  # only then can it be over: encode to know
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_DEFINITION_BYTES:
+            raise DagDefinitionError([too_big(size, file)])
+
+
+def too_big(size: int, file: str | None) -> Problem:
+    return Problem(
+        f"the definition is {size / (1024 * 1024):.1f} MiB, larger than the "
+        f"{MAX_DEFINITION_BYTES // (1024 * 1024)} MiB limit for a workflow definition",
+        file,
+    )
+
+
+def too_deep(file: str | None, line: int | None, path: str = "$") -> Problem:
+    return Problem(
+        f"the document is nested more than {MAX_DEPTH} levels deep (the limit for a "
+        "workflow definition)",
+        file,
+        line,
+        path,
+    )
 
 
 def path_str(path: Path) -> str:
@@ -71,9 +105,80 @@ def convert(
         if unknown:
             rel = (*rel, unknown.group(1))
             close = difflib.get_close_matches(unknown.group(1), sorted(set(vocabulary)), n=1)
-            if close:
-                text += f" (did you mean {close[0]!r}?)"
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fail(
+                f"unknown key {unknown.group(1)!r}{hint}", file, lines, (*at, *rel)
+            ) from None
         raise fail(f"wrong type: {text}", file, lines, (*at, *rel)) from None
+
+
+def in_order(problems: Iterable[Problem]) -> list[Problem]:
+    """Problems in document order (those without a line last)."""
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+_MISSING = re.compile(r"missing required field `([^`]*)`")
+
+
+def without_echoes(unknown: list[Problem], found: Iterable[Problem]) -> list[Problem]:
+    """`found` without "missing required field X" where an unknown key already suggested X:
+    `max_iteration: 3` is one mistake, not two."""
+    suggested = {
+        (p.path.rpartition(".")[0], m.group(1))
+        for p in unknown
+        if (m := re.search(r"did you mean '([^']*)'", p.message))
+    }
+    return [
+        p
+        for p in found
+        if not ((m := _MISSING.search(p.message)) and (p.path, m.group(1)) in suggested)
+    ]
+
+
+def unknown_keys(
+    data: Any, kind: type[msgspec.Struct], *, file: str | None, lines: LineMap, at: Path
+) -> tuple[Any, list[Problem]]:
+    """Every key of `data` that `kind` (and the structs nested in it) does not know, each a
+    problem at its own line with a suggestion; and `data` without them, so a conversion
+    after this reports the other mistakes of the same document instead of the first key."""
+    problems: list[Problem] = []
+    cleaned = _known(data, mi.type_info(kind), at, file, lines, problems)
+    return cleaned, problems
+
+
+def _known(
+    data: Any, info: mi.Type, at: Path, file: str | None, lines: LineMap, out: list[Problem]
+) -> Any:
+    if isinstance(info, mi.UnionType):
+        structs = [t for t in info.types if isinstance(t, mi.StructType)]
+        if len(structs) == 1 and isinstance(data, dict):
+            return _known(data, structs[0], at, file, lines, out)
+        return data
+    if isinstance(info, mi.StructType) and isinstance(data, dict):
+        fields = {f.encode_name: f for f in info.fields}
+        kept: dict[Any, Any] = {}
+        for key, value in data.items():
+            field = fields.get(key) if isinstance(key, str) else None
+            if field is None:
+                close = difflib.get_close_matches(str(key), sorted(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                sub = (*at, str(key))
+                out.append(
+                    Problem(f"unknown key {key!r}{hint}", file, line_of(lines, sub), path_str(sub))
+                )
+                continue
+            kept[key] = _known(value, field.type, (*at, key), file, lines, out)
+        return kept
+    if isinstance(info, mi.ListType | mi.TupleType | mi.VarTupleType) and isinstance(data, list):
+        item = info.item_type if not isinstance(info, mi.TupleType) else None
+        if item is None:
+            return data
+        return [_known(v, item, (*at, i), file, lines, out) for i, v in enumerate(data)]
+    if isinstance(info, mi.DictType) and isinstance(data, dict):
+        return {
+            k: _known(v, info.value_type, (*at, str(k)), file, lines, out) for k, v in data.items()
+        }
+    return data
 
 
 def field_names(*structs: type[msgspec.Struct]) -> set[str]:

@@ -147,6 +147,7 @@ def _check_step(
                     "params",
                 )
             )
+    problems.extend(_delay_params(step, where))
     # The loaders derive `kind` from the fields; the Python builder sets both, so check
     # that they agree and that a python target is importable-looking.
     needed = _KIND_NEEDS.get(step.kind)
@@ -231,6 +232,36 @@ def _check_step(
         for error in template_errors(text):
             problems.append(problem_at(f"{where}: bad template in {key}: {error}", loc, key))
     return msgspec.structs.replace(step, loop=loop, **fixed)
+
+
+def _delay_params(step: DagStep, where: str) -> list[Problem]:
+    """What a delay would refuse at run time, found before anything runs.
+
+    A templated value (`'{{ input.wait }}'`) is only known then, and is checked then."""
+    loc, params = step.location, step.params
+    if step.action == "delay":
+        key = "duration" if "duration" in params or "ms" not in params else "ms"
+        value = params.get(key)
+        if value is None:
+            return [
+                problem_at(
+                    f"{where}: a delay step needs params.duration, in milliseconds "
+                    "(e.g. `params: {duration: 5000}`)",
+                    loc,
+                    "action",
+                )
+            ]
+        templated = isinstance(value, str) and "{{" in value
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not templated and not (number and value >= 0):
+            return [
+                problem_at(
+                    f"{where}: params.{key} must be a number of milliseconds >= 0, got {value!r}",
+                    loc,
+                    f"params.{key}",
+                )
+            ]
+    return []
 
 
 # Params that hold JavaScript themselves: not templates (JS has its own braces).

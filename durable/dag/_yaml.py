@@ -22,19 +22,26 @@ from ._model import (
 )
 from ._problems import DagDefinitionError, Problem
 from ._source import (
+    MAX_DEPTH,
+    MAX_VALUES,
     Amount,
     Count,
     LineMap,
     Path,
     Positive,
+    check_size,
     convert,
     fail,
     field_names,
     group_lines,
+    in_order,
     kind_of,
     line_of,
     location,
     path_str,
+    too_deep,
+    unknown_keys,
+    without_echoes,
 )
 
 
@@ -152,8 +159,64 @@ def _index(
             _index(item, (*path, i), lines, problems, active)
 
 
+class _Limit(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """Counts the document's values while composing it, each alias as everything its anchor
+    holds, and stops at MAX_VALUES or MAX_DEPTH: nine lines of nested aliases ("billion
+    laughs") expand to hundreds of millions of values in every later walk of the document."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.values = 0
+        self.depth = 0
+        self.sizes: dict[int, int] = {}  # id(anchored node) -> its values, aliases expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            self._count(self.sizes.get(id(node), 1), line, alias=True)
+            return node
+        if self.depth >= MAX_DEPTH:
+            raise _Limit(too_deep(None, line))
+        before = self.values
+        self.depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        self._count(1, line, alias=False)
+        if getattr(event, "anchor", None) is not None:
+            self.sizes[id(node)] = self.values - before
+        return node
+
+    def _count(self, values: int, line: int, *, alias: bool) -> None:
+        self.values += values
+        if self.values > MAX_VALUES:
+            how = (
+                f"once its aliases are expanded (the alias here repeats {values:,} values)"
+                if alias
+                else "(keys, items and scalars)"
+            )
+            raise _Limit(
+                Problem(
+                    f"the YAML document holds more than {MAX_VALUES:,} values {how}, the limit "
+                    "for a workflow definition: use fewer or smaller aliases",
+                    None,
+                    line,
+                )
+            )
+
+
 def _compose(text: str, file: str | None) -> tuple[Any, LineMap]:
-    loader = yaml.SafeLoader(text)
+    check_size(text, file)
+    loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -164,14 +227,55 @@ def _compose(text: str, file: str | None) -> tuple[Any, LineMap]:
         if problems:
             raise DagDefinitionError([msgspec.structs.replace(p, file=file) for p in problems])
         return loader.construct_document(node), lines
+    except _Limit as exc:
+        raise DagDefinitionError([msgspec.structs.replace(exc.problem, file=file)]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise DagDefinitionError(
-            [Problem(f"invalid YAML: {exc.problem or exc.context}", file, line)]
-        ) from None
+        raise DagDefinitionError([_syntax_problem(exc, text, file)]) from None
     finally:
         loader.dispose()
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str | None) -> Problem:
+    problem, context = exc.problem or exc.context or "?", exc.context
+    at, opened = exc.problem_mark, exc.context_mark
+    message = f"invalid YAML: {problem}"
+    line = at.line + 1 if at is not None else None
+    if opened is not None and context:
+        start = opened.line + 1
+        if "end of stream" in problem or "<stream end>" in problem:
+            # Reached the end still inside something (a quote, a bracket): what is wrong is
+            # where that opened, not the end of the file.
+            kind = context.removeprefix("while scanning ").removeprefix("while parsing ")
+            kind = kind.replace("quoted scalar", "quoted string")
+            return Problem(
+                f"invalid YAML: {kind} opened at line {start} is never closed ({problem})",
+                file,
+                start,
+            )
+        if start != line:
+            message += f" ({context} that starts at line {start})"
+    hint = _quote_hint(text, line)
+    return Problem(message + hint, file, line)
+
+
+def _quote_hint(text: str, line: int | None) -> str:
+    """A quoted string that runs over several lines before the error, if any: a closing
+    quote left out there makes the error appear lines later, at the next quote."""
+    if line is None:
+        return ""
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            start, end = token.start_mark.line + 1, token.end_mark.line + 1
+            if start >= line:
+                break
+            if isinstance(token, yaml.ScalarToken) and token.style in ('"', "'") and end > start:
+                return (
+                    f"; the quoted string at line {start} runs on to line {end}: "
+                    "is its closing quote missing?"
+                )
+    except yaml.YAMLError:
+        pass
+    return ""
 
 
 def _env_value(value: str | int | float | bool) -> str:
@@ -257,13 +361,26 @@ def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
         data = data["workflow"]
     if not isinstance(data, dict):
         raise fail("a workflow file must be a mapping with `name` and `tasks`", file, lines, ())
-    wf = convert(data, _Workflow, file=file, lines=lines, at=root, vocabulary=_VOCABULARY)
+    # Every unknown key and every task's mistakes in one pass, not one per run.
+    data, problems = unknown_keys(data, _Workflow, file=file, lines=lines, at=root)
+    try:
+        wf = convert(data, _Workflow, file=file, lines=lines, at=root, vocabulary=_VOCABULARY)
+    except DagDefinitionError as exc:
+        found = without_echoes(problems, exc.problems)
+        raise DagDefinitionError(in_order([*problems, *found])) from None
     steps = []
     groups = group_lines(lines, len(root) + 2)
     for task_id, body in wf.tasks.items():
         at = (*root, "tasks", task_id)
-        raw = convert(body or {}, _Task, file=file, lines=lines, at=at, vocabulary=_VOCABULARY)
-        steps.append(_step(task_id, raw, file, groups.get(at, lines), at))
+        known, unknown = unknown_keys(body or {}, _Task, file=file, lines=lines, at=at)
+        problems.extend(unknown)
+        try:
+            raw = convert(known, _Task, file=file, lines=lines, at=at, vocabulary=_VOCABULARY)
+            steps.append(_step(task_id, raw, file, groups.get(at, lines), at))
+        except DagDefinitionError as exc:
+            problems.extend(without_echoes(unknown, exc.problems))
+    if problems:
+        raise DagDefinitionError(in_order(problems))
     notes_at = (*root, "notifications")
     return DagDefinition(
         name=wf.name,

@@ -144,7 +144,7 @@ tasks:
   a:
     script: a.py
   b:
-    action: webhook
+    script: b.py
     {field}: {value}
 """
     err = error_for(tmp_path, "expr.yaml", text)
@@ -185,7 +185,7 @@ def test_unknown_field_suggests_the_real_one(tmp_path: Path) -> None:
         "typo.yaml",
         "name: t\ntasks:\n  a:\n    script: a.py\n  b:\n    script: b.py\n    depend_on: [a]\n",
     )
-    assert "unknown field `depend_on`" in err.message
+    assert "unknown key 'depend_on'" in err.message
     assert "did you mean 'depends_on'?" in err.message
     assert err.line == 7
 
@@ -221,7 +221,7 @@ def test_fallback_to_unknown_step(tmp_path: Path) -> None:
 name: f
 tasks:
   pay:
-    action: http.request
+    script: pay.py
     on_error: manual_reveiw
   manual_review:
     script: review.py
@@ -260,7 +260,8 @@ notifications:
 @pytest.mark.parametrize(
     ("name", "text", "expected", "line"),
     [
-        ("bad.yaml", "name: x\ntasks:\n  a: [unclosed\n", "invalid YAML", 4),
+        # The line of the `[` that is never closed, not the end of the file after it.
+        ("bad.yaml", "name: x\ntasks:\n  a: [unclosed\n", "invalid YAML", 3),
         ("bad.json", '{"id": "w",\n "steps": [\n  {"id": "a",}\n]}', "invalid JSON", 3),
     ],
 )
