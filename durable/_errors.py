@@ -5,10 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from msgspec.structs import force_setattr
+
+from durable._limits import MAX_ERROR_DETAILS_BYTES, MAX_ERROR_FIELD_BYTES, cut
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
-    """An exception as the log records it: never the object itself (that would need pickle)."""
+    """An exception as the log records it: never the object itself (that would need pickle).
+
+    Bounded whatever builds it (and when an older version's oversized error is decoded): each
+    text field, and each entry of `details`, is cut to MAX_ERROR_FIELD_BYTES with a marker;
+    `details` as a whole to MAX_ERROR_DETAILS_BYTES. A huge exception message costs the log
+    64 KiB, not its size once per copy per attempt.
+    """
 
     type: str
     message: str
@@ -17,8 +26,65 @@ class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     # exit_code/stdout/stderr, an HTTP status and body.
     details: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("type", "message", "traceback"):
+            value = getattr(self, name)
+            bounded = cut(value) if isinstance(value, str) else str(value)
+            if bounded is not value:
+                force_setattr(self, name, bounded)
+        if self.details is not None:
+            details = _bounded_details(self.details)
+            if details is not self.details:
+                force_setattr(self, "details", details)
+
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
+
+
+def _bounded_details(details: dict[str, Any]) -> dict[str, Any]:
+    """`details` itself when it is storable and small; else each entry bounded (text cut,
+    other values over the field limit replaced by a note) and entries past the total limit
+    dropped, with a `cut` entry saying how many."""
+    try:
+        if len(msgspec.msgpack.encode(details)) <= MAX_ERROR_FIELD_BYTES:
+            return details
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        pass  # something in it cannot be stored: bound entry by entry
+    out: dict[str, Any] = {}
+    used = dropped = 0
+    for key, value in details.items():
+        entry = _bounded_entry(value)
+        size = len(msgspec.msgpack.encode(entry)) + len(str(key))
+        if used + size > MAX_ERROR_DETAILS_BYTES:
+            dropped += 1
+            continue
+        out[cut(str(key), 1024)] = entry
+        used += size
+    if dropped:
+        out["cut"] = (
+            f"{dropped} more details entries were dropped: the error's details are limited "
+            f"to {MAX_ERROR_DETAILS_BYTES:,} bytes"
+        )
+    return out
+
+
+def _bounded_entry(value: Any) -> Any:
+    if isinstance(value, str):
+        return cut(value)
+    try:
+        size = len(msgspec.msgpack.encode(value))
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        try:
+            shown = repr(value)
+        except Exception:
+            shown = f"<a {type(value).__name__}>"
+        return cut(f"[not storable: {shown}]")
+    if size <= MAX_ERROR_FIELD_BYTES:
+        return value
+    return (
+        f"[cut: a {type(value).__name__} of {size:,} bytes encoded, over the "
+        f"{MAX_ERROR_FIELD_BYTES:,}-byte limit for one entry]"
+    )
 
 
 class DurableError(Exception):

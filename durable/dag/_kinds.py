@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from durable._limits import cut
+
 from ._expr import evaluate, has_templates, render
 from ._http import http_request, send_webhook
 from ._model import DagStep
@@ -27,7 +29,6 @@ from ._services import DagServices
 from ._validate import templated_params
 
 JS_STEP_TIMEOUT = 30.0  # seconds, for JavaScript steps without a timeout of their own
-_ERROR_OUTPUT = 8192  # characters of stdout/stderr kept in a failed script's error
 
 
 @dataclass(slots=True)
@@ -62,8 +63,9 @@ class ScriptFailed(Exception):
         super().__init__(f"script of step {step!r} {what}" + (f": {tail}" if tail else ""))
         self.details = {
             "exit_code": result.exit_code,
-            "stdout": result.stdout[-_ERROR_OUTPUT:],
-            "stderr": result.stderr[-_ERROR_OUTPUT:],
+            # Its first and last parts (durable._limits): the error is stored per attempt.
+            "stdout": cut(result.stdout),
+            "stderr": cut(result.stderr),
             "timed_out": result.timed_out,
             "signal": result.signal,
         }

@@ -31,9 +31,10 @@ Semantics (see `run_script`):
   else the shell); a shell's own children are not covered (use `exec` in a script to make the
   long-running program the one the worker started).
 * Output. stdout and stderr are read concurrently while the script runs (no pipe deadlock
-  for large output). Each keeps at most `output_limit` bytes; the rest is read and discarded,
-  and a marker saying how many bytes were dropped is appended. Bytes are decoded as UTF-8
-  with replacement characters for invalid sequences. stdin is /dev/null.
+  for large output). Each keeps at most `output_limit` bytes (durable._limits): its first
+  and last halves, with the marker of durable._limits.cut between them saying how many bytes
+  were cut; the middle is read and discarded as it arrives, never held. Bytes are decoded as
+  UTF-8 with replacement characters for invalid sequences. stdin is /dev/null.
 * Result. A non-zero exit is a normal result; the caller decides what failure means. If the
   script was ended by a signal, `signal` is its number and `exit_code` is `128 + signal`
   (the shell convention), so `exit_code` is always a non-negative int.
@@ -54,6 +55,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from durable._limits import MAX_SCRIPT_OUTPUT_BYTES, marker
 
 __all__ = ["ScriptResult", "run_script"]
 
@@ -129,23 +132,36 @@ def _child_setup(memory_mb: int | None) -> Callable[[], None]:
 
 
 class _Capture:
-    """One pipe's output: the first `limit` bytes kept, the rest counted."""
+    """One pipe's output in bounded memory: all of it up to `limit` bytes; past that, its
+    first and last parts (about `limit` bytes together) and how much it was in all."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.kept = bytearray()
-        self.dropped = 0
+        self.head = bytearray()
+        self.tail = bytearray()  # the latest bytes past the head, trimmed as it grows
+        self.total = 0
 
     def add(self, chunk: bytes) -> None:
-        room = max(self.limit - len(self.kept), 0)
-        self.kept += chunk[:room]
-        self.dropped += max(len(chunk) - room, 0)
+        self.total += len(chunk)
+        room = max(self.limit - len(self.head), 0)
+        if room:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            if len(self.tail) > 2 * self.limit:  # trimmed in batches: amortized O(chunk)
+                del self.tail[: -self.limit]
 
     def text(self) -> str:
-        text = self.kept.decode("utf-8", errors="replace")
-        if self.dropped:
-            text += f"\n[... output truncated: {self.dropped} more bytes]"
-        return text
+        if self.total <= self.limit:
+            return self.head.decode("utf-8", errors="replace")
+        # Over the limit: what cut() keeps of the whole, taken from the parts we held.
+        room = max(self.limit - len(marker(self.total, self.total).encode()), 0)
+        head = bytes(self.head[: (room + 1) // 2]).decode("utf-8", "ignore")
+        tail_bytes = min(room // 2, len(self.tail))
+        tail = bytes(self.tail[len(self.tail) - tail_bytes :]).decode("utf-8", "ignore")
+        dropped = self.total - len(head.encode()) - len(tail.encode())
+        return head + marker(dropped, self.total) + tail
 
 
 class _ScriptProtocol(asyncio.SubprocessProtocol):
@@ -196,7 +212,7 @@ async def run_script(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     memory_mb: int | None = None,
-    output_limit: int = 1_000_000,
+    output_limit: int = MAX_SCRIPT_OUTPUT_BYTES,
 ) -> ScriptResult:
     """Run `script` as a subprocess in a new session and return what it did.
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import importlib.util
 import itertools
 import os
 import resource
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -49,6 +51,8 @@ class Evaluate(msgspec.Struct, tag=True, array_like=True):
     functions: list[str]
     max_heap_bytes: int
     max_result_bytes: int = 8 * 1024 * 1024
+    # Each of an error's message and stack is cut to this (durable._limits) before it is sent.
+    max_error_bytes: int = 64 * 1024
 
 
 class Call(msgspec.Struct, tag=True, array_like=True):
@@ -96,7 +100,11 @@ _decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
 
 
 def encode_frame(message: Message) -> bytes:
-    payload = _encoder.encode(message)
+    return frame(_encoder.encode(message))
+
+
+def frame(payload: bytes) -> bytes:
+    """A frame around an encoded message."""
     if len(payload) > MAX_FRAME:
         raise ValueError(f"message of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
     return _HEADER.pack(len(payload)) + payload
@@ -118,6 +126,17 @@ class HostError(Exception):
     """What JS sees when a proxied integration function raised in the parent."""
 
 
+def _load_limits() -> Any:
+    """durable/_limits.py, loaded by its path: importing it as `durable._limits` would import
+    the durable package, and the whole engine with it, into the sandbox."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_limits.py")
+    spec = importlib.util.spec_from_file_location("_durable_limits", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _apply_limits(memory_limit_mb: int, max_open_files: int, parent_pid: int) -> None:
     # RLIMIT_DATA, not RLIMIT_AS: V8 reserves tens of GB of address space up front (the pointer
     # compression cage, Oilpan's caged heap) and aborts at startup under any useful RLIMIT_AS.
@@ -137,8 +156,9 @@ def _apply_limits(memory_limit_mb: int, max_open_files: int, parent_pid: int) ->
 
 
 class _Child:
-    def __init__(self, out_fd: int) -> None:
+    def __init__(self, out_fd: int, cut: Callable[[str, int], str]) -> None:
         self._out_fd = out_fd
+        self._cut = cut
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._call_ids = itertools.count()
         self._evaluation: asyncio.Task[None] | None = None
@@ -199,29 +219,45 @@ class _Child:
                 # The newline keeps a trailing `// comment` in the user's code from swallowing
                 # the closing brace; user line 1 stays line 1 in stack traces.
                 value = await runtime.eval_async(f"(async () => {{ {request.code}\n}})()")
-            done = encode_frame(Done(value=value))
+            done = _encoder.encode(Done(value=value))
             if len(done) > request.max_result_bytes:
                 # Results go into the event log: a clear failure beats a bloated database.
-                self.send(
-                    Failed(
-                        name="ResultTooLarge",
-                        message=f"the result is {len(done):,} bytes encoded, over the "
-                        f"{request.max_result_bytes:,}-byte limit for a JavaScript result",
-                        stack=None,
-                    )
+                self._fail(
+                    request,
+                    "ResultTooLarge",
+                    f"the result is {len(done):,} bytes encoded, over the "
+                    f"{request.max_result_bytes:,}-byte limit for a JavaScript result",
                 )
             else:
-                self._write(done)
+                self._write(frame(done))
         except JavaScriptError as exc:
-            self.send(Failed(name=exc.name, message=exc.message or str(exc), stack=exc.stack))
+            self._fail(request, exc.name, exc.message or str(exc), exc.stack)
         except Exception as exc:
             # jsrun's RuntimeTerminated ("Heap limit exceeded"), or a result with no wire form
             # (a function, a symbol...).
-            self.send(Failed(name=type(exc).__name__, message=str(exc), stack=None))
+            self._fail(request, type(exc).__name__, str(exc))
         finally:
             for future in self._pending.values():
                 future.cancel()
             self._pending.clear()
+
+    def _fail(
+        self, request: Evaluate, name: str | None, message: str, stack: str | None = None
+    ) -> None:
+        """Send a Failed whatever the error holds: its text cut to the limit (a 40 MB message
+        must arrive as an error, not as a frame too big to send and then a timeout)."""
+        limit = request.max_error_bytes
+        try:
+            self.send(
+                Failed(
+                    name=None if name is None else self._cut(name, 1024),
+                    message=self._cut(message, limit),
+                    stack=None if stack is None else self._cut(stack, limit),
+                )
+            )
+        except Exception as exc:  # the parent must hear of the evaluation's end regardless
+            unsendable = f"the error could not be sent: {exc!r}"[:1000]
+            self.send(Failed(name="SandboxError", message=unsendable, stack=None))
 
     def _bind(self, runtime: Runtime, request: Evaluate) -> None:
         for name in request.functions:
@@ -245,7 +281,7 @@ def main(argv: list[str]) -> None:
     os.dup2(2, 1)
     import jsrun  # noqa: F401  -- import now so a broken install fails startup, not a step
 
-    asyncio.run(_Child(out_fd).serve())
+    asyncio.run(_Child(out_fd, _load_limits().cut).serve())
     sys.stderr.flush()
     # Skip interpreter teardown: V8 sometimes crashes at exit, and there is nothing left to save.
     os._exit(0)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
+from durable._limits import MAX_ERROR_FIELD_BYTES
 from durable.js._child import Evaluate
 from durable.js._errors import SandboxError
 from durable.js._sandbox import Sandbox
@@ -109,6 +110,7 @@ class JsSandboxPool:
             functions=sorted(functions),
             max_heap_bytes=self._max_heap_bytes,
             max_result_bytes=self._max_result_bytes,
+            max_error_bytes=MAX_ERROR_FIELD_BYTES,
         )
         sandbox = await self._idle.get()
         try:

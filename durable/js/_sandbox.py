@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from durable._limits import cut
 from durable.js import _child
 from durable.js._child import Call, Done, Evaluate, Failed, Ready, Reply
 from durable.js._errors import JsError, JsTimeout, SandboxCrashed, SandboxStartError
@@ -105,7 +106,10 @@ class Sandbox:
                         # back: the next isolate could fail to start in it (V8 aborts the
                         # process), failing an innocent step. Recycle it instead.
                         clean = not _exhausted(message)
-                        raise JsError(message.message, message.stack, message.name)
+                        # Cut here too: a sandbox that did not cut (or lied) costs no more.
+                        stack = None if message.stack is None else cut(message.stack)
+                        name = None if message.name is None else cut(message.name, 1024)
+                        raise JsError(cut(message.message), stack, name)
                     else:
                         raise ValueError(f"unexpected message from sandbox: {message!r}")
         except TimeoutError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,15 +122,19 @@ async def test_cwd_honored(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [_real(tmp_path), "here"]
 
 
-async def test_output_truncated_with_marker() -> None:
+async def test_output_cut_with_marker() -> None:
     result = await run_script(
-        "printf '%0500d' 0; printf '%0300d' 0 >&2",
+        "printf 'a%0498db' 0; printf '%0300d' 0 >&2",
         output_limit=100,
     )
-    assert result.stdout.startswith("0" * 100)
-    assert result.stdout.endswith("[... output truncated: 400 more bytes]")
-    assert result.stderr.endswith("[... output truncated: 200 more bytes]")
-    assert result.stderr.count("0") == 100 + 2  # the kept bytes plus the "200" in the marker
+    # Both ends kept, the middle cut, the marker saying how much: all within the limit.
+    assert result.stdout.startswith("a0") and result.stdout.endswith("0b")
+    for text, total in ((result.stdout, 500), (result.stderr, 300)):
+        assert len(text.encode()) <= 100
+        found = re.search(r" … \[cut (\d+) of (\d+) bytes\] … ", text)
+        assert found is not None, text
+        assert int(found.group(2)) == total
+        assert int(found.group(1)) == total - (len(text) - len(found.group(0)))
 
 
 async def test_large_output_does_not_deadlock() -> None:
