@@ -288,3 +288,39 @@ def test_a_loop_over_a_body_plans_runs_and_reports_every_iteration(tmp_path: Pat
         "check_b#2",
         "check_b#3",
     ]
+
+
+BAD_BEFORE_RUN = """\
+name: refused
+tasks:
+  a:
+    script: echo a >> side.txt
+  b:
+    script: ./missing.sh
+    depends_on: [a]
+  c:
+    script: echo c >> side.txt
+    skip_if: "a.failed &&"
+"""
+
+
+def test_a_definition_that_cannot_run_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    flow = write(tmp_path, BAD_BEFORE_RUN)
+    db = tmp_path / "runs.db"
+    for extra in ([], ["--dry-run"], ["--json"]):
+        proc = durable("run", str(flow), "--db", str(db), *extra, cwd=tmp_path)
+        assert proc.returncode == 2, (extra, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        if "--json" in extra:
+            report = json.loads(proc.stdout)
+            assert report["valid"] is False and len(report["problems"]) == 2
+            continue
+        errors = proc.stderr.splitlines()
+        assert errors[0].startswith(f"error: {flow}:6: step 'b': script file './missing.sh'")
+        assert errors[1].startswith(f"error: {flow}:10: step 'c': bad JavaScript in skip_if")
+        assert len(errors) == 2, errors
+    # Nothing ran and nothing was recorded: no database, no run, no side effect.
+    assert not db.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.yaml"]

@@ -21,6 +21,7 @@ from durable.dag import (
     parallel_levels,
     top_level,
 )
+from durable.dag._preflight import preflight
 from durable.dag._report import matrix_combos
 
 
@@ -44,12 +45,19 @@ class ValidationReport(msgspec.Struct, frozen=True):
 
 
 def load_or_exit(file: str, actions: Iterable[str], *, as_json: bool = False) -> DagDefinition:
-    """The validated definition, or the problems reported (one `error:` line each, or an
-    invalid ValidationReport with --json) and exit status 2."""
+    """The validated definition, checked as a run would check it before its first step
+    (script files, JavaScript syntax); or the problems reported (one `error:` line each, or
+    an invalid ValidationReport with --json) and exit status 2."""
     try:
-        return load_definition(file, known_actions=actions)
+        definition = load_definition(file, known_actions=actions)
     except DagDefinitionError as exc:
         report_problems(file, [str(p) for p in exc.problems], as_json=as_json)
+    # What only the run would otherwise find (script files, JavaScript syntax): a run of
+    # this definition could only fail, so it is refused before anything is written.
+    problems = preflight(definition)
+    if problems:
+        report_problems(file, [str(p) for p in problems], as_json=as_json)
+    return definition
 
 
 def report_problems(file: str, problems: list[str], *, as_json: bool) -> NoReturn:
@@ -117,7 +125,8 @@ def print_plan(report: ValidationReport, definition: DagDefinition) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def validate(file: str, actions: tuple[str, ...], as_json: bool) -> None:
     """Check a YAML or JSON workflow definition: structure, types, dependencies (cycles,
-    unknown steps), actions and {{ }} templates. Prints the plan: which steps can run
+    unknown steps), actions, script files, and the JavaScript of expressions and {{ }}
+    templates (compiled in a sandbox, never run). Prints the plan: which steps can run
     together, group by group (a matrix step shows its number of instances). Runs nothing.
     Exit status: 0 valid, 2 invalid."""
     definition = load_or_exit(file, actions, as_json=as_json)
