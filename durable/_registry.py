@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import os
@@ -13,8 +14,11 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durable._context import current_executor
 from durable._errors import UnknownWorkflowError, WorkflowDefinitionError
+from durable._policy import CodePolicy
 
 if TYPE_CHECKING:
+    from durable.dag._model import DagDefinition
+    from durable.dag._problems import Problem
     from durable.dag._program import DagProgram
 
 P = ParamSpec("P")
@@ -113,6 +117,8 @@ class Registry:
         self._steps: dict[str, StepDef] = {}
         # DAG actions users add (app.register_action): name -> fn(params, context)
         self.actions: dict[str, Callable[..., Any]] = {}
+        # Which `function:` references and environment variables DAGs may reach.
+        self.policy = CodePolicy()
 
     def add_step(
         self,
@@ -181,6 +187,12 @@ class Registry:
     def add_dag(self, program: DagProgram) -> WorkflowDef:
         """Register a validated DAG definition as workflow (name, version)."""
         definition = program.definition
+        refused = self.function_problems(definition)
+        if refused:
+            from durable.dag._problems import DagDefinitionError
+
+            raise DagDefinitionError(refused)
+        program = dataclasses.replace(program, policy=self.policy)
         key = (definition.name, definition.version)
         existing = self._workflows.get(key)
         fingerprint = definition.fingerprint()
@@ -206,6 +218,18 @@ class Registry:
         )
         self._workflows[key] = wf
         return wf
+
+    def function_problems(self, definition: DagDefinition) -> list[Problem]:
+        """The `function:` references of `definition` this registry's policy refuses: one
+        problem each, naming the step, its line and how to allow it. Imports nothing."""
+        from durable.dag._problems import problem_at
+
+        problems: list[Problem] = []
+        for step in definition.steps:
+            why = None if step.function is None else self.policy.refusal(step.function)
+            if why is not None:
+                problems.append(problem_at(f"step {step.id!r}: {why}", step.location, "function"))
+        return problems
 
     def add_action(self, name: str, fn: Callable[..., Any]) -> None:
         if not name or not isinstance(name, str):

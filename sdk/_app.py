@@ -4,7 +4,7 @@ opens the database, starts the in-process worker and recovers unfinished runs.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -35,6 +35,7 @@ WorkflowRef = str | Callable[..., Any] | DagBuilder
 P = ParamSpec("P")
 R = TypeVar("R")
 W = TypeVar("W", bound=Callable[..., Coroutine[Any, Any, Any]])
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class App:
@@ -42,6 +43,12 @@ class App:
 
     App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:
     "sqlite:///path.db", "memory://" (tests, not durable).
+
+    What DAG definitions may reach is the application's to grant: `function:` steps call only
+    functions registered with register_function() or defined in `allowed_function_modules`
+    (a module and its submodules: "myproject.tasks" allows "myproject.tasks.billing", not
+    "myproject.tasks2"); `{{ env.X }}` expressions see only the variables in `expose_env`
+    (names, or PREFIX* patterns), none by default.
     """
 
     def __init__(
@@ -54,9 +61,13 @@ class App:
         step_threads: int = 32,
         worker: bool = True,
         park_after: float = 1.0,
+        allowed_function_modules: Iterable[str] = (),
+        expose_env: Iterable[str] = (),
     ) -> None:
         self._url = url
         self._registry = Registry()
+        self._registry.policy.allow_modules(allowed_function_modules)
+        self._registry.policy.expose_env(expose_env)
         self._options = WorkerOptions(
             lease_ttl=lease_ttl,
             poll_interval=poll_interval,
@@ -151,6 +162,13 @@ class App:
         """Add a DAG action: `fn(params, context)`, sync or async; its return value is the
         step's result. context: run_id, step, input, deps, matrix, idempotency_key."""
         self._registry.add_action(name, fn)
+
+    def register_function(self, fn: F, /, *, name: str | None = None) -> F:
+        """Let DAG `function:` steps call `fn` (sync or async), by default under the name
+        "module:qualname" it is defined as, else `name` ("namespace:function"). Register it
+        before the DAGs that use it. Returns `fn`, so it also works as a decorator."""
+        self._registry.policy.add_function(fn, name)
+        return fn
 
     def _ref(self, workflow: WorkflowRef) -> str | Callable[..., Any]:
         if isinstance(workflow, DagBuilder):

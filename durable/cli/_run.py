@@ -30,8 +30,9 @@ from durable._registry import Registry
 from durable._worker import WorkerOptions
 from durable.cli._app import CLIError, chosen_url, cli, db_option, emit_json, run
 from durable.cli._follow import Follower
+from durable.cli._policy import apply_policy, policy_options
 from durable.cli._render import duration, make_console, status_text
-from durable.cli._validate import load_or_exit, plan_report, print_plan
+from durable.cli._validate import load_or_exit, plan_report, print_plan, report_problems
 from durable.cli._worker import POSITIVE, STOP_SIGNALS, _exit_now, _wait_for_step_threads
 from durable.dag import DagDefinition, DagProgram, DagResult
 
@@ -69,6 +70,7 @@ class _Job:
 @click.option("--app", "app_path", metavar="MODULE:APP", help="Application with custom actions.")
 @click.option("--lease-ttl", type=POSITIVE, metavar="S", help="Lease duration in seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (or plan) as JSON.")
+@policy_options
 @click.pass_context
 def run_command(
     ctx: click.Context,
@@ -83,6 +85,8 @@ def run_command(
     app_path: str | None,
     lease_ttl: float | None,
     as_json: bool,
+    allow_module: tuple[str, ...],
+    expose_env: tuple[str, ...],
 ) -> None:
     """Run the workflow defined in FILE (YAML or JSON) to its end in this process.
 
@@ -93,8 +97,13 @@ def run_command(
     event = _parse_input(input_text)
     app = load_app(app_path) if app_path else None
     registry = app.registry if app is not None else Registry()
+    apply_policy(registry, allow_module, expose_env)
     # Custom actions must be known before the file is checked: they are the app's.
     definition = load_or_exit(file, registry.actions, as_json=as_json)
+    # So are the functions `function:` steps may call: refused before anything runs.
+    refused = registry.function_problems(definition)
+    if refused:
+        report_problems(file, [str(p) for p in refused], as_json=as_json)
     if dry_run:
         report = plan_report(file, definition)
         if as_json:

@@ -20,6 +20,7 @@ from durable._loader import load_app
 from durable._registry import Registry
 from durable._worker import WorkerOptions
 from durable.cli._app import chosen_url, cli, db_option, run
+from durable.cli._policy import apply_policy, policy_options
 from storage import ACTIVE_STATUSES, RunQuery, StorageError
 
 log = logging.getLogger("durable.cli")
@@ -47,6 +48,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default="info",
     show_default=True,
 )
+@policy_options
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -56,6 +58,8 @@ def worker(
     poll_interval: float | None,
     max_concurrent_runs: int | None,
     log_level: str,
+    allow_module: tuple[str, ...],
+    expose_env: tuple[str, ...],
 ) -> None:
     """Execute the runs of an application's workflows until Ctrl-C or SIGTERM.
 
@@ -64,6 +68,7 @@ def worker(
     worker stops claiming runs, cuts the current steps short and gives its leases back, so
     another worker continues at once; nothing recorded is lost."""
     app = load_app(app_path)
+    apply_policy(app.registry, allow_module, expose_env)
     # The operator's choice (--db, then the environment) beats the URL written in the app.
     url = chosen_url(ctx, db) or os.environ.get(URL_ENV) or app.database_url
     overrides: dict[str, Any] = {

@@ -12,7 +12,8 @@ Scope (names an expression can use)
     deps      the results of the step's direct dependencies, by id
     input     the run's input;  context  the input's keys plus the step views (003's style)
     matrix    this matrix instance's values;  config  the definition's config
-    env       the worker's environment, without DURABLE_* variables (database URLs, secrets)
+    env       the worker's environment variables the operator exposed (App(expose_env=...),
+              --expose-env, $DURABLE_EXPOSE_ENV); none by default
     result, iteration   inside a loop's `until`: the iteration's result and number (from 1)
 
 A template that is a whole string (`'{{ matrix.batch_id }}'`) gives the expression's value
@@ -23,7 +24,6 @@ All templates of one step are evaluated together, in one sandbox round trip.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -106,11 +106,6 @@ _RESERVED = frozenset(
 
 class ExpressionError(Exception):
     """An expression or template could not be evaluated: names the field and the JS error."""
-
-
-def public_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    source = os.environ if environ is None else environ
-    return {k: v for k, v in source.items() if not k.startswith("DURABLE_")}
 
 
 def scope_bindings(scope: Mapping[str, Any]) -> dict[str, Any]:

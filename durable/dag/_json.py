@@ -104,6 +104,7 @@ class _Step(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=
     parallelism: Positive | None = None
     loop: _Loop | None = None
     on_error: str | None = None
+    inherit_environment: bool | None = None
 
 
 class _Webhooks(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
@@ -120,6 +121,7 @@ class _Workflow(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_o
     steps: list[dict[str, Any]]
     webhooks: _Webhooks = _Webhooks()
     parallelism: Positive | None = None
+    inherit_environment: bool | None = None
 
 
 _VOCABULARY = field_names(_Retry, _Loop, _Step, _Webhooks, _Workflow)
@@ -134,6 +136,7 @@ _RENAME = {
     "triggerRule": "trigger_rule",
     "minSuccess": "min_success",
     "onError": "on_error",
+    "inheritEnvironment": "inherit_environment",
 }
 
 
@@ -279,6 +282,7 @@ def _step(raw: _Step, file: str | None, lines: LineMap, at: Path) -> DagStep:
         if raw.loop is None
         else Loop(raw.loop.until, raw.loop.max_iterations, tuple(raw.loop.body)),
         on_error=raw.on_error,
+        inherit_environment=raw.inherit_environment,
         location=where,
     )
 
@@ -322,5 +326,6 @@ def parse_json(text: str, file: str | None = None) -> DagDefinition:
         steps=tuple(steps),
         webhooks=Webhooks(hooks.on_complete, hooks.on_failure, hooks.on_step),
         parallelism=wf.parallelism,
+        inherit_environment=wf.inherit_environment,
         source=Location(file, lines.get(()), "$"),
     )

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import importlib
 import inspect
 import json
 import time
@@ -19,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from durable._limits import cut
+from durable._policy import FunctionRefused
 
 from ._expr import evaluate, has_templates, render
 from ._http import http_request, send_webhook
-from ._model import DagStep
+from ._model import DagDefinition, DagStep
 from ._program import DagProgram
 from ._script import ScriptResult, run_script
 from ._services import DagServices
@@ -119,6 +119,7 @@ async def _script(call: StepCall, env: dict[str, str]) -> Any:
         env=env,
         timeout=step.timeout_seconds,
         memory_mb=step.resources.memory_mb,
+        inherit_env=inherits_environment(call.program.definition, step),
     )
     if result.exit_code != 0 or result.timed_out:
         raise ScriptFailed(step.id, result, step.timeout_seconds)
@@ -128,6 +129,14 @@ async def _script(call: StepCall, env: dict[str, str]) -> Any:
         "stderr": result.stderr,
         "duration_seconds": round(result.duration, 6),
     }
+
+
+def inherits_environment(definition: DagDefinition, step: DagStep) -> bool:
+    """The step's own `inherit_environment`, else the definition's, else True."""
+    for choice in (step.inherit_environment, definition.inherit_environment):
+        if choice is not None:
+            return choice
+    return True
 
 
 def _js_context(call: StepCall) -> dict[str, Any]:
@@ -159,25 +168,6 @@ async def _javascript(call: StepCall, params: Any) -> Any:
     )
 
 
-@functools.lru_cache(maxsize=256)
-def _import(target: str) -> Callable[..., Any]:
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise StepConfigError(
-            f"cannot import module {module_name!r} for {target!r}: {exc}"
-        ) from None
-    found: Any = module
-    for part in attr.split("."):
-        found = getattr(found, part, None)
-        if found is None:
-            raise StepConfigError(f"module {module_name!r} has no attribute {attr!r}")
-    if not callable(found):
-        raise StepConfigError(f"{target!r} is not callable")
-    return found  # type: ignore[no-any-return]
-
-
 async def call_user(call: StepCall, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a user function: async ones on the loop, plain ones on the worker's step threads."""
     if inspect.iscoroutinefunction(fn):
@@ -194,7 +184,11 @@ async def call_user(call: StepCall, fn: Callable[..., Any], *args: Any, **kwargs
 
 async def _python(call: StepCall, params: Any) -> Any:
     assert call.step.function is not None
-    fn = _import(call.step.function)
+    try:
+        # Only what the app registered or the operator allowed; never any importable name.
+        fn = call.program.python_function(call.step.function)
+    except FunctionRefused as exc:
+        raise StepConfigError(f"step {call.step.id!r}: {exc}") from None
     # Params are keyword arguments; a function may also ask for these by naming them.
     extras = {
         "deps": call.deps,

@@ -107,6 +107,9 @@ class DagStep(msgspec.Struct, frozen=True, kw_only=True):
     parallelism: int | None = None
     loop: Loop | None = None
     on_error: str | None = None  # id of the fallback step run when this one fails for good
+    # A script inherits the worker's environment (minus the engine's variables) unless this,
+    # or else the definition's, is False; None: the definition decides.
+    inherit_environment: bool | None = None
     location: Location = Location()
 
 
@@ -143,6 +146,7 @@ class DagDefinition(msgspec.Struct, frozen=True, kw_only=True):
     parallelism: int | None = None
     # Values steps can read as `ctx.config` (JavaScript) or `config` (expressions).
     config: dict[str, Any] = {}
+    inherit_environment: bool | None = None  # the steps' default; None means True
     source: Location = Location()
 
     def step(self, step_id: str) -> DagStep:
@@ -160,8 +164,16 @@ class DagDefinition(msgspec.Struct, frozen=True, kw_only=True):
         """
         payload = msgspec.to_builtins(self, order="sorted")
         _strip_locations(payload)
+        _strip_unset(payload)
         canonical = msgspec.json.encode(payload, order="sorted")
         return hashlib.sha256(canonical).hexdigest()
+
+
+def _strip_unset(payload: dict[str, Any]) -> None:
+    # Options added later, left out while unset: older definitions keep their fingerprint.
+    for holder in (payload, *payload.get("steps", [])):
+        if holder.get("inherit_environment", False) is None:
+            del holder["inherit_environment"]
 
 
 def _strip_locations(payload: dict[str, Any]) -> None:

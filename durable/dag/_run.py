@@ -99,7 +99,9 @@ class DagExecutor:
         self.limit = state.parallelism or self.definition.parallelism
         self._next_pos = max([*state.steps, *state.forgotten], default=-1) + 1
         self._input = decode_value(state.input) if state.input is not None else None
-        self.view = StepScope(self.definition, self.owners, self.reports, self._input)
+        self.view = StepScope(
+            self.definition, self.owners, self.reports, self._input, self.program.env
+        )
         self._deliveries_planned = False
         self._recorded_deliveries = {
             s.name: s for s in state.steps.values() if s.name.startswith(DELIVERY_PREFIX)

@@ -6,9 +6,9 @@ run's input and the definition; nothing here writes to the log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ._expr import public_env
 from ._model import DagDefinition, DagStep
 from ._report import StepReport, step_view
 
@@ -20,12 +20,14 @@ class StepScope:
         owners: dict[str, str],
         reports: dict[str, StepReport],
         run_input: Any,
+        env: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.definition = definition
         self.by_id = {s.id: s for s in definition.steps}
         self.owners = owners  # body step -> its loop step
         self.reports = reports  # the executor's, updated as steps finish
         self.input = run_input
+        self.env = env  # the variables the operator exposed to expressions (DagProgram.env)
 
     def dep_ids(self, step: DagStep) -> tuple[str, ...]:
         # A body's entry steps see what their loop step depends on.
@@ -54,5 +56,5 @@ class StepScope:
             "matrix": matrix,
             "iteration": iteration,
             "config": self.definition.config,
-            "env": public_env(),
+            "env": self.env(),
         }

@@ -11,10 +11,14 @@ Semantics (see `run_script`):
   SIGTERM, then SIGKILL after a grace period; on cancellation of the awaiting task it gets
   SIGKILL at once; and when the script exits normally, background children it left behind
   get SIGKILL too (a step's processes end with the step).
-* Environment. The parent's environment is NOT inherited, apart from PATH, LANG, HOME and
-  TMPDIR (PATH falls back to a standard value if the parent has none). The given `env` is
-  merged over that base. So secrets such as DURABLE_DATABASE_URL never leak into a script
-  unless the caller passes them explicitly.
+* Environment. With `inherit_env` (the default) the child gets the parent's environment
+  minus the engine's own variables: every `DURABLE_*` (the database URL, the API tokens),
+  libpq's PGPASSWORD/PGPASSFILE, and any variable whose value carries one of their secrets
+  (e.g. a copy of the database URL under another name); so `OUT=/tmp/x durable run wf.yaml`
+  gives the script its $OUT, as make, CI systems and Airflow's BashOperator do. Without it,
+  only PATH, LANG, HOME and TMPDIR are passed (PATH falls back to a standard value if the
+  parent has none). The given `env` is merged over either base, as written: a name the
+  caller chose is passed even if it looks like an engine variable.
 * Memory. `memory_mb` sets RLIMIT_DATA (soft and hard) in the child before exec. On Linux
   >= 4.7 RLIMIT_DATA counts private writable memory, including the anonymous mmaps large
   allocations use, so a Python `bytearray` larger than the limit raises MemoryError. It is
@@ -57,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from durable._limits import MAX_SCRIPT_OUTPUT_BYTES, marker
+from durable._policy import inherited_environment
 
 __all__ = ["ScriptResult", "run_script"]
 
@@ -98,9 +103,13 @@ def script_argv(script: str) -> list[str]:
     return ["/bin/sh", "-c", script]
 
 
-def script_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The child's environment: PATH/LANG/HOME/TMPDIR from the parent, then `env` over it."""
-    base = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
+def script_env(env: Mapping[str, str] | None, *, inherit: bool = True) -> dict[str, str]:
+    """The child's environment: the parent's without the engine's variables (or, without
+    `inherit`, only PATH/LANG/HOME/TMPDIR), then `env` over it."""
+    if inherit:
+        base = inherited_environment(os.environ)
+    else:
+        base = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
     base.setdefault("PATH", _DEFAULT_PATH)
     for key, value in (env or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -213,11 +222,13 @@ async def run_script(
     timeout: float | None = None,
     memory_mb: int | None = None,
     output_limit: int = MAX_SCRIPT_OUTPUT_BYTES,
+    inherit_env: bool = True,
 ) -> ScriptResult:
     """Run `script` as a subprocess in a new session and return what it did.
 
-    See the module docstring for the rules. `timeout` (seconds) ends the whole process group
-    (SIGTERM, then SIGKILL after `TERMINATE_GRACE_SECONDS`) and sets `timed_out`. Cancelling
+    See the module docstring for the rules (`inherit_env`: the environment). `timeout`
+    (seconds) ends the whole process group (SIGTERM, then SIGKILL after
+    `TERMINATE_GRACE_SECONDS`) and sets `timed_out`. Cancelling
     the awaiting task SIGKILLs the group, reaps the script and re-raises CancelledError.
     Raises ValueError for an empty script or a non-positive limit, and OSError if the
     program cannot be started at all (e.g. a missing `cwd`).
@@ -240,7 +251,7 @@ async def run_script(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
-        env=script_env(env),
+        env=script_env(env, inherit=inherit_env),
         start_new_session=True,
         preexec_fn=_child_setup(memory_mb),
     )

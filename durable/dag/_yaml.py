@@ -77,6 +77,7 @@ class _Task(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     matrix: dict[str, Annotated[list[Any], msgspec.Meta(min_length=1)]] = {}
     loop: _Loop | None = None
     on_error: str | None = None
+    inherit_environment: bool | None = None
 
 
 class _Note(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -101,6 +102,7 @@ class _Workflow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tasks: dict[str, dict[str, Any] | None]
     notifications: _Notes = _Notes()
     parallelism: Positive | None = None
+    inherit_environment: bool | None = None
 
 
 _VOCABULARY = field_names(_Task, _Loop, _Note, _Notes, _Workflow)
@@ -329,6 +331,7 @@ def _step(task_id: str, raw: _Task, file: str | None, lines: LineMap, at: Path) 
         if raw.loop is None
         else Loop(raw.loop.until, raw.loop.max_iterations, tuple(raw.loop.body)),
         on_error=raw.on_error,
+        inherit_environment=raw.inherit_environment,
         location=location(file, lines, at, _RENAME),
     )
 
@@ -392,5 +395,6 @@ def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
             on_failure=_notes(wf.notifications.on_failure, file, lines, (*notes_at, "on_failure")),
         ),
         parallelism=wf.parallelism,
+        inherit_environment=wf.inherit_environment,
         source=Location(file, line_of(lines, root), path_str(root)),
     )

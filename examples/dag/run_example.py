@@ -11,6 +11,10 @@
             point the run at it: input `services` and `api_endpoint`, SLACK_WEBHOOK,
             PAGERDUTY_EVENTS_URL and PD_KEY (unless already set); prints what it received
 --db        the database URL (default memory://, i.e. not durable)
+--expose-env NAME
+            an environment variable the definition's `{{ env.NAME }}` may read (repeatable);
+            by default the ones these examples read: SLACK_WEBHOOK, PD_KEY, PAGERDUTY_EVENTS_URL
+            (expressions see no environment variable the operator did not expose)
 
 Exit status: 0 when the run succeeded, 2 when it was partial, 1 when it failed.
 """
@@ -33,6 +37,8 @@ from stub_services import StubServices
 from durable.dag import DagResult
 from sdk import App
 
+# What the examples' templates read (notifications.yaml): this runner is their operator.
+EXAMPLE_ENV = ("SLACK_WEBHOOK", "PD_KEY", "PAGERDUTY_EVENTS_URL")
 _MARKS = {"succeeded": "✅", "failed": "❌", "skipped": "⏭️ ", "running": "▶️ ", "pending": "…"}
 
 
@@ -56,9 +62,10 @@ async def run_file(
     *,
     tools: ModuleType | None = None,
     db: str = "memory://",
+    expose_env: tuple[str, ...] = EXAMPLE_ENV,
 ) -> DagResult:
     """Register the definition (and its tools) on a fresh App and run it to its end."""
-    app = App(db)
+    app = App(db, expose_env=expose_env)
     functions: dict[str, Any] = {}
     if tools is not None:
         for name, fn in getattr(tools, "ACTIONS", {}).items():
@@ -98,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", type=Path, default=None)
     parser.add_argument("--stub", action="store_true")
     parser.add_argument("--db", default="memory://")
+    parser.add_argument("--expose-env", action="append", metavar="NAME")
     args = parser.parse_args(argv)
     tools_path = args.tools or companion_tools(args.file)
     tools = load_tools(tools_path) if tools_path is not None else None
@@ -116,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("SLACK_WEBHOOK", f"{stub.url}/slack/webhook")
             os.environ.setdefault("PAGERDUTY_EVENTS_URL", f"{stub.url}/pagerduty/v2/enqueue")
             os.environ.setdefault("PD_KEY", "example-routing-key")
-        result = asyncio.run(run_file(args.file, run_input, tools=tools, db=args.db))
+        exposed = tuple(args.expose_env) if args.expose_env else EXAMPLE_ENV
+        result = asyncio.run(
+            run_file(args.file, run_input, tools=tools, db=args.db, expose_env=exposed)
+        )
         print(report(result))
         if stub is not None:
             print(f"Stub services received {len(stub.requests)} request(s):")

@@ -43,7 +43,7 @@ async def test_yaml_notifications_slack_on_success_email_on_failure(
     )
     # The slack endpoint fails twice first: the delivery is retried until it goes through.
     web.fail_first("/slack", 2)
-    app = App(f"sqlite:///{tmp_path / 'runs.db'}")
+    app = App(f"sqlite:///{tmp_path / 'runs.db'}", expose_env=["SLACK_WEBHOOK"])
     async with app:
         name = app.register_dag(parse_definition(text, str(tmp_path / "n.yaml")))
         ok = await app.run_dag(name, {"fail": False}, timeout=60)

@@ -337,7 +337,7 @@ async def test_custom_actions_and_python_steps(tmp_path: Path) -> None:
 
     sys.path.insert(0, str(tmp_path))
     try:
-        app = App(f"sqlite:///{tmp_path / 'runs.db'}")
+        app = App(f"sqlite:///{tmp_path / 'runs.db'}", allowed_function_modules=["dag_user_code"])
         app.register_action("crm.lookup", lookup)
         result = await run_yaml(
             tmp_path,

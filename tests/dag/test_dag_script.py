@@ -96,19 +96,25 @@ async def test_shell_command_with_pipes_and_stderr() -> None:
     assert result.stderr == "oops\n"
 
 
-async def test_env_passed_and_parent_environment_not_inherited(
+async def test_env_passed_and_parent_environment_inherited_only_when_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DURABLE_DATABASE_URL", "postgresql://secret@db/durable")
     monkeypatch.setenv("SOME_PARENT_VAR", "parent")
     monkeypatch.setenv("HOME", "/home/someone")
-    result = await run_script("env", env={"GREETING": "hello world", "HOME": "/override"})
+    result = await run_script(
+        "env", env={"GREETING": "hello world", "HOME": "/override"}, inherit_env=False
+    )
     lines = set(result.stdout.splitlines())
     assert "GREETING=hello world" in lines
     assert "HOME=/override" in lines
     assert any(line.startswith("PATH=") for line in lines)
     assert "secret" not in result.stdout
     assert not any(line.startswith(("DURABLE_DATABASE_URL=", "SOME_PARENT_VAR=")) for line in lines)
+    # Inheriting (the default) passes the parent's variables, never the engine's own.
+    inherited = (await run_script("env")).stdout.splitlines()
+    assert "SOME_PARENT_VAR=parent" in inherited
+    assert not any(line.startswith("DURABLE_") for line in inherited)
 
 
 async def test_env_values_must_be_strings() -> None:
