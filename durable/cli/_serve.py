@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from durable.cli._app import CLIError, cli, db_option, with_app
+from durable.cli._policy import apply_policy, policy_options
 
 
 @cli.command("serve", short_help="Serve the HTTP API and the dashboard.")
@@ -45,6 +46,7 @@ from durable.cli._app import CLIError, cli, db_option, with_app
     show_default=True,
 )
 @db_option
+@policy_options
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -56,6 +58,8 @@ def serve(
     max_body: int,
     log_level: str,
     db: str | None,
+    allow_module: tuple[str, ...],
+    expose_env: tuple[str, ...],
 ) -> None:
     """Serve the HTTP API (POST /workflows, /executions/start, ...; schema at /openapi.json,
     docs at /docs) and the dashboard (at /). Stateless: run as many as you like on one
@@ -72,6 +76,7 @@ def serve(
     if problem is not None:
         raise CLIError(problem)
     url, registry, worker_options = with_app(ctx, db, app_path)
+    apply_policy(registry, allow_module, expose_env)
     options = ApiOptions(
         url=url,
         registry=registry,
