@@ -8,28 +8,99 @@ live as on replay (a tuple becomes a list in both, not only after a crash).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import traceback
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from durable._errors import ErrorInfo, SerializationError
+from durable._limits import MAX_NESTING_DEPTH
 
 _encoder = msgspec.msgpack.Encoder()
 _NONE = msgspec.msgpack.encode(None)
 
 
-def encode_value(value: Any, what: str) -> bytes:
-    """Encode a value for the log; `what` names it in the error (e.g. "result of step 'x'")."""
+def encode_value(value: Any, what: str, *, wrapping: int = 0) -> bytes:
+    """Encode a value for the log; `what` names it in the error (e.g. "result of step 'x'").
+
+    `wrapping`: levels of nesting the caller added around the user's value (a step's
+    arguments travel as [args, kwargs]), so the limit counts the user's value alone."""
     try:
-        return _encoder.encode(value)
+        data = _encoder.encode(value)
+    except RecursionError:
+        raise _too_deep(what) from None
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
             f"{what} cannot be stored: {exc}. Values in the log must be msgspec-serializable "
             "(None, bool, int, float, str, bytes, list, dict, tuple, datetime, UUID, Decimal, "
             "enum, dataclass, msgspec.Struct...)"
         ) from None
+    # Each level takes at least a byte: only a longer encoding can be too deep. msgspec's own
+    # bound is Python's recursion limit minus the caller's depth, so without ours a value
+    # written from a shallow stack could fail to decode in a worker's deeper one.
+    limit = MAX_NESTING_DEPTH + wrapping
+    if len(data) > limit and _deeper_than(value, limit):
+        raise _too_deep(what)
+    return data
+
+
+def _too_deep(what: str) -> SerializationError:
+    return SerializationError(
+        f"{what} cannot be stored: it is nested more than {MAX_NESTING_DEPTH} levels deep (or "
+        f"contains itself); stored values may nest lists, dicts and objects at most "
+        f"{MAX_NESTING_DEPTH} levels deep: flatten it, or store it as a string or bytes"
+    )
+
+
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _children(value: Any) -> Iterable[Any] | None:
+    """The values inside a container msgspec encodes (None for a leaf); dict keys are not
+    looked into (a deep key is still caught as a RecursionError when encoding)."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return value
+    if isinstance(value, dict):
+        return value.values()
+    if isinstance(value, msgspec.Struct):
+        return (getattr(value, name, None) for name in value.__struct_fields__)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (getattr(value, f.name, None) for f in dataclasses.fields(value))
+    fields = getattr(type(value), "__attrs_attrs__", None)
+    if fields is not None:
+        return (getattr(value, a.name, None) for a in fields)
+    return None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels deep in `value`. Iterative (a check
+    for deep values must not recurse), with the common types tested first: it runs on every
+    stored value longer than the limit."""
+    leaves = _LEAVES
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        children: Iterable[Any] | None
+        if kind is list or kind is tuple:
+            children = item
+        elif kind is dict:
+            children = item.values()
+        else:
+            children = _children(item)
+            if children is None:
+                continue
+        if depth >= limit:
+            return True
+        below = depth + 1
+        for child in children:
+            if type(child) not in leaves:
+                push((child, below))
+    return False
 
 
 @functools.lru_cache(maxsize=1024)

@@ -224,7 +224,7 @@ class RunExecutor:
         if self.log is None:
             return _raise(EndOfHistory())
         input_raw = msgspec.Raw(
-            encode_value([list(args), kwargs], f"the arguments of step {step.name!r}")
+            encode_value([list(args), kwargs], f"the arguments of step {step.name!r}", wrapping=2)
         )
         return self._live(run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
 
