@@ -7,6 +7,7 @@ the variables the operator exposed (App(expose_env=...), --expose-env)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -306,3 +307,50 @@ def test_durable_run_expose_env_option(tmp_path: Path) -> None:
         env={**env, "DURABLE_EXPOSE_ENV": "REGION SECRET_X"},
     )  # fmt: skip
     assert '"result":true' in by_env.stdout.replace(" ", ""), by_env.stderr
+
+
+WORKER_DAG = """
+name: worker_env
+tasks:
+  look:
+    action: condition
+    params: {expression: 'env.REGION === "eu" && env.SECRET_TOKEN === undefined'}
+"""
+WORKER_APP = f"""
+import os
+from sdk import App
+from durable.dag import parse_definition
+
+app = App(os.environ["TEST_DB"], poll_interval=0.1)
+app.register_dag(parse_definition({WORKER_DAG!r}, "worker_env.yaml"))
+"""
+
+
+async def test_durable_worker_expose_env_from_its_environment(tmp_path: Path) -> None:
+    (tmp_path / "wenv.py").write_text(WORKER_APP)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")} | {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "TEST_DB": db,
+        "REGION": "eu",
+        "SECRET_TOKEN": "s3cret",
+        "DURABLE_EXPOSE_ENV": "REGION",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "durable", "worker", "wenv:app", "--log-level", "warning"],
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        client = App(db, worker=False)
+        client.register_dag(parse_definition(WORKER_DAG, "worker_env.yaml"))
+        async with client:
+            handle = await client.start("worker_env", run_id="w-1")
+            await handle.result(60)
+            result = await client.dag_result("w-1")
+    finally:
+        worker.terminate()
+        _, err = await asyncio.wait_for(worker.communicate(), 30)
+    assert result.steps["look"].result is True, err
