@@ -83,7 +83,9 @@ class Engine:
             await self.definitions.sync()  # before the worker's first claim names its workflows
             self._follower = asyncio.get_running_loop().create_task(self._follow())
         if self.run_worker:
-            self.worker = Worker(self.store, self.registry, self.notifier, self.options)
+            self.worker = Worker(
+                self.store, self.registry, self.notifier, self.options, database_url=self.url
+            )
         self._client = Client(self.store, self.registry, self.notifier, self.worker)
         if self.worker is not None:
             self.worker.start_child_run = self._client.start_child

@@ -50,25 +50,34 @@ def is_engine_variable(name: str) -> bool:
     return name.startswith(_ENGINE_PREFIX) or name in _ENGINE_NAMES
 
 
+def url_password(url: str | None) -> str | None:
+    """The password a database URL carries, if any."""
+    if not url or "://" not in url:
+        return None
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
+
+
 def engine_secrets(environ: Mapping[str, str]) -> set[str]:
     """Secret values of the engine's own variables: database passwords and API tokens."""
-    found: set[str] = set()
-    for name, value in environ.items():
-        if name.startswith(_ENGINE_PREFIX) and "://" in value:
-            try:
-                password = urlsplit(value).password
-            except ValueError:
-                password = None
-            if password:
-                found.add(password)
+    found = {
+        password
+        for name, value in environ.items()
+        if name.startswith(_ENGINE_PREFIX) and (password := url_password(value))
+    }
     found.update(environ[name] for name in _TOKEN_NAMES if environ.get(name))
     return {s for s in found if len(s) >= _MIN_SECRET}
 
 
-def inherited_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment without the engine's variables or anything carrying their secrets."""
+def inherited_environment(
+    environ: Mapping[str, str] | None = None, secrets: Iterable[str] = ()
+) -> dict[str, str]:
+    """The environment without the engine's variables or anything carrying their secrets
+    (theirs, and `secrets`: e.g. the password of the URL the engine was given by --db)."""
     source = os.environ if environ is None else environ
-    secrets = engine_secrets(source)
+    secrets = engine_secrets(source) | {s for s in secrets if len(s) >= _MIN_SECRET}
     return {
         k: v
         for k, v in source.items()

@@ -74,7 +74,13 @@ class WorkerOptions:
 
 class Worker:
     def __init__(
-        self, store: Store, registry: Registry, notifier: Notifier, options: WorkerOptions
+        self,
+        store: Store,
+        registry: Registry,
+        notifier: Notifier,
+        options: WorkerOptions,
+        *,
+        database_url: str | None = None,  # unmasked: its password is kept from scripts
     ) -> None:
         self.store = store
         self.registry = registry
@@ -84,7 +90,7 @@ class Worker:
         self.executors: dict[str, RunExecutor | DagExecutor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.step_pool = ThreadPoolExecutor(options.step_threads, thread_name_prefix="durable-step")
-        self.dag_services = DagServices(registry.actions, self.step_pool)
+        self.dag_services = DagServices(registry.actions, self.step_pool, database_url=database_url)
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False

@@ -120,6 +120,7 @@ async def _script(call: StepCall, env: dict[str, str]) -> Any:
         timeout=step.timeout_seconds,
         memory_mb=step.resources.memory_mb,
         inherit_env=inherits_environment(call.program.definition, step),
+        secrets=call.services.secrets,
     )
     if result.exit_code != 0 or result.timed_out:
         raise ScriptFailed(step.id, result, step.timeout_seconds)

@@ -56,7 +56,7 @@ import signal as _signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,11 +103,13 @@ def script_argv(script: str) -> list[str]:
     return ["/bin/sh", "-c", script]
 
 
-def script_env(env: Mapping[str, str] | None, *, inherit: bool = True) -> dict[str, str]:
-    """The child's environment: the parent's without the engine's variables (or, without
-    `inherit`, only PATH/LANG/HOME/TMPDIR), then `env` over it."""
+def script_env(
+    env: Mapping[str, str] | None, *, inherit: bool = True, secrets: Iterable[str] = ()
+) -> dict[str, str]:
+    """The child's environment: the parent's without the engine's variables and anything
+    carrying `secrets` (or, without `inherit`, only PATH/LANG/HOME/TMPDIR), then `env`."""
     if inherit:
-        base = inherited_environment(os.environ)
+        base = inherited_environment(os.environ, secrets)
     else:
         base = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
     base.setdefault("PATH", _DEFAULT_PATH)
@@ -223,10 +225,12 @@ async def run_script(
     memory_mb: int | None = None,
     output_limit: int = MAX_SCRIPT_OUTPUT_BYTES,
     inherit_env: bool = True,
+    secrets: Iterable[str] = (),
 ) -> ScriptResult:
     """Run `script` as a subprocess in a new session and return what it did.
 
-    See the module docstring for the rules (`inherit_env`: the environment). `timeout`
+    See the module docstring for the rules (`inherit_env`, `secrets`: the environment; no
+    inherited variable whose value contains one of `secrets` is passed). `timeout`
     (seconds) ends the whole process group (SIGTERM, then SIGKILL after
     `TERMINATE_GRACE_SECONDS`) and sets `timed_out`. Cancelling
     the awaiting task SIGKILLs the group, reaps the script and re-raises CancelledError.
@@ -251,7 +255,7 @@ async def run_script(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
-        env=script_env(env, inherit=inherit_env),
+        env=script_env(env, inherit=inherit_env, secrets=secrets),
         start_new_session=True,
         preexec_fn=_child_setup(memory_mb),
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from durable._policy import url_password
 from durable.js import JsSandboxPool
 
 from ._deliver import SmtpSettings
@@ -32,8 +33,13 @@ class DagServices:
         js_sandboxes: int = 2,
         js_heap_mb: int = 64,
         js_memory_mb: int = 512,
+        database_url: str | None = None,
     ) -> None:
         self.actions = actions
+        # Values no script may inherit under any name: the password of the engine's database
+        # (which may have come from --db rather than from a DURABLE_* variable).
+        password = url_password(database_url)
+        self.secrets: frozenset[str] = frozenset([password] if password else [])
         self.step_pool = step_pool
         self._js_args = (js_sandboxes, js_heap_mb, js_memory_mb)
         self._js: JsSandboxPool | None = None

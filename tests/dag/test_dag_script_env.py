@@ -186,5 +186,29 @@ def test_script_env_unit(monkeypatch: pytest.MonkeyPatch) -> None:
         assert name not in env
     # The task's environment is the author's choice, even for an engine-looking name.
     assert script_env({"DURABLE_FLAG": "on"})["DURABLE_FLAG"] == "on"
+    monkeypatch.setenv("OTHER_URL", "postgresql://u:given-by-db@h/db")
+    assert "OTHER_URL" in script_env(None)
+    assert "OTHER_URL" not in script_env(None, secrets={"given-by-db"})
     minimal = script_env({"A": "1"}, inherit=False)
     assert "USER_THING" not in minimal and minimal["A"] == "1" and "PATH" in minimal
+
+
+def test_the_database_password_given_by_db_stays_hidden_under_any_name(
+    tmp_path: Path, pg_fresh_url: str
+) -> None:
+    """`durable run --db "$DATABASE_URL"`: the URL the engine uses is not in a DURABLE_*
+    variable, yet a variable carrying its password must not reach the script."""
+    from urllib.parse import urlsplit
+
+    password = urlsplit(pg_fresh_url).password
+    assert password, "the test server's URL carries a password"
+    (tmp_path / "wf.yaml").write_text(f"name: pgsecret\ntasks:\n  dump:\n    script: {DUMP!r}\n")
+    done = durable(
+        "run", "wf.yaml", "--db", pg_fresh_url, "--json",
+        cwd=tmp_path, env={"DATABASE_URL": pg_fresh_url, "KEEP_ME": "kept"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    env = json.loads(json.loads(done.stdout)["steps"]["dump"]["result"]["stdout"])
+    assert env["KEEP_ME"] == "kept"
+    assert "DATABASE_URL" not in env
+    assert password not in json.dumps(env)
