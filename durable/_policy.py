@@ -33,7 +33,13 @@ _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENGINE_PREFIX = "DURABLE_"
 _ENGINE_NAMES = frozenset({"PGPASSWORD", "PGPASSFILE"})
-_TOKEN_NAMES = ("DURABLE_API_TOKEN", "DURABLE_API_READ_TOKEN", "PGPASSWORD")
+# Variables holding secrets themselves (the API's are comma-separated lists of tokens).
+_TOKEN_NAMES = (
+    "DURABLE_API_TOKEN",
+    "DURABLE_API_READ_TOKEN",
+    "DURABLE_SMTP_PASSWORD",
+    "PGPASSWORD",
+)
 _MIN_SECRET = 4  # shorter "secrets" would match too much innocent text to be worth dropping
 
 HOW_TO_ALLOW = (
@@ -67,7 +73,8 @@ def engine_secrets(environ: Mapping[str, str]) -> set[str]:
         for name, value in environ.items()
         if name.startswith(_ENGINE_PREFIX) and (password := url_password(value))
     }
-    found.update(environ[name] for name in _TOKEN_NAMES if environ.get(name))
+    for name in _TOKEN_NAMES:
+        found.update(t.strip() for t in environ.get(name, "").split(","))
     return {s for s in found if len(s) >= _MIN_SECRET}
 
 

@@ -186,6 +186,11 @@ def test_script_env_unit(monkeypatch: pytest.MonkeyPatch) -> None:
         assert name not in env
     # The task's environment is the author's choice, even for an engine-looking name.
     assert script_env({"DURABLE_FLAG": "on"})["DURABLE_FLAG"] == "on"
+    monkeypatch.setenv("DURABLE_API_TOKEN", "first-token, second-token")
+    monkeypatch.setenv("DURABLE_SMTP_PASSWORD", "mail-secret")
+    monkeypatch.setenv("COPIES", "second-token")
+    monkeypatch.setenv("MAIL", "mail-secret")
+    assert "COPIES" not in script_env(None) and "MAIL" not in script_env(None)
     monkeypatch.setenv("OTHER_URL", "postgresql://u:given-by-db@h/db")
     assert "OTHER_URL" in script_env(None)
     assert "OTHER_URL" not in script_env(None, secrets={"given-by-db"})
