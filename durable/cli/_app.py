@@ -64,9 +64,22 @@ class Settings:
 DB_HELP = f"Database URL (default: ${URL_ENV}, else ./durable.db)."
 
 
+def _given_db(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # `--db ""` (an unset shell variable, a typo) must not quietly mean ./durable.db; an
+    # empty $DURABLE_DATABASE_URL is the same as an unset one, by the usual convention.
+    if value is not None and not value.strip():
+        raise CLIError(
+            "--db is empty; give a database URL (e.g. --db sqlite:///durable.db), or leave "
+            f"--db out to use ${URL_ENV}, else ./durable.db"
+        )
+    return value
+
+
 def db_option(fn: F) -> F:
     """--db on a command; it wins over the group's --db."""
-    decorated: F = click.option("--db", "db", metavar="URL", default=None, help=DB_HELP)(fn)
+    decorated: F = click.option(
+        "--db", "db", metavar="URL", default=None, help=DB_HELP, callback=_given_db
+    )(fn)
     return decorated
 
 
@@ -106,7 +119,7 @@ def chosen_url(ctx: click.Context, db: str | None) -> str | None:
 
 
 @click.group(cls=DurableGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", metavar="URL", default=None, help=DB_HELP)
+@click.option("--db", "db", metavar="URL", default=None, help=DB_HELP, callback=_given_db)
 @click.version_option(package_name="durable", prog_name="durable")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:

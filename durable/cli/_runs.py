@@ -119,10 +119,9 @@ def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> 
     for what in info.waiting_on:
         grid.add_row("waiting on", Text(what))
     if info.code_changes:
+        # Each change reads "<new fingerprint> at event <seq>" (RunInfo.code_changes).
         started = info.fingerprint[:12] or "?"
-        changes = ", ".join(
-            c.split(": ")[0] + ": " + c.split(": ")[1][:12] for c in info.code_changes
-        )
+        changes = ", ".join(info.code_changes)
         grid.add_row(
             "code",
             Text(f"changed since the run started (fingerprint {started} → {changes})", "yellow"),
