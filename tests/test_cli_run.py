@@ -324,3 +324,57 @@ def test_a_definition_that_cannot_run_is_refused_before_anything_is_written(
     # Nothing ran and nothing was recorded: no database, no run, no side effect.
     assert not db.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.yaml"]
+
+
+UNDELIVERABLE = """\
+name: notified
+tasks:
+  a:
+    script: echo a
+notifications:
+  on_success:
+    - type: slack
+      webhook: '{{ env.SLACK_WEBHOOK }}'
+"""
+
+
+def test_a_notification_that_cannot_be_delivered_is_in_the_summary_and_fails_fast(
+    tmp_path: Path,
+) -> None:
+    flow = write(tmp_path, UNDELIVERABLE)
+    started = time.monotonic()
+    proc = durable("run", str(flow), "--db", "n.db", "--output", "out.json", cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    # The run itself succeeded; its notification could not go anywhere.
+    assert proc.returncode == 0, proc.stderr
+    assert "succeeded — 1/1 completed, 0 failed, 0 skipped, 1 notification failed" in proc.stdout
+    assert (
+        "notification failed: @notify.on_success[0] (slack): SLACK_WEBHOOK is not set"
+        in proc.stdout
+    ), proc.stdout
+    # A configuration error is not retried: no 30 s of backoff for an empty URL.
+    assert elapsed < 15, elapsed
+    result = json.loads((tmp_path / "out.json").read_text())
+    [delivery] = result["notifications"]
+    assert delivery["name"] == "@notify.on_success[0]"
+    assert (delivery["channel"], delivery["status"], delivery["attempts"]) == ("slack", "failed", 1)
+    assert "SLACK_WEBHOOK is not set" in delivery["error"]
+    assert result["notifications_failed"] == 1
+
+
+def test_a_variable_that_is_set_but_not_exposed_says_how_to_expose_it(tmp_path: Path) -> None:
+    flow = write(tmp_path, UNDELIVERABLE)
+    env = {**os.environ, "SLACK_WEBHOOK": "http://127.0.0.1:9/hook"}
+    env.pop("DURABLE_DATABASE_URL", None)
+    env.pop("DURABLE_EXPOSE_ENV", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "durable", "run", str(flow), "--db", "n.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "SLACK_WEBHOOK is set but not exposed to templates" in proc.stdout, proc.stdout
+    assert "--expose-env SLACK_WEBHOOK" in proc.stdout

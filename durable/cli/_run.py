@@ -253,6 +253,9 @@ def _print_summary(console: Console, result: DagResult) -> None:
         f" — {result.completed_count}/{result.total_count} completed, "
         f"{result.failed_count} failed, {result.skipped_count} skipped, "
     )
+    if result.notifications_failed:
+        n = result.notifications_failed
+        head.append(f"{n} notification{'' if n == 1 else 's'} failed, ", style="red")
     head.append_text(duration(result.duration_seconds))
     console.print(head)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -277,5 +280,14 @@ def _print_summary(console: Console, result: DagResult) -> None:
             note,
         )
     console.print(table)
+    for sent in result.notifications:
+        if sent.status == "failed":
+            console.print(
+                Text(
+                    f"notification failed: {sent.name} ({sent.channel}): "
+                    + " ".join((sent.error or "").split()),
+                    style="red",
+                )
+            )
     if result.error is not None and result.status == "failed":
         console.print(Text(result.error, style="red"))

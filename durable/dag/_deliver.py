@@ -75,11 +75,18 @@ class DeliveryError(Exception):
         self.channel = channel
         self.target = target
         self.reason = reason
+        # Recorded with the failure (ErrorInfo.details), for the run's summary to show.
+        self.details = {"channel": channel, "target": target, "reason": reason}
         super().__init__(f"{channel} notification to {target} failed: {reason}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The default reduce would call cls(message); errors may cross process boundaries.
         return (type(self), (self.channel, self.target, self.reason))
+
+
+class DeliveryConfigError(DeliveryError):
+    """The notification itself is unusable (no URL, no recipients, no routing key): sending
+    it again cannot help, so it is not retried."""
 
 
 def _counts(event: Mapping[str, Any]) -> str:
@@ -141,7 +148,7 @@ async def _email(
     note: Notification, event: Mapping[str, Any], smtp: SmtpSettings, target: str
 ) -> dict[str, Any]:
     if not note.recipients:
-        raise DeliveryError("email", target, "no recipients: set `recipients:`")
+        raise DeliveryConfigError("email", target, "no recipients: set `recipients:`")
     try:
         message = EmailMessage()
         message["From"] = smtp.sender
@@ -194,7 +201,7 @@ async def deliver(
     elif channel == "pagerduty":
         raw, field_name = note.url or pagerduty_url, "url"
         if not note.integration_key:
-            raise DeliveryError(channel, raw, "no routing key: set `integration_key:`")
+            raise DeliveryConfigError(channel, raw, "no routing key: set `integration_key:`")
         payload = {
             "routing_key": note.integration_key,
             "event_action": "trigger",
@@ -208,16 +215,16 @@ async def deliver(
             },
         }
     else:
-        raise DeliveryError(str(channel), "?", f"unknown notification type {channel!r}")
+        raise DeliveryConfigError(str(channel), "?", f"unknown notification type {channel!r}")
     if not raw:
-        raise DeliveryError(channel, "(no URL)", f"no URL: set `{field_name}:`")
+        raise DeliveryConfigError(channel, "(no URL)", f"no URL: set `{field_name}:`")
     try:
         url = httpx.URL(raw)
     except httpx.InvalidURL:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         reason = f"`{field_name}:` must be an absolute http:// or https:// URL"
-        raise DeliveryError(channel, "(invalid URL)", reason)
+        raise DeliveryConfigError(channel, "(invalid URL)", reason)
     target = _target(url, secret_path=channel == "slack")
     try:
         answer = await send_webhook(

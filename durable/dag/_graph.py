@@ -8,6 +8,7 @@ from typing import Any
 from durable._registry import RetryPolicy
 from durable._state import StepState
 
+from ._deliver import DeliveryConfigError
 from ._model import DagStep
 from ._notifications import Delivery
 from ._report import instance_name
@@ -73,4 +74,11 @@ def retry_policy(step: DagStep) -> RetryPolicy:
     )
 
 
-DELIVERY_POLICY = RetryPolicy(max_attempts=6, initial_delay=1.0, backoff=2.0, max_delay=60.0)
+# A delivery whose notification is unusable (DeliveryConfigError) fails at its first attempt.
+DELIVERY_POLICY = RetryPolicy(
+    max_attempts=6,
+    initial_delay=1.0,
+    backoff=2.0,
+    max_delay=60.0,
+    non_retryable=(DeliveryConfigError,),
+)

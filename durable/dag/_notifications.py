@@ -13,13 +13,15 @@ Which fire: `on_success` notifications and the `on_complete` webhook when the ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._deliver import deliver
+from ._deliver import DeliveryConfigError, deliver
 from ._expr import has_templates, render
 from ._model import Notification
 from ._report import StepReport
@@ -41,8 +43,12 @@ class Delivery:
         fields.pop("location", None)
         if has_templates(fields):
             pool = await executor.services.js()
-            fields = await render(pool, fields, executor.view.scope(None, {}), where=self.name)
+            scope = executor.view.scope(None, {})
+            fields = await render(pool, fields, scope, where=self.name)
             note = msgspec.convert(fields, Notification)
+            unset = _emptied(self.note, note, scope.get("env", {}))
+            if unset is not None:
+                raise DeliveryConfigError(note.type, "(not set)", unset)
         services = executor.services
         return await deliver(
             note,
@@ -51,6 +57,31 @@ class Delivery:
             smtp=services.smtp,
             idempotency_key=idempotency_key,
         )
+
+
+# The field each channel cannot do without, when it may come from a template.
+_NEEDED = {"slack": "webhook", "webhook": "url", "pagerduty": "integration_key"}
+_ENV_ONLY = re.compile(r"\{\{\s*env\.([A-Za-z_]\w*)\s*\}\}")
+
+
+def _emptied(raw: Notification, rendered: Notification, exposed: Mapping[str, Any]) -> str | None:
+    """Why a needed field whose template rendered to nothing is empty, in the user's terms:
+    `{{ env.SLACK_WEBHOOK }}` with no SLACK_WEBHOOK is a configuration error, not a
+    delivery to retry."""
+    key = _NEEDED.get(raw.type)
+    template = getattr(raw, key) if key else None
+    if key is None or not isinstance(template, str) or getattr(rendered, key):
+        return None
+    only = _ENV_ONLY.fullmatch(template.strip())
+    if only is None:
+        return f"`{key}:` {template!r} is empty once rendered"
+    name = only.group(1)
+    if name in os.environ and name not in exposed:
+        return (
+            f"{name} is set but not exposed to templates: expose it with --expose-env {name} "
+            f"(or App(expose_env=[{name!r}]))"
+        )
+    return f"{name} is not set (`{key}:` is {template!r})"
 
 
 def _base(executor: DagExecutor) -> dict[str, Any]:

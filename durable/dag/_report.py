@@ -85,6 +85,50 @@ class StepReport(msgspec.Struct, omit_defaults=True):
     instances: list[InstanceReport] = []
 
 
+class DeliveryReport(msgspec.Struct, omit_defaults=True):
+    """One notification or webhook the run sent (or tried to)."""
+
+    name: str  # @notify.on_success[0], @webhook.on_complete, @webhook.on_step.<step>
+    channel: str  # slack, email, pagerduty, webhook
+    status: str  # running, succeeded, failed
+    attempts: int = 0
+    error: str | None = None  # why the last attempt failed, in the channel's own words
+
+
+def delivery_reports(definition: DagDefinition, state: RunState) -> list[DeliveryReport]:
+    """The run's deliveries in the order they were first tried."""
+    reports = []
+    for pos in sorted(state.steps):
+        found = state.steps[pos]
+        if not found.name.startswith(DELIVERY_PREFIX):
+            continue
+        error = None
+        if found.error is not None and found.status in ("failed", "retrying"):
+            reason = (found.error.details or {}).get("reason")
+            error = reason if isinstance(reason, str) else found.error.message
+        reports.append(
+            DeliveryReport(
+                name=found.name,
+                channel=_channel(definition, found.name),
+                status="running" if found.status == "retrying" else found.status,
+                attempts=found.attempts,
+                error=error,
+            )
+        )
+    return reports
+
+
+def _channel(definition: DagDefinition, name: str) -> str:
+    for kind in ("on_success", "on_failure"):
+        prefix = f"{DELIVERY_PREFIX}notify.{kind}["
+        if name.startswith(prefix) and name.endswith("]"):
+            notes = getattr(definition.notifications, kind)
+            index = name[len(prefix) : -1]
+            if index.isdigit() and int(index) < len(notes):
+                return str(notes[int(index)].type)
+    return "webhook"  # @webhook.on_complete / on_failure / on_step.<step>
+
+
 def _instance(name: str, state: StepState) -> InstanceReport:
     parsed = parse_name(name)
     status = "running" if state.status == "retrying" else state.status

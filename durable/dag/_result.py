@@ -11,7 +11,7 @@ from durable._state import RunState
 
 from ._loops import top_level
 from ._model import DagDefinition
-from ._report import StepReport, step_reports
+from ._report import DeliveryReport, StepReport, delivery_reports, step_reports
 
 
 class DagResult(msgspec.Struct, omit_defaults=True):
@@ -27,6 +27,10 @@ class DagResult(msgspec.Struct, omit_defaults=True):
     output: Any = None
     error: str | None = None
     steps: dict[str, StepReport] = {}
+    # Every notification and webhook of the run, and how many could not be delivered: they
+    # do not change the run's status, but a summary that left them out would hide them.
+    notifications: list[DeliveryReport] = []
+    notifications_failed: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -35,6 +39,7 @@ class DagResult(msgspec.Struct, omit_defaults=True):
 
 def dag_result(definition: DagDefinition, state: RunState) -> DagResult:
     reports = step_reports(definition, state)
+    deliveries = delivery_reports(definition, state)
     # Counted like the run's outcome: a loop over a body is one step (its body steps are in
     # `steps`, each with its last iteration).
     top = {s.id for s in top_level(definition).steps}
@@ -55,4 +60,6 @@ def dag_result(definition: DagDefinition, state: RunState) -> DagResult:
         output=decode_value(state.result) if state.result is not None else None,
         error=str(state.error) if state.error is not None else None,
         steps=reports,
+        notifications=deliveries,
+        notifications_failed=sum(d.status == "failed" for d in deliveries),
     )

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from loopback import Inbox, Web
 
-from durable.dag._deliver import DeliveryError, SmtpSettings, deliver, summary
+from durable.dag._deliver import DeliveryConfigError, DeliveryError, SmtpSettings, deliver, summary
+from durable.dag._graph import DELIVERY_POLICY
 from durable.dag._model import Notification
 
 EVENT: dict[str, Any] = dict(
@@ -80,8 +81,11 @@ async def test_webhook_connection_refused(dead_port: int, client: httpx.AsyncCli
 async def test_unusable_notifications(
     note: Notification, message: str, client: httpx.AsyncClient
 ) -> None:
-    with pytest.raises(DeliveryError, match=message):
+    # Configuration errors: sending again cannot help, so the delivery is not retried.
+    with pytest.raises(DeliveryConfigError, match=message) as info:
         await deliver(note, EVENT, client=client, smtp=SmtpSettings())
+    assert info.value.details["reason"] == info.value.reason
+    assert DeliveryConfigError in DELIVERY_POLICY.non_retryable
 
 
 async def test_pagerduty_event(web: Web, client: httpx.AsyncClient) -> None:
