@@ -12,6 +12,7 @@ import msgspec
 
 from durable._codec import decode_value, encode_value
 from durable._errors import (
+    RUN_FAILURES,
     ErrorInfo,
     RunCancelled,
     RunFailed,
@@ -75,7 +76,7 @@ class RunHandle:
         if outcome.status == "cancelled":
             raise RunCancelled(self.run_id)
         assert outcome.error is not None
-        raise RunFailed(self.run_id, outcome.error)
+        raise RUN_FAILURES.get(outcome.error.type, RunFailed)(self.run_id, outcome.error)
 
     async def info(self) -> RunInfo:
         return await self._client.get_run(self.run_id)

@@ -194,8 +194,28 @@ class ChildRunFailed(DurableError):
         super().__init__(f"child run {run_id!r} of workflow {workflow!r} {status}{detail}")
 
 
-class RunTimedOut(DurableError):
-    """The error a run fails with when its deadline passes."""
+class RunTimedOut(RunFailed):
+    """The run's deadline (`start(..., timeout=)`) passed: it failed, whatever it was doing.
+    Its error is recorded as type "durable.RunTimedOut"; RunHandle.result() raises this."""
+
+
+class DagFailed(RunFailed):
+    """A DAG run ended failed: steps failed and nothing handled them. Recorded as type
+    "durable.DagFailed"; `error.details` has the step counts."""
+
+
+class DagPartial(RunFailed):
+    """A DAG run ended `partial`: some steps failed, but the run's policy let the others
+    finish. Recorded as type "durable.DagPartial"; `error.details` has the step counts (for
+    the outputs of the steps that succeeded, use app.run_dag, which returns a DagResult)."""
+
+
+# The engine's own recorded error types, and what RunHandle.result() raises for each.
+RUN_FAILURES: dict[str, type[RunFailed]] = {
+    "durable.RunTimedOut": RunTimedOut,
+    "durable.DagFailed": DagFailed,
+    "durable.DagPartial": DagPartial,
+}
 
 
 class RepairError(DurableError, ValueError):

@@ -1,7 +1,10 @@
 """The authoring API: `from sdk import App, Context, RetryPolicy, ...`."""
 
 from durable import (
+    ChildRunFailed,
     Context,
+    DagFailed,
+    DagPartial,
     DurableError,
     ErrorInfo,
     LoggedEvent,
@@ -15,6 +18,7 @@ from durable import (
     RunInfo,
     RunNotFoundError,
     RunSummary,
+    RunTimedOut,
     SerializationError,
     Step,
     StepContext,
@@ -29,7 +33,10 @@ from sdk._app import App
 
 __all__ = [
     "App",
+    "ChildRunFailed",
     "Context",
+    "DagFailed",
+    "DagPartial",
     "DurableError",
     "ErrorInfo",
     "LoggedEvent",
@@ -43,6 +50,7 @@ __all__ = [
     "RunInfo",
     "RunNotFoundError",
     "RunSummary",
+    "RunTimedOut",
     "SerializationError",
     "Step",
     "StepContext",
