@@ -27,6 +27,7 @@ from durable._events import (
     decode_record,
     encode_event,
 )
+from durable._ids import check_id, check_lookup
 from durable._notify import Notifier
 from durable._registry import Registry, WorkflowDef
 from durable._repair_ops import fork_run, retry_run
@@ -127,10 +128,8 @@ class Client:
             raise ValueError("parallelism must be >= 1 and applies to DAG workflows only")
         if not wf.takes_input and input is not None:
             raise TypeError(f"workflow {wf.name!r} takes no input, but input was given")
+        rid = check_id("run id", run_id) if run_id is not None else uuid.uuid4().hex
         data = encode_value(input, f"the input of workflow {wf.name!r}")
-        rid = run_id if run_id is not None else uuid.uuid4().hex
-        if not rid or len(rid) > 255:
-            raise ValueError("run_id must be a non-empty string of at most 255 characters")
         now = time.time()
         worker = self.worker
         local = worker is not None and worker.has_capacity
@@ -192,8 +191,8 @@ class Client:
         """Send signal `name` to a run. Durable once this returns: a run that is not being
         executed right now (no worker runs, it sleeps, a worker crashed) gets it when it
         continues; signals of one name reach the run's waits once each, in order."""
-        if not name:
-            raise ValueError("a signal needs a name")
+        check_lookup("run id", run_id)
+        check_id("signal name", name)
         data = encode_value(payload, f"the payload of signal {name!r}")
         await self._send(run_id, NewInboxItem(run_id, "signal", name, data, time.time()))
 
@@ -202,6 +201,7 @@ class Client:
         asyncio.CancelledError there, and may run compensation steps before re-raising),
         its children are cancelled too, and it ends `cancelled`. Cancelling twice is one
         request; cancelling a finished run raises ValueError."""
+        check_lookup("run id", run_id)
         item = NewInboxItem(
             run_id, "cancel", "cancel", reason.encode(), time.time(), dedupe_key="cancel"
         )
@@ -220,6 +220,9 @@ class Client:
         from there: after fixing a bug, re-run only what it touched. `version`: run the fork
         on another version of the workflow (its code must replay the reused part). Raises
         RepairError (a ValueError) if the fork cannot be made, saying why."""
+        check_lookup("run id", run_id)
+        if new_run_id is not None:
+            check_id("run id", new_run_id)
         rid, wf, _ = await fork_run(
             self.store,
             self.registry,
@@ -238,6 +241,7 @@ class Client:
         everything it completed stays done. A run whose workflow code raised runs on from its
         log (deploy the fix first). `timeout`: a new deadline for the run (a retry drops the
         old one). Raises RepairError (a ValueError) if the run cannot be retried."""
+        check_lookup("run id", run_id)
         await retry_run(self.store, run_id, timeout=timeout)
         if self.worker is not None:
             self.worker.wake()
@@ -260,6 +264,7 @@ class Client:
 
     async def wait(self, run_id: str) -> Outcome:
         """Wait until the run is finished; returns how it ended."""
+        check_lookup("run id", run_id)
         delay = 0.02
         with self.notifier.subscribe(run_id) as changed:
             while True:
@@ -303,6 +308,7 @@ class Client:
         return outcome()
 
     async def get_run(self, run_id: str) -> RunInfo:
+        check_lookup("run id", run_id)
         record = await self.store.get_run(run_id)
         if record is None:
             raise RunNotFoundError(run_id)
@@ -326,6 +332,7 @@ class Client:
 
     async def dag_result(self, run_id: str) -> DagResult:
         """A DAG run's statuses, step results, counts and duration, from its log."""
+        check_lookup("run id", run_id)
         events = await self.store.read_events(run_id)
         if not events:
             raise RunNotFoundError(run_id)
@@ -342,6 +349,8 @@ class Client:
             raise ValueError(f"unknown status {status!r}; use one of {', '.join(RUN_STATUSES)}")
         if limit < 1:
             raise ValueError("limit must be >= 1")
+        if workflow is not None:
+            check_lookup("workflow name", workflow)
         records = await self.store.list_runs(
             RunQuery(status=status, workflow=workflow, limit=limit)
         )
@@ -349,6 +358,7 @@ class Client:
         return [summary(r, waiting.get(r.run_id)) for r in records]
 
     async def events(self, run_id: str, after_seq: int = 0) -> list[LoggedEvent]:
+        check_lookup("run id", run_id)
         records = await self.store.read_events(run_id, after_seq)
         if not records and after_seq == 0 and await self.store.get_run(run_id) is None:
             raise RunNotFoundError(run_id)

@@ -221,3 +221,16 @@ RUN_FAILURES: dict[str, type[RunFailed]] = {
 class RepairError(DurableError, ValueError):
     """A fork or retry that cannot be done as asked (`durable fork`, `durable retry`); the
     message says why and what to do instead."""
+
+
+class InvalidIdError(DurableError, ValueError):
+    """An id or name a user gave (a run id, a workflow name or version, a signal name...)
+    breaks the one rule for ids (durable._ids.ID_RULE). Raised before anything is written."""
+
+    def __init__(self, kind: str, value: object, problem: str, rule: str) -> None:
+        text = value if isinstance(value, str) else repr(value)
+        shown = repr(text[:80]) + ("…" if len(text) > 80 else "")
+        super().__init__(f"invalid {kind} {shown}: it {problem}. {rule}; choose another {kind}")
+        self.kind = kind
+        self.value = value
+        self.problem = problem

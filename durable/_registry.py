@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durable._context import current_executor
 from durable._errors import UnknownWorkflowError, WorkflowDefinitionError
+from durable._ids import check_id
 from durable._policy import CodePolicy
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ class Registry:
         retry: RetryPolicy | None,
         timeout: float | None,
     ) -> StepDef:
-        step_name = name or fn.__name__
+        step_name = check_id("step name", name or fn.__name__)
         if timeout is not None and timeout <= 0:
             raise WorkflowDefinitionError(f"step {step_name!r}: timeout must be > 0 seconds")
         existing = self._steps.get(step_name)
@@ -151,7 +152,8 @@ class Registry:
     def add_workflow(
         self, fn: Callable[..., Awaitable[Any]], *, name: str | None, version: str
     ) -> WorkflowDef:
-        wf_name = name or fn.__name__
+        wf_name = check_id("workflow name", name or fn.__name__)
+        check_id("workflow version", str(version))
         if not inspect.iscoroutinefunction(fn):
             raise WorkflowDefinitionError(
                 f"workflow {wf_name!r} ({_where(fn)}) must be an async function "
@@ -187,6 +189,8 @@ class Registry:
     def add_dag(self, program: DagProgram) -> WorkflowDef:
         """Register a validated DAG definition as workflow (name, version)."""
         definition = program.definition
+        check_id("workflow name", definition.name)
+        check_id("workflow version", definition.version)
         refused = self.function_problems(definition)
         if refused:
             from durable.dag._problems import DagDefinitionError
@@ -232,8 +236,7 @@ class Registry:
         return problems
 
     def add_action(self, name: str, fn: Callable[..., Any]) -> None:
-        if not name or not isinstance(name, str):
-            raise WorkflowDefinitionError("an action needs a non-empty name")
+        check_id("action name", name)
         from durable.dag import BUILTIN_ACTIONS
 
         if name in BUILTIN_ACTIONS:

@@ -14,6 +14,7 @@ SDK = {
     "DagPartial",
     "DurableError",
     "ErrorInfo",
+    "InvalidIdError",
     "LoggedEvent",
     "NonDeterminismError",
     "RepairError",

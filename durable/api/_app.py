@@ -28,6 +28,7 @@ from litestar.types import ControllerRouterHandler
 
 from durable._engine import Engine
 from durable._errors import (
+    InvalidIdError,
     RepairError,
     RunIdConflictError,
     RunNotFoundError,
@@ -213,6 +214,7 @@ def create_app(options: ApiOptions) -> Litestar:
             RunStatusError: _mapped(409),
             RepairError: _mapped(409),
             SerializationError: _mapped(400),
+            InvalidIdError: _mapped(400),
             DatabaseUnavailableError: _mapped(503),
             Exception: _internal,
         },

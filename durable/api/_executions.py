@@ -21,7 +21,7 @@ from litestar.status_codes import (
 )
 
 from durable._client import RUN_STATUSES
-from durable._errors import RunIdConflictError
+from durable._errors import InvalidIdError, RunIdConflictError
 from durable._events import decode_record
 from durable._state import fold
 from storage import RunQuery
@@ -39,7 +39,10 @@ from ._schemas import (
 from ._services import Services
 from ._shapes import decode_cursor, detail, encode_cursor, event_body, summary, visualization
 
-RunId = Parameter(min_length=1, max_length=255, description="The execution (run) id.")
+# No NUL: PostgreSQL cannot even look one up (durable._ids.check_lookup says why in Python).
+RunId = Parameter(
+    min_length=1, max_length=255, pattern=r"^[^\x00]+$", description="The execution (run) id."
+)
 
 
 @post("/executions/start", status_code=HTTP_201_CREATED, summary="Start an execution")
@@ -71,7 +74,9 @@ async def start_execution(data: StartRequest, services: Services) -> Response[St
 @get("/executions", summary="List executions")
 async def list_executions(
     services: Services,
-    workflow_id: str | None = Parameter(query="workflowId", default=None, max_length=255),
+    workflow_id: str | None = Parameter(
+        query="workflowId", default=None, max_length=255, pattern=r"^[^\x00]*$"
+    ),
     status: str | None = Parameter(query="status", default=None, max_length=16),
     limit: int = Parameter(query="limit", default=50, ge=1, le=500),
     cursor: str | None = Parameter(query="cursor", default=None, max_length=1000),
@@ -124,6 +129,8 @@ async def cancel_execution(
     """Cancel the run and its children; it ends `cancelled` once a worker has delivered it."""
     try:
         await services.client.cancel(run_id, data.reason if data is not None else "")
+    except InvalidIdError:
+        raise  # a 400 (create_app's handlers), not a conflict
     except ValueError as exc:  # it has ended
         raise ClientException(str(exc), status_code=HTTP_409_CONFLICT) from None
     return Accepted(execution_id=run_id, status="cancelling")
@@ -148,6 +155,8 @@ async def signal_execution(
         raise ValidationException(f"the signal payload is not valid JSON: {exc}") from None
     try:
         await services.client.signal(run_id, name, payload)
+    except InvalidIdError:
+        raise  # a 400 (create_app's handlers), not a conflict
     except ValueError as exc:  # it has ended
         raise ClientException(str(exc), status_code=HTTP_409_CONFLICT) from None
     return Accepted(execution_id=run_id, status="signalled")
