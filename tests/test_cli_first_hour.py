@@ -5,6 +5,7 @@ resumed under changed code shown by `runs show`, Ctrl-C while a worker starts, a
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,17 @@ def test_an_empty_database_environment_variable_means_unset(project: Project) ->
     # default ./durable.db is used (and `runs list` says it is not there).
     line = user_error(project.cli("runs", "list", DURABLE_DATABASE_URL=""))
     assert "no database at durable.db" in line
+
+
+# -- durable serve on a busy port -----------------------------------------------------------
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(project: Project) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = project.cli("serve", "--port", str(port), "--no-worker")
+    line = user_error(proc)  # exit 2, one line, no traceback, nothing on stdout
+    assert line == f"error: port {port} on 127.0.0.1 is in use; choose another with --port"
+    assert "http://" not in proc.stderr  # no URL for a server that never listened

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import click
 
 from durable.cli._app import CLIError, cli, db_option, with_app
 from durable.cli._policy import apply_policy, policy_options
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """Bind host:port the way uvicorn will (SO_REUSEADDR), so a busy port is one clear error
+    before anything is loaded or printed; the caller closes it just before uvicorn binds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CLIError(f"port {port} on {host} is in use; choose another with --port") from None
+        if exc.errno == errno.EACCES:
+            raise CLIError(
+                f"no permission to listen on port {port} on {host}; use --port"
+            ) from None
+        reason = exc.strerror or str(exc)
+        raise CLIError(f"cannot listen on {host} port {port}: {reason}; check --host") from None
+    return sock
 
 
 @cli.command("serve", short_help="Serve the HTTP API and the dashboard.")
@@ -75,6 +99,7 @@ def serve(
     problem = bind_problem(host, tokens)
     if problem is not None:
         raise CLIError(problem)
+    reserved = _reserve(host, port)
     url, registry, worker_options = with_app(ctx, db, app_path)
     apply_policy(registry, allow_module, expose_env)
     options = ApiOptions(
@@ -92,4 +117,5 @@ def serve(
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"durable serve: http://{shown}:{port}/ (API docs at /docs)", err=True)
+    reserved.close()  # uvicorn binds it now (SO_REUSEADDR: free at once)
     server.run()
