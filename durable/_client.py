@@ -118,9 +118,12 @@ class Client:
         parallelism: int | None = None,
         timeout: float | None = None,
         parent_run_id: str | None = None,
+        record_definition: bool = False,
     ) -> RunHandle:
         """Start a run (see App.start). `timeout`: seconds the whole run may take; past
-        them it fails, timed out, whatever it is doing."""
+        them it fails, timed out, whatever it is doing. `record_definition`: a DAG run keeps
+        its definition in its log (`durable run FILE`: stored nowhere else), so tools read
+        it without the application."""
         wf = self.registry.workflow(workflow, version)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
@@ -142,6 +145,9 @@ class Client:
             parent_run_id=parent_run_id,
             deadline=None if timeout is None else now + timeout,
             kind="dag" if wf.dag is not None else "",
+            definition=wf.dag.definition.canonical_json().decode()
+            if record_definition and wf.dag is not None
+            else "",
         )
         first = EventRecord(rid, 1, "RunStarted", encode_event(started), now)
         new = NewRun(

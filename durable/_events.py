@@ -38,6 +38,10 @@ class RunStarted(Event, frozen=True):
     # "dag" for a DAG run ("" for Python code, and DAG runs older than this field): tools
     # that act on a log without the application (`durable retry`) need to know.
     kind: str = ""
+    # A DAG definition stored nowhere else (a file run by `durable run`): its canonical JSON
+    # (DagDefinition.canonical_json, whose sha256 is `fingerprint`), for tools that draw or
+    # read the run without the application (`durable visualize`). "" for every other run.
+    definition: str = ""
 
 
 class StepStarted(Event, frozen=True):

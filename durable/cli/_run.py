@@ -191,8 +191,13 @@ async def _execute(job: _Job, file: str) -> tuple[DagResult | None, int]:
         try:
             await _check_resumable(engine, job, file)
             definition = job.definition
+            # The file's definition is stored nowhere else: the run keeps it (visualize).
             await engine.client.start(
-                definition.name, job.input, run_id=job.run_id, parallelism=job.parallelism
+                definition.name,
+                job.input,
+                run_id=job.run_id,
+                parallelism=job.parallelism,
+                record_definition=True,
             )
             job.out.print(
                 Text(f"run {job.run_id} ({definition.name}@{definition.version}) on {engine.url}")

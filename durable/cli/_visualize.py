@@ -1,10 +1,12 @@
 """`durable visualize RUN_ID`: a run's steps as a graph (mermaid, dot or plain text).
 
-A DAG run whose definition the app supplies (--app) is drawn with the definition's edges and
-each step's status from durable.dag's step_reports (the same view `durable run` reports). A
-Python workflow has no edges to draw: its steps are drawn in position order, and steps whose
-run times overlapped (asyncio.gather) as parallel branches. Without --app a DAG run is drawn
-the Python way, from its recorded instances, and the output says so.
+A DAG run is drawn with its definition's edges and each step's status from durable.dag's
+step_reports (the same view `durable run` reports). The definition comes from --app, else from
+the run itself (`durable run FILE` records it), else from the database (definitions registered
+over HTTP), each only if its fingerprint is the run's. A Python workflow has no edges to draw:
+its steps are drawn in position order, and steps whose run times overlapped (asyncio.gather) as
+parallel branches; so is a DAG run whose definition is nowhere to be found, and the output says
+so.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import click
 import msgspec
 
 from durable._engine import URL_ENV
-from durable._errors import UnknownWorkflowError
+from durable._errors import UnknownWorkflowError, WorkflowDefinitionError
+from durable._events import LoggedEvent, RunStarted
 from durable._loader import load_app
 from durable._state import RunState, StepState, fold
 from durable.cli._app import chosen_url, cli, db_option, reading, run
 from durable.cli._render import duration
+from durable.dag import parse_json, parse_yaml
+from durable.dag._load import Format, parse_definition
 from durable.dag._model import DagDefinition
 from durable.dag._report import step_reports
+from storage import Store
 
 FORMATS = ("ascii", "mermaid", "dot")
 # fill, stroke per status; a status not listed (a future one) is drawn plain.
@@ -36,7 +42,11 @@ COLORS = {
 }
 NO_APP_NOTE = (
     "drawn from the recorded steps in position order, overlapping steps as parallel branches; "
-    "a DAG run's dependency edges need --app MODULE:APP"
+    "this run's definition is neither recorded in it nor stored in the database: its "
+    "dependency edges need --app MODULE:APP"
+)
+PYTHON_NOTE = (
+    "drawn from the recorded steps in position order, overlapping steps as parallel branches"
 )
 
 
@@ -84,21 +94,58 @@ def visualize_cmd(
     if app is not None:
         url = url or os.environ.get(URL_ENV) or app.database_url
 
-    async def go() -> RunState:
+    async def go() -> tuple[RunState, DagDefinition | None]:
         async with reading(url) as engine:
-            return fold(run_id, await engine.client.events(run_id))
+            events = await engine.client.events(run_id)
+            state = fold(run_id, events)
+            if app is not None or state.kind != "dag":
+                return state, None
+            return state, await run_definition(engine.store, state, events)
 
-    state = run(go())
+    state, found = run(go())
     if app is not None:
         wf = app.registry.get(state.workflow, state.version)
         if wf is None:
             raise UnknownWorkflowError(state.workflow, state.version, app.registry.names())
         definition = wf.dag.definition if wf.dag is not None else None
+    else:
+        definition = found
     graph = dag_graph(state, definition) if definition is not None else steps_graph(state)
-    if app is None:
+    if definition is None and state.kind == "dag":
         graph.note = NO_APP_NOTE
+    elif app is None and state.kind != "dag":
+        graph.note = PYTHON_NOTE
     render = {"ascii": ascii_text, "mermaid": mermaid, "dot": dot}[fmt]
     click.echo(render(graph))
+
+
+async def run_definition(
+    store: Store, state: RunState, events: list[LoggedEvent]
+) -> DagDefinition | None:
+    """A DAG run's definition without the application: the one the run recorded (`durable
+    run FILE`), else the one stored in the database under its workflow and version (the
+    HTTP API's); only if its fingerprint is the run's, so the drawing is of what ran."""
+    first = events[0].event if events else None
+    if isinstance(first, RunStarted) and first.definition:
+        try:
+            recorded = msgspec.json.decode(first.definition, type=DagDefinition)
+        except msgspec.DecodeError:
+            recorded = None
+        if recorded is not None and recorded.fingerprint() == state.fingerprint:
+            return recorded
+    stored = await store.get_definition(state.workflow, state.version)
+    if stored is None:
+        return None
+    fmt: Format = "yaml" if stored.format == "yaml" else "json"
+    try:
+        # For its shape only, never to run: its actions are whatever it names.
+        shape = parse_yaml(stored.source) if fmt == "yaml" else parse_json(stored.source)
+        actions = {s.action for s in shape.steps if s.action is not None}
+        parsed = parse_definition(stored.source, None, format=fmt, known_actions=actions)
+    except WorkflowDefinitionError:
+        return None
+    parsed = msgspec.structs.replace(parsed, version=stored.version)
+    return parsed if parsed.fingerprint() == state.fingerprint else None
 
 
 def _title(state: RunState) -> str:

@@ -162,11 +162,16 @@ class DagDefinition(msgspec.Struct, frozen=True, kw_only=True):
         file keeps its version; dict keys are sorted by `order="sorted"`, so key order in the
         source does not matter either.
         """
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    def canonical_json(self) -> bytes:
+        """Everything that changes behaviour, canonically: what the fingerprint hashes, and
+        what a run records of a definition stored nowhere else (decodable into a
+        DagDefinition, without its source locations)."""
         payload = msgspec.to_builtins(self, order="sorted")
         _strip_locations(payload)
         _strip_unset(payload)
-        canonical = msgspec.json.encode(payload, order="sorted")
-        return hashlib.sha256(canonical).hexdigest()
+        return msgspec.json.encode(payload, order="sorted")
 
 
 def _strip_unset(payload: dict[str, Any]) -> None:
