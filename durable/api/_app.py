@@ -8,6 +8,7 @@ bug in the server, never bad input.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -50,8 +52,10 @@ from storage import (
 from . import _executions, _workflows
 from ._auth import Tokens, guard
 from ._docs import docs_page
+from ._limits import MAX_JSON_DEPTH, BodyLimits
+from ._sameorigin import AllowedHosts, SameOrigin
 from ._schemas import ErrorResponse, Health, ProblemBody
-from ._services import Services
+from ._services import Services, Stopping
 
 log = logging.getLogger("durable.api")
 
@@ -66,7 +70,12 @@ class ApiOptions:
     tokens: Tokens = field(default_factory=Tokens)
     run_worker: bool = True
     max_body: int = DEFAULT_MAX_BODY
+    max_depth: int = MAX_JSON_DEPTH  # nesting of arrays/objects in a request body
     worker: WorkerOptions | None = None  # the in-process worker's settings (None: defaults)
+    # The Host names requests may give (DNS rebinding); durable serve: its bind address.
+    hosts: AllowedHosts = field(default_factory=AllowedHosts)
+    # Definitions with script/function steps over HTTP, from admin tokens (and never else).
+    allow_code_definitions: bool = False
 
 
 def _services(state: State) -> Services:
@@ -114,7 +123,14 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         for item in extra:
             if isinstance(item, dict):
                 path = str(item.get("key") or item.get("source") or "$")
-                problems.append(ProblemBody(path=path, message=str(item.get("message", ""))))
+                line = item.get("line")
+                problems.append(
+                    ProblemBody(
+                        path=path,
+                        message=str(item.get("message", "")),
+                        line=line if isinstance(line, int) else None,
+                    )
+                )
     headers = exc.headers or {}
     response = _error(exc.status_code, exc.detail, problems)
     response.headers.update(headers)
@@ -143,8 +159,16 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 _ONE = RunQuery(limit=1)
 
 
+def end_streams(app: Litestar) -> None:
+    """The server is stopping: end every open event stream now (and any opened later).
+    Safe to call from a signal handler."""
+    stopping: Stopping = app.state.stopping
+    stopping.set()
+
+
 def create_app(options: ApiOptions) -> Litestar:
     registry = options.registry or Registry()
+    stopping = Stopping()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -156,7 +180,8 @@ def create_app(options: ApiOptions) -> Litestar:
             follow_definitions=True,
         )
         await engine.open()
-        app.state.services = Services(engine.client, registry, engine.definitions)
+        stopping.bind(asyncio.get_running_loop())
+        app.state.services = Services(engine.client, registry, engine.definitions, stopping)
         try:
             yield
         finally:
@@ -188,9 +213,20 @@ def create_app(options: ApiOptions) -> Litestar:
         route_handlers=routes,
         lifespan=[lifespan],
         guards=[guard],
+        # Outermost first: who may ask (Host, Origin, Content-Type), then how big and deep.
+        middleware=[
+            DefineMiddleware(SameOrigin, hosts=options.hosts),
+            DefineMiddleware(BodyLimits, max_body=options.max_body, max_depth=options.max_depth),
+        ],
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         request_max_body_size=options.max_body,
-        state=State({"tokens": options.tokens}),
+        state=State(
+            {
+                "tokens": options.tokens,
+                "allow_code_definitions": options.allow_code_definitions,
+                "stopping": stopping,
+            }
+        ),
         openapi_config=OpenAPIConfig(
             title="durable",
             version="1",

@@ -114,6 +114,22 @@ def bind_problem(host: str, tokens: Tokens) -> str | None:
     )
 
 
+def presented_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The bearer token of the request, if it carries one."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def is_admin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether the request carries one of the server's admin tokens (none: never)."""
+    tokens: Tokens = connection.app.state.tokens
+    token = presented_token(connection)
+    return bool(tokens.admin) and token is not None and tokens.role(token) == "admin"
+
+
 async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Every API route: a read token for reading, an admin token for anything that writes.
 
@@ -122,11 +138,10 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     tokens: Tokens = connection.app.state.tokens
     if not tokens.configured or handler.opt.get("public"):
         return
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = presented_token(connection)
+    if token is None:
         raise NotAuthorizedException("this server needs an API token: Authorization: Bearer TOKEN")
-    role = tokens.role(token.strip())
+    role = tokens.role(token)
     if role is None:
         raise NotAuthorizedException("the API token is not valid")
     if role != "admin" and connection.scope.get("method", "GET") not in ("GET", "HEAD"):

@@ -20,7 +20,9 @@ def docs_page(schema: dict[str, Any]) -> str:
         f"<h1>{html.escape(str(info.get('title', 'API')))} HTTP API</h1>",
         f"<p>{html.escape(str(info.get('description', '')))}</p>",
         "<p>The machine-readable schema: <a href='/openapi.json'>/openapi.json</a>. "
-        "With tokens configured, send <code>Authorization: Bearer TOKEN</code>.</p>",
+        "With tokens configured, send <code>Authorization: Bearer TOKEN</code>. Send request "
+        "bodies as <code>Content-Type: application/json</code>; requests from web pages of "
+        "other origins, and Host names the server does not serve, are refused.</p>",
     ]
     for path, methods in sorted(schema.get("paths", {}).items()):
         for method, op in methods.items():

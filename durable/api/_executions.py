@@ -4,8 +4,10 @@ database, so any API process answers for any run."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -36,8 +38,10 @@ from ._schemas import (
     StartResponse,
     Visualization,
 )
-from ._services import Services
+from ._services import Services, Stopping
 from ._shapes import decode_cursor, detail, encode_cursor, event_body, summary, visualization
+
+T = TypeVar("T")
 
 # No NUL: PostgreSQL cannot even look one up (durable._ids.check_lookup says why in Python).
 RunId = Parameter(
@@ -185,9 +189,39 @@ async def execution_events(
 
 
 async def _stream(services: Services, run_id: str, after: int) -> AsyncIterator[Any]:
-    async for logged in services.client.watch(run_id):
+    watched = services.client.watch(run_id)
+    async for logged in _until(services.stopping, watched):
         if logged.seq <= after:
             continue
         body = msgspec.json.encode(event_body(logged)).decode()
         # Client.watch ends after the run's final event (not at an end a retry resumed from).
         yield ServerSentEventMessage(data=body, event=logged.type, id=logged.seq)
+
+
+async def _until(stopping: Stopping, source: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`source`'s items until it ends or the server stops: a stream waiting for a run's next
+    event must not keep a stopping server waiting (the client reconnects elsewhere, with
+    `after`)."""
+    stopped = asyncio.ensure_future(stopping.wait())
+    step: asyncio.Future[T] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(source))
+            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                return  # stopping: the finally clause cancels the pending read
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        # Also when the client went away (this generator is closed or cancelled).
+        stopped.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await step
+        close = getattr(source, "aclose", None)
+        if close is not None:
+            await close()

@@ -9,14 +9,20 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import (
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from durable._definitions import store_definition
 from durable._registry import WorkflowDef, _version_key
+from durable.dag import CodeStep, code_steps, parse_definition
 from storage import DefinitionRecord
 
+from ._auth import ADMIN_ENV, Tokens, is_admin
 from ._schemas import Registered, WorkflowDetail, WorkflowList, WorkflowSummary, WorkflowVersion
 from ._services import Services
 from ._shapes import ms
@@ -27,7 +33,10 @@ async def register_workflow(
     request: Request[Any, Any, Any], services: Services
 ) -> Response[Registered]:
     """The body is a DAG definition in 003's JSON format. 201 with the version it was stored
-    as; 200 if that content was already registered; 422 with the path of every problem."""
+    as; 200 if that content was already registered; 422 with the path of every problem; 403
+    for steps that run code on the server (script, function, actions the application did not
+    register) unless the server allows them (--allow-code-definitions) and the token is an
+    admin's."""
     body = await request.body()
     try:
         text = body.decode("utf-8")
@@ -35,11 +44,48 @@ async def register_workflow(
         raise ValidationException("the definition must be UTF-8 JSON") from None
     if not text.strip():
         raise ValidationException("the request body must be a workflow definition (JSON)")
+    registry = services.registry
+    definition = parse_definition(text, None, format="json", known_actions=registry.actions)
+    code = code_steps(definition, registered_actions=registry.actions)
+    if code:
+        _admit_code(request, code)
     wf, created = await store_definition(services.client.store, services.registry, text)
     body_out = Registered(
         id=wf.name, version=wf.version, created=created, fingerprint=wf.fingerprint
     )
     return Response(body_out, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+
+def _admit_code(request: Request[Any, Any, Any], code: list[CodeStep]) -> None:
+    """Definitions that run code on the server: only with --allow-code-definitions, and only
+    from an admin token (which a server without tokens does not have)."""
+    allowed: bool = request.app.state.allow_code_definitions
+    if allowed and is_admin(request):
+        return
+    tokens: Tokens = request.app.state.tokens
+    steps = ("steps " if len(code) > 1 else "step ") + ", ".join(repr(c.step) for c in code)
+    what = (
+        f"refused: this definition runs code on the server ({steps}: see problems), "
+        "which only an operator can allow"
+    )
+    if not tokens.admin:
+        why = (
+            "this server has no admin token, and a server without one never accepts such "
+            f"definitions over HTTP. Start it with an admin token ({ADMIN_ENV} or --tokens "
+            "FILE) and --allow-code-definitions, then send that token"
+        )
+    elif not allowed:
+        why = (
+            "this server was not started with --allow-code-definitions (restart it with "
+            "that flag to let admin tokens register such definitions)"
+        )
+    else:
+        why = "only an admin token may register such definitions"
+    hint = "; or register the workflow in the application the server loads (--app)"
+    raise PermissionDeniedException(
+        f"{what}: {why}{hint}",
+        extra=[{"key": c.path, "message": c.describe(), "line": c.line} for c in code],
+    )
 
 
 def _kind(wf: WorkflowDef) -> str:

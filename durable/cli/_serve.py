@@ -64,6 +64,20 @@ def _reserve(host: str, port: int) -> socket.socket:
     help="The largest request body accepted (413 beyond).",
 )
 @click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME[:PORT]",
+    help="Another name requests may give in Host (and Origin), e.g. a reverse proxy's "
+    "public name (repeatable). Others are refused, against DNS rebinding.",
+)
+@click.option(
+    "--allow-code-definitions",
+    is_flag=True,
+    help="Let admin tokens register definitions that run code on the server (script and "
+    "function steps, actions the app did not register). Never without an admin token.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
@@ -80,6 +94,8 @@ def serve(
     tokens_file: str | None,
     worker: bool,
     max_body: int,
+    allowed_hosts: tuple[str, ...],
+    allow_code_definitions: bool,
     log_level: str,
     db: str | None,
     allow_module: tuple[str, ...],
@@ -88,9 +104,17 @@ def serve(
     """Serve the HTTP API (POST /workflows, /executions/start, ...; schema at /openapi.json,
     docs at /docs) and the dashboard (at /). Stateless: run as many as you like on one
     database. Without an API token it only listens on loopback."""
-    import uvicorn  # the CLI's other commands need not pay for importing the server
-
-    from durable.api import ApiOptions, TokenConfigError, bind_problem, create_app, load_tokens
+    # The CLI's other commands need not pay for importing the server.
+    from durable.api import (
+        AllowedHosts,
+        ApiOptions,
+        HostSyntaxError,
+        TokenConfigError,
+        bind_problem,
+        create_app,
+        load_tokens,
+    )
+    from durable.api._server import run
 
     try:
         tokens = load_tokens(tokens_file)
@@ -100,6 +124,17 @@ def serve(
     if problem is not None:
         raise CLIError(problem)
     reserved = _reserve(host, port)
+    try:
+        hosts = AllowedHosts.for_bind(host, port, allowed_hosts)
+    except HostSyntaxError as exc:
+        raise CLIError(str(exc)) from None
+    if allow_code_definitions and not tokens.admin:
+        click.echo(
+            "warning: --allow-code-definitions has no effect: there is no admin token "
+            "($DURABLE_API_TOKEN or --tokens FILE), and without one no definition that "
+            "runs code is accepted over HTTP",
+            err=True,
+        )
     url, registry, worker_options = with_app(ctx, db, app_path)
     apply_policy(registry, allow_module, expose_env)
     options = ApiOptions(
@@ -109,13 +144,11 @@ def serve(
         run_worker=worker,
         max_body=max_body,
         worker=worker_options,  # the app's App(lease_ttl=..., max_concurrent_runs=...)
+        hosts=hosts,
+        allow_code_definitions=allow_code_definitions,
     )
     api = create_app(options)
-    config = uvicorn.Config(
-        api, host=host, port=port, log_level=log_level, access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"durable serve: http://{shown}:{port}/ (API docs at /docs)", err=True)
     reserved.close()  # uvicorn binds it now (SO_REUSEADDR: free at once)
-    server.run()
+    run(api, host, port, log_level)

@@ -1,6 +1,7 @@
 """DAG definitions: one validated model for the Python builder, YAML and JSON files."""
 
 from ._builder import DagBuilder, StepRef
+from ._capabilities import CodeStep, code_steps
 from ._json import parse_json
 from ._load import load_definition, parse_definition
 from ._loops import body_definition, loop_owners, top_level
@@ -43,6 +44,7 @@ from ._yaml import parse_yaml
 
 __all__ = [
     "BUILTIN_ACTIONS",
+    "CodeStep",
     "DagBuilder",
     "DagDefinition",
     "DagDefinitionError",
@@ -68,6 +70,7 @@ __all__ = [
     "StepStatus",
     "Webhooks",
     "body_definition",
+    "code_steps",
     "decide",
     "expression_of",
     "find_cycle",

@@ -17,6 +17,7 @@ from loopback import Web
 from serving import REPO, serve, server_env, wait_status
 
 ORDER_FLOW = REPO / "tests" / "dag" / "examples" / "order_flow.json"
+JSON = {"Content-Type": "application/json"}  # raw bodies must say so (see test_api_cross_site)
 
 APP = textwrap.dedent(
     """
@@ -230,10 +231,10 @@ def test_bad_input_gets_clear_4xx_answers(tmp_path: Path) -> None:
             },
         )
         assert cycle.status_code == 422 and "cycle" in cycle.json()["error"]
-        assert api.post("/workflows", content=b"{not json").status_code == 422
+        assert api.post("/workflows", content=b"{not json", headers=JSON).status_code == 422
         assert api.post("/workflows", content=b"").status_code == 400
-        assert api.post("/workflows", content=b"\xff\xfe").status_code == 400
-        big = api.post("/workflows", content=b"{" + b" " * 5000 + b"}")
+        assert api.post("/workflows", content=b"\xff\xfe", headers=JSON).status_code == 400
+        big = api.post("/workflows", content=b"{" + b" " * 5000 + b"}", headers=JSON)
         assert big.status_code == 413
         conflict = api.post("/workflows", json={"id": "w", "version": "1", "steps": [{"id": "a"}]})
         assert conflict.status_code == 201
@@ -262,7 +263,9 @@ def test_bad_input_gets_clear_4xx_answers(tmp_path: Path) -> None:
         assert other.status_code == 201
         clash = api.post("/executions/start", json={"workflowId": "v", "executionId": "x"})
         assert clash.status_code == 409
-        assert api.post("/executions/x/signals/s", content=b"{oops").status_code == 400
+        assert (
+            api.post("/executions/x/signals/s", content=b"{oops", headers=JSON).status_code == 400
+        )
         assert api.get("/nowhere").status_code == 404
         assert api.get("/openapi.json").json()["paths"]["/executions/start"]["post"]
         assert "executions/start" in api.get("/docs").text
