@@ -175,3 +175,30 @@ def test_a_script_file_that_is_not_executable_is_found(tmp_path: Path) -> None:
     proc = durable("validate", str(path))
     assert proc.returncode == 2
     assert f"{path}:4: step 'a': script file './plain.sh' is not executable" in proc.stderr
+
+
+def test_a_yaml_alias_bomb_is_one_error_line_in_bounded_memory(tmp_path: Path) -> None:
+    # 9 lines that expand to 9**9 strings: refused while composing, under 1 GiB of address
+    # space (a regression dies of MemoryError here instead of eating the machine).
+    lines = ["a: &a [" + ", ".join(['"x"'] * 9) + "]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "durable", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [error] = proc.stderr.splitlines()
+    assert error.startswith(f"error: {path}:")
+    assert "more than 200,000 values once its aliases are expanded" in error
