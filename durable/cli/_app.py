@@ -19,6 +19,7 @@ from durable._errors import DurableError
 from durable._registry import Registry
 from durable._views import plain
 from durable._worker import WorkerOptions
+from durable.cli._escape import escape_controls
 from storage import SQLiteStore, StorageError, Store
 
 T = TypeVar("T")
@@ -38,7 +39,8 @@ class CLIError(click.ClickException):
         super().__init__(" ".join(message.split("\n")).strip())
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+        # The message may quote stored text (a step's error): no control sequence of it runs.
+        click.echo(f"error: {escape_controls(self.format_message())}", file=file or sys.stderr)
 
 
 class DurableGroup(click.Group):

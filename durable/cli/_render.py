@@ -1,21 +1,26 @@
 """Human output: rich tables and short previews. Every user-provided value is wrapped in a
-rich Text, never passed as markup: a result containing "[bold]" must print as itself."""
+rich Text, never passed as markup: a result containing "[bold]" must print as itself; and
+nothing the CLI did not write reaches the terminal as a control sequence (durable.cli._escape):
+values are escaped where they become Text here, and the console escapes whatever else is
+printed through it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 from rich import box
 from rich.console import Console
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from durable._errors import ErrorInfo
 from durable._views import EventView, StepInfo, plain
+from durable.cli._escape import escape_controls
 
 STATUS_STYLES = {
     "pending": "yellow",
@@ -32,8 +37,26 @@ PREVIEW = 60
 PIPE_WIDTH = 200
 
 
+class SafeConsole(Console):
+    """A Console that escapes control characters in the text it outputs (its own styles and
+    cursor controls are added after, untouched): a command that prints a stored value as a
+    plain rich Text still cannot emit a raw ESC. Values escaped before layout (`safe_text`)
+    keep tables aligned; this is the backstop for every other path."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(escape_controls(segment.text), segment.style)
+            for segment in buffer
+        )
+
+
+def safe_text(text: str, style: str = "") -> Text:
+    """A rich Text of a value the CLI did not write, control characters escaped."""
+    return Text(escape_controls(text), style=style)
+
+
 def make_console(*, stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, highlight=False)
+    console = SafeConsole(stderr=stderr, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = PIPE_WIDTH
     return console
@@ -71,7 +94,7 @@ def preview(value: Any, limit: int = PREVIEW) -> str:
 
 
 def error_line(error: ErrorInfo) -> Text:
-    return Text(str(error), style="red")
+    return safe_text(str(error), style="red")
 
 
 def events_table(views: Sequence[EventView]) -> Table:
@@ -86,7 +109,10 @@ def events_table(views: Sequence[EventView]) -> Table:
             shown = str(value) if isinstance(value, ErrorInfo) else preview(value, 80)
             parts.append(f"{key}={shown}")
         table.add_row(
-            str(view.seq), when(view.at, millis=True), Text(view.type), Text("  ".join(parts))
+            str(view.seq),
+            when(view.at, millis=True),
+            Text(view.type),
+            safe_text("  ".join(parts)),
         )
     return table
 
@@ -105,16 +131,16 @@ def steps_table(steps: Sequence[StepInfo]) -> Table:
         outcome: Text
         if step.error is not None and step.status == "retrying":
             at = when(step.next_attempt_at).plain
-            outcome = Text(f"retry at {at} after {step.error}", style="yellow")
+            outcome = safe_text(f"retry at {at} after {step.error}", style="yellow")
         elif step.error is not None:
             outcome = error_line(step.error)
         elif step.status == "succeeded":
-            outcome = Text(preview(step.result))
+            outcome = safe_text(preview(step.result))
         else:
             outcome = Text("-", style="dim")
         table.add_row(
             str(step.position),
-            Text(step.name),
+            safe_text(step.name),
             status_text(step.status),
             str(step.attempts),
             duration(step.duration),
