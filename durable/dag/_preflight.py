@@ -54,7 +54,8 @@ def _script_file(step: DagStep, base: Path) -> Problem | None:
     if not path.exists():
         return problem_at(
             f"{where} does not exist (looked for {path}: a script's path is relative to the "
-            "definition's directory)",
+            "definition's directory; if an earlier step creates it, run it through its "
+            f"interpreter, e.g. `{'python' if is_python else 'sh'} {program}`)",
             step.location,
             "script",
         )
