@@ -21,6 +21,7 @@ from durable._events import (
     encode_event,
     event_type,
 )
+from durable._ids import check_id
 from durable._registry import Registry, WorkflowDef
 from durable._repair import fork_position, fork_prefix, retry_plan, retry_summary
 from durable._replay import replay
@@ -49,6 +50,8 @@ async def fork_run(
     """Create the fork; (its run id, the workflow it runs, the position it re-executes from).
     The copied history is first replayed against the code the fork will run: a fork that
     would diverge is refused here, not failed later by a worker."""
+    if run_id is not None:
+        check_id("run id", run_id)  # before anything is read or written
     record, events, state = await _read(store, source_id)
     if record.status not in FINAL_STATUSES:
         raise RepairError(

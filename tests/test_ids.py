@@ -167,3 +167,17 @@ def test_the_cli_refuses_a_bad_run_id_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.startswith("error: invalid run id 'r\\x1b[31m'"), proc.stderr
     assert "Traceback" not in proc.stderr and "\x1b" not in proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_fork_run_itself_refuses_a_bad_new_run_id(tmp_path: Path) -> None:
+    # What `durable fork --run-id` calls, without going through the client.
+    from durable._repair_ops import fork_run
+
+    app = make_app(f"sqlite:///{tmp_path / 'runs.db'}")
+    async with app:
+        handle = await app.start("greet", "x")
+        await handle.result(timeout=60)
+        with pytest.raises(InvalidIdError, match="invalid run id"):
+            await fork_run(app.engine.store, app.registry, handle.run_id, "0", run_id="f\x1b[2J")
+        assert len(await app.list_runs()) == 1

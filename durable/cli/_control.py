@@ -15,6 +15,7 @@ import msgspec
 
 from durable._errors import RunNotFoundError
 from durable.cli._app import CLIError, chosen_url, cli, db_option, reading, run
+from durable.cli._escape import escape_controls
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -49,7 +50,7 @@ def signal(ctx: click.Context, run_id: str, name: str, data: str, db: str | None
             await engine.client.signal(run_id, name, payload)
 
     _acting(go)
-    click.echo(f"signal {name!r} sent to run {run_id}")
+    click.echo(escape_controls(f"signal {name!r} sent to run {run_id}"))
 
 
 @cli.command("cancel")
@@ -67,7 +68,7 @@ def cancel(ctx: click.Context, run_id: str, reason: str, db: str | None) -> None
             await engine.client.cancel(run_id, reason)
 
     _acting(go)
-    click.echo(f"cancellation of run {run_id} requested")
+    click.echo(escape_controls(f"cancellation of run {run_id} requested"))
 
 
 @cli.command("prune")

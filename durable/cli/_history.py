@@ -20,6 +20,7 @@ from durable._events import decode_record
 from durable._history import ExportedEvent, ExportedRun, HistoryFile, dumps
 from durable._views import event_view, plain
 from durable.cli._app import CLIError, DurableGroup, chosen_url, cli, db_option, reading, run
+from durable.cli._escape import escape_controls
 from storage import EventRecord, RunRecord
 
 
@@ -61,7 +62,7 @@ def export_cmd(ctx: click.Context, run_id: str, output: str, db: str | None) -> 
         Path(output).write_bytes(data)
     except OSError as exc:
         raise CLIError(f"cannot write {output}: {exc.strerror}") from None
-    click.echo(f"exported run {run_id} ({len(records)} events) to {output}")
+    click.echo(escape_controls(f"exported run {run_id} ({len(records)} events) to {output}"))
 
 
 def history_file(record: RunRecord, records: list[EventRecord]) -> HistoryFile:

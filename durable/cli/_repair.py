@@ -11,6 +11,7 @@ import click
 from durable._registry import Registry
 from durable._repair_ops import fork_run, retry_run
 from durable.cli._app import chosen_url, cli, db_option, reading, run, with_app
+from durable.cli._escape import escape_controls
 
 
 @cli.command("fork")
@@ -57,7 +58,7 @@ def fork(
             return rid, f"{wf.name}@{wf.version}", pos
 
     rid, workflow, pos = run(go())
-    click.echo(f"run {rid} forked from {run_id} at position {pos} ({workflow})")
+    click.echo(escape_controls(f"run {rid} forked from {run_id} at position {pos} ({workflow})"))
 
 
 @cli.command("retry")
@@ -81,4 +82,4 @@ def retry(ctx: click.Context, run_id: str, timeout: float | None, db: str | None
 
     for rid, what in run(go()):
         kind = "run" if rid == run_id else "child run"
-        click.echo(f"{kind} {rid} resumed: {what}")
+        click.echo(escape_controls(f"{kind} {rid} resumed: {what}"))
