@@ -21,7 +21,9 @@ MAX_SCRIPT_OUTPUT_BYTES = 1024 * 1024
 #: How deeply lists, dicts and objects may nest in a stored value (input, step arguments and
 #: results, signal payloads). msgspec recurses once per level within Python's recursion limit,
 #: so a deeper value could be written by a shallow caller and then fail to decode in a worker.
-MAX_NESTING_DEPTH = 128
+#: 100 is also what the HTTP API accepts in a body, what a definition file may nest, and what
+#: jsrun converts into a JavaScript step: one limit wherever a value goes.
+MAX_NESTING_DEPTH = 100
 
 
 def marker(dropped: int, total: int) -> str:
