@@ -20,7 +20,7 @@ from ._model import (
 )
 from ._problems import DagDefinitionError, Problem
 from ._program import DagProgram
-from ._report import InstanceReport, StepReport
+from ._report import DeliveryReport, InstanceReport, StepReport
 from ._result import DagResult
 from ._schedule import (
     Decision,
@@ -52,6 +52,7 @@ __all__ = [
     "DagResult",
     "DagStep",
     "Decision",
+    "DeliveryReport",
     "FieldSpot",
     "InstanceReport",
     "Location",

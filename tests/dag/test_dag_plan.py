@@ -185,7 +185,8 @@ def test_public_surface() -> None:
         "template_errors", "topological_order", "validate_definition",
         "ScriptResult", "run_script", "DagBuilder", "DagProgram", "DagResult",
         "InstanceReport", "StepRef", "StepReport",
-        "body_definition", "loop_owners", "top_level",
+        "body_definition", "loop_owners", "top_level", "CodeStep", "code_steps",
+        "DeliveryReport",
     }  # fmt: skip
     assert all(hasattr(durable.dag, name) for name in durable.dag.__all__)
 
