@@ -123,11 +123,11 @@ def serve(
     problem = bind_problem(host, tokens)
     if problem is not None:
         raise CLIError(problem)
-    reserved = _reserve(host, port)
     try:
         hosts = AllowedHosts.for_bind(host, port, allowed_hosts)
     except HostSyntaxError as exc:
         raise CLIError(str(exc)) from None
+    reserved = _reserve(host, port)
     if allow_code_definitions and not tokens.admin:
         click.echo(
             "warning: --allow-code-definitions has no effect: there is no admin token "

@@ -127,6 +127,55 @@ def test_a_page_on_another_origin_cannot_register_start_or_run_code(
         assert_nothing_happened(api, tmp_path)
 
 
+def test_a_page_on_a_rebound_name_can_neither_read_nor_write(tmp_path: Path) -> None:
+    """DNS rebinding in a real browser: the attacker's page comes from evil.example:PORT,
+    then the name resolves to 127.0.0.1, so the page's requests to its own origin reach the
+    server, same-origin as far as the browser knows: Origin and Content-Type rules cannot tell
+    them apart, only Host can."""
+    with serve(tmp_path) as server, server.client() as api:
+        port = server.url.rsplit(":", 1)[1]
+        origin = f"http://evil.example:{port}"
+        definition = json.dumps(script_definition("pwn-rebound", tmp_path / "marker-rebound"))
+        start = json.dumps({"workflowId": "pwn-rebound", "executionId": "pwn-rebound-1"})
+        script = f"""async () => {{
+            const json = {{"Content-Type": "application/json"}};
+            const read = await fetch("/executions");
+            const wrote = await fetch("/workflows", {{method: "POST", headers: json,
+                                                       body: {json.dumps(definition)}}});
+            const started = await fetch("/executions/start", {{method: "POST", headers: json,
+                                                               body: {json.dumps(start)}}});
+            return [read.status, wrote.status, started.status, await read.text()];
+        }}"""
+        args = [
+            "--host-resolver-rules=MAP evil.example 127.0.0.1",
+            # Chromium's own (newer) guard against public pages reaching loopback would stop
+            # this page before the server sees anything: off, to test the server's guard, as
+            # other browsers and older Chromiums are.
+            "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,"
+            "PrivateNetworkAccessSendPreflights,PrivateNetworkAccessRespectPreflightResults",
+        ]
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(
+                executable_path=chromium_path(), headless=True, args=args
+            )
+            try:
+                page = launched.new_page()
+                # The first answer comes from the attacker's server, before the name rebinds.
+                page.route(
+                    f"{origin}/cats",
+                    lambda route: route.fulfill(
+                        status=200, content_type="text/html", body="<!doctype html><p>cats"
+                    ),
+                )
+                page.goto(f"{origin}/cats")
+                read, wrote, started, text = page.evaluate(script)
+            finally:
+                launched.close()
+        assert (read, wrote, started) == (400, 400, 400), text
+        assert "evil.example" in json.loads(text)["error"]
+        assert_nothing_happened(api, tmp_path)
+
+
 def test_a_rebound_host_name_is_refused(tmp_path: Path) -> None:
     with serve(tmp_path) as server, server.client() as api:
         port = server.url.rsplit(":", 1)[1]
