@@ -1,36 +1,102 @@
-"""The engine: events, the replayer (a pure fold), the executor, the worker, the client."""
+"""The engine: events, the replayer (a pure fold), the executor, the worker, the client.
 
-from durable._client import Client, RunHandle
-from durable._codec import decode_value, encode_value
-from durable._context import Context, StepContext, current_step
-from durable._engine import URL_ENV, AppLike, Engine, resolve_url
-from durable._errors import (
-    ChildRunFailed,
-    CorruptEventError,
-    DagFailed,
-    DagPartial,
-    DurableError,
-    ErrorInfo,
-    InvalidIdError,
-    NonDeterminismError,
-    RepairError,
-    RunCancelled,
-    RunFailed,
-    RunIdConflictError,
-    RunNotFoundError,
-    RunTimedOut,
-    SerializationError,
-    StepFailed,
-    StepTimeoutError,
-    UnknownWorkflowError,
-    WorkflowDefinitionError,
-)
-from durable._events import AnyEvent, Event, LoggedEvent, decode_record
-from durable._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
-from durable._replay import Divergence, ReplayReport, replay, state_at
-from durable._state import RunState, StepState, apply, fold
-from durable._views import RunInfo, RunSummary, StepInfo
-from durable._worker import Worker, WorkerOptions
+The names below are loaded on first use (PEP 562), so that `import durable.cli` or reading one
+error class does not import the worker, the DAG interpreter and every storage backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from durable._client import Client, RunHandle
+    from durable._codec import decode_value, encode_value
+    from durable._context import Context, StepContext, current_step
+    from durable._engine import URL_ENV, AppLike, Engine, resolve_url
+    from durable._errors import (
+        ChildRunFailed,
+        CorruptEventError,
+        DagFailed,
+        DagPartial,
+        DurableError,
+        ErrorInfo,
+        InvalidIdError,
+        NonDeterminismError,
+        RepairError,
+        RunCancelled,
+        RunFailed,
+        RunIdConflictError,
+        RunNotFoundError,
+        RunTimedOut,
+        SerializationError,
+        StepFailed,
+        StepTimeoutError,
+        UnknownWorkflowError,
+        WorkflowDefinitionError,
+    )
+    from durable._events import AnyEvent, Event, LoggedEvent, decode_record
+    from durable._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
+    from durable._replay import Divergence, ReplayReport, replay, state_at
+    from durable._state import RunState, StepState, apply, fold
+    from durable._views import RunInfo, RunSummary, StepInfo
+    from durable._worker import Worker, WorkerOptions
+
+# Where each public name lives.
+_WHERE = {
+    "Client": "durable._client",
+    "RunHandle": "durable._client",
+    "decode_value": "durable._codec",
+    "encode_value": "durable._codec",
+    "Context": "durable._context",
+    "StepContext": "durable._context",
+    "current_step": "durable._context",
+    "URL_ENV": "durable._engine",
+    "AppLike": "durable._engine",
+    "Engine": "durable._engine",
+    "resolve_url": "durable._engine",
+    "ChildRunFailed": "durable._errors",
+    "CorruptEventError": "durable._errors",
+    "DagFailed": "durable._errors",
+    "DagPartial": "durable._errors",
+    "DurableError": "durable._errors",
+    "ErrorInfo": "durable._errors",
+    "InvalidIdError": "durable._errors",
+    "NonDeterminismError": "durable._errors",
+    "RepairError": "durable._errors",
+    "RunCancelled": "durable._errors",
+    "RunFailed": "durable._errors",
+    "RunIdConflictError": "durable._errors",
+    "RunNotFoundError": "durable._errors",
+    "RunTimedOut": "durable._errors",
+    "SerializationError": "durable._errors",
+    "StepFailed": "durable._errors",
+    "StepTimeoutError": "durable._errors",
+    "UnknownWorkflowError": "durable._errors",
+    "WorkflowDefinitionError": "durable._errors",
+    "AnyEvent": "durable._events",
+    "Event": "durable._events",
+    "LoggedEvent": "durable._events",
+    "decode_record": "durable._events",
+    "Registry": "durable._registry",
+    "RetryPolicy": "durable._registry",
+    "Step": "durable._registry",
+    "StepDef": "durable._registry",
+    "WorkflowDef": "durable._registry",
+    "Divergence": "durable._replay",
+    "ReplayReport": "durable._replay",
+    "replay": "durable._replay",
+    "state_at": "durable._replay",
+    "RunState": "durable._state",
+    "StepState": "durable._state",
+    "apply": "durable._state",
+    "fold": "durable._state",
+    "RunInfo": "durable._views",
+    "RunSummary": "durable._views",
+    "StepInfo": "durable._views",
+    "Worker": "durable._worker",
+    "WorkerOptions": "durable._worker",
+}
 
 __all__ = [
     "URL_ENV",
@@ -86,3 +152,16 @@ __all__ = [
     "resolve_url",
     "state_at",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'durable' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,44 @@ def test_serve_on_a_busy_port_says_so_in_one_line(project: Project) -> None:
     line = user_error(proc)  # exit 2, one line, no traceback, nothing on stdout
     assert line == f"error: port {port} on 127.0.0.1 is in use; choose another with --port"
     assert "http://" not in proc.stderr  # no URL for a server that never listened
+
+
+# -- Ctrl-C while `durable worker` starts ---------------------------------------------------
+
+
+# What the `durable` console script runs, with a line saying main() is about to take over.
+# Ctrl-C before that (Python's own start-up, or the console script importing `main` from the
+# two small package modules, which import nothing else) is Python's business.
+CONSOLE_SCRIPT = (
+    "import sys; sys.argv = ['durable', *sys.argv[1:]]; from durable.cli import main; "
+    "sys.stderr.write('started\\n'); sys.stderr.flush(); sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.2])
+def test_ctrl_c_while_the_worker_starts_exits_quietly(project: Project, delay: float) -> None:
+    """SIGINT at any moment of start-up (importing, loading the app, opening the database,
+    running): never a traceback. Before the worker runs it exits 130 with one line at most;
+    once it runs, Ctrl-C is its ordinary graceful stop (status 0)."""
+    command = ["-c", CONSOLE_SCRIPT, "worker", "cliapp:app", "--log-level", "warning"]
+    proc = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=project.root,
+        env=project.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    assert proc.stderr.readline() == "started\n"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in err, err
+    assert "Aborted" not in err
+    if "durable worker" in out and "stopped" in out:  # it was running: a graceful stop
+        assert proc.returncode == 0, err
+    else:
+        assert proc.returncode == 130, (proc.returncode, out, err)
+        assert out == "" or out.startswith("durable worker "), out
+        assert err in ("", "interrupted\n"), err

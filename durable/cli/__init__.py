@@ -1,25 +1,54 @@
 """The `durable` command line: inspect runs, replay them, run a worker or a DAG file.
 
-It loads user applications by import path ("module:attr") and never imports the SDK."""
+It loads user applications by import path ("module:attr") and never imports the SDK.
+Importing this package is cheap: the commands (and what they import) load when `main()` runs,
+inside its Ctrl-C handling, so an interrupt at any moment of start-up exits quietly.
+"""
 
-from durable.cli import (  # noqa: F401  (they register the commands)
-    _control,
-    _diff,
-    _history,
-    _repair,
-    _replay,
-    _run,
-    _runs,
-    _serve,
-    _validate,
-    _visualize,
-    _worker,
-)
-from durable.cli._app import cli
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import click
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _commands() -> click.Group:
+    """The `durable` group with every command registered (importing a module registers it)."""
+    from durable.cli import (  # noqa: F401  (they register the commands)
+        _control,
+        _diff,
+        _history,
+        _repair,
+        _replay,
+        _run,
+        _runs,
+        _serve,
+        _validate,
+        _visualize,
+        _worker,
+    )
+    from durable.cli._app import cli
+
+    return cli
 
 
 def main() -> None:
+    try:
+        cli = _commands()
+    except KeyboardInterrupt:  # Ctrl-C while the commands load: nothing was done yet
+        sys.stderr.write("interrupted\n")
+        sys.exit(INTERRUPTED)
     cli(prog_name="durable")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":
+        return _commands()
+    raise AttributeError(f"module 'durable.cli' has no attribute {name!r}")
 
 
 __all__ = ["cli", "main"]

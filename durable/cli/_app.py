@@ -43,12 +43,27 @@ class CLIError(click.ClickException):
         click.echo(f"error: {escape_controls(self.format_message())}", file=file or sys.stderr)
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C before a command installed its own handling (a worker's start, a command's
+    work): one line and status 130, instead of a traceback or click's "Aborted!"."""
+
+    exit_code = 130  # 128 + SIGINT
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo("interrupted", file=file or sys.stderr)
+
+
 class DurableGroup(click.Group):
     """A group whose commands' user errors (storage, engine, loader) print as CLIError."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
         except (StorageError, DurableError) as exc:
             raise CLIError(str(exc)) from None
         except msgspec.DecodeError as exc:

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import uuid
+from types import FrameType
 from typing import Any
 
 import click
@@ -19,7 +20,7 @@ from durable._engine import URL_ENV, Engine
 from durable._loader import load_app
 from durable._registry import Registry
 from durable._worker import WorkerOptions
-from durable.cli._app import chosen_url, cli, db_option, run
+from durable.cli._app import Interrupted, chosen_url, cli, db_option, run
 from durable.cli._policy import apply_policy, policy_options
 from storage import ACTIVE_STATUSES, RunQuery, StorageError
 
@@ -67,6 +68,11 @@ def worker(
     --db, else $DURABLE_DATABASE_URL, else the application's own URL. On a stop signal the
     worker stops claiming runs, cuts the current steps short and gives its leases back, so
     another worker continues at once; nothing recorded is lost."""
+    # Ctrl-C before the worker's own handlers are in place (while the app is imported) ends
+    # the command quietly; a KeyboardInterrupt Python swallows (raised inside a callback of
+    # the import machinery) is remembered and honoured before the database is opened.
+    early = _EarlyInterrupt()
+    signal.signal(signal.SIGINT, early.handle)
     app = load_app(app_path)
     apply_policy(app.registry, allow_module, expose_env)
     # The operator's choice (--db, then the environment) beats the URL written in the app.
@@ -89,11 +95,27 @@ def worker(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    run(_serve(url, app.registry, options))
+    early.check()
+    run(_serve(url, app.registry, options, early))
     _wait_for_step_threads()
 
 
-async def _serve(url: str, registry: Registry, options: WorkerOptions) -> None:
+class _EarlyInterrupt:
+    def __init__(self) -> None:
+        self.received = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.received:
+            raise Interrupted()
+
+
+async def _serve(
+    url: str, registry: Registry, options: WorkerOptions, early: _EarlyInterrupt
+) -> None:
     engine = Engine(url, registry, options=options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,6 +132,7 @@ async def _serve(url: str, registry: Registry, options: WorkerOptions) -> None:
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
+        early.check()  # a Ctrl-C before these handlers: nothing is open yet, stop here
         await engine.open()
         try:
             names = ", ".join(registry.names()) or "none"
