@@ -23,6 +23,7 @@ from ._model import (
 from ._problems import DagDefinitionError, Problem
 from ._source import (
     MAX_DEPTH,
+    MAX_VALUES,
     Amount,
     Count,
     LineMap,
@@ -38,6 +39,7 @@ from ._source import (
     location,
     path_str,
     too_deep,
+    too_many,
     unknown_keys,
     without_echoes,
 )
@@ -50,6 +52,10 @@ _NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 class _TooDeep(Exception):
     def __init__(self, pos: int) -> None:
         self.pos = pos
+
+
+class _TooMany(_TooDeep):
+    pass
 
 
 def _too_deep_at(text: str) -> int | None:
@@ -152,6 +158,7 @@ class _Positions:
         self.newlines = [m.start() for m in re.finditer("\n", text)]
         self.lines: LineMap = {}
         self.problems: list[Problem] = []
+        self.values = 0  # keys count as values too, like in YAML
 
     def line(self, pos: int) -> int:
         return bisect.bisect_right(self.newlines, pos) + 1
@@ -172,11 +179,15 @@ class _Positions:
         char = text[pos]
         if char in "{[" and depth >= MAX_DEPTH:
             raise _TooDeep(pos)
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooMany(pos)
         if char == "{":
             obj: dict[str, Any] = {}
             pos = self.ws(pos + 1)
             while text[pos] != "}":
                 start = pos
+                self.values += 1
                 key, pos = self.string(pos)
                 sub = (*path, key)
                 if sub in self.lines:
@@ -234,6 +245,8 @@ def _decode(text: str, file: str | None) -> tuple[Any, LineMap]:
         raise DagDefinitionError([Problem(f"invalid JSON: {exc}", file, line)]) from None
     try:
         data, _ = walker.value(0, ())
+    except _TooMany as exc:
+        raise DagDefinitionError([too_many(file, walker.line(exc.pos))]) from None
     except _TooDeep as exc:
         raise DagDefinitionError([too_deep(file, walker.line(exc.pos))]) from None
     walker.lines[()] = walker.line(walker.ws(0))

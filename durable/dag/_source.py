@@ -23,10 +23,10 @@ Path = tuple[str | int, ...]
 LineMap = dict[Path, int]  # every key and item of the document -> its 1-based line
 
 # Bounds on what a definition may cost to read, whatever its format (see `check_size`).
-MAX_DEFINITION_BYTES = 4 * 1024 * 1024
+MAX_DEFINITION_BYTES = 1024 * 1024
 # Values (keys, items, scalars) of the document once YAML aliases are expanded: the model,
 # its fingerprint and every copy of it are as big as this, not as the text.
-MAX_VALUES = 200_000
+MAX_VALUES = 100_000
 MAX_DEPTH = 100  # nested mappings/lists; the loaders and msgspec recurse once per level
 
 _AT = re.compile(r" - at `(\$[^`]*)`$")
@@ -57,6 +57,15 @@ def too_deep(file: str | None, line: int | None, path: str = "$") -> Problem:
         file,
         line,
         path,
+    )
+
+
+def too_many(file: str | None, line: int | None, how: str = "(keys, items and scalars)") -> Problem:
+    return Problem(
+        f"the document holds more than {MAX_VALUES:,} values {how}, the limit for a workflow "
+        "definition",
+        file,
+        line,
     )
 
 

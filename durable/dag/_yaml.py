@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 import yaml
+from msgspec.structs import replace
 
 from ._model import (
     BackoffKind,
@@ -40,6 +41,7 @@ from ._source import (
     location,
     path_str,
     too_deep,
+    too_many,
     unknown_keys,
     without_echoes,
 )
@@ -201,18 +203,12 @@ class _BoundedLoader(yaml.SafeLoader):
     def _count(self, values: int, line: int, *, alias: bool) -> None:
         self.values += values
         if self.values > MAX_VALUES:
-            how = (
-                f"once its aliases are expanded (the alias here repeats {values:,} values)"
-                if alias
-                else "(keys, items and scalars)"
-            )
+            if not alias:
+                raise _Limit(too_many(None, line))
+            how = f"once its aliases are expanded (the alias here repeats {values:,} values)"
+            problem = too_many(None, line, how)
             raise _Limit(
-                Problem(
-                    f"the YAML document holds more than {MAX_VALUES:,} values {how}, the limit "
-                    "for a workflow definition: use fewer or smaller aliases",
-                    None,
-                    line,
-                )
+                replace(problem, message=problem.message + ": use fewer or smaller aliases")
             )
 
 

@@ -107,3 +107,21 @@ def test_nesting_within_the_limit_is_fine() -> None:
     depth = MAX_DEPTH - 10
     text = f"name: w\ntasks:\n  a:\n    params:\n      x: {'[' * depth}{']' * depth}\n"
     assert parse_definition(text, "ok.yaml").steps[0].params["x"] is not None
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_too_many_values_without_aliases_are_refused_quickly(fmt: str) -> None:
+    # Under the size limit, but each value costs a line entry, a model copy and more: a
+    # 4 MiB JSON list of zeros took 33 s and 970 MiB before values were counted.
+    n = (MAX_DEFINITION_BYTES - 200) // 2
+    zeros = ",".join(["0"] * n)
+    if fmt == "json":
+        text = '{"id": "w",\n "steps": [{"id": "a",\n  "params": {"x": [' + zeros + "]}}]}"
+    else:
+        text = "name: w\ntasks:\n  a:\n    params:\n      x: [" + zeros + "]\n"
+    started = time.monotonic()
+    with pytest.raises(DagDefinitionError) as info:
+        parse_definition(text, f"many.{fmt}")
+    assert time.monotonic() - started < 10
+    assert f"more than {MAX_VALUES:,} values (keys, items and scalars)" in info.value.message
+    assert info.value.line == (3 if fmt == "json" else 5)
