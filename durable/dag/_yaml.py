@@ -354,14 +354,26 @@ def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
     """Parse (but do not yet validate the graph of) a YAML workflow definition."""
     data, lines = _compose(text, file)
     root: Path = ()
+    beside: list[Problem] = []
     if isinstance(data, dict) and isinstance(data.get("workflow"), dict):
         # 002 also shows the whole definition nested under a top-level `workflow:` key.
         root = ("workflow",)
+        beside = [
+            Problem(
+                f"unknown key {key!r} beside `workflow:` (the definition's keys go under it)",
+                file,
+                lines.get((str(key),)),
+                path_str((str(key),)),
+            )
+            for key in data
+            if key != "workflow"
+        ]
         data = data["workflow"]
     if not isinstance(data, dict):
         raise fail("a workflow file must be a mapping with `name` and `tasks`", file, lines, ())
     # Every unknown key and every task's mistakes in one pass, not one per run.
     data, problems = unknown_keys(data, _Workflow, file=file, lines=lines, at=root)
+    problems[:0] = beside
     try:
         wf = convert(data, _Workflow, file=file, lines=lines, at=root, vocabulary=_VOCABULARY)
     except DagDefinitionError as exc:

@@ -142,3 +142,17 @@ def test_a_delay_with_a_duration_is_valid(tmp_path: Path, params: str) -> None:
     path = tmp_path / "delay.yaml"
     path.write_text("name: d\ntasks:\n  wait:\n    action: delay\n" + params)
     assert load_definition(path).steps[0].action == "delay"
+
+
+def test_keys_beside_a_workflow_key_are_unknown(tmp_path: Path) -> None:
+    text = (
+        "workflow:\n"
+        "  name: w\n"
+        "  tasks:\n"
+        "    a:\n"
+        "      script: echo\n"
+        "notifications: {}\n"  # 6: belongs under `workflow:`
+    )
+    err = problems(tmp_path, "wrapped.yaml", text)
+    assert [(p.line, p.path) for p in err.problems] == [(6, "$.notifications")]
+    assert "unknown key 'notifications' beside `workflow:`" in err.message
