@@ -29,6 +29,7 @@ from durable.dag._run import DagExecutor
 from durable.dag._services import DagServices
 from storage import (
     Claim,
+    EventChecksumError,
     Fence,
     InboxItem,
     LeaseLostError,
@@ -347,7 +348,7 @@ class Worker:
         try:
             records = await self.store.read_events(run_id)
             state = fold(run_id, [decode_record(r) for r in records])
-        except CorruptEventError as exc:
+        except (CorruptEventError, EventChecksumError) as exc:  # undecodable, or changed bytes
             log.error("%s (retrying in %.0fs)", exc, QUARANTINE_SECONDS)
             await self.store.release_leases(
                 [Release(run_id, claim.fence, ready_at=time.time() + QUARANTINE_SECONDS)]

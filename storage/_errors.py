@@ -105,3 +105,20 @@ class RunExistsError(StorageError):
 
 class StoreClosedError(StorageError):
     """The store was used after close() (or before open())."""
+
+
+class EventChecksumError(StorageError):
+    """A stored event no longer matches the checksum written with it: its payload or type tag
+    was changed (disk damage, a bad copy, a hand edit) after it was recorded. Raised by every
+    read that includes the event; the log is left untouched."""
+
+    def __init__(self, run_id: str, seq: int, type: str, where: str, detail: str) -> None:
+        super().__init__(
+            f"run {run_id!r}: event #{seq} ({type}) in {where} is damaged: {detail}. The stored "
+            "bytes changed after they were written; the run is left as it is: restore the "
+            "database from a backup, or export the intact part of the history (the events "
+            "before this one still read)"
+        )
+        self.run_id = run_id
+        self.seq = seq
+        self.type = type

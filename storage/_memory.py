@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 
 import msgspec
 
+from storage._checksum import checksum_of, verified
 from storage._errors import (
     LeaseLostError,
     RunNotFoundError,
@@ -42,7 +43,9 @@ class MemoryStore:
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
-        self._events: dict[str, list[EventRecord]] = {}
+        # Each event with the checksum it was written with, verified on every read as the SQL
+        # backends do (so a test that changes a stored payload sees the same error).
+        self._events: dict[str, list[tuple[EventRecord, int]]] = {}
         self._inbox: dict[int, InboxItem] = {}  # by id, in arrival order
         self._last_inbox_id = 0
         self._workers: dict[str, WorkerRecord] = {}
@@ -77,7 +80,7 @@ class MemoryStore:
                 return fut
             record = created_record(run, first_event, history)
             self._runs[run.run_id] = record
-            self._events[run.run_id] = [first_event, *history]
+            self._events[run.run_id] = [(e, checksum_of(e)) for e in (first_event, *history)]
             fut.set_result((record, True))
         except Exception as exc:
             fut.set_exception(exc)
@@ -106,7 +109,7 @@ class MemoryStore:
         # An append without events still applies its update (as the SQL backends do).
         changes: dict[str, object] = {}
         if append.events:
-            self._events[append.run_id].extend(append.events)
+            self._events[append.run_id].extend((e, checksum_of(e)) for e in append.events)
             last = append.events[-1]
             changes = {"last_seq": last.seq, "updated_at": last.created_at}
         update = append.update
@@ -174,13 +177,18 @@ class MemoryStore:
                 "last_seq": event.seq,
             },
         )
-        self._events[run_id].append(event)
+        self._events[run_id].append((event, checksum_of(event)))
         self._runs[run_id] = reopened
         return reopened
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         self._check_open()
-        return [e for e in self._events.get(run_id, ()) if e.seq > after_seq]
+        rows = (
+            (e.run_id, e.seq, e.type, e.data, e.created_at, checksum)
+            for e, checksum in self._events.get(run_id, ())
+            if e.seq > after_seq
+        )
+        return verified(rows, self._url)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         self._check_open()

@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from storage import _postgres_ops as ops
+from storage._checksum import verified
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
@@ -339,7 +340,7 @@ class PostgresStore:
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         rows = await self._fetch(ops.SELECT_EVENTS, run_id, after_seq)
-        return [EventRecord(*r) for r in rows]
+        return verified(rows, self._url)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._fetch(ops.SELECT_RUN, run_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from storage._checksum import checksum_of
 from storage._errors import (
     InvalidAppendError,
     LeaseLostError,
@@ -62,7 +63,7 @@ _FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES)) + ")"
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = $1"
 SELECT_EVENTS = (
-    "SELECT run_id, seq, type, data, created_at FROM durable_events "
+    "SELECT run_id, seq, type, data, created_at, checksum FROM durable_events "
     "WHERE run_id = $1 AND seq > $2 ORDER BY seq"
 )
 ANYTHING_CLAIMABLE = (
@@ -78,8 +79,8 @@ WITH r AS (
     ON CONFLICT (run_id) DO NOTHING
     RETURNING 1
 ), e AS (
-    INSERT INTO durable_events (run_id, seq, type, data, created_at)
-    SELECT $1, $8, $12, $13, $14 WHERE EXISTS (SELECT 1 FROM r)
+    INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum)
+    SELECT $1, $8, $12, $13, $14, $15 WHERE EXISTS (SELECT 1 FROM r)
     RETURNING 1
 )
 SELECT count(*) FROM r
@@ -93,10 +94,10 @@ WITH r AS (
     ON CONFLICT (run_id) DO NOTHING
     RETURNING 1
 ), e AS (
-    INSERT INTO durable_events (run_id, seq, type, data, created_at)
-    SELECT $1, x.seq, x.type, x.data, x.created_at
-    FROM unnest($12::int4[], $13::text[], $14::bytea[], $15::float8[])
-        AS x(seq, type, data, created_at)
+    INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum)
+    SELECT $1, x.seq, x.type, x.data, x.created_at, x.checksum
+    FROM unnest($12::int4[], $13::text[], $14::bytea[], $15::float8[], $16::int8[])
+        AS x(seq, type, data, created_at, checksum)
     WHERE EXISTS (SELECT 1 FROM r)
     RETURNING 1
 )
@@ -115,8 +116,8 @@ WITH u AS (
     WHERE run_id = $1
     RETURNING {RUN_COLUMNS}
 ), e AS (
-    INSERT INTO durable_events (run_id, seq, type, data, created_at)
-    SELECT $1, $3, $4, $5, $6 FROM u
+    INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum)
+    SELECT $1, $3, $4, $5, $6, $7 FROM u
     RETURNING 1
 )
 SELECT * FROM u
@@ -147,10 +148,10 @@ WITH a AS (
         AND (a.fence_owner IS NULL OR (r.owner = a.fence_owner AND r.epoch = a.fence_epoch))
     RETURNING r.run_id
 ), e AS (
-    INSERT INTO durable_events (run_id, seq, type, data, created_at)
-    SELECT x.run_id, x.seq, x.type, x.data, x.created_at
-    FROM unnest($12::text[], $13::int4[], $14::text[], $15::bytea[], $16::float8[])
-        AS x(run_id, seq, type, data, created_at)
+    INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum)
+    SELECT x.run_id, x.seq, x.type, x.data, x.created_at, x.checksum
+    FROM unnest($12::text[], $13::int4[], $14::text[], $15::bytea[], $16::float8[], $17::int8[])
+        AS x(run_id, seq, type, data, created_at, checksum)
     WHERE x.run_id IN (SELECT run_id FROM u)
     RETURNING 1
 )
@@ -335,9 +336,12 @@ async def create_run(
             [e.type for e in chain],
             [e.data for e in chain],
             [e.created_at for e in chain],
+            [checksum_of(e) for e in chain],
         )
     else:
-        created = await conn.fetchval(_CREATE_RUN, *args, first.type, first.data, first.created_at)
+        created = await conn.fetchval(
+            _CREATE_RUN, *args, first.type, first.data, first.created_at, checksum_of(first)
+        )
     if not created:
         return row_to_run(await conn.fetchrow(SELECT_RUN, run.run_id)), False
     return record, True
@@ -349,7 +353,14 @@ async def reopen(
     found = await conn.fetchrow(_REOPEN_STATE, run_id)
     check_reopen(run_id, event, None if found is None else (found[0], found[1]), statuses)
     row = await conn.fetchrow(
-        _REOPEN, run_id, now, event.seq, event.type, event.data, event.created_at
+        _REOPEN,
+        run_id,
+        now,
+        event.seq,
+        event.type,
+        event.data,
+        event.created_at,
+        checksum_of(event),
     )
     return row_to_run(row)
 
@@ -394,7 +405,7 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
 async def _append_round(conn: Any, apps: Sequence[Append]) -> set[str]:
     """One statement for appends to distinct runs; the ids of the runs it wrote."""
     cols: list[list[Any]] = [[] for _ in range(11)]
-    evs: list[list[Any]] = [[] for _ in range(5)]
+    evs: list[list[Any]] = [[] for _ in range(6)]
     for app in apps:
         events, upd, fence = app.events, app.update, app.fence
         status = upd.status if upd else None
@@ -415,7 +426,14 @@ async def _append_round(conn: Any, apps: Sequence[Append]) -> set[str]:
         for col, value in zip(cols, row, strict=True):
             col.append(value)
         for e in events:
-            fields: tuple[Any, ...] = (e.run_id, e.seq, e.type, e.data, e.created_at)
+            fields: tuple[Any, ...] = (
+                e.run_id,
+                e.seq,
+                e.type,
+                e.data,
+                e.created_at,
+                checksum_of(e),
+            )
             for col, value in zip(evs, fields, strict=True):
                 col.append(value)
     rows = await conn.fetch(_APPEND_ROUND, *cols, *evs)

@@ -9,7 +9,8 @@ Versioning: the row of durable_schema holds the version the tables are at.
 - A database without the tables gets the current schema at once (metadata.create_all, then
   stamped with SCHEMA_VERSION): a fresh database never replays history.
 - A database at an older version gets MIGRATIONS[v], MIGRATIONS[v + 1], ... in order, each
-  taking it from version v to v + 1.
+  taking it from version v to v + 1 (its statements, then its FILLS[v], if it has one: data
+  computed in Python, like the checksums of the events already stored).
 - A database at a newer version than this release knows is refused (never written to).
 
 Everything happens in one transaction holding an advisory lock keyed by the schema name: when
@@ -24,18 +25,20 @@ would plug in.)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable, DDLElement
 
+from storage._checksum import event_checksum
 from storage._errors import DatabaseOpenError
 from storage._schema import (
     MIGRATION_2_INDEXES,
     MIGRATION_2_TABLES,
     MIGRATION_3_TABLES,
+    MIGRATION_4_COLUMNS,
     SCHEMA_VERSION,
     metadata,
 )
@@ -43,6 +46,8 @@ from storage._schema import (
 # A migration: the statements that take the schema from one version to the next, built from
 # SQLAlchemy constructs (or, for data moves, parameterless SQL) when it is applied.
 Migration = Callable[[], Sequence[str]]
+# Data a migration computes in Python after its statements, on the migrating connection.
+Fill = Callable[[Any], Awaitable[None]]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -73,7 +78,45 @@ def _to_version_3() -> list[str]:
     return _create_tables(MIGRATION_3_TABLES)
 
 
-MIGRATIONS: Mapping[int, Migration] = {1: _to_version_2, 2: _to_version_3}
+def _to_version_4() -> list[str]:
+    """3 -> 4: the events' checksum column (filled by _fill_checksums)."""
+    return [
+        f"ALTER TABLE {c.table.name} ADD COLUMN {c.name} {c.type.compile(dialect=_DIALECT)}"
+        for c in MIGRATION_4_COLUMNS
+    ]
+
+
+# Events per round trip when computing the checksums of the events already stored.
+_FILL_BATCH = 5000
+_UNCHECKED = (
+    "SELECT run_id, seq, type, data FROM durable_events WHERE (run_id, seq) > ($1, $2) "
+    "ORDER BY run_id, seq LIMIT $3"
+)
+_SET_CHECKSUMS = """
+UPDATE durable_events AS e SET checksum = x.checksum
+FROM unnest($1::text[], $2::int4[], $3::int8[]) AS x(run_id, seq, checksum)
+WHERE e.run_id = x.run_id AND e.seq = x.seq
+"""
+
+
+async def _fill_checksums(conn: Any) -> None:
+    """The checksum of every event already stored, in batches walked in key order."""
+    after: tuple[str, int] = ("", -(2**31))
+    while True:
+        rows = await conn.fetch(_UNCHECKED, after[0], after[1], _FILL_BATCH)
+        if not rows:
+            return
+        await conn.execute(
+            _SET_CHECKSUMS,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [event_checksum(r[0], r[1], r[2], r[3]) for r in rows],
+        )
+        after = (rows[-1][0], rows[-1][1])
+
+
+MIGRATIONS: Mapping[int, Migration] = {1: _to_version_2, 2: _to_version_3, 3: _to_version_4}
+FILLS: Mapping[int, Fill] = {3: _fill_checksums}
 
 
 def create_all() -> list[str]:
@@ -99,6 +142,7 @@ async def migrate(
     where: str,
     target: int = SCHEMA_VERSION,
     migrations: Mapping[int, Migration] = MIGRATIONS,
+    fills: Mapping[int, Fill] = FILLS,
 ) -> int:
     """Bring the tables in `schema` to version `target`; returns the version found before.
 
@@ -138,6 +182,9 @@ async def migrate(
             statements = step()
             if statements:
                 await conn.execute(";\n".join(statements))
+            fill = fills.get(version)
+            if fill is not None:
+                await fill(conn)
         await conn.execute(
             f"UPDATE {table} SET version = $1, note = $2 WHERE id = 1",
             target,

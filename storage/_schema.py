@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -16,9 +18,11 @@ from sqlalchemy import (
     Text,
 )
 
-# 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
-# 3: workflow definitions (migrated by MIGRATION_3).
-SCHEMA_VERSION = 3
+# The version lives apart (no SQLAlchemy there): a current SQLite database opens without this
+# module. 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
+# 3: workflow definitions (MIGRATION_3). 4: a checksum per event (MIGRATION_4: the column, then
+# the checksum of every existing event, computed by the backend's migration).
+from storage._schema_version import SCHEMA_VERSION as SCHEMA_VERSION
 
 metadata = MetaData()
 
@@ -58,6 +62,10 @@ events = Table(
     Column("type", String(64), nullable=False),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
+    # storage._checksum.event_checksum of (run_id, seq, type, data), verified by every read.
+    # Nullable only because a release older than version 4 may still be appending while another
+    # process migrates: such rows are read unchecked.
+    Column("checksum", BigInteger, nullable=True),
     PrimaryKeyConstraint("run_id", "seq"),
     # Clustered by (run_id, seq): one run's history is one contiguous range read.
     sqlite_with_rowid=False,
@@ -135,3 +143,6 @@ MIGRATION_2_INDEXES: tuple[Index, ...] = tuple(
 
 # What version 3 added to a version-2 database: the definitions table.
 MIGRATION_3_TABLES: tuple[Table, ...] = (definitions,)
+
+# What version 4 added to a version-3 database: the events' checksum column (then filled in).
+MIGRATION_4_COLUMNS: tuple[Column[Any], ...] = (events.c.checksum,)

@@ -5,6 +5,10 @@ BEGIN IMMEDIATE for every write. All writes of this process go through one write
 group commit (storage._sqlite_writer); reads use a separate aiosqlite connection, which WAL lets
 proceed while the writer commits. Several processes may share the file: SQLite's lock serializes
 their writers and leases decide who runs what.
+
+Reads never need the write lock: opening a current database is plain reads (storage._sqlite_open),
+and only a write waits for another process's lock, saying so after a second
+(storage._sqlite_lock). A file this process may not write is opened read-only.
 """
 
 from __future__ import annotations
@@ -12,16 +16,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import sqlite3
-import time
-from collections.abc import Collection, Sequence
-from pathlib import Path
+from collections.abc import Callable, Collection, Sequence
+from contextlib import closing
 
 import aiosqlite
-from sqlalchemy import create_engine, event, insert, select, update
 
 from storage import _sqlite_ops as ops
+from storage._checksum import verified
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
@@ -41,7 +43,17 @@ from storage._records import (
     WorkerRecord,
     worker_from_row,
 )
-from storage._schema import MIGRATION_2_INDEXES, SCHEMA_VERSION, metadata, schema_info
+from storage._sqlite_lock import LockWaits, begin_immediate
+from storage._sqlite_open import (
+    Target,
+    create_or_migrate,
+    damaged,
+    enable_wal,
+    explore,
+    inspect_path,
+    plan,
+    refuse_read_only,
+)
 from storage._sqlite_writer import SQLiteWriter
 
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
@@ -64,6 +76,33 @@ class SQLiteStore:
         self._inline_commits = inline_commits
         self._writer: SQLiteWriter | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._read_only: str | None = None  # why, when this process may not write the file
+        self._waits = LockWaits(path)
+
+    @property
+    def lock_timeout(self) -> float | None:
+        """How long a write waits for another process's write lock before it fails with
+        DatabaseUnavailableError (None, the default: as long as it takes)."""
+        return self._waits.timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, seconds: float | None) -> None:
+        self._waits.timeout = seconds
+
+    @property
+    def on_lock_wait(self) -> Callable[[str], None] | None:
+        """Called with one line when a write has waited a second for another process's write
+        lock (and every 30 s after); None, the default, logs a warning instead."""
+        return self._waits.notice
+
+    @on_lock_wait.setter
+    def on_lock_wait(self, notice: Callable[[str], None] | None) -> None:
+        self._waits.notice = notice
+
+    @property
+    def read_only(self) -> str | None:
+        """Once open: why this process may not write the database, or None if it may."""
+        return self._read_only
 
     @property
     def url(self) -> str:
@@ -81,18 +120,59 @@ class SQLiteStore:
         return self._path
 
     async def open(self) -> None:
-        _check_path(self._path)
+        """Open the database, creating or migrating it only when it needs that (see
+        storage._sqlite_open for what a path may hold, and read-only files)."""
+        if self._reader is not None:
+            return
         try:
-            await asyncio.to_thread(self._create_schema)
-            writer = SQLiteWriter(self._connect, inline=self._inline_commits)
-            writer.start(asyncio.get_running_loop())
-            self._writer = writer
-            reader = await aiosqlite.connect(self._path, isolation_level=None)
+            target, reader_uri = await asyncio.to_thread(self._prepare)
+            if target.read_only is None:
+                writer = SQLiteWriter(self._connect, inline=self._inline_commits, waits=self._waits)
+                writer.start(asyncio.get_running_loop())
+                self._writer = writer
+            self._read_only = target.read_only
+            reader = await aiosqlite.connect(
+                reader_uri, uri=reader_uri.startswith("file:"), isolation_level=None
+            )
             await reader.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             self._reader = reader
+        except sqlite3.OperationalError as exc:  # the file can't be opened (not: is damaged)
+            await self.close()
+            raise DatabaseOpenError(f"cannot open SQLite database {self._path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             await self.close()
-            raise DatabaseOpenError(_open_message(self._path, exc)) from None
+            raise DatabaseOpenError(damaged(self._path, exc)) from None
+        except BaseException:
+            await self.close()
+            raise
+
+    def _prepare(self) -> tuple[Target, str]:
+        """Check the file and its schema with plain reads; create or migrate it only if it
+        needs it (a write, waiting for the lock). The URI the reader connects with."""
+        target = inspect_path(self._path)
+        found, uri = explore(target, self._busy_timeout_ms)
+        action = plan(self._path, found)
+        if action != "ready" and target.read_only is not None:
+            raise refuse_read_only(target, found, action)
+        if target.read_only is None:
+            with closing(self._connect()) as conn:
+                if action == "create":
+                    # WAL first: then committing the schema never waits for readers (the
+                    # other processes creating the file too).
+                    enable_wal(conn, self._path, self._busy_timeout_ms)
+                if action != "ready":
+                    create_or_migrate(conn, self._path, self._begin)
+                enable_wal(conn, self._path, self._busy_timeout_ms)
+        return target, uri
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        # begin_immediate does the waiting for the lock (saying so), not SQLite's busy handler;
+        # the rest of the transaction keeps busy_timeout.
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            begin_immediate(conn, self._waits)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -101,74 +181,6 @@ class SQLiteStore:
         conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
-
-    def _enable_wal(self, conn: sqlite3.Connection) -> object:
-        # Switching a new file to WAL takes an exclusive lock. When two connections race for it
-        # (two workers starting together), SQLite fails one with "database is locked" at once,
-        # without waiting busy_timeout (waiting could deadlock): so retry, up to busy_timeout.
-        deadline = time.monotonic() + self._busy_timeout_ms / 1000
-        delay = 0.001
-        while True:
-            try:
-                return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            except sqlite3.OperationalError as exc:
-                locked = "locked" in str(exc) or "busy" in str(exc)
-                if not locked or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    def _create_schema(self) -> None:
-        conn = self._connect()
-        try:
-            mode = self._enable_wal(conn)
-            if str(mode).lower() != "wal":
-                raise DatabaseOpenError(
-                    f"cannot put SQLite database {self._path} in WAL mode (got {mode!r}); "
-                    "is it on a network file system?"
-                )
-        finally:
-            conn.close()
-        # Processes opening a new file at once must not all see no tables and all create them
-        # ("table durable_runs already exists"): the check and the creation run in one
-        # BEGIN IMMEDIATE transaction (pysqlite would run the DDL with no transaction at all).
-        engine = create_engine(
-            f"sqlite:///{self._path}", connect_args={"timeout": 30, "isolation_level": None}
-        )
-        event.listen(engine, "begin", lambda sa: sa.exec_driver_sql("BEGIN IMMEDIATE"))
-        try:
-            with engine.begin() as sa:
-                version: int | None = None
-                if sa.dialect.has_table(sa, schema_info.name):
-                    version = sa.execute(select(schema_info.c.version)).scalar()
-                if version is not None and version > SCHEMA_VERSION:
-                    raise DatabaseOpenError(
-                        f"database {self._path} has schema version {version}, newer than this "
-                        f"durable release understands ({SCHEMA_VERSION}); upgrade durable"
-                    )
-                # Creates what is missing: everything in a new file, the tables a newer
-                # version added in an older one (with the indexes of those tables).
-                metadata.create_all(sa)
-                if version is None:
-                    sa.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
-                elif version < SCHEMA_VERSION:
-                    # Indexes added to tables an older version already had (version 3 added
-                    # only a table, durable_definitions, which create_all made).
-                    if version < 2:
-                        for index in MIGRATION_2_INDEXES:
-                            index.create(sa, checkfirst=True)
-                    sa.execute(
-                        update(schema_info)
-                        .where(schema_info.c.id == 1)
-                        .values(version=SCHEMA_VERSION, note=f"migrated from {version} by durable")
-                    )
-        except Exception as exc:
-            orig = getattr(exc, "orig", None)
-            if isinstance(orig, sqlite3.DatabaseError):
-                raise orig from None
-            raise
-        finally:
-            engine.dispose()
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
@@ -180,6 +192,12 @@ class SQLiteStore:
 
     def _w(self) -> SQLiteWriter:
         if self._writer is None:
+            if self._reader is not None and self._read_only is not None:
+                raise DatabaseOpenError(
+                    f"cannot write to SQLite database {self._path}: it was opened read-only "
+                    f"({self._read_only}); reading works, but this needs to write: make the "
+                    "file (and its directory) writable, or work on a writable copy"
+                )
             raise StoreClosedError(f"SQLite store {self._path} is not open")
         return self._writer
 
@@ -207,12 +225,8 @@ class SQLiteStore:
         return result
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
-        rows = await self._read(
-            "SELECT run_id, seq, type, data, created_at FROM durable_events "
-            "WHERE run_id = ? AND seq > ? ORDER BY seq",
-            (run_id, after_seq),
-        )
-        return [EventRecord(*r) for r in rows]
+        rows = await self._read(ops.SELECT_EVENTS, (run_id, after_seq))
+        return verified(rows, self._path)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._read(ops._SELECT_RUN, (run_id,))
@@ -241,7 +255,11 @@ class SQLiteStore:
         try:
             return list(await self._r().execute_fetchall(sql, params))
         except sqlite3.DatabaseError as exc:
-            raise DatabaseUnavailableError(f"SQLite read from {self._path} failed: {exc}") from None
+            if isinstance(exc, sqlite3.OperationalError):
+                raise DatabaseUnavailableError(
+                    f"SQLite read from {self._path} failed: {exc}"
+                ) from None
+            raise DatabaseUnavailableError(damaged(self._path, exc)) from None
 
     async def claim_runs(
         self,
@@ -362,28 +380,3 @@ class SQLiteStore:
         rows = await self._read("SELECT count(*) FROM durable_definitions", ())
         count: int = rows[0][0]
         return count
-
-
-def _check_path(path: str) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise DatabaseOpenError(
-            f"cannot open SQLite database {path}: directory {parent} does not exist "
-            "(create it, or pass another --db / DURABLE_DATABASE_URL)"
-        )
-    target = Path(path)
-    if target.exists() and not os.access(target, os.R_OK | os.W_OK):
-        raise DatabaseOpenError(
-            f"cannot open SQLite database {path}: no read/write permission on the file"
-        )
-    if not target.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise DatabaseOpenError(
-            f"cannot create SQLite database {path}: directory {parent} is not writable"
-        )
-
-
-def _open_message(path: str, exc: sqlite3.DatabaseError) -> str:
-    text = str(exc)
-    if "file is not a database" in text:
-        return f"cannot open {path}: it is not a SQLite database (or it is corrupted)"
-    return f"cannot open SQLite database {path}: {text}"

@@ -7,6 +7,7 @@ import json
 import sqlite3
 from collections.abc import Collection, Sequence
 
+from storage._checksum import checksum_of
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
 from storage._records import (
     FINAL_STATUSES,
@@ -40,7 +41,12 @@ _INSERT_RUN = (
     "ON CONFLICT (run_id) DO NOTHING"
 )
 _INSERT_EVENT = (
-    "INSERT INTO durable_events (run_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+SELECT_EVENTS = (
+    "SELECT run_id, seq, type, data, created_at, checksum FROM durable_events "
+    "WHERE run_id = ? AND seq > ? ORDER BY seq"
 )
 _SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = ?"
 # One statement checks the expected seq, the fence, and updates the row: rowcount 0 = refused.
@@ -115,6 +121,10 @@ SELECT_DEFINITION = (
 )
 
 
+def event_row(e: EventRecord) -> tuple[object, ...]:
+    return (e.run_id, e.seq, e.type, e.data, e.created_at, checksum_of(e))
+
+
 def row_to_run(row: Sequence[object]) -> RunRecord:
     return RunRecord(*row)  # type: ignore[arg-type]  # column order matches the struct
 
@@ -146,11 +156,9 @@ def create_run(
     if cur.rowcount == 0:
         row = cur.execute(_SELECT_RUN, (run.run_id,)).fetchone()
         return row_to_run(row), False
-    cur.execute(_INSERT_EVENT, (first.run_id, first.seq, first.type, first.data, first.created_at))
+    cur.execute(_INSERT_EVENT, event_row(first))
     if history:
-        cur.executemany(
-            _INSERT_EVENT, [(e.run_id, e.seq, e.type, e.data, e.created_at) for e in history]
-        )
+        cur.executemany(_INSERT_EVENT, [event_row(e) for e in history])
     return record, True
 
 
@@ -161,7 +169,7 @@ def reopen(
     found = cur.execute(_REOPEN_STATE, (run_id,)).fetchone()
     check_reopen(run_id, event, None if found is None else (found[0], found[1]), statuses)
     updated = cur.execute(_REOPEN, (now, now, event.seq, run_id)).fetchone()
-    cur.execute(_INSERT_EVENT, (event.run_id, event.seq, event.type, event.data, event.created_at))
+    cur.execute(_INSERT_EVENT, event_row(event))
     return row_to_run(updated)
 
 
@@ -196,9 +204,7 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
     if cur.rowcount == 0:
         raise _why_refused(cur, app)
     if app.events:
-        cur.executemany(
-            _INSERT_EVENT, [(e.run_id, e.seq, e.type, e.data, e.created_at) for e in app.events]
-        )
+        cur.executemany(_INSERT_EVENT, [event_row(e) for e in app.events])
     if app.consume:
         cur.execute(_CONSUME, (app.run_id, json.dumps(list(app.consume))))
     for item in app.send:

@@ -11,7 +11,8 @@ loop are handed off together at the end of the turn:
   two thread wake-ups a hand-off costs (measured here: ~65 us of the loop's CPU per commit,
   against ~16 us for everything else the engine does per step) would be pure overhead. The
   connection has busy_timeout=0, so another process holding the write lock never blocks the
-  loop: the write then goes to the thread, whose own retry loop waits for the lock.
+  loop: the write then goes to the thread, which waits for the lock (storage._sqlite_lock: it
+  says so after a second, and gives up at the store's lock_timeout if it has one).
 
 Either way one run's writes are applied in the order they were made: the inline path is taken
 only when the thread holds none of the writes made before.
@@ -25,12 +26,12 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from storage._errors import DatabaseUnavailableError, StorageError, StoreClosedError
 from storage._outcomes import Outcome, resolve
+from storage._sqlite_lock import Busy, LockWaits, begin_immediate
 
 log = logging.getLogger("durable.storage.sqlite")
 
@@ -41,19 +42,15 @@ _Outcome = Outcome
 
 # A batch bigger than this is split: a huge transaction delays every waiter in it.
 _MAX_BATCH = 2000
-# Another process may hold the write lock longer than busy_timeout (a long checkpoint, a
-# paused process). Such waits are retried with backoff, never surfaced as "database is locked".
-_LOCKED_RETRY_LOG_EVERY = 10.0
-
-
-class _Busy(Exception):
-    """The inline attempt found the write lock taken by another process."""
 
 
 class SQLiteWriter:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, inline: bool) -> None:
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], *, inline: bool, waits: LockWaits
+    ) -> None:
         self._connect = connect
         self._inline = inline
+        self._waits = waits
         self._queue: queue.SimpleQueue[_Items | None] = queue.SimpleQueue()
         self._outbox: _Items = []
         self._thread: threading.Thread | None = None
@@ -71,7 +68,8 @@ class SQLiteWriter:
         self._loop = loop
         self._conn = self._connect()  # fails here, in the caller, if the file can't be opened
         # SQLite's busy handler would sleep inside a statement, on whichever thread runs it:
-        # on the loop thread that would stall every run. _begin waits instead, on the thread.
+        # on the loop thread that would stall every run. begin_immediate waits instead, on
+        # the thread.
         self._conn.execute("PRAGMA busy_timeout = 0")
         self._thread = threading.Thread(target=self._run, name="durable-sqlite-writer", daemon=True)
         self._thread.start()
@@ -101,7 +99,7 @@ class SQLiteWriter:
             return False
         try:
             outcomes = self._apply(conn, items, wait_for_lock=False)
-        except _Busy:
+        except Busy:
             return False
         finally:
             self._conn_lock.release()
@@ -151,7 +149,13 @@ class SQLiteWriter:
         """Apply a batch in one transaction; the outcome of each write, in order."""
         outcomes: list[_Outcome] = []
         try:
-            self._begin(conn, wait_for_lock)
+            begin_immediate(conn, self._waits, wait=wait_for_lock)
+        except Busy:
+            raise
+        except Exception as exc:  # gave up waiting for the lock, or the driver refused: the
+            # batch fails whole, with nothing written
+            return [(fut, False, self._translate(exc)) for _, fut in batch]
+        try:
             cur = conn.cursor()
             for op, fut in batch:
                 try:
@@ -164,33 +168,19 @@ class SQLiteWriter:
             self.commits += 1
             self.writes += len(batch)
             return outcomes
-        except _Busy:
-            raise
         except Exception as exc:  # an unexpected driver error: isolate the culprit
             _rollback(conn)
             if len(batch) > 1:
                 log.warning("batch of %d writes failed (%s); retrying one by one", len(batch), exc)
                 return [o for item in batch for o in self._apply(conn, [item], wait_for_lock=True)]
-            return [(batch[0][1], False, _translate(exc))]
+            return [(batch[0][1], False, self._translate(exc))]
 
-    def _begin(self, conn: sqlite3.Connection, wait_for_lock: bool) -> None:
-        delay, waited, last_log = 0.001, 0.0, 0.0
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if not wait_for_lock:
-                    raise _Busy() from None
-            # Another process is writing: wait (never fail the writes for it), backing off.
-            time.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, 0.1)
-            if waited - last_log >= _LOCKED_RETRY_LOG_EVERY:
-                last_log = waited
-                log.warning("SQLite database locked by another process for %.0fs; waiting", waited)
+    def _translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, StorageError):
+            return exc
+        if isinstance(exc, sqlite3.DatabaseError):
+            return DatabaseUnavailableError(f"SQLite write to {self._waits.path} failed: {exc}")
+        return exc
 
     def _deliver(self, outcomes: list[_Outcome], count: int) -> None:
         loop = self._loop
@@ -207,11 +197,3 @@ class SQLiteWriter:
 def _rollback(conn: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         conn.execute("ROLLBACK")
-
-
-def _translate(exc: Exception) -> Exception:
-    if isinstance(exc, StorageError):
-        return exc
-    if isinstance(exc, sqlite3.DatabaseError):
-        return DatabaseUnavailableError(f"SQLite write failed: {exc}")
-    return exc

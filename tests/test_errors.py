@@ -17,7 +17,8 @@ from sdk import (
     RunIdConflictError,
     UnknownWorkflowError,
 )
-from storage import DatabaseOpenError, DatabaseURLError
+from storage import DatabaseOpenError, DatabaseURLError, EventChecksumError
+from storage._checksum import event_checksum
 
 
 class Opaque:
@@ -262,16 +263,34 @@ async def test_corrupted_event_payload_is_reported_and_left_alone(tmp_path: Path
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE durable_events SET data = X'C1FFFF' WHERE run_id = 'ok' AND seq = 2")
     async with app:
+        # Bytes changed after they were written: their checksum says so, on every read.
+        with pytest.raises(EventChecksumError, match=r"run 'ok': event #2 \(\w+\) .* damaged"):
+            await app.get_run("ok")
+        with pytest.raises(EventChecksumError):
+            await app.events("ok")
+        assert (await app.list_runs())[0].status == "succeeded"  # the row is still readable
+    with sqlite3.connect(path) as conn:  # bytes stored as written that still can't be decoded
+        conn.execute(
+            "UPDATE durable_events SET checksum = ? WHERE run_id = 'ok' AND seq = 2",
+            (event_checksum("ok", 2, stored_type(conn, "ok", 2), b"\xc1\xff\xff"),),
+        )
+    async with app:
         with pytest.raises(CorruptEventError, match=r"run 'ok': event #2 is corrupted"):
             await app.get_run("ok")
         with pytest.raises(CorruptEventError):
             await app.events("ok")
-        assert (await app.list_runs())[0].status == "succeeded"  # the row is still readable
     with sqlite3.connect(path) as conn:
         (data,) = conn.execute(
             "SELECT data FROM durable_events WHERE run_id = 'ok' AND seq = 2"
         ).fetchone()
     assert data == b"\xc1\xff\xff"  # nothing rewrote or dropped it
+
+
+def stored_type(conn: sqlite3.Connection, run_id: str, seq: int) -> str:
+    row = conn.execute(
+        "SELECT type FROM durable_events WHERE run_id = ? AND seq = ?", (run_id, seq)
+    ).fetchone()
+    return str(row[0])
 
 
 async def test_corrupted_unfinished_run_does_not_stop_the_worker(tmp_path: Path) -> None:

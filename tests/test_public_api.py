@@ -85,6 +85,7 @@ STORAGE = {
     "DatabaseUnavailableError",
     "DefinitionConflictError",
     "DefinitionRecord",
+    "EventChecksumError",
     "EventRecord",
     "FINAL_STATUSES",
     "Fence",

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
+import msgspec
+
 from storage import (
     Append,
     EventRecord,
     Fence,
+    MemoryStore,
     NewRun,
+    PostgresStore,
     RunRecord,
     RunUpdate,
+    SQLiteStore,
     Store,
 )
 
@@ -93,3 +101,38 @@ async def must_get(store: Store, run_id: str) -> RunRecord:
     run = await store.get_run(run_id)
     assert run is not None, f"run {run_id!r} vanished"
     return run
+
+
+async def tamper(
+    store: Store, run_id: str, seq: int, *, data: bytes | None = None, type: str | None = None
+) -> None:
+    """Change a stored event's payload or type tag behind the store's back, as damage or a
+    hand edit of the database would (each backend's rows, reached through its own handle)."""
+    if isinstance(store, MemoryStore):
+        log = store._events[run_id]
+        i = next(i for i, (e, _) in enumerate(log) if e.seq == seq)
+        old, checksum = log[i]
+        changed = msgspec.structs.replace(
+            old, data=old.data if data is None else data, type=old.type if type is None else type
+        )
+        log[i] = (changed, checksum)
+    elif isinstance(store, SQLiteStore):
+        with contextlib.closing(sqlite3.connect(store.path, isolation_level=None)) as conn:
+            updated = conn.execute(
+                "UPDATE durable_events SET data = coalesce(?, data), type = coalesce(?, type) "
+                "WHERE run_id = ? AND seq = ?",
+                (data, type, run_id, seq),
+            ).rowcount
+        assert updated == 1
+    elif isinstance(store, PostgresStore):
+        status = await store._p().execute(
+            "UPDATE durable_events SET data = coalesce($1, data), type = coalesce($2, type) "
+            "WHERE run_id = $3 AND seq = $4",
+            data,
+            type,
+            run_id,
+            seq,
+        )
+        assert status == "UPDATE 1"
+    else:
+        raise TypeError(f"no way to tamper with {store!r}")

@@ -1,0 +1,18 @@
+"""The schema's version and table names, without SQLAlchemy: opening a SQLite database whose
+schema is current checks these with plain reads, so it never needs to load the schema's
+definition (storage._schema) at all."""
+
+from __future__ import annotations
+
+# 1: runs, events. 2: inbox, workers, the finished_at index. 3: workflow definitions.
+# 4: a checksum per event. storage._schema says what each version added.
+SCHEMA_VERSION = 4
+
+TABLES = (
+    "durable_runs",
+    "durable_events",
+    "durable_schema",
+    "durable_inbox",
+    "durable_workers",
+    "durable_definitions",
+)
