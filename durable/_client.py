@@ -10,10 +10,11 @@ from typing import Any
 
 import msgspec
 
-from durable._codec import decode_value, encode_value
+from durable._codec import checked, decode_value, encode_value
 from durable._errors import (
     RUN_FAILURES,
     ErrorInfo,
+    InvalidInputError,
     RunCancelled,
     RunFailed,
     RunIdConflictError,
@@ -133,6 +134,9 @@ class Client:
             raise TypeError(f"workflow {wf.name!r} takes no input, but input was given")
         rid = check_id("run id", run_id) if run_id is not None else uuid.uuid4().hex
         data = encode_value(input, f"the input of workflow {wf.name!r}")
+        if wf.takes_input and wf.dag is None:
+            # As the workflow will decode it: refused now, before anything is written.
+            checked(data, wf.input_type, f"the input of workflow {wf.name!r}", InvalidInputError)
         now = time.time()
         worker = self.worker
         local = worker is not None and worker.has_capacity

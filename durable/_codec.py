@@ -121,6 +121,29 @@ def decode_value(data: bytes | msgspec.Raw, tp: Any = Any) -> Any:
         return _decoder(Any).decode(data)
 
 
+def checked(
+    data: bytes, tp: Any, what: str, error: type[SerializationError] = SerializationError
+) -> Any:
+    """`data` decoded as `tp`, strictly: a value that does not fit raises `error`, naming
+    `what`, the type and msgspec's reason (with the path, e.g. `$.lines[0]`). A type msgspec
+    can't decode into is not checked."""
+    try:
+        dec = _decoder(tp)
+    except TypeError:
+        return _decoder(Any).decode(data)
+    try:
+        return dec.decode(data)
+    except msgspec.ValidationError as exc:
+        raise error(f"{what} does not match its annotation {type_name(tp)}: {exc}") from None
+
+
+def type_name(tp: Any) -> str:
+    """`dict[str, int]`, `Order`, `int | None`: an annotation as its source spells it."""
+    if isinstance(tp, type) and not getattr(tp, "__args__", None):
+        return tp.__qualname__
+    return repr(tp).replace("typing.", "")
+
+
 def raw(data: bytes) -> msgspec.Raw:
     return msgspec.Raw(data)
 

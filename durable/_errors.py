@@ -115,7 +115,13 @@ class RunIdConflictError(DurableError):
 
 
 class SerializationError(DurableError, TypeError):
-    """A value that must be stored (input, step argument, result) is not msgspec-serializable."""
+    """A value that must be stored (input, step argument, result) is not msgspec-serializable,
+    or does not match the type its function declares for it."""
+
+
+class InvalidInputError(SerializationError, ValueError):
+    """A workflow's input does not match the annotation of its input parameter; raised by
+    start() before anything is written (the HTTP API answers 422)."""
 
 
 class CorruptEventError(DurableError):

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from durable._codec import decode_value, encode_value, error_info
+from durable._codec import checked, encode_value, error_info
 from durable._context import StepContext, _current_step, current_executor
 from durable._errors import ErrorInfo, SerializationError, StepFailed, StepTimeoutError
 from durable._events import StepCompleted, StepStarted
@@ -101,6 +101,9 @@ async def run_step(
             call = StepContext(log.state.run_id, pos, step.name, attempt)
             value = await _attempt(executor, step, args, kwargs, call)
             encoded = encode_value(value, f"the result of step {step.name!r}")
+            # Checked against the step's return annotation before it is recorded: a wrong
+            # type fails the step here (not retried), not a later step that uses it.
+            result = checked(encoded, step.return_type, f"the result of step {step.name!r}")
         except asyncio.CancelledError:
             if executor.cancelling:
                 info = ErrorInfo(type=CANCELLED, message=f"step {step.name!r} was cancelled")
@@ -114,7 +117,7 @@ async def run_step(
         else:
             # Not awaited: see RunLog. The next step body, or the run's end, waits for it.
             log.append(StepCompleted(pos=pos, result=msgspec.Raw(encoded)))
-            return decode_value(encoded, step.return_type)
+            return result
         final = not retryable or attempt - base >= policy.max_attempts
         next_at = None if final else time.time() + policy.delay(attempt)
         log.append(

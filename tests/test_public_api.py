@@ -15,6 +15,7 @@ SDK = {
     "DurableError",
     "ErrorInfo",
     "InvalidIdError",
+    "InvalidInputError",
     "LoggedEvent",
     "NonDeterminismError",
     "RepairError",

@@ -20,10 +20,11 @@ from litestar.status_codes import (
     HTTP_201_CREATED,
     HTTP_202_ACCEPTED,
     HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
 from durable._client import RUN_STATUSES
-from durable._errors import InvalidIdError, RunIdConflictError
+from durable._errors import InvalidIdError, InvalidInputError, RunIdConflictError
 from durable._events import decode_record
 from durable._state import fold
 from storage import RunQuery
@@ -70,6 +71,8 @@ async def start_execution(data: StartRequest, services: Services) -> Response[St
         handle = await client.start(
             data.workflow_id, data.context, run_id=data.execution_id, version=data.version
         )
+    except InvalidInputError as exc:  # the input does not fit the workflow's annotation
+        raise ClientException(str(exc), status_code=HTTP_422_UNPROCESSABLE_ENTITY) from None
     except (TypeError, ValueError) as exc:  # e.g. a workflow that takes no input got some
         raise ValidationException(str(exc)) from None
     return Response(StartResponse(execution_id=handle.run_id), status_code=HTTP_201_CREATED)
