@@ -29,6 +29,7 @@ def _commands() -> click.Group:
         _serve,
         _validate,
         _visualize,
+        _wait,
         _worker,
     )
     from durable.cli._app import cli

@@ -12,7 +12,10 @@ path can be made to fail, always or for its first N requests.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import signal
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +69,7 @@ class StubServices:
     replies: dict[str, tuple[int, Any]] = field(default_factory=lambda: dict(DEFAULT_REPLIES))
     requests: list[Request] = field(default_factory=list)
     url: str = ""
+    port: int = 0  # 0: any free port
     _failures: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -124,7 +128,7 @@ class StubServices:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep the example's output readable
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         # A short poll interval only makes shutdown() quick.
         self._thread = threading.Thread(
@@ -144,3 +148,27 @@ class StubServices:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join()
+
+
+def main() -> None:
+    """`python examples/dag/stub_services.py --port 8765`: serve until stopped (the README's
+    DAG commands point the examples at it)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with contextlib.ExitStack() as stack:
+        try:
+            stub = stack.enter_context(StubServices(port=args.port))
+        except OSError as exc:
+            raise SystemExit(
+                f"error: cannot serve on 127.0.0.1:{args.port}: {exc.strerror}"
+            ) from None
+        print(f"stub services on {stub.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
+
+
+if __name__ == "__main__":
+    main()
