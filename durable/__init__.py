@@ -37,11 +37,12 @@ if TYPE_CHECKING:
         WorkflowDefinitionError,
     )
     from durable._events import AnyEvent, Event, LoggedEvent, decode_record
+    from durable._options import WorkerOptions
     from durable._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
     from durable._replay import Divergence, ReplayReport, replay, state_at
     from durable._state import RunState, StepState, apply, fold
     from durable._views import RunInfo, RunSummary, StepInfo
-    from durable._worker import Worker, WorkerOptions
+    from durable._worker import Worker
 
 # Where each public name lives.
 _WHERE = {
@@ -97,7 +98,7 @@ _WHERE = {
     "RunSummary": "durable._views",
     "StepInfo": "durable._views",
     "Worker": "durable._worker",
-    "WorkerOptions": "durable._worker",
+    "WorkerOptions": "durable._options",
 }
 
 __all__ = [

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -31,11 +31,8 @@ from durable._events import (
 from durable._ids import check_id, check_lookup
 from durable._notify import Notifier
 from durable._registry import Registry, WorkflowDef
-from durable._repair_ops import fork_run, retry_run
 from durable._state import RunState, apply, fold
 from durable._views import RunInfo, RunSummary, run_info, summary
-from durable._worker import Worker
-from durable.dag._result import DagResult, dag_result
 from storage import (
     FINAL_STATUSES,
     EventRecord,
@@ -46,6 +43,12 @@ from storage import (
     RunRecord,
     Store,
 )
+
+if TYPE_CHECKING:
+    # Loaded only where used: reading runs (the CLI's `runs list`) needs neither the worker
+    # (the DAG interpreter) nor the repair machinery.
+    from durable._worker import Worker
+    from durable.dag._result import DagResult
 
 RUN_STATUSES = ("pending", "running", "succeeded", "partial", "failed", "cancelled")
 
@@ -233,6 +236,8 @@ class Client:
         check_lookup("run id", run_id)
         if new_run_id is not None:
             check_id("run id", new_run_id)
+        from durable._repair_ops import fork_run
+
         rid, wf, _ = await fork_run(
             self.store,
             self.registry,
@@ -252,6 +257,8 @@ class Client:
         log (deploy the fix first). `timeout`: a new deadline for the run (a retry drops the
         old one). Raises RepairError (a ValueError) if the run cannot be retried."""
         check_lookup("run id", run_id)
+        from durable._repair_ops import retry_run
+
         await retry_run(self.store, run_id, timeout=timeout)
         if self.worker is not None:
             self.worker.wake()
@@ -350,6 +357,8 @@ class Client:
         wf = self.registry.get(state.workflow, state.version)
         if wf is None or wf.dag is None:
             raise UnknownWorkflowError(state.workflow, state.version, self.registry.names())
+        from durable.dag._result import dag_result
+
         return dag_result(wf.dag.definition, state)
 
     async def list_runs(

@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from durable._errors import WorkflowDefinitionError
 from durable._registry import Registry, WorkflowDef
-from durable.dag._load import Format, parse_definition
 from durable.dag._model import DagDefinition
 from durable.dag._program import DagProgram
 from storage import DefinitionConflictError, DefinitionRecord, Store
+
+if TYPE_CHECKING:
+    from durable.dag._load import Format
 
 log = logging.getLogger("durable")
 
@@ -54,6 +57,8 @@ async def store_definition(
     `version`, content different from what that version holds is refused
     (DefinitionConflictError); without one, changed content becomes the next version.
     Raises DagDefinitionError (with the path of every problem) for an invalid definition."""
+    from durable.dag._load import parse_definition  # the parsers and validator: when used
+
     definition = parse_definition(text, None, format=fmt, known_actions=registry.actions)
     fingerprint = content_fingerprint(definition)
     explicit = _explicit_version(text, fmt)
@@ -100,6 +105,8 @@ def _load(registry: Registry, record: DefinitionRecord) -> WorkflowDef:
     if known is not None:
         return known
     fmt: Format = "yaml" if record.format == "yaml" else "json"
+    from durable.dag._load import parse_definition
+
     definition = parse_definition(record.source, None, format=fmt, known_actions=registry.actions)
     definition = msgspec.structs.replace(definition, version=record.version)
     return registry.add_dag(DagProgram(definition))

@@ -7,14 +7,17 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from durable._client import Client
 from durable._definitions import DefinitionSync
 from durable._notify import Notifier
+from durable._options import WorkerOptions
 from durable._registry import Registry
-from durable._worker import Worker, WorkerOptions
 from storage import DEFAULT_URL, Store, open_store
+
+if TYPE_CHECKING:
+    from durable._worker import Worker
 
 log = logging.getLogger("durable")
 
@@ -83,6 +86,8 @@ class Engine:
             await self.definitions.sync()  # before the worker's first claim names its workflows
             self._follower = asyncio.get_running_loop().create_task(self._follow())
         if self.run_worker:
+            from durable._worker import Worker  # the DAG interpreter too: only to execute
+
             self.worker = Worker(
                 self.store, self.registry, self.notifier, self.options, database_url=self.url
             )

@@ -15,8 +15,8 @@ from typing import Any
 
 from durable._engine import AppLike
 from durable._errors import DurableError
+from durable._options import WorkerOptions
 from durable._registry import Registry
-from durable._worker import WorkerOptions
 
 EXAMPLE = "e.g. 'myproject.workflows:app'"
 

@@ -16,12 +16,12 @@ import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from durable._errors import CorruptEventError
 from durable._events import decode_record
 from durable._executor import ChildStarter, RunExecutor
 from durable._notify import Notifier
+from durable._options import WorkerOptions as WorkerOptions  # re-exported
 from durable._registry import Registry
 from durable._runlog import RunLog
 from durable._state import RunState, fold
@@ -47,30 +47,6 @@ QUARANTINE_SECONDS = 60.0
 RETRY_FAILED_WRITES_MAX = 60.0
 POLL_INTERVAL = 1.0
 NOTIFIED_POLL_INTERVAL = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    lease_ttl: float = 15.0
-    # Seconds between looks for claimable runs. None: 1 s, or 5 s on a store that wakes idle
-    # workers itself (PostgreSQL's LISTEN/NOTIFY), where polling only finds expired leases.
-    poll_interval: float | None = None
-    max_concurrent_runs: int = 1000
-    # Small enough that idle workers woken together share a burst of new runs between them,
-    # large enough to amortize the claim round trip when a backlog is drained.
-    claim_batch: int = 10
-    step_threads: int = 32
-    owner: str | None = None
-    # A run that only waits (a timer, a signal, a child) for longer than this is put aside:
-    # its lease is given back and the store wakes it when the wait can end, so waiting runs
-    # cost rows, not memory. Shorter waits are waited for in memory.
-    park_after: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.lease_ttl <= 0 or (self.poll_interval is not None and self.poll_interval <= 0):
-            raise ValueError("lease_ttl and poll_interval must be > 0")
-        if self.max_concurrent_runs < 1 or self.claim_batch < 1 or self.step_threads < 1:
-            raise ValueError("max_concurrent_runs, claim_batch and step_threads must be >= 1")
 
 
 class Worker:

@@ -1,5 +1,13 @@
 """Persistence of runs, event logs, run inboxes, the worker registry and workflow definitions.
-Knows nothing of what events mean; never imports `durable` or `sdk`."""
+Knows nothing of what events mean; never imports `durable` or `sdk`.
+
+PostgresStore (asyncpg, SQLAlchemy) is loaded on first use: a SQLite application never pays
+for it."""
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage._postgres import PostgresStore
 
 from storage._errors import (
     DatabaseOpenError,
@@ -16,7 +24,6 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._memory import MemoryStore
-from storage._postgres import PostgresStore
 from storage._protocol import Store, WorkSignal
 from storage._records import (
     ACTIVE_STATUSES,
@@ -74,3 +81,12 @@ __all__ = [
     "WorkerRecord",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":
+        from storage._postgres import PostgresStore
+
+        globals()[name] = PostgresStore
+        return PostgresStore
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")

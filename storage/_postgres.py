@@ -42,6 +42,7 @@ from storage._errors import (
     StorageError,
     StoreClosedError,
 )
+from storage._pgurl import SCHEMES, mask_url
 from storage._postgres_schema import migrate
 from storage._postgres_writer import PostgresWriter, is_dead, no_reset
 from storage._records import (
@@ -60,20 +61,8 @@ from storage._records import (
     worker_from_row,
 )
 
-SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 CHANNEL = "durable_runs"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password (in the user info or the query) replaced by ***."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        url = url.replace(f":{password}@", ":***@", 1)
-    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 class PostgresStore:

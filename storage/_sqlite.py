@@ -51,6 +51,7 @@ from storage._sqlite_open import (
     enable_wal,
     explore,
     inspect_path,
+    is_damage,
     plan,
     refuse_read_only,
 )
@@ -67,6 +68,7 @@ class SQLiteStore:
         synchronous: str = "full",
         busy_timeout_ms: int = 5000,
         inline_commits: bool = True,
+        lock_timeout: float | None = None,
     ) -> None:
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}")
@@ -77,7 +79,7 @@ class SQLiteStore:
         self._writer: SQLiteWriter | None = None
         self._reader: aiosqlite.Connection | None = None
         self._read_only: str | None = None  # why, when this process may not write the file
-        self._waits = LockWaits(path)
+        self._waits = LockWaits(path, lock_timeout)
 
     @property
     def lock_timeout(self) -> float | None:
@@ -124,6 +126,7 @@ class SQLiteStore:
         storage._sqlite_open for what a path may hold, and read-only files)."""
         if self._reader is not None:
             return
+        self._waits.closing_at = None  # a store closed before may be opened again
         try:
             target, reader_uri = await asyncio.to_thread(self._prepare)
             if target.read_only is None:
@@ -136,12 +139,12 @@ class SQLiteStore:
             )
             await reader.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             self._reader = reader
-        except sqlite3.OperationalError as exc:  # the file can't be opened (not: is damaged)
-            await self.close()
-            raise DatabaseOpenError(f"cannot open SQLite database {self._path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             await self.close()
-            raise DatabaseOpenError(damaged(self._path, exc)) from None
+            if is_damage(exc):
+                raise DatabaseOpenError(damaged(self._path, exc)) from None
+            # The file can't be opened (locked, permissions...), which is not damage.
+            raise DatabaseOpenError(f"cannot open SQLite database {self._path}: {exc}") from None
         except BaseException:
             await self.close()
             raise
@@ -255,11 +258,9 @@ class SQLiteStore:
         try:
             return list(await self._r().execute_fetchall(sql, params))
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):
-                raise DatabaseUnavailableError(
-                    f"SQLite read from {self._path} failed: {exc}"
-                ) from None
-            raise DatabaseUnavailableError(damaged(self._path, exc)) from None
+            if is_damage(exc):
+                raise DatabaseUnavailableError(damaged(self._path, exc)) from None
+            raise DatabaseUnavailableError(f"SQLite read from {self._path} failed: {exc}") from None
 
     async def claim_runs(
         self,

@@ -25,6 +25,9 @@ log = logging.getLogger("durable.storage.sqlite")
 
 NOTICE_AFTER = 1.0
 REMIND_EVERY = 30.0
+# Once the store is closing (Ctrl-C on a command, a worker stopping), a write still waiting for
+# another process's lock waits at most this long more: closing must not hang on someone else.
+CLOSING_GRACE = 1.0
 
 
 class Busy(Exception):
@@ -38,6 +41,7 @@ class LockWaits:
     path: str
     timeout: float | None = None  # seconds before giving up; None: wait as long as it takes
     notice: Callable[[str], None] | None = None  # told when a wait gets long (None: log it)
+    closing_at: float | None = None  # time.monotonic() when the store began closing
 
     def tell(self, message: str) -> None:
         if self.notice is None:
@@ -69,6 +73,12 @@ def begin_immediate(conn: sqlite3.Connection, waits: LockWaits, *, wait: bool = 
         if started is None:
             started = now
         waited = now - started
+        if waits.closing_at is not None and now - waits.closing_at >= CLOSING_GRACE:
+            raise DatabaseUnavailableError(
+                f"the store of SQLite database {waits.path} was closed while a write was still "
+                f"waiting for the write lock another process holds ({waited:.1f}s); nothing was "
+                "written"
+            )
         timeout = waits.timeout
         if timeout is not None and waited >= timeout:
             raise DatabaseUnavailableError(
@@ -90,11 +100,7 @@ def begin_immediate(conn: sqlite3.Connection, waits: LockWaits, *, wait: bool = 
 
 
 def _waiting(waits: LockWaits, waited: float, *, first: bool) -> str:
-    limit = (
-        "as long as it takes"
-        if waits.timeout is None
-        else f"up to {waits.timeout:g}s (lock_timeout)"
-    )
+    limit = "as long as it takes" if waits.timeout is None else f"up to {waits.timeout:g}s"
     if first:
         return (
             f"waiting for the database write lock held by another process ({waits.path}; "

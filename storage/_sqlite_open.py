@@ -140,6 +140,8 @@ def read_schema(conn: sqlite3.Connection, path: str) -> Found:
             return Found(tables, None)
         row = conn.execute("SELECT version FROM durable_schema WHERE id = 1").fetchone()
     except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise  # not the file's fault: the caller says what it is
         raise DatabaseOpenError(damaged(path, exc)) from None
     if row is None or not isinstance(row[0], int):
         raise DatabaseOpenError(
@@ -189,6 +191,15 @@ def plan(path: str, found: Found) -> Plan:
     return "ready"
 
 
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file itself is bad (corrupt, or not a database), rather than
+    that it can't be opened or used this way (locked, read-only, missing -shm...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return not isinstance(exc, sqlite3.OperationalError)
+    return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
 def damaged(path: str, exc: sqlite3.DatabaseError) -> str:
     text = str(exc)
     if "file is not a database" in text:
@@ -209,12 +220,13 @@ def explore(target: Target, busy_timeout_ms: int) -> tuple[Found, str]:
         try:
             with connection(uri, busy_timeout_ms) as conn:
                 return read_schema(conn, target.path), uri
-        except sqlite3.OperationalError as exc:  # this URI can't open it: try the next
-            last = exc
         except sqlite3.DatabaseError as exc:
-            raise DatabaseOpenError(damaged(target.path, exc)) from None
+            if is_damage(exc):
+                raise DatabaseOpenError(damaged(target.path, exc)) from None
+            last = exc  # this URI can't open it: try the next
     assert last is not None
-    raise DatabaseOpenError(f"cannot open SQLite database {target.path}: {last}")
+    how = "" if target.read_only is None else f" read-only ({target.read_only})"
+    raise DatabaseOpenError(f"cannot open SQLite database {target.path}{how}: {last}")
 
 
 @contextmanager

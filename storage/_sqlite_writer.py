@@ -26,6 +26,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -112,6 +113,7 @@ class SQLiteWriter:
         if self._thread is None or self._closed:
             return
         self._closed = True
+        self._waits.closing_at = time.monotonic()
         self._hand_off()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)

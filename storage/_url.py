@@ -2,7 +2,7 @@
 
 memory://                      in-process, not durable (tests)
 sqlite:///relative/path.db     a SQLite file (four slashes for an absolute path)
-sqlite:////abs/path.db?synchronous=normal&busy_timeout_ms=10000
+sqlite:////abs/path.db?synchronous=normal&busy_timeout_ms=10000&lock_timeout=60
 /some/path.db, ./durable.db    a bare path is a SQLite file too
 postgresql://user:pw@host/db   PostgreSQL (also postgres://, postgresql+asyncpg://), options
     ?pool_size=10&pool_min_size=1&schema=NAME; other options go to asyncpg (e.g. sslmode)
@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from storage._errors import DatabaseURLError
 from storage._memory import MemoryStore
-from storage._postgres import SCHEMES, PostgresStore, mask_url
+from storage._pgurl import SCHEMES, mask_url
 from storage._protocol import Store
 from storage._sqlite import SYNCHRONOUS_MODES, SQLiteStore
 
@@ -34,6 +34,8 @@ def open_store(url: str) -> Store:
     if scheme == "sqlite":
         return _sqlite(url)
     if scheme in SCHEMES:
+        from storage._postgres import PostgresStore  # asyncpg and SQLAlchemy: only for it
+
         return PostgresStore.from_url(url)
     raise DatabaseURLError(
         f"unsupported database URL scheme {scheme!r} in {mask_url(url)}; "
@@ -66,9 +68,21 @@ def _sqlite(url: str) -> SQLiteStore:
         raise DatabaseURLError(
             f"bad SQLite URL {url!r}: busy_timeout_ms must be an integer"
         ) from None
+    lock_timeout: float | None = None
+    if "lock_timeout" in options:
+        try:
+            lock_timeout = float(options.pop("lock_timeout"))
+        except ValueError:
+            lock_timeout = -1.0
+        if not 0 < lock_timeout < float("inf"):
+            raise DatabaseURLError(
+                f"bad SQLite URL {url!r}: lock_timeout must be a positive number of seconds"
+            )
     if options:
         raise DatabaseURLError(
             f"bad SQLite URL {url!r}: unknown option(s) {', '.join(sorted(options))} "
-            "(known: synchronous, busy_timeout_ms)"
+            "(known: synchronous, busy_timeout_ms, lock_timeout)"
         )
-    return SQLiteStore(path, synchronous=synchronous, busy_timeout_ms=busy)
+    return SQLiteStore(
+        path, synchronous=synchronous, busy_timeout_ms=busy, lock_timeout=lock_timeout
+    )

@@ -7,7 +7,9 @@ inside its Ctrl-C handling, so an interrupt at any moment of start-up exits quie
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,9 +40,22 @@ def _commands() -> click.Group:
 
 
 def main() -> None:
+    # While the commands load, a Ctrl-C is remembered as well as raised: Python drops a
+    # KeyboardInterrupt raised inside a callback of the import machinery ("Exception
+    # ignored"), and the command would then run as if never interrupted.
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
     try:
         cli = _commands()
-    except KeyboardInterrupt:  # Ctrl-C while the commands load: nothing was done yet
+    except KeyboardInterrupt:  # nothing was done yet
+        received.append(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
         sys.stderr.write("interrupted\n")
         sys.exit(INTERRUPTED)
     cli(prog_name="durable")

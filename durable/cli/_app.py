@@ -16,9 +16,9 @@ import msgspec
 
 from durable._engine import URL_ENV, Engine
 from durable._errors import DurableError
+from durable._options import WorkerOptions
 from durable._registry import Registry
 from durable._views import plain
-from durable._worker import WorkerOptions
 from durable.cli._escape import escape_controls
 from storage import SQLiteStore, StorageError, Store
 
@@ -153,6 +153,12 @@ async def reading(url: str | None, registry: Registry | None = None) -> AsyncIte
     """A client-only engine (no worker: reading never executes a run)."""
     engine = Engine(url, registry or Registry(), run_worker=False)
     _require_existing(engine.store)
+    if isinstance(engine.store, SQLiteStore):
+        # A write that waits for another process's lock says so on stderr, and gives up after
+        # a minute (unless the URL's ?lock_timeout says otherwise) rather than hang.
+        engine.store.on_lock_wait = lambda line: click.echo(line, err=True)
+        if engine.store.lock_timeout is None:
+            engine.store.lock_timeout = 60.0
     await engine.open()
     try:
         yield engine
@@ -161,12 +167,14 @@ async def reading(url: str | None, registry: Registry | None = None) -> AsyncIte
 
 
 def _require_existing(store: Store) -> None:
-    # Opening a SQLite store creates the file; a read-only command pointed at the wrong
-    # place should say so rather than show an empty, freshly created database.
+    # Opening a SQLite store creates the file (or initializes an empty one); a read-only
+    # command pointed at the wrong place should say so rather than show an empty database.
     if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
         where = os.path.dirname(os.path.abspath(store.path))
         hint = "" if os.path.isdir(where) else f" (directory {where} does not exist)"
         raise CLIError(f"no database at {store.path}{hint}; pass --db URL or set {URL_ENV}")
+    if isinstance(store, SQLiteStore) and os.path.getsize(store.path) == 0:
+        raise CLIError(f"no database at {store.path} (the file is empty); pass --db URL")
 
 
 def emit_json(data: Any) -> None:

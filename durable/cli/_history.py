@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +111,10 @@ def _error(data: bytes | None) -> Any:
 
 
 def _exporter() -> str:
+    # importlib.metadata costs ~15 ms to import: only when a history is exported.
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
     try:
         return f"durable {package_version('durable')}"
     except PackageNotFoundError:  # running from a source tree that was never installed

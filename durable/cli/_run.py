@@ -26,8 +26,8 @@ from durable._engine import URL_ENV, Engine
 from durable._errors import WorkflowDefinitionError
 from durable._events import RunStarted
 from durable._loader import load_app
+from durable._options import WorkerOptions
 from durable._registry import Registry
-from durable._worker import WorkerOptions
 from durable.cli._app import CLIError, chosen_url, cli, db_option, emit_json, run
 from durable.cli._follow import Follower
 from durable.cli._policy import apply_policy, policy_options

@@ -24,7 +24,7 @@ from durable._loader import load_app
 from durable._state import RunState, StepState, fold
 from durable.cli._app import chosen_url, cli, db_option, reading, run
 from durable.cli._render import duration
-from durable.dag import parse_json, parse_yaml
+from durable.dag import parse_json
 from durable.dag._load import Format, parse_definition
 from durable.dag._model import DagDefinition
 from durable.dag._report import step_reports
@@ -139,7 +139,12 @@ async def run_definition(
     fmt: Format = "yaml" if stored.format == "yaml" else "json"
     try:
         # For its shape only, never to run: its actions are whatever it names.
-        shape = parse_yaml(stored.source) if fmt == "yaml" else parse_json(stored.source)
+        if fmt == "yaml":
+            from durable.dag import parse_yaml  # PyYAML: only for a YAML definition
+
+            shape = parse_yaml(stored.source)
+        else:
+            shape = parse_json(stored.source)
         actions = {s.action for s in shape.steps if s.action is not None}
         parsed = parse_definition(stored.source, None, format=fmt, known_actions=actions)
     except WorkflowDefinitionError:

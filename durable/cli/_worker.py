@@ -18,8 +18,8 @@ import click
 
 from durable._engine import URL_ENV, Engine
 from durable._loader import load_app
+from durable._options import WorkerOptions
 from durable._registry import Registry
-from durable._worker import WorkerOptions
 from durable.cli._app import Interrupted, chosen_url, cli, db_option, run
 from durable.cli._policy import apply_policy, policy_options
 from storage import ACTIVE_STATUSES, RunQuery, StorageError

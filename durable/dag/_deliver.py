@@ -16,12 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from durable._lazy import lazy_module
 
 from ._http import HttpActionError, HttpStatusError, send_webhook
 from ._model import Notification
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_module("httpx")  # loaded when first used
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 _PAGERDUTY_SUMMARY_LIMIT = 1024  # Events API v2 rejects longer summaries

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from durable._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_module("httpx")  # loaded when first used
 
 BODY_LIMIT = 4096  # what an HttpStatusError keeps of the response body
 _MESSAGE_BODY = 200  # what of it goes into the one-line message

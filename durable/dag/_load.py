@@ -11,7 +11,6 @@ from ._model import DagDefinition
 from ._problems import DagDefinitionError, Problem
 from ._source import MAX_DEFINITION_BYTES, too_big
 from ._validate import validate_definition
-from ._yaml import parse_yaml
 
 Format = Literal["yaml", "json"]
 
@@ -36,7 +35,12 @@ def parse_definition(
 ) -> DagDefinition:
     """Parse and validate a definition; `known_actions` are the user-registered actions."""
     kind = format or _guess(text, file)
-    parsed = parse_json(text, file) if kind == "json" else parse_yaml(text, file)
+    if kind == "json":
+        parsed = parse_json(text, file)
+    else:
+        from ._yaml import parse_yaml  # PyYAML: only for YAML definitions
+
+        parsed = parse_yaml(text, file)
     return validate_definition(parsed, known_actions)
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from durable._lazy import lazy_module
 from durable._policy import url_password
 from durable.js import JsSandboxPool
 
@@ -20,6 +19,11 @@ from ._deliver import SmtpSettings
 from ._expr import has_javascript, syntax_problems
 from ._model import DagDefinition
 from ._problems import Problem
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_module("httpx")  # loaded when first used
 
 HTTP_TIMEOUT = 60.0  # seconds, for HTTP requests without a timeout of their own
 

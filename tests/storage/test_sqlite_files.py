@@ -21,9 +21,16 @@ from pathlib import Path
 import pytest
 from storekit import T0, append, create, event, new_run
 
-from storage import DatabaseOpenError, DatabaseUnavailableError, SQLiteStore
+from storage import (
+    DatabaseOpenError,
+    DatabaseUnavailableError,
+    DatabaseURLError,
+    SQLiteStore,
+    open_store,
+)
 from storage._schema import SCHEMA_VERSION, metadata
 from storage._schema_version import TABLES
+from storage._sqlite_lock import CLOSING_GRACE
 
 HOLD = """
 import sqlite3, sys
@@ -249,6 +256,43 @@ async def test_by_default_a_write_waits_with_a_log_warning_after_a_second(
         assert [e.seq for e in await store.read_events("r1")] == [1, 2, 3]
     finally:
         await store.close()
+
+
+async def test_closing_the_store_ends_a_write_still_waiting_for_the_lock(tmp_path: Path) -> None:
+    # Ctrl-C on a command waiting for the lock closes the store: that must not wait forever.
+    path = tmp_path / "d.db"
+    await make_db(path)
+    store = SQLiteStore(str(path))
+    store.on_lock_wait = lambda message: None
+    await store.open()
+    with write_lock_held(path):
+        pending = store.append(append("r1", 2))
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await asyncio.wait_for(store.close(), 10)
+        assert time.monotonic() - started < 3.0
+        with pytest.raises(DatabaseUnavailableError, match=r"closed while .* nothing was written"):
+            await pending
+    await store.open()  # the same store, opened again, waits again when it must
+    try:
+        assert [e.seq for e in await store.read_events("r1")] == [1, 2]
+        with write_lock_held(path):
+            pending = store.append(append("r1", 2))
+            await asyncio.sleep(CLOSING_GRACE + 0.5)
+            assert not pending.done()
+        await asyncio.wait_for(pending, 10)
+    finally:
+        await store.close()
+
+
+def test_lock_timeout_is_a_url_option() -> None:
+    store = open_store("sqlite:///x.db?lock_timeout=2.5&busy_timeout_ms=10")
+    assert isinstance(store, SQLiteStore) and store.lock_timeout == 2.5
+    default = open_store("sqlite:///x.db")
+    assert isinstance(default, SQLiteStore) and default.lock_timeout is None
+    for bad in ("0", "-1", "soon", "inf", "nan", ""):
+        with pytest.raises(DatabaseURLError, match="lock_timeout must be a positive"):
+            open_store(f"sqlite:///x.db?lock_timeout={bad}")
 
 
 async def test_creating_a_new_database_waits_for_the_lock_and_says_so(tmp_path: Path) -> None:

@@ -1,0 +1,30 @@
+"""How a worker runs: its settings, apart from the worker itself, so that the CLI and the
+SDK can build and pass them without importing the worker (and the DAG interpreter with it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    lease_ttl: float = 15.0
+    # Seconds between looks for claimable runs. None: 1 s, or 5 s on a store that wakes idle
+    # workers itself (PostgreSQL's LISTEN/NOTIFY), where polling only finds expired leases.
+    poll_interval: float | None = None
+    max_concurrent_runs: int = 1000
+    # Small enough that idle workers woken together share a burst of new runs between them,
+    # large enough to amortize the claim round trip when a backlog is drained.
+    claim_batch: int = 10
+    step_threads: int = 32
+    owner: str | None = None
+    # A run that only waits (a timer, a signal, a child) for longer than this is put aside:
+    # its lease is given back and the store wakes it when the wait can end, so waiting runs
+    # cost rows, not memory. Shorter waits are waited for in memory.
+    park_after: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl <= 0 or (self.poll_interval is not None and self.poll_interval <= 0):
+            raise ValueError("lease_ttl and poll_interval must be > 0")
+        if self.max_concurrent_runs < 1 or self.claim_batch < 1 or self.step_threads < 1:
+            raise ValueError("max_concurrent_runs, claim_batch and step_threads must be >= 1")
