@@ -32,6 +32,8 @@ from storage._schema import SCHEMA_VERSION, metadata
 from storage._schema_version import TABLES
 from storage._sqlite_lock import CLOSING_GRACE
 
+ROOT = Path(__file__).resolve().parents[2]
+
 HOLD = """
 import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -532,3 +534,34 @@ async def test_new_events_of_a_created_run_carry_checksums(tmp_path: Path) -> No
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT checksum IS NOT NULL FROM durable_events").fetchall() == [(1,)]
     assert T0
+
+
+OPEN_AND_READ = """
+import asyncio, sys
+from storage import SQLiteStore
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    await store.open()
+    print(len(await store.read_events("r1")))
+    await store.close()
+
+asyncio.run(main())
+print(sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "asyncpg"}))
+"""
+
+
+async def test_opening_a_current_database_loads_no_schema_machinery(tmp_path: Path) -> None:
+    # Checking the schema is plain reads: SQLAlchemy is only needed to create or migrate.
+    path = tmp_path / "d.db"
+    await make_db(path)
+    done = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        OPEN_AND_READ,
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    out, _ = await done.communicate()
+    assert out.decode().split() == ["2", "[]"]
