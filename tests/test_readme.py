@@ -3,9 +3,9 @@
 - The two commands for a fresh machine: the first (install, then the quick start) runs here in a
   brand-new virtualenv, word for word; the second (install from the lock, then the whole suite)
   is what `.ci/run` runs, which this checks line by line instead of recursing into it.
-- Every other ```bash block runs with `bash -euo pipefail` in a scratch directory holding a copy
-  of examples/, against its own ./durable.db: a block that fails, or leaves a command that no
-  longer exists, fails here.
+- Every other ```bash block runs with `bash -euo pipefail` from the root of a scratch copy of
+  the repository, against its own ./durable.db: a block that fails, or names a command, option
+  or file that no longer exists, fails here.
 - Every ```python block is valid Python (top-level `await` allowed, as in a notebook or
   `python -m asyncio`).
 """
@@ -80,9 +80,22 @@ def _scratch_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _copy_examples(to: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.db", "*.db-*", "*.effects")
-    shutil.copytree(ROOT / "examples", to / "examples", ignore=ignore)
+def _copy_repository(to: Path) -> Path:
+    """The files a fresh clone would have (tracked, plus new ones not ignored), so the blocks run
+    "from the repository root" without touching this checkout."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, listed):
+        source = ROOT / name.decode()
+        if source.is_file():
+            target = to / name.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return to
 
 
 def test_the_readme_opens_with_two_commands() -> None:
@@ -122,16 +135,7 @@ def test_the_first_command_runs_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     """`pip install -e . && python examples/quickstart.py`, word for word, in a new venv on a
     copy of the repository (with whatever versions the package index serves today)."""
     (command,) = _commands(FIRST)
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    repo = tmp_path / "repo"
-    for name in filter(None, tracked):
-        source = ROOT / name.decode()
-        if source.is_file():
-            target = repo / name.decode()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    repo = _copy_repository(tmp_path / "repo")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     env = _scratch_env(tmp_path)
@@ -154,7 +158,7 @@ def test_the_first_command_runs_in_a_fresh_virtualenv(tmp_path: Path) -> None:
 def test_every_command_block_runs_as_written(
     block: Block, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    _copy_examples(tmp_path)
+    repo = _copy_repository(tmp_path / "repo")
     env = _scratch_env(tmp_path)
     if "DURABLE_DATABASE_URL" in block.text:
         # The PostgreSQL deployment block: "any PostgreSQL the workers can reach" is the
@@ -162,7 +166,7 @@ def test_every_command_block_runs_as_written(
         env["DURABLE_DATABASE_URL"] = request.getfixturevalue("pg_fresh_url")
     shell = subprocess.Popen(
         ["bash", "-euo", "pipefail", "-c", block.text],
-        cwd=tmp_path,
+        cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
