@@ -90,7 +90,7 @@ def inspect_path(path: str) -> Target:
         return Target(path, None, (path,))
     uri = "file:" + quote(str(target.resolve()))
     uris = [f"{uri}?mode=ro"]
-    wal = Path(f"{target}-wal")
+    wal = Path(f"{target.resolve()}-wal")  # SQLite keeps it beside the file a symlink names
     if not (wal.exists() and wal.stat().st_size > 0):
         # Nothing in a -wal that immutable=1 would ignore.
         uris.append(f"{uri}?immutable=1")
@@ -106,7 +106,8 @@ def _why_read_only(target: Path, parent: Path) -> str | None:
     if not os.access(target, os.W_OK):
         return "no write permission on the file"
     if not os.access(parent, os.W_OK | os.X_OK):
-        wal, shm = Path(f"{target}-wal"), Path(f"{target}-shm")
+        real = target.resolve()
+        wal, shm = Path(f"{real}-wal"), Path(f"{real}-shm")
         if not all(p.exists() and os.access(p, os.W_OK) for p in (wal, shm)):
             return (
                 f"directory {parent} is not writable, and SQLite needs to create the "
