@@ -14,7 +14,7 @@ from durable._definitions import DefinitionSync
 from durable._notify import Notifier
 from durable._options import WorkerOptions
 from durable._registry import Registry
-from storage import DEFAULT_URL, Store, open_store
+from storage import DEFAULT_URL, DatabaseOpenError, Store, open_store
 
 if TYPE_CHECKING:
     from durable._worker import Worker
@@ -82,6 +82,15 @@ class Engine:
         if self._client is not None:
             raise RuntimeError("the engine is already open")
         await self.store.open()
+        # A SQLite file this process may not write opens read-only (reading works); a worker
+        # writes every step, so it is refused now rather than failing at every poll.
+        read_only = getattr(self.store, "read_only", None)
+        if self.run_worker and read_only:
+            await self.store.close()
+            raise DatabaseOpenError(
+                f"cannot run a worker on {self.store.url}: the database is read-only "
+                f"({read_only}); a worker records every step in it"
+            )
         if self.follow_definitions:
             await self.definitions.sync()  # before the worker's first claim names its workflows
             self._follower = asyncio.get_running_loop().create_task(self._follow())

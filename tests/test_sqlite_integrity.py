@@ -221,6 +221,10 @@ def test_a_read_only_database_can_be_read_by_the_cli(tmp_path: Path, how: str) -
         cancel = durable_cli(where, "cancel", run_id, "--db", str(path), unprivileged=True)
         line = one_error_line(cancel)
         assert f"cannot write to SQLite database {path}" in line and "read-only" in line
+        # A worker writes every step: it is refused at start, not left failing every poll.
+        worker = durable_cli(where, "worker", "wfmod:app", "--db", str(path), unprivileged=True)
+        line = one_error_line(worker)
+        assert "cannot run a worker" in line and "read-only" in line
     finally:
         where.chmod(0o777)
         shutil.rmtree(where)
