@@ -30,6 +30,7 @@ from litestar.types import ControllerRouterHandler
 
 from durable._engine import Engine
 from durable._errors import (
+    CorruptEventError,
     InvalidIdError,
     RepairError,
     RunIdConflictError,
@@ -44,6 +45,7 @@ from durable.dag._problems import DagDefinitionError
 from storage import (
     DatabaseUnavailableError,
     DefinitionConflictError,
+    EventChecksumError,
     RunQuery,
     RunStatusError,
     StorageError,
@@ -151,6 +153,13 @@ def _mapped(status: int) -> Any:
     return handler
 
 
+def _damaged(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A stored event failed its checksum or cannot be decoded: the server's data, not the
+    request, is at fault, so a 500 — but one that says which run and event, not a generic one."""
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return _error(500, str(exc))
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _error(500, "internal server error (logged by the server)")
@@ -252,6 +261,8 @@ def create_app(options: ApiOptions) -> Litestar:
             SerializationError: _mapped(400),
             InvalidIdError: _mapped(400),
             DatabaseUnavailableError: _mapped(503),
+            EventChecksumError: _damaged,
+            CorruptEventError: _damaged,
             Exception: _internal,
         },
     )

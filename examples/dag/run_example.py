@@ -4,7 +4,8 @@
     python examples/dag/run_example.py examples/dag/workflow.yaml --input '{"fail": "load_data"}'
     python examples/dag/run_example.py examples/dag/ecommerce_order.yaml
 
---input     the run input (JSON); merged over the tools module's EXAMPLE_INPUT if it has one
+--input     the run input (JSON); merged over the example's own input: `inputs/<name>.json`
+            beside FILE, else the tools module's EXAMPLE_INPUT, if either exists
 --tools     a Python file with ACTIONS (registered actions) and FUNCTIONS (callable from the
             definition's JavaScript); by default FILE's companion `<name>_tools.py`, if any
 --stub      serve the outside services the examples call (stub_services.py) on 127.0.0.1 and
@@ -49,6 +50,12 @@ def load_tools(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def companion_input(file: Path) -> Any:
+    """The input an example is meant to run with (`inputs/<name>.json` beside it), or None."""
+    candidate = file.parent / "inputs" / f"{file.stem}.json"
+    return json.loads(candidate.read_text()) if candidate.exists() else None
 
 
 def companion_tools(file: Path) -> Path | None:
@@ -109,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tools_path = args.tools or companion_tools(args.file)
     tools = load_tools(tools_path) if tools_path is not None else None
-    run_input: Any = getattr(tools, "EXAMPLE_INPUT", None)
+    run_input: Any = companion_input(args.file)
+    if run_input is None:
+        run_input = getattr(tools, "EXAMPLE_INPUT", None)
     if args.input is not None:
         given = json.loads(args.input)
         both_dicts = isinstance(run_input, dict) and isinstance(given, dict)
