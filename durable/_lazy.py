@@ -8,13 +8,19 @@ Use as:
         import httpx
     else:
         httpx = lazy_module("httpx")
+
+Packages' public names load on first use the same way (PEP 562): `lazy_names` makes the
+`__getattr__` and `__dir__` of a package `__init__` that lists where each name lives.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
+from collections.abc import Callable, Mapping, MutableMapping
 from types import ModuleType
+from typing import Any
 
 
 def lazy_module(name: str) -> ModuleType:
@@ -31,3 +37,23 @@ def lazy_module(name: str) -> ModuleType:
     sys.modules[name] = module
     loader.exec_module(module)
     return module
+
+
+def lazy_names(
+    package: str, where: Mapping[str, str], namespace: MutableMapping[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """`__getattr__` and `__dir__` for `package`, whose public names live in `where`'s modules;
+    a loaded name is stored in `namespace` (the package's globals), so later reads are plain."""
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *namespace.get("__all__", ())})
+
+    return __getattr__, __dir__

@@ -6,8 +6,9 @@ worker needs the interpreter, the CLI one parser) does not import all of them, n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from durable._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._builder import DagBuilder, StepRef
@@ -148,14 +149,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'durable.dag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups are plain attribute reads
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names("durable.dag", _WHERE, globals())

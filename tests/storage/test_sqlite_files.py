@@ -14,12 +14,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from storekit import T0, append, create, event, new_run
+from test_sqlite_locking import write_lock_held
 
 from storage import (
     DatabaseOpenError,
@@ -33,34 +32,6 @@ from storage._schema_version import TABLES
 from storage._sqlite_lock import CLOSING_GRACE
 
 ROOT = Path(__file__).resolve().parents[2]
-
-HOLD = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-conn.execute("COMMIT")
-"""
-
-
-@contextmanager
-def write_lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the database's write lock (BEGIN IMMEDIATE) until the block ends."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield holder
-        assert holder.poll() is None, "the lock holder ended early: the test proved nothing"
-    finally:
-        if holder.stdin is not None:
-            holder.stdin.close()
-        holder.wait(10)
 
 
 async def make_db(path: Path) -> None:
