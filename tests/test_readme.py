@@ -164,24 +164,30 @@ def test_every_command_block_runs_as_written(
         # The PostgreSQL deployment block: "any PostgreSQL the workers can reach" is the
         # tests' throwaway server (a schema of its own).
         env["DURABLE_DATABASE_URL"] = request.getfixturevalue("pg_fresh_url")
-    shell = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", block.text],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its background jobs too: cleaned up below, whatever happens
-    )
-    try:
-        out, err = shell.communicate(timeout=600)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(shell.pid, signal.SIGKILL)
-        shell.wait()
-    assert shell.returncode == 0, (
-        f"{block.label} failed (exit {shell.returncode}):\n{block.text}\n"
-        f"--- stdout\n{out[-6000:]}\n--- stderr\n{err[-6000:]}"
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    # Files, not pipes: a background job the block leaves running (a worker, a server) would
+    # hold a pipe open and make reading it wait long after the block itself has ended.
+    with out_path.open("w") as out, err_path.open("w") as err:
+        shell = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", block.text],
+            cwd=repo,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,  # its background jobs too: cleaned up below, whatever happens
+        )
+        try:
+            status: int | str = shell.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            status = "timed out after 600 s"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    assert status == 0, (
+        f"{block.label} failed ({status}):\n{block.text}\n"
+        f"--- stdout\n{out_path.read_text()[-6000:]}\n--- stderr\n{err_path.read_text()[-6000:]}"
     )
 
 
