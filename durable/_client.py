@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from durable._codec import checked, decode_value, encode_value
+from durable._durations import check_duration
 from durable._errors import (
     RUN_FAILURES,
     ErrorInfo,
@@ -72,6 +73,8 @@ class RunHandle:
     async def result(self, timeout: float | None = None) -> Any:
         """The run's result. Raises RunFailed (with the recorded error) if it failed,
         RunCancelled if it was cancelled, TimeoutError after `timeout` seconds."""
+        if timeout is not None:
+            timeout = check_duration("result() timeout", timeout)
         async with asyncio.timeout(timeout):
             outcome = await self._client.wait(self.run_id)
         if outcome.status == "succeeded":
@@ -129,8 +132,8 @@ class Client:
         its definition in its log (`durable run FILE`: stored nowhere else), so tools read
         it without the application."""
         wf = self.registry.workflow(workflow, version)
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if timeout is not None:
+            timeout = check_duration("start() timeout", timeout, positive=True)
         if parallelism is not None and (wf.dag is None or parallelism < 1):
             raise ValueError("parallelism must be >= 1 and applies to DAG workflows only")
         if not wf.takes_input and input is not None:
@@ -257,6 +260,8 @@ class Client:
         log (deploy the fix first). `timeout`: a new deadline for the run (a retry drops the
         old one). Raises RepairError (a ValueError) if the run cannot be retried."""
         check_lookup("run id", run_id)
+        if timeout is not None:
+            timeout = check_duration("retry() timeout", timeout, positive=True)
         from durable._repair_ops import retry_run
 
         await retry_run(self.store, run_id, timeout=timeout)

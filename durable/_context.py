@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from durable._codec import decode_value
+from durable._durations import check_duration
 
 if TYPE_CHECKING:
     from durable._executor import RunExecutor
@@ -99,8 +100,7 @@ class Context:
     def sleep(self, seconds: float) -> Awaitable[None]:
         """A durable timer: the run survives restarts while it sleeps, holds no memory in a
         worker meanwhile, and wakes when the time has come (never before)."""
-        if seconds < 0:
-            raise ValueError(f"ctx.sleep() needs seconds >= 0, got {seconds}")
+        seconds = check_duration("ctx.sleep() seconds", seconds)
         return self._executor.sleep_until(time.time() + seconds)
 
     def sleep_until(self, when: dt.datetime) -> Awaitable[None]:
@@ -115,8 +115,8 @@ class Context:
         """The payload of the next signal `name` sent to this run (app.signal(), `durable
         signal`), in the order they were sent, each given to one wait only. A signal sent
         before the wait is kept for it. TimeoutError after `timeout` seconds without one."""
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be >= 0, got {timeout}")
+        if timeout is not None:
+            timeout = check_duration("wait_for_signal() timeout", timeout)
         return self._executor.wait_for_signal(name, timeout, functools.partial(_decode_as, type))
 
     async def start_child(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import math
 import os
 import sys
 import typing
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from durable._context import current_executor
+from durable._durations import check_duration
 from durable._errors import UnknownWorkflowError, WorkflowDefinitionError
 from durable._ids import check_id
 from durable._policy import CodePolicy
@@ -47,10 +49,14 @@ class RetryPolicy:
             raise WorkflowDefinitionError(
                 f"RetryPolicy.max_attempts must be >= 1, not {self.max_attempts}"
             )
-        if self.initial_delay < 0 or self.max_delay < 0:
-            raise WorkflowDefinitionError("RetryPolicy delays must be >= 0")
-        if self.backoff < 1:
-            raise WorkflowDefinitionError(f"RetryPolicy.backoff must be >= 1, not {self.backoff}")
+        for name in ("initial_delay", "max_delay"):
+            check_duration(
+                f"RetryPolicy.{name}", getattr(self, name), error=WorkflowDefinitionError
+            )
+        if not math.isfinite(self.backoff) or self.backoff < 1:
+            raise WorkflowDefinitionError(
+                f"RetryPolicy.backoff must be a finite number >= 1, got {self.backoff!r}"
+            )
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
@@ -130,8 +136,13 @@ class Registry:
         timeout: float | None,
     ) -> StepDef:
         step_name = check_id("step name", name or fn.__name__)
-        if timeout is not None and timeout <= 0:
-            raise WorkflowDefinitionError(f"step {step_name!r}: timeout must be > 0 seconds")
+        if timeout is not None:
+            timeout = check_duration(
+                f"step {step_name!r}: timeout",
+                timeout,
+                positive=True,
+                error=WorkflowDefinitionError,
+            )
         existing = self._steps.get(step_name)
         if existing is not None and existing.fn is not fn:
             raise WorkflowDefinitionError(

@@ -12,6 +12,7 @@ import uuid
 
 import msgspec
 
+from durable._durations import check_duration
 from durable._errors import RepairError, RunIdConflictError, RunNotFoundError
 from durable._events import (
     AnyEvent,
@@ -118,8 +119,8 @@ async def retry_run(
         raise RepairError(f"run {run_id!r} is {record.status}: only {what} can be retried")
     if record.parent_run_id is not None and not via_parent:
         await _check_parent(store, run_id, record.parent_run_id)
-    if timeout is not None and timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    if timeout is not None:
+        timeout = check_duration("retry timeout", timeout, positive=True)
     now = time.time()
     plan = msgspec.structs.replace(
         retry_plan(state, events), deadline=None if timeout is None else now + timeout

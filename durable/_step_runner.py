@@ -177,13 +177,19 @@ async def _attempt_async(
 ) -> Any:
     if timeout is None:
         return await step.fn(*args, **kwargs)
+    cm = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout) as cm:
-            return await step.fn(*args, **kwargs)
-    except TimeoutError:
+        async with cm:
+            value = await step.fn(*args, **kwargs)
+    except Exception:
+        # Past its deadline the attempt is failed, whatever the body did with the
+        # cancellation (re-raised it, raised something else while cleaning up...).
         if cm.expired():
             raise _timed_out(step, attempt) from None
         raise
+    if cm.expired():  # the body swallowed the cancellation and returned: still timed out
+        raise _timed_out(step, attempt)
+    return value
 
 
 def _timed_out(step: StepDef, attempt: int) -> StepTimeoutError:

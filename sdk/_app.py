@@ -20,6 +20,7 @@ from durable import (
     WorkerOptions,
     resolve_url,
 )
+from durable._durations import check_duration
 from durable.dag import (
     DagBuilder,
     DagDefinition,
@@ -279,6 +280,8 @@ class App:
         """Start a run and wait for its result (raises RunFailed if it fails, and for a DAG
         run that ended partial too; a DAG's result is its final step's result, or a dict of
         its final steps' results). run_dag() returns a DAG's outcome without raising."""
+        if timeout is not None:  # refused before a run is started that nobody would wait for
+            check_duration("run() timeout", timeout)
         handle = await self.start(workflow, input, run_id=run_id, version=version)
         return await handle.result(timeout)
 
@@ -294,6 +297,8 @@ class App:
     ) -> DagResult:
         """Run a DAG to its end and return its DagResult (status succeeded, partial or
         failed, counts, duration, every step's result); a failed run does not raise."""
+        if timeout is not None:
+            check_duration("run_dag() timeout", timeout)
         handle = await self.start(
             workflow, input, run_id=run_id, version=version, parallelism=parallelism
         )
