@@ -66,6 +66,14 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy()
+# How many times a step may kill its worker process before it fails (durable.StepInterrupted).
+DEFAULT_MAX_CRASHES = 10
+
+
+def check_max_crashes(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WorkflowDefinitionError(f"{name} must be an int >= 1, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,8 @@ class StepDef:
     retry: RetryPolicy
     timeout: float | None
     return_type: Any
+    # Interrupted attempts (the process died during them) before the step fails for good.
+    max_crashes: int = DEFAULT_MAX_CRASHES
 
 
 class Step(Generic[P, R]):
@@ -126,6 +136,8 @@ class Registry:
         self.actions: dict[str, Callable[..., Any]] = {}
         # Which `function:` references and environment variables DAGs may reach.
         self.policy = CodePolicy()
+        # The default of @app.step(max_crashes=...): App(max_step_crashes=...).
+        self.max_step_crashes = DEFAULT_MAX_CRASHES
 
     def add_step(
         self,
@@ -134,6 +146,7 @@ class Registry:
         name: str | None,
         retry: RetryPolicy | None,
         timeout: float | None,
+        max_crashes: int | None = None,
     ) -> StepDef:
         step_name = check_id("step name", name or fn.__name__)
         if timeout is not None:
@@ -143,6 +156,8 @@ class Registry:
                 positive=True,
                 error=WorkflowDefinitionError,
             )
+        crashes = self.max_step_crashes if max_crashes is None else max_crashes
+        check_max_crashes(f"step {step_name!r}: max_crashes", crashes)
         existing = self._steps.get(step_name)
         if existing is not None and existing.fn is not fn:
             raise WorkflowDefinitionError(
@@ -156,6 +171,7 @@ class Registry:
             retry=retry or NO_RETRY,
             timeout=timeout,
             return_type=_hints(fn).get("return", Any),
+            max_crashes=crashes,
         )
         self._steps[step_name] = definition
         return definition

@@ -63,6 +63,10 @@ class RunLog:
         self._on_failed = on_failed
         self._mark_running = state.status == "pending"
         self.failed: BaseException | None = None
+        # False until a step attempt has ended in this execution of the run: until then, a
+        # step body could be the one that killed the previous execution's process, so its
+        # StepStarted is made durable before it runs (see _step_runner, the crash-loop guard).
+        self.attempt_ended = False
         self._buffer: list[EventRecord] = []
         self._update: RunUpdate | None = None
         self._flushed_seq = state.last_seq  # sent to the store

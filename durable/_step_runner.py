@@ -21,7 +21,7 @@ from durable._context import StepContext, _current_step, current_executor
 from durable._errors import ErrorInfo, SerializationError, StepFailed, StepTimeoutError
 from durable._events import StepCompleted, StepStarted
 from durable._events import StepFailed as StepFailedEvent
-from durable._registry import StepDef
+from durable._registry import DEFAULT_MAX_CRASHES, StepDef
 from durable._runlog import RunLog
 from durable._state import CANCELLED, StepState
 
@@ -38,8 +38,9 @@ class StepHost(Protocol):
 
 
 # A step whose attempts keep being cut short by the process dying (it crashes the worker, or
-# exhausts its memory) must not crash-loop forever: after this many interrupted starts it fails.
-MAX_INTERRUPTED_STARTS = 10
+# exhausts its memory) must not crash-loop forever: after StepDef.max_crashes interrupted
+# starts (@app.step(max_crashes=N), App(max_step_crashes=N), default 10) it fails.
+MAX_INTERRUPTED_STARTS = DEFAULT_MAX_CRASHES
 
 
 async def run_step(
@@ -69,16 +70,17 @@ async def run_step(
     next_at = prior.next_attempt_at if prior is not None else None
     base = prior.retry_base if prior is not None else 0  # attempts before a `durable retry`
     resumed = reattach and prior is not None and prior.status == "running"
-    if (
-        not resumed
-        and prior is not None
-        and prior.starts - prior.failures >= MAX_INTERRUPTED_STARTS
-    ):
+    # The last attempt was cut short (the process died): this one's start is made durable
+    # before its body runs, whatever else this execution has done.
+    interrupted = not resumed and prior is not None and prior.status == "running"
+    if not resumed and prior is not None and prior.starts - prior.failures >= step.max_crashes:
         error = ErrorInfo(
             type="durable.StepInterrupted",
             message=(
-                f"step {step.name!r} was started {prior.starts - prior.failures} times without "
-                "finishing: the worker died during each attempt (a crash or out of memory?)"
+                f"step {step.name!r} crashed its worker process {prior.starts - prior.failures} "
+                f"times (limit max_crashes={step.max_crashes}): the process died during each "
+                "attempt (os.kill/os._exit, a segfault, the OOM killer?); failed without "
+                "running it again"
             ),
         )
         log.append(StepFailedEvent(pos=pos, attempt=attempt, error=error, retryable=False))
@@ -93,7 +95,13 @@ async def run_step(
         else:
             log.append(StepStarted(pos=pos, name=step.name, attempt=attempt, input=input_raw))
         # The body's effects may depend on earlier results: those must be durable first.
-        barrier = log.results_durable()
+        # And until an attempt has ended in this execution, the body may be the one that
+        # killed the last one: its StepStarted must be durable too, or the crash-loop guard
+        # above would never see the starts it counts. Once one attempt has ended here, the
+        # StepStarted rides with the outcome's commit (one commit per step).
+        confirm = not log.attempt_ended or interrupted
+        interrupted = False
+        barrier = log.all_durable() if confirm else log.results_durable()
         if barrier is not None:
             await barrier
         retryable = True
@@ -105,6 +113,7 @@ async def run_step(
             # type fails the step here (not retried), not a later step that uses it.
             result = checked(encoded, step.return_type, f"the result of step {step.name!r}")
         except asyncio.CancelledError:
+            log.attempt_ended = True
             if executor.cancelling:
                 info = ErrorInfo(type=CANCELLED, message=f"step {step.name!r} was cancelled")
                 log.append(StepFailedEvent(pos=pos, attempt=attempt, error=info, retryable=False))
@@ -115,9 +124,11 @@ async def run_step(
             error = error_info(exc)
             retryable = not isinstance(exc, policy.non_retryable)
         else:
+            log.attempt_ended = True
             # Not awaited: see RunLog. The next step body, or the run's end, waits for it.
             log.append(StepCompleted(pos=pos, result=msgspec.Raw(encoded)))
             return result
+        log.attempt_ended = True
         final = not retryable or attempt - base >= policy.max_attempts
         next_at = None if final else time.time() + policy.delay(attempt)
         log.append(

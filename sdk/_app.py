@@ -21,6 +21,7 @@ from durable import (
     resolve_url,
 )
 from durable._durations import check_duration
+from durable._registry import check_max_crashes
 from durable.dag import (
     DagBuilder,
     DagDefinition,
@@ -64,9 +65,13 @@ class App:
         park_after: float = 1.0,
         allowed_function_modules: Iterable[str] = (),
         expose_env: Iterable[str] = (),
+        max_step_crashes: int = 10,
     ) -> None:
         self._url = url
         self._registry = Registry()
+        self._registry.max_step_crashes = check_max_crashes(
+            "App max_step_crashes", max_step_crashes
+        )
         self._registry.policy.allow_modules(allowed_function_modules)
         self._registry.policy.expose_env(expose_env)
         self._options = WorkerOptions(
@@ -95,6 +100,7 @@ class App:
         name: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_crashes: int | None = None,
     ) -> _StepDecorator: ...
 
     def step(
@@ -105,10 +111,14 @@ class App:
         name: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        max_crashes: int | None = None,
     ) -> Step[Any, Any] | _StepDecorator:
         """Declare a step: @app.step or @app.step(retry=RetryPolicy(...), timeout=5.0).
-        Async functions run on the event loop, plain functions in a worker thread."""
-        decorator = _StepDecorator(self._registry, name, retry, timeout)
+        Async functions run on the event loop, plain functions in a worker thread.
+        `max_crashes`: how many attempts in a row may end with the worker process dying
+        (a segfault, the OOM killer, os._exit) before the step fails with
+        durable.StepInterrupted instead of running again (default App(max_step_crashes=10))."""
+        decorator = _StepDecorator(self._registry, name, retry, timeout, max_crashes)
         return decorator if fn is None else decorator(fn)
 
     @overload
@@ -337,11 +347,13 @@ class _StepDecorator:
         name: str | None,
         retry: RetryPolicy | None,
         timeout: float | None,
+        max_crashes: int | None = None,
     ) -> None:
         self._registry = registry
         self._name = name
         self._retry = retry
         self._timeout = timeout
+        self._max_crashes = max_crashes
 
     @overload
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Step[P, R]: ...
@@ -351,6 +363,10 @@ class _StepDecorator:
 
     def __call__(self, fn: Callable[..., Any], /) -> Step[Any, Any]:
         definition = self._registry.add_step(
-            fn, name=self._name, retry=self._retry, timeout=self._timeout
+            fn,
+            name=self._name,
+            retry=self._retry,
+            timeout=self._timeout,
+            max_crashes=self._max_crashes,
         )
         return Step(definition)

@@ -1,0 +1,77 @@
+"""A worker process for test_crash_loop: its `boom` step SIGKILLs the process it runs in.
+
+argv: DB_URL MAX_CRASHES ("app" for the App default) RUN_IDS... Starts `bomb` runs for the
+given ids (once: start() of an existing id is a no-op lookup) and a `calm` run, then works
+until all of them ended, and prints `status run_id=...` lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from durable import RunNotFoundError
+from sdk import App, Context, RunFailed
+
+
+def build(url: str, max_crashes: str) -> App:
+    app = (
+        App(url, lease_ttl=0.5, poll_interval=0.05)
+        if max_crashes == "app-default"
+        else App(url, lease_ttl=0.5, poll_interval=0.05, max_step_crashes=int(max_crashes))
+    )
+
+    @app.step()
+    async def boom() -> str:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return "unreachable"
+
+    @app.step()
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.workflow()
+    async def bomb(ctx: Context) -> str:
+        await add(1, 2)
+        return await boom()
+
+    @app.workflow()
+    async def calm(ctx: Context, n: int) -> int:
+        return await add(n, 1)
+
+    return app
+
+
+async def main() -> None:
+    url, max_crashes, *run_ids = sys.argv[1:]
+    app = build(url, max_crashes)
+    async with app:
+        handles = []
+        for run_id in run_ids:
+            kind, _, _ = run_id.partition("-")
+            if await _exists(app, run_id):
+                handles.append(app.handle(run_id))
+            elif kind == "bomb":
+                handles.append(await app.start("bomb", run_id=run_id))
+            else:
+                handles.append(await app.start("calm", 41, run_id=run_id))
+        for handle in handles:
+            try:
+                value = await handle.result(timeout=60)
+                print(f"succeeded {handle.run_id}={value!r}", flush=True)
+            except RunFailed as exc:
+                print(f"failed {handle.run_id}={exc}", flush=True)
+
+
+async def _exists(app: App, run_id: str) -> bool:
+    try:
+        await app.get_run(run_id)
+    except RunNotFoundError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,93 @@
+"""A step that kills its own worker process fails after max_crashes deaths; nothing else stops.
+
+Real processes: each worker runs the `boom` step, which SIGKILLs the process it runs in; the
+test restarts a worker each time, as a supervisor would, until the run has ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from durable import events as ev
+from sdk import App
+
+CHILD = Path(__file__).with_name("crash_loop_child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _worker(db: Path, limit: str, *run_ids: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    return subprocess.run(
+        [sys.executable, str(CHILD), f"sqlite:///{db}", limit, *run_ids],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def _restart_until_done(db: Path, limit: str, run_id: str, most: int) -> tuple[int, str]:
+    """Run workers until one exits by itself: (how many were SIGKILLed, its output)."""
+    for deaths in range(most + 1):
+        done = _worker(db, limit, run_id)
+        if done.returncode == -signal.SIGKILL:
+            continue
+        assert done.returncode == 0, done.stderr[-3000:]
+        return deaths, done.stdout
+    raise AssertionError(f"{run_id} still crash-looping after {most + 1} worker processes")
+
+
+def _events(db: Path, run_id: str) -> list[object]:
+    import asyncio
+
+    async def read() -> list[object]:
+        async with App(f"sqlite:///{db}", worker=False) as app:
+            return [e.event for e in await app.events(run_id)]
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(("limit", "expected"), [("3", 3), ("app-default", 10)])
+def test_a_step_that_kills_its_process_fails_after_max_crashes(
+    tmp_path: Path, limit: str, expected: int
+) -> None:
+    db = tmp_path / "loop.db"
+    deaths, out = _restart_until_done(db, limit, "bomb-1", most=expected + 2)
+    # Every death was counted: the guard ends the run on the next start, not later.
+    assert deaths == expected
+    assert out.startswith("failed bomb-1="), out
+    assert "durable.StepInterrupted" in out
+    assert "step 'boom'" in out and f"{expected} times" in out
+    assert f"max_crashes={expected}" in out
+    events = _events(db, "bomb-1")
+    starts = [e for e in events if isinstance(e, ev.StepStarted) and e.name == "boom"]
+    assert len(starts) == expected
+    assert isinstance(events[-1], ev.RunFailed)
+    # Another run in the same database, by a fresh worker, completes.
+    calm = _worker(db, limit, "calm-1")
+    assert calm.returncode == 0, calm.stderr[-3000:]
+    assert calm.stdout.strip() == "succeeded calm-1=42"
+
+
+def test_max_crashes_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"App max_step_crashes must be an int >= 1, got 0"):
+        App("sqlite:///:memory:", max_step_crashes=0)
+    app = App("sqlite:///:memory:")
+    with pytest.raises(ValueError, match=r"step 'f': max_crashes must be an int >= 1"):
+
+        @app.step(max_crashes=-1)
+        async def f() -> None:
+            pass
+
+    @app.step(max_crashes=4)
+    async def g() -> None:
+        pass
+
+    assert g.definition.max_crashes == 4
