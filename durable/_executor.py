@@ -51,6 +51,10 @@ async def _raise(exc: BaseException) -> Any:
     raise exc
 
 
+# Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
+LOOKS_BEFORE_IDLE = 3
+
+
 class EndOfHistory(BaseException):
     """Replay reached a command the log has no outcome for. A BaseException so that workflow
     code catching Exception cannot swallow it."""
@@ -91,6 +95,10 @@ class RunExecutor:
         self.start_child_run: ChildStarter | None = None  # set by the worker
         self._patches: dict[str, bool] = {}
         self._idle_pending = False
+        # Idleness is decided only after several looks in a row saw nothing move (see _look).
+        self.progress = 0  # bumped whenever a durable awaitable ends or is resolved
+        self._seen: tuple[int, int] | None = None
+        self._quiet_looks = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -238,6 +246,7 @@ class RunExecutor:
             return await body
         finally:
             self.inflight -= 1
+            self.progress += 1
             if self.waits.futures:
                 self.poke()
 
@@ -403,8 +412,46 @@ class RunExecutor:
             self.cancelling = True
             self._task.cancel()
             return
-        if self.inflight == 0 and self.waits.futures and self.on_idle is not None:
-            self.on_idle(self)
+        if self.inflight > 0 or not self.waits.futures or self.on_idle is None:
+            self._seen = None
+            return
+        # A wait that ended wakes its awaiter only a few loop iterations later (its task's
+        # done callbacks, asyncio.wait's waiter, the workflow's task): the run is idle only if
+        # the workflow's task is blocked and nothing moved over LOOKS_BEFORE_IDLE looks in a row.
+        seen = (self.progress, self._next_pos)
+        if seen != self._seen or self.task_runnable():
+            self._seen = seen
+            self._quiet_looks = 0
+            self.poke()
+            return
+        self._quiet_looks += 1
+        if self._quiet_looks < LOOKS_BEFORE_IDLE:
+            self.poke()
+            return
+        self._seen = None
+        self.on_idle(self)
+
+    def park_problem(self) -> str | None:
+        """Why this run must not be parked now (None: it may be). A parked run must be unable
+        to make progress and must have something that wakes it: a due time, or an inbox item
+        it waits for (a signal not received yet, a child run's end not recorded yet)."""
+        task = self._task
+        if task is None or task.done():
+            return "its workflow's task is not running"
+        if self.inflight > 0:
+            return f"{self.inflight} step(s) are running"
+        if self.task_runnable():
+            return "its workflow's task is runnable"
+        return self.waits.park_problem()
+
+    def task_runnable(self) -> bool:
+        """The workflow's task is scheduled to run (not blocked on an unfinished future)."""
+        task = self._task
+        if task is None or task.done():
+            return False
+        # CPython's Task keeps the future it is blocked on here (C and Python tasks alike).
+        blocker = getattr(task, "_fut_waiter", None)
+        return blocker is None or bool(blocker.done())
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
         if self.stopping:

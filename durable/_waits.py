@@ -60,6 +60,7 @@ class Waits:
         try:
             await fut
         finally:
+            self.ex.progress += 1
             self.futures.pop(rec.pos, None)
             handle = self._timers.pop(rec.pos, None)
             if handle is not None:
@@ -164,6 +165,40 @@ class Waits:
                 return
 
     # -- for the worker --------------------------------------------------------------------
+
+    def park_problem(self) -> str | None:
+        """Why these waits cannot all be left to the store to wake (None: they can): nothing
+        is awaited, an awaited wait has already ended, or what would end it has already
+        arrived (a received signal nobody got, a child's recorded end)."""
+        state = self.ex.state
+        if not self.futures:
+            return "it awaits no durable wait"
+        for pos, fut in sorted(self.futures.items()):
+            rec = state.waits.get(pos)
+            if rec is None:
+                return f"position {pos} is awaited but not recorded"
+            if fut.done() or rec.done:
+                return f"{rec.describe()} at position {pos} has ended"
+            if rec.kind == "signal" and any(
+                s.name == rec.signal and s.consumed_by is None for s in state.signals.values()
+            ):
+                return f"{rec.describe()} at position {pos}: that signal was already received"
+            if rec.kind == "child" and rec.child_run_id in state.children:
+                return f"{rec.describe()} at position {pos}: the child run already ended"
+        return None
+
+    def repair(self) -> None:
+        """End the awaited waits whose outcome already arrived (see park_problem)."""
+        state = self.ex.state
+        for pos in sorted(self.futures):
+            rec = state.waits.get(pos)
+            fut = self.futures[pos]
+            if rec is None or fut.done():
+                continue
+            if rec.done or (rec.kind == "child" and rec.child_run_id in state.children):
+                fut.set_result(None)
+            elif rec.kind == "signal":
+                self._match_signal(rec)
 
     def idle_until(self) -> float | None:
         """When the soonest wait the workflow is blocked on ends by itself (None: only

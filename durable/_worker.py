@@ -45,6 +45,7 @@ log = logging.getLogger("durable.worker")
 # corrupted row neither crash-loops a worker nor hides: it stays visible to the CLI.
 QUARANTINE_SECONDS = 60.0
 RETRY_FAILED_WRITES_MAX = 60.0
+REPAIR_LOOK_DELAY = 0.05  # a run found not parkable is looked at again after this
 POLL_INTERVAL = 1.0
 NOTIFIED_POLL_INTERVAL = 5.0
 
@@ -185,7 +186,19 @@ class Worker:
             executor.abort()
 
     def _idle_run(self, executor: RunExecutor) -> None:
-        """The run only waits. Put it aside if the wait is long: see park_after."""
+        """The run only waits. Put it aside if the wait is long: see park_after. Never a run
+        that can make progress or that nothing would wake (checked: park_problem)."""
+        problem = executor.park_problem()
+        if problem is not None:
+            log.error(
+                "run %s: not parked although it looked idle: %s; it keeps executing",
+                executor.state.run_id,
+                problem,
+            )
+            executor.waits.repair()
+            # Look again a little later (not at once: a lasting problem must not spin).
+            asyncio.get_running_loop().call_later(REPAIR_LOOK_DELAY, executor.poke)
+            return
         wake = executor.waits.idle_until()
         deadline = executor.state.deadline
         if deadline is not None:
