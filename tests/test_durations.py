@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from durable._durations import check_duration
+from durable.dag import DagDefinitionError, load_definition
 from sdk import App, Context, RetryPolicy, StepFailed
 
 BAD = [math.nan, math.inf, -math.inf, -1.0]
@@ -171,3 +172,24 @@ async def test_timed_out_step_that_raises_something_else_is_a_timeout(tmp_path: 
 
     async with app:
         assert await app.run(wf, run_id="r") == "durable.StepTimeoutError"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_dag_delay_duration_refuses_nan_and_infinity(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "delay.yaml"
+    path.write_text(
+        f"name: d\ntasks:\n  wait:\n    action: delay\n    params:\n      duration: {value}\n"
+    )
+    with pytest.raises(DagDefinitionError, match=r"params\.duration must be .*finite"):
+        load_definition(path)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf"])
+def test_dag_step_timeout_refuses_nan_and_infinity(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "timeout.yaml"
+    path.write_text(f"name: t\ntasks:\n  a:\n    script: echo a\n    timeout_minutes: {value}\n")
+    with pytest.raises(
+        DagDefinitionError,
+        match=r"step 'a': timeout must be a finite number|> 0.0 \(at \$\.tasks\.a\.timeout_minutes",
+    ):
+        load_definition(path)

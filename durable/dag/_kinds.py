@@ -12,6 +12,7 @@ import contextvars
 import functools
 import inspect
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -251,9 +252,15 @@ async def _action(call: StepCall, params: Any) -> Any:
 
 async def _delay(call: StepCall, params: Mapping[str, Any]) -> Any:
     duration = params.get("duration", params.get("ms"))
-    if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not math.isfinite(duration)
+        or duration < 0
+    ):
         raise StepConfigError(
-            f"step {call.step.id!r}: delay needs params.duration, milliseconds >= 0"
+            f"step {call.step.id!r}: delay needs params.duration, a finite number of "
+            f"milliseconds >= 0, got {duration!r}"
         )
     # Durable: the deadline counts from the first start recorded in the log, so a worker
     # that resumes the run after a crash waits only for what is left.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import heapq
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -148,6 +149,7 @@ def _check_step(
                 )
             )
     problems.extend(_delay_params(step, where))
+    problems.extend(_duration_problems(step, where))
     # The loaders derive `kind` from the fields; the Python builder sets both, so check
     # that they agree and that a python target is importable-looking.
     needed = _KIND_NEEDS.get(step.kind)
@@ -253,10 +255,11 @@ def _delay_params(step: DagStep, where: str) -> list[Problem]:
             ]
         templated = isinstance(value, str) and "{{" in value
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not templated and not (number and value >= 0):
+        if not templated and not (number and math.isfinite(value) and value >= 0):
             return [
                 problem_at(
-                    f"{where}: params.{key} must be a number of milliseconds >= 0, got {value!r}",
+                    f"{where}: params.{key} must be a number of milliseconds >= 0 (finite), "
+                    f"got {value!r}",
                     loc,
                     f"params.{key}",
                 )
@@ -411,3 +414,25 @@ def parallel_levels(definition: DagDefinition) -> list[list[str]]:
     for s in definition.steps:  # declaration order inside a level
         groups[level[s.id]].append(s.id)
     return groups
+
+
+def _duration_problems(step: DagStep, where: str) -> list[Problem]:
+    """A NaN or infinite timeout or retry delay would fail every attempt at once or never
+    fire: refused with the definition (see durable._durations)."""
+    found = []
+    fields: list[tuple[str, object]] = [
+        ("timeout", step.timeout_seconds),
+        ("retry.initial_delay_ms", step.retry.initial_delay_ms),
+        ("retry.max_delay_ms", step.retry.max_delay_ms),
+        ("retry.multiplier", step.retry.multiplier),
+    ]
+    for name, value in fields:
+        if isinstance(value, int | float) and not (math.isfinite(value) and value >= 0):
+            found.append(
+                problem_at(
+                    f"{where}: {name} must be a finite number >= 0, got {value!r}",
+                    step.location,
+                    name.split(".")[0],
+                )
+            )
+    return found
