@@ -95,6 +95,7 @@ class RunExecutor:
         self.start_child_run: ChildStarter | None = None  # set by the worker
         self._patches: dict[str, bool] = {}
         self._idle_pending = False
+        self._ending = False  # the workflow returned or raised: its end is being recorded
         # Idleness is decided only after several looks in a row saw nothing move (see _look).
         self.progress = 0  # bumped whenever a durable awaitable ends or is resolved
         self._seen: tuple[int, int] | None = None
@@ -150,7 +151,15 @@ class RunExecutor:
     async def _main(self) -> None:
         wf = self.workflow
         try:
-            value = await self._invoke(wf)
+            try:
+                value = await self._invoke(wf)
+            finally:
+                self._ending = True
+            if self.fatal is None and self.log is not None and self._accepted_cancel():
+                # The cancel was accepted: the run ends cancelled even if the workflow
+                # swallowed the CancelledError and returned.
+                await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+                return
             if self.fatal is not None:
                 raise self.fatal
             self._check_all_consumed()
@@ -181,9 +190,21 @@ class RunExecutor:
             if self.log is None:
                 self.returned = (False, failure)
                 return
+            if self.fatal is None and self._accepted_cancel():
+                await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+                return
             await self._finish(RunFailed(error=error_info(failure)), failed=True)
         else:
             await self._finish(RunCompleted(result=msgspec.Raw(result)), failed=False)
+
+    def _accepted_cancel(self) -> bool:
+        """A cancel was recorded for this run (not a deadline's): it must end cancelled."""
+        return (
+            self.log is not None
+            and not self.timed_out
+            and not self.stopping
+            and self.state.cancel_requested
+        )
 
     async def _invoke(self, wf: WorkflowDef) -> Any:
         ctx = Context(self)
@@ -406,9 +427,15 @@ class RunExecutor:
         self._idle_pending = False
         if self.stopping or self._task is None or self._task.done():
             return
-        busy = self.inflight > 0 or bool(self.waits.futures)
         state = self.state
-        if busy and state.cancel_requested and not state.cancel_delivered and not self.cancelling:
+        # Delivered wherever the workflow awaits: a step, a durable wait, or anything else
+        # (asyncio.sleep, an asyncio.Event); never while the run's end is being recorded.
+        if (
+            state.cancel_requested
+            and not state.cancel_delivered
+            and not self.cancelling
+            and not self._ending
+        ):
             self.cancelling = True
             self._task.cancel()
             return

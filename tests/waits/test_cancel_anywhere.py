@@ -1,0 +1,102 @@
+"""An accepted cancel always ends the run cancelled (issue 14, section 3): also when it arrives
+while the workflow awaits something that is not a step or a durable wait, and when the workflow
+catches the CancelledError, compensates, and returns normally. Real SQLite files, real apps."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdk import App, Context
+
+pytestmark = pytest.mark.asyncio
+
+
+def make_app(tmp_path: Path) -> App:
+    return App(f"sqlite:///{tmp_path / 'runs.db'}", poll_interval=0.05)
+
+
+async def final_status(app: App, run_id: str, within: float = 10) -> str:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while True:
+        info = await app.get_run(run_id)
+        if info.status not in ("pending", "running") or loop.time() > end:
+            return info.status
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("what", ["asyncio.sleep", "asyncio.Event"])
+async def test_a_cancel_during_a_plain_asyncio_await_ends_the_run_cancelled(
+    tmp_path: Path, what: str
+) -> None:
+    app = make_app(tmp_path)
+    reached = asyncio.Event()
+    never = asyncio.Event()
+    undone: list[str] = []
+
+    @app.step()
+    async def undo() -> None:
+        undone.append("undo")
+
+    @app.workflow()
+    async def plain(ctx: Context) -> str:
+        reached.set()
+        try:
+            if what == "asyncio.sleep":
+                await asyncio.sleep(5)
+            else:
+                await never.wait()
+        except asyncio.CancelledError:
+            await undo()
+            raise
+        return "finished"
+
+    async with app:
+        handle = await app.start(plain, run_id="p1")
+        await asyncio.wait_for(reached.wait(), 10)
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await app.cancel(handle.run_id, "stop")
+        status = await final_status(app, handle.run_id)
+        took = loop.time() - began
+        events = [e.type for e in await app.events(handle.run_id)]
+    assert status == "cancelled", events
+    assert took < 4  # delivered at once, not when the sleep ends
+    assert undone == ["undo"]
+    assert events[-1] == "RunCancelled"
+
+
+async def test_a_workflow_that_swallows_the_cancel_still_ends_cancelled(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    reached = asyncio.Event()
+    undone: list[str] = []
+
+    @app.step()
+    async def undo() -> None:
+        undone.append("undo")
+
+    @app.workflow()
+    async def swallower(ctx: Context) -> Any:
+        reached.set()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            await undo()
+            return "pretended to finish"
+        return "finished"
+
+    async with app:
+        handle = await app.start(swallower, run_id="s1")
+        await asyncio.wait_for(reached.wait(), 10)
+        await asyncio.sleep(0.1)
+        await app.cancel(handle.run_id, "stop")
+        status = await final_status(app, handle.run_id)
+        events = [e.type for e in await app.events(handle.run_id)]
+    assert status == "cancelled", events
+    assert undone == ["undo"]
+    assert "RunCompleted" not in events
