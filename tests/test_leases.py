@@ -120,13 +120,15 @@ async def test_failing_writes_back_off_and_the_run_recovers(tmp_path: Path) -> N
     async with app:
         store = app.engine.store
         real_append, real_release = store.append, store.release_leases
-        failures = 2
+        # The database is away during the first two executions of the run: every append of
+        # those executions fails (one execution may have several appends in flight).
+        executions: list[object] = []  # the fences of run r's executions, in order
         delays: list[float] = []
 
         def flaky_append(append: Append) -> asyncio.Future[None]:
-            nonlocal failures
-            if append.run_id == "r" and failures > 0:
-                failures -= 1
+            if append.run_id == "r" and append.fence not in executions:
+                executions.append(append.fence)
+            if append.run_id == "r" and executions.index(append.fence) < 2:
                 fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 fut.set_exception(DatabaseUnavailableError("disk I/O error"))
                 return fut
