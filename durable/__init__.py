@@ -13,7 +13,6 @@ from durable._lazy import lazy_names
 if TYPE_CHECKING:
     from durable._client import Client, RunHandle
     from durable._codec import decode_value, encode_value
-    from durable._context import Context, StepContext, current_step
     from durable._engine import URL_ENV, AppLike, Engine, resolve_url
     from durable._errors import (
         ChildRunFailed,
@@ -39,11 +38,12 @@ if TYPE_CHECKING:
     )
     from durable._events import AnyEvent, Event, LoggedEvent, decode_record
     from durable._options import WorkerOptions
-    from durable._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
     from durable._replay import Divergence, ReplayReport, replay, state_at
     from durable._state import RunState, StepState, apply, fold
     from durable._views import RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
+    from durable.runtime._context import Context, StepContext, current_step
+    from durable.runtime._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
 
 # Where each public name lives.
 _WHERE = {
@@ -51,9 +51,9 @@ _WHERE = {
     "RunHandle": "durable._client",
     "decode_value": "durable._codec",
     "encode_value": "durable._codec",
-    "Context": "durable._context",
-    "StepContext": "durable._context",
-    "current_step": "durable._context",
+    "Context": "durable.runtime._context",
+    "StepContext": "durable.runtime._context",
+    "current_step": "durable.runtime._context",
     "URL_ENV": "durable._engine",
     "AppLike": "durable._engine",
     "Engine": "durable._engine",
@@ -82,11 +82,11 @@ _WHERE = {
     "Event": "durable._events",
     "LoggedEvent": "durable._events",
     "decode_record": "durable._events",
-    "Registry": "durable._registry",
-    "RetryPolicy": "durable._registry",
-    "Step": "durable._registry",
-    "StepDef": "durable._registry",
-    "WorkflowDef": "durable._registry",
+    "Registry": "durable.runtime._registry",
+    "RetryPolicy": "durable.runtime._registry",
+    "Step": "durable.runtime._registry",
+    "StepDef": "durable.runtime._registry",
+    "WorkflowDef": "durable.runtime._registry",
     "Divergence": "durable._replay",
     "ReplayReport": "durable._replay",
     "replay": "durable._replay",

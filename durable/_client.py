@@ -31,9 +31,9 @@ from durable._events import (
 )
 from durable._ids import check_id, check_lookup
 from durable._notify import Notifier
-from durable._registry import Registry, WorkflowDef
 from durable._state import RunState, apply, fold
 from durable._views import RunInfo, RunSummary, run_info, summary
+from durable.runtime._registry import Registry, WorkflowDef
 from storage import (
     FINAL_STATUSES,
     EventRecord,

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from durable._errors import WorkflowDefinitionError
-from durable._registry import Registry, WorkflowDef
 from durable.dag._model import DagDefinition
 from durable.dag._program import DagProgram
+from durable.runtime._registry import Registry, WorkflowDef
 from storage import DefinitionConflictError, DefinitionRecord, Store
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from durable._client import Client
 from durable._definitions import DefinitionSync
 from durable._notify import Notifier
 from durable._options import WorkerOptions
-from durable._registry import Registry
+from durable.runtime._registry import Registry
 from storage import DEFAULT_URL, DatabaseOpenError, Store, open_store
 
 if TYPE_CHECKING:

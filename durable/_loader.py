@@ -16,7 +16,7 @@ from typing import Any
 from durable._engine import AppLike
 from durable._errors import DurableError
 from durable._options import WorkerOptions
-from durable._registry import Registry
+from durable.runtime._registry import Registry
 
 EXAMPLE = "e.g. 'myproject.workflows:app'"
 

@@ -23,11 +23,11 @@ from durable._events import (
     event_type,
 )
 from durable._ids import check_id
-from durable._registry import Registry, WorkflowDef
 from durable._repair import fork_position, fork_prefix, retry_plan, retry_summary
 from durable._replay import replay
 from durable._state import RunState, fold
 from durable.dag._loops import loop_owners
+from durable.runtime._registry import Registry, WorkflowDef
 from storage import FINAL_STATUSES, EventRecord, NewRun, RunRecord, Store
 
 

@@ -16,11 +16,11 @@ import msgspec
 from durable._codec import encode_value, error_info
 from durable._errors import SerializationError, UnknownWorkflowError
 from durable._events import TERMINAL_EVENTS, LoggedEvent
-from durable._executor import RunExecutor
-from durable._registry import Registry
 from durable._state import RunState, fold
 from durable.dag._model import DagDefinition
 from durable.dag._replay import check_dag_log
+from durable.runtime._executor import RunExecutor
+from durable.runtime._registry import Registry
 
 
 class Divergence(msgspec.Struct, frozen=True):

@@ -19,14 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from durable._errors import CorruptEventError
 from durable._events import decode_record
-from durable._executor import ChildStarter, RunExecutor
 from durable._notify import Notifier
 from durable._options import WorkerOptions as WorkerOptions  # re-exported
-from durable._registry import Registry
 from durable._runlog import RunLog
 from durable._state import RunState, fold
 from durable.dag._run import DagExecutor
 from durable.dag._services import DagServices
+from durable.runtime._executor import ChildStarter, RunExecutor
+from durable.runtime._registry import Registry
 from storage import (
     Claim,
     EventChecksumError,

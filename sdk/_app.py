@@ -21,7 +21,6 @@ from durable import (
     resolve_url,
 )
 from durable._durations import check_duration
-from durable._registry import check_max_crashes
 from durable.dag import (
     DagBuilder,
     DagDefinition,
@@ -30,6 +29,7 @@ from durable.dag import (
     load_definition,
     validate_definition,
 )
+from durable.runtime._registry import check_max_crashes
 
 # What names a workflow to start: a workflow function, a registered name, a DAG builder.
 WorkflowRef = str | Callable[..., Any] | DagBuilder

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import durable._client
-import durable._registry
+import durable.runtime._registry
 from durable.cli._app import CLIError
 from durable.cli._escape import escape_controls
 from sdk import App, Context, RetryPolicy
@@ -40,7 +40,7 @@ def old_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     message, traceback and result full of them."""
     # The older version: no id rule.
     monkeypatch.setattr(durable._client, "check_id", lambda kind, value: value)
-    monkeypatch.setattr(durable._registry, "check_id", lambda kind, value: value)
+    monkeypatch.setattr(durable.runtime._registry, "check_id", lambda kind, value: value)
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     app = App(url)
 

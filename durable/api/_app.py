@@ -39,9 +39,9 @@ from durable._errors import (
     UnknownWorkflowError,
     WorkflowDefinitionError,
 )
-from durable._registry import Registry
 from durable._worker import WorkerOptions
 from durable.dag._problems import DagDefinitionError
+from durable.runtime._registry import Registry
 from storage import (
     DatabaseUnavailableError,
     DefinitionConflictError,

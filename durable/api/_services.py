@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from durable._client import Client
 from durable._definitions import DefinitionSync
 from durable._errors import UnknownWorkflowError
-from durable._registry import Registry, WorkflowDef
+from durable.runtime._registry import Registry, WorkflowDef
 
 
 class Stopping:

@@ -16,11 +16,11 @@ import msgspec
 from durable._codec import decode_value
 from durable._errors import ErrorInfo
 from durable._events import LoggedEvent
-from durable._registry import WorkflowDef
 from durable._state import CANCELLED, RunState, StepState
 from durable._views import event_view, plain
 from durable.dag._report import parse_name
 from durable.dag._result import dag_result
+from durable.runtime._registry import WorkflowDef
 from storage import RunRecord
 
 from ._schemas import (

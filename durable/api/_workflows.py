@@ -18,8 +18,8 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from durable._definitions import store_definition
-from durable._registry import WorkflowDef, _version_key
 from durable.dag import CodeStep, code_steps, parse_definition
+from durable.runtime._registry import WorkflowDef, _version_key
 from storage import DefinitionRecord
 
 from ._auth import ADMIN_ENV, Tokens, is_admin

@@ -17,9 +17,9 @@ import msgspec
 from durable._engine import URL_ENV, Engine
 from durable._errors import DurableError
 from durable._options import WorkerOptions
-from durable._registry import Registry
 from durable._views import plain
 from durable.cli._escape import escape_controls
+from durable.runtime._registry import Registry
 from storage import SQLiteStore, StorageError, Store
 
 T = TypeVar("T")

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from durable._errors import WorkflowDefinitionError
-from durable._registry import Registry
 from durable.cli._app import CLIError
+from durable.runtime._registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 

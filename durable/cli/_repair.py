@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import click
 
-from durable._registry import Registry
 from durable._repair_ops import fork_run, retry_run
 from durable.cli._app import chosen_url, cli, db_option, reading, run, with_app
 from durable.cli._escape import escape_controls
+from durable.runtime._registry import Registry
 
 
 @cli.command("fork")

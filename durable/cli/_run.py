@@ -27,7 +27,6 @@ from durable._errors import WorkflowDefinitionError
 from durable._events import RunStarted
 from durable._loader import load_app
 from durable._options import WorkerOptions
-from durable._registry import Registry
 from durable.cli._app import CLIError, chosen_url, cli, db_option, emit_json, run
 from durable.cli._follow import Follower
 from durable.cli._policy import apply_policy, policy_options
@@ -35,6 +34,7 @@ from durable.cli._render import duration, make_console, status_text
 from durable.cli._validate import load_or_exit, plan_report, print_plan, report_problems
 from durable.cli._worker import POSITIVE, STOP_SIGNALS, _exit_now, _wait_for_step_threads
 from durable.dag import DagDefinition, DagProgram, DagResult
+from durable.runtime._registry import Registry
 
 NOT_SUCCEEDED = 1
 

@@ -19,9 +19,9 @@ import click
 from durable._engine import URL_ENV, Engine
 from durable._loader import load_app
 from durable._options import WorkerOptions
-from durable._registry import Registry
 from durable.cli._app import Interrupted, chosen_url, cli, db_option, run
 from durable.cli._policy import apply_policy, policy_options
+from durable.runtime._registry import Registry
 from storage import ACTIVE_STATUSES, RunQuery, StorageError
 
 log = logging.getLogger("durable.cli")

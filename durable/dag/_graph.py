@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from durable._registry import RetryPolicy
 from durable._state import StepState
+from durable.runtime._registry import RetryPolicy
 
 from ._deliver import DeliveryConfigError
 from ._model import DagStep

@@ -1,7 +1,7 @@
 """The body of one DAG step attempt, by kind: script, JavaScript, python, action, noop.
 
 Each body gets a StepCall (what the step sees) and returns a msgspec-serializable result or
-raises; the attempt loop around it (durable._step_runner) records the outcome and retries.
+raises; the attempt loop around it (durable.runtime._step_runner) records the outcome and retries.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ delays is parked by the worker (see _idle), and resumed the same way.
 
 Each unit of work is an *instance* in the log (see _report): a plain step, one matrix
 combination, one loop iteration, or a notification delivery. Instances go through the same
-attempt loop as Python steps (durable._step_runner): StepStarted, then StepCompleted or
+attempt loop as Python steps (durable.runtime._step_runner): StepStarted, then StepCompleted or
 StepFailed (retries with the step's policy, timeouts, the crash-loop guard). Skips are
 recorded as StepSkipped with the reason.
 
@@ -41,11 +41,11 @@ from durable._events import (
     StepStarted,
 )
 from durable._events import StepFailed as StepFailedEvent
-from durable._registry import StepDef, WorkflowDef
 from durable._runlog import RunLog, append_end
 from durable._state import RunState, StepState
-from durable._step_runner import run_step
 from durable.js import SandboxError
+from durable.runtime._registry import StepDef, WorkflowDef
+from durable.runtime._step_runner import run_step
 from storage import InboxItem
 
 from ._expr import ExpressionError, evaluate

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from durable._registry import Registry
 from durable._replay import replay
 from durable.dag import DagProgram, parse_definition
+from durable.runtime._registry import Registry
 from sdk import App
 
 pytestmark = pytest.mark.asyncio

@@ -11,9 +11,9 @@ from typing import Any, cast
 import msgspec
 import pytest
 
-from durable._executor import RunExecutor
 from durable._state import SignalState, WaitState
-from durable._waits import Waits
+from durable.runtime._executor import RunExecutor
+from durable.runtime._waits import Waits
 
 pytestmark = pytest.mark.asyncio
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from durable._executor import RunExecutor
+from durable.runtime._executor import RunExecutor
 from sdk import App, Context
 
 pytestmark = pytest.mark.asyncio

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -26,18 +26,30 @@ from durable._events import (
     TimerFired,
     WaitCompleted,
 )
-from durable._runlog import ChildOutcome
-from durable._state import WaitState
+from durable._runlog import ChildOutcome, RunLog
+from durable._state import RunState, WaitState
 from storage import InboxItem
 
-if TYPE_CHECKING:
-    from durable._executor import RunExecutor
+
+class WaitsOwner(Protocol):
+    """The executor whose waits these are (RunExecutor; this module sits below it)."""
+
+    state: RunState
+    log: RunLog | None  # None: replay only
+    cancelling: bool  # the run's cancellation is being delivered
+    progress: int  # bumped whenever a durable awaitable ends
+
+    def poke(self) -> None:
+        """Something moved: the executor looks again whether the run is idle."""
+
+    def request_cancel(self, item: InboxItem | None, reason: str = "") -> None:
+        """A cancel arrived in the run's inbox: record it and deliver it to the workflow."""
 
 
 class Waits:
     """The live waits of one executor: a future per position the workflow is awaiting."""
 
-    def __init__(self, executor: RunExecutor) -> None:
+    def __init__(self, executor: WaitsOwner) -> None:
         self.ex = executor
         self.futures: dict[int, asyncio.Future[Any]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}

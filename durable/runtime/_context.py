@@ -1,4 +1,10 @@
-"""The workflow context: what workflow code may use besides steps, all of it deterministic."""
+"""The workflow context: what workflow code may use besides steps, all of it deterministic.
+
+The bottom of the runtime: it imports nothing else of it. The commands workflow code issues
+go to the run's executor through the WorkflowRuntime protocol below, which RunExecutor
+implements (as Temporal's `workflow` module talks to its `_Runtime`), so the executor can build
+the Context without the Context knowing the executor's module.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,52 @@ import functools
 import random as _random
 import time
 import uuid
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 import msgspec
 
 from durable._codec import decode_value
 from durable._durations import check_duration
+from durable._state import RunState, WaitState
 
-if TYPE_CHECKING:
-    from durable._executor import RunExecutor
-    from durable._state import WaitState
+
+class WorkflowRuntime(Protocol):
+    """What a run's executor does for its workflow code: each command takes the next position
+    of the run's log and returns the recorded outcome, or runs live and records it."""
+
+    @property
+    def state(self) -> RunState: ...
+
+    @property
+    def is_replaying(self) -> bool: ...
+
+    def call_step(
+        self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """`step` is a StepDef (the registry imports this module, not the other way)."""
+        ...
+
+    def marker(self, kind: str, produce: Callable[[], Any]) -> Any: ...
+
+    def sleep_until(self, when: float) -> Coroutine[Any, Any, None]: ...
+
+    def wait_for_signal(
+        self, name: str, timeout: float | None, decode: Callable[[msgspec.Raw], Any]
+    ) -> Coroutine[Any, Any, Any]: ...
+
+    def start_child(
+        self, workflow: Any, input: Any, run_id: str | None, version: str | None, label: str
+    ) -> Coroutine[Any, Any, WaitState]: ...
+
+    def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]: ...
+
+    def patched(self, change_id: str, *, deprecated: bool = False) -> bool: ...
+
 
 # Set inside a workflow's task (and only there): step calls look it up to know they are being
 # recorded. Step bodies run with it cleared, so a step calling a step is a plain call.
-current_executor: contextvars.ContextVar[RunExecutor | None] = contextvars.ContextVar(
+current_executor: contextvars.ContextVar[WorkflowRuntime | None] = contextvars.ContextVar(
     "durable_current_executor", default=None
 )
 
@@ -63,7 +100,7 @@ class Context:
     the recorded value on every replay, so code branching on them stays deterministic.
     """
 
-    def __init__(self, executor: RunExecutor) -> None:
+    def __init__(self, executor: WorkflowRuntime) -> None:
         self._executor = executor
 
     @property
@@ -175,7 +212,7 @@ def _wall_clock() -> Any:
 class ChildRun:
     """A child run started by ctx.start_child()."""
 
-    def __init__(self, executor: RunExecutor, rec: WaitState) -> None:
+    def __init__(self, executor: WorkflowRuntime, rec: WaitState) -> None:
         self._executor = executor
         self._rec = rec
 

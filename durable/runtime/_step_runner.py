@@ -17,13 +17,13 @@ from typing import Any, Protocol
 import msgspec
 
 from durable._codec import checked, encode_value, error_info
-from durable._context import StepContext, _current_step, current_executor
 from durable._errors import ErrorInfo, SerializationError, StepFailed, StepTimeoutError
 from durable._events import StepCompleted, StepStarted
 from durable._events import StepFailed as StepFailedEvent
-from durable._registry import DEFAULT_MAX_CRASHES, StepDef
 from durable._runlog import RunLog
 from durable._state import CANCELLED, StepState
+from durable.runtime._context import StepContext, _current_step, current_executor
+from durable.runtime._registry import DEFAULT_MAX_CRASHES, StepDef
 
 
 class StepHost(Protocol):

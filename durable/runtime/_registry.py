@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from durable._context import current_executor
 from durable._durations import check_duration
 from durable._errors import UnknownWorkflowError, WorkflowDefinitionError
 from durable._ids import check_id
 from durable._policy import CodePolicy
+from durable.runtime._context import current_executor
 
 if TYPE_CHECKING:
     from durable.dag._model import DagDefinition

@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 
 from durable._codec import decode_value, encode_value, error_info
-from durable._context import Context, current_executor
 from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownWorkflowError
 from durable._events import (
     CancelRequested,
@@ -31,11 +30,12 @@ from durable._events import (
     TimerStarted,
     WaitStarted,
 )
-from durable._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
-from durable._step_runner import run_step
-from durable._waits import Waits
+from durable.runtime._context import Context, current_executor
+from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
+from durable.runtime._step_runner import run_step
+from durable.runtime._waits import Waits
 from storage import InboxItem, NewInboxItem
 
 # Starts a child run: (workflow, input, run_id, version, parent_run_id) -> (run id, workflow

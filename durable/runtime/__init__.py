@@ -1,0 +1,19 @@
+"""The run runtime: executing one Python workflow run against its event log.
+
+The modules, each importing only those listed before it (tests/test_layers.py checks it):
+
+- `_context`   what workflow code calls besides steps: `Context`, `ChildRun`, and the
+               `WorkflowRuntime` protocol its commands go through; `StepContext`.
+- `_registry`  the app's definitions: `@app.workflow`, `@app.step` (`Step`, `StepDef`,
+               `WorkflowDef`, `RetryPolicy`, `Registry`). A step called inside a workflow
+               becomes a command of the current run's executor.
+- `_waits`     durable waits (timers, signals, child runs) of one executor.
+- `_step_runner` one step's attempts, timeouts, retries and recorded outcome (shared with
+               the DAG runner).
+- `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
+               answers each command from the log or runs it live and records it.
+
+Below the runtime: the run's state folded from its events (durable._state), the log it
+appends to (durable._runlog) and the store (storage). Above it: the worker, which claims runs
+and gives each an executor (durable._worker), the replayer (durable._replay) and the client.
+"""
