@@ -68,7 +68,12 @@ class Worker:
         self.executors: dict[str, RunExecutor | DagExecutor] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.step_pool = ThreadPoolExecutor(options.step_threads, thread_name_prefix="durable-step")
-        self.dag_services = DagServices(registry.actions, self.step_pool, database_url=database_url)
+        self.dag_services = DagServices(
+            registry.actions,
+            self.step_pool,
+            database_url=database_url,
+            max_step_crashes=registry.max_step_crashes,
+        )
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False

@@ -305,6 +305,7 @@ class DagExecutor:
             retry=policy,
             timeout=timeout,
             return_type=Any,
+            max_crashes=self.services.max_step_crashes,
         )
         input_raw = NONE_RAW
         if planned.matrix or planned.iteration is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from durable._lazy import lazy_module
 from durable._policy import url_password
 from durable.js import JsSandboxPool
+from durable.runtime._registry import DEFAULT_MAX_CRASHES
 
 from ._deliver import SmtpSettings
 from ._expr import has_javascript, syntax_problems
@@ -38,8 +39,11 @@ class DagServices:
         js_heap_mb: int = 64,
         js_memory_mb: int = 512,
         database_url: str | None = None,
+        max_step_crashes: int = DEFAULT_MAX_CRASHES,
     ) -> None:
         self.actions = actions
+        # App(max_step_crashes=N): how many times a step may kill the worker's process.
+        self.max_step_crashes = max_step_crashes
         # Values no script may inherit under any name: the password of the engine's database
         # (which may have come from --db rather than from a DURABLE_* variable).
         password = url_password(database_url)

@@ -1,8 +1,9 @@
 """A worker process for test_crash_loop: its `boom` step SIGKILLs the process it runs in.
 
-argv: DB_URL MAX_CRASHES ("app" for the App default) RUN_IDS... Starts `bomb` runs for the
-given ids (once: start() of an existing id is a no-op lookup) and a `calm` run, then works
-until all of them ended, and prints `status run_id=...` lines.
+argv: DB_URL MAX_CRASHES ("app-default" for the App default) RUN_IDS... Starts a run for each
+id not yet in the database, by its prefix: `bomb-*` (a Python step that kills the process),
+`dag-*` (a DAG `function:` step that does), `calm-*`; then works until all of them ended, and
+prints `status run_id=...` lines.
 """
 
 from __future__ import annotations
@@ -13,7 +14,20 @@ import signal
 import sys
 
 from durable import RunNotFoundError
+from durable.dag import parse_definition
 from sdk import App, Context, RunFailed
+
+CRASH_DAG = """
+name: crashdag
+tasks:
+  first: {code: "return 1;"}
+  boom: {function: "crash:boom", depends_on: [first]}
+"""
+
+
+def kill_self() -> str:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
 
 
 def build(url: str, max_crashes: str) -> App:
@@ -41,6 +55,8 @@ def build(url: str, max_crashes: str) -> App:
     async def calm(ctx: Context, n: int) -> int:
         return await add(n, 1)
 
+    app.register_function(kill_self, name="crash:boom")
+    app.register_dag(parse_definition(CRASH_DAG, "crashdag.yaml"))
     return app
 
 
@@ -55,6 +71,8 @@ async def main() -> None:
                 handles.append(app.handle(run_id))
             elif kind == "bomb":
                 handles.append(await app.start("bomb", run_id=run_id))
+            elif kind == "dag":
+                handles.append(await app.start("crashdag", run_id=run_id))
             else:
                 handles.append(await app.start("calm", 41, run_id=run_id))
         for handle in handles:

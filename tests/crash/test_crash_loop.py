@@ -76,6 +76,21 @@ def test_a_step_that_kills_its_process_fails_after_max_crashes(
     assert calm.stdout.strip() == "succeeded calm-1=42"
 
 
+def test_a_dag_step_that_kills_its_process_fails_after_the_apps_max_step_crashes(
+    tmp_path: Path,
+) -> None:
+    """App(max_step_crashes=N) is the limit of DAG steps too (a `function:` step here)."""
+    db = tmp_path / "loop.db"
+    deaths, out = _restart_until_done(db, "2", "dag-1", most=12)
+    assert deaths == 2
+    assert out.startswith("failed dag-1="), out
+    events = _events(db, "dag-1")
+    failed = [e for e in events if isinstance(e, ev.StepFailed)]
+    assert len(failed) == 1 and failed[0].error.type == "durable.StepInterrupted"
+    assert "step 'boom'" in failed[0].error.message
+    assert "max_crashes=2" in failed[0].error.message
+
+
 def test_max_crashes_is_checked() -> None:
     with pytest.raises(ValueError, match=r"App max_step_crashes must be an int >= 1, got 0"):
         App("sqlite:///:memory:", max_step_crashes=0)
