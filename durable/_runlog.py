@@ -127,7 +127,10 @@ class RunLog:
             self._flush()  # don't wait for the end of the turn: someone is waiting now
         tail = self._tail
         assert tail is not None  # seq <= flushed_seq and not durable: a flush is in flight
-        return tail
+        # Shielded: the awaiting task may be cancelled (a cancel delivered to the workflow
+        # while it waits for durability), and cancelling the store's own future would make a
+        # write that goes on (and may well commit) look failed, stopping the execution.
+        return asyncio.shield(tail)
 
     def _timed(self) -> None:
         self._timer = None

@@ -113,9 +113,15 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         fences = {run_id: ex.log.fence for run_id, ex in self.executors.items() if ex.log}
+        logs = [ex.log for ex in self.executors.values() if ex.log is not None]
         for ex in list(self.executors.values()):
             ex.abort()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        # What the executions appended (a step's result waiting for its write-behind) is
+        # written before the leases go back: a release first would make those writes stale
+        # and the next worker would run the step again.
+        pending = [durable for run_log in logs if (durable := run_log.all_durable()) is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
         releases = [Release(run_id, fence) for run_id, fence in fences.items() if fence is not None]
         try:
             await self.store.release_leases(releases)
@@ -186,7 +192,7 @@ class Worker:
             self.stale_writes += 1
             log.warning("run %s: lease lost, another worker continues it (%s)", run_id, exc)
         else:
-            log.error("run %s: writing to the log failed, execution stopped: %s", run_id, exc)
+            log.error("run %s: writing to the log failed, execution stopped: %r", run_id, exc)
         if executor is not None:
             executor.abort()
 

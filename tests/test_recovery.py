@@ -7,6 +7,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from sdk import App, Context
 
 
@@ -72,3 +74,43 @@ async def test_a_stopped_worker_releases_its_leases_at_once(tmp_path: Path) -> N
         assert await second.handle("r").result(timeout=10) == "x:ABC"
     # The lease was 5 s; a released lease is claimed on the first poll.
     assert loop.time() - started < 2.0
+
+
+async def test_a_graceful_stop_makes_everything_appended_durable_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's result appended but not yet written when the app closes is written before the
+    lease goes back: the next worker does not run the step again. (The write-behind delay is
+    made long, so only the stop can write it.)"""
+    import durable._runlog
+
+    monkeypatch.setattr(durable._runlog, "WRITE_BEHIND_DELAY", 60.0)
+    path = tmp_path / "r.db"
+    calls: Counter[str] = Counter()
+    reached = asyncio.Event()
+
+    def build_waiting() -> App:
+        app = App(f"sqlite:///{path}", poll_interval=0.05, lease_ttl=5.0)
+
+        @app.step()
+        async def once() -> str:
+            calls["once"] += 1
+            return "done"
+
+        @app.workflow()
+        async def waits(ctx: Context) -> str:
+            value = await once()
+            reached.set()
+            await asyncio.sleep(3600)  # not durable: nothing here makes the result durable
+            return value
+
+        return app
+
+    async with build_waiting() as first:
+        await first.start("waits", run_id="w")
+        await asyncio.wait_for(reached.wait(), 10)
+    monkeypatch.undo()
+    async with App(f"sqlite:///{path}", worker=False) as reader:
+        types = [e.type for e in await reader.events("w")]
+    assert types == ["RunStarted", "StepStarted", "StepCompleted"]
+    assert calls["once"] == 1
