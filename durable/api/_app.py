@@ -55,6 +55,7 @@ from . import _executions, _workflows
 from ._auth import Tokens, guard
 from ._docs import docs_page
 from ._limits import MAX_JSON_DEPTH, BodyLimits
+from ._responses import errors
 from ._sameorigin import AllowedHosts, SameOrigin
 from ._schemas import ErrorResponse, Health, ProblemBody
 from ._services import Services, Stopping
@@ -85,7 +86,12 @@ def _services(state: State) -> Services:
     return services
 
 
-@get("/health", opt={"public": True}, summary="Liveness and database check")
+@get(
+    "/health",
+    opt={"public": True},
+    summary="Liveness and database check",
+    responses=errors(public=True),
+)
 async def health(services: Services) -> Response[Health]:
     try:
         await services.client.store.list_runs(_ONE)

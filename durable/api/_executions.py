@@ -29,6 +29,7 @@ from durable._events import decode_record
 from durable._state import fold
 from storage import RunQuery
 
+from ._responses import WITH_BODY, errors
 from ._schemas import (
     Accepted,
     CancelRequest,
@@ -50,7 +51,12 @@ RunId = Parameter(
 )
 
 
-@post("/executions/start", status_code=HTTP_201_CREATED, summary="Start an execution")
+@post(
+    "/executions/start",
+    status_code=HTTP_201_CREATED,
+    summary="Start an execution",
+    responses=errors(404, 409, 422, *WITH_BODY),
+)
 async def start_execution(data: StartRequest, services: Services) -> Response[StartResponse]:
     """Start a run of `workflowId` (its newest version unless `version`) with `context` as
     its input. Idempotent on `executionId`: starting an existing id returns it (200)."""
@@ -78,7 +84,7 @@ async def start_execution(data: StartRequest, services: Services) -> Response[St
     return Response(StartResponse(execution_id=handle.run_id), status_code=HTTP_201_CREATED)
 
 
-@get("/executions", summary="List executions")
+@get("/executions", summary="List executions", responses=errors())
 async def list_executions(
     services: Services,
     workflow_id: str | None = Parameter(
@@ -117,19 +123,32 @@ async def _load(services: Services, run_id: str) -> tuple[Any, Any, Any]:
     return record, state, await services.workflow_of(record.workflow, record.version)
 
 
-@get("/executions/{run_id:str}", summary="An execution's status, steps and results")
+@get(
+    "/executions/{run_id:str}",
+    summary="An execution's status, steps and results",
+    responses=errors(404),
+)
 async def get_execution(services: Services, run_id: str = RunId) -> ExecutionDetail:
     record, state, wf = await _load(services, run_id)
     return detail(record, state, wf)
 
 
-@get("/executions/{run_id:str}/visualize", summary="An execution's steps as a graph")
+@get(
+    "/executions/{run_id:str}/visualize",
+    summary="An execution's steps as a graph",
+    responses=errors(404),
+)
 async def visualize_execution(services: Services, run_id: str = RunId) -> Visualization:
     record, state, wf = await _load(services, run_id)
     return visualization(record, state, wf)
 
 
-@post("/executions/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel")
+@post(
+    "/executions/{run_id:str}/cancel",
+    status_code=HTTP_202_ACCEPTED,
+    summary="Cancel",
+    responses=errors(404, 409, *WITH_BODY),
+)
 async def cancel_execution(
     services: Services, data: CancelRequest | None = None, run_id: str = RunId
 ) -> Accepted:
@@ -147,6 +166,7 @@ async def cancel_execution(
     "/executions/{run_id:str}/signals/{name:str}",
     status_code=HTTP_202_ACCEPTED,
     summary="Send a signal",
+    responses=errors(404, 409, *WITH_BODY),
 )
 async def signal_execution(
     request: Request[Any, Any, Any],
@@ -172,6 +192,7 @@ async def signal_execution(
 @get(
     "/executions/{run_id:str}/events",
     summary="An execution's event log (JSON, or a live text/event-stream)",
+    responses=errors(404),
 )
 async def execution_events(
     request: Request[Any, Any, Any],

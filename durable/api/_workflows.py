@@ -23,12 +23,18 @@ from durable.runtime._registry import WorkflowDef, _version_key
 from storage import DefinitionRecord
 
 from ._auth import ADMIN_ENV, Tokens, is_admin
+from ._responses import WITH_BODY, errors
 from ._schemas import Registered, WorkflowDetail, WorkflowList, WorkflowSummary, WorkflowVersion
 from ._services import Services
 from ._shapes import ms
 
 
-@post("/workflows", status_code=HTTP_201_CREATED, summary="Register a workflow definition")
+@post(
+    "/workflows",
+    status_code=HTTP_201_CREATED,
+    summary="Register a workflow definition",
+    responses=errors(409, *WITH_BODY),
+)
 async def register_workflow(
     request: Request[Any, Any, Any], services: Services
 ) -> Response[Registered]:
@@ -116,7 +122,7 @@ def _by_name(services: Services) -> dict[str, list[WorkflowDef]]:
     return out
 
 
-@get("/workflows", summary="List workflows")
+@get("/workflows", summary="List workflows", responses=errors())
 async def list_workflows(services: Services) -> WorkflowList:
     await services.definitions.sync()
     items = []
@@ -135,7 +141,7 @@ async def list_workflows(services: Services) -> WorkflowList:
     return WorkflowList(workflows=items)
 
 
-@get("/workflows/{workflow_id:str}", summary="A workflow and its versions")
+@get("/workflows/{workflow_id:str}", summary="A workflow and its versions", responses=errors(404))
 async def get_workflow(
     services: Services,
     workflow_id: str = Parameter(min_length=1, max_length=255),

@@ -1,6 +1,7 @@
 """schemathesis, driven by the server's own /openapi.json, against a running `durable serve`:
 whatever it generates (valid and invalid bodies, paths, queries), the server never answers
-with a 5xx, and what it answers is JSON of the documented content type."""
+with a 5xx, and what it answers is JSON of the documented content type, with a status code the
+operation documents."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
-from schemathesis.specs.openapi.checks import content_type_conformance
+from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 from serving import Served, serve
 
 DEFINITION = {
@@ -76,7 +77,10 @@ def test_no_input_makes_the_server_fail(
         )
         def no_server_error(case: schemathesis.Case[Any]) -> None:
             response = case.call(base_url=server.url, timeout=30)
-            case.validate_response(response, checks=[not_a_server_error, content_type_conformance])
+            case.validate_response(
+                response,
+                checks=[not_a_server_error, content_type_conformance, status_code_conformance],
+            )
 
         no_server_error()
 
