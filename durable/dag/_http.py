@@ -20,6 +20,9 @@ else:
     httpx = lazy_module("httpx")  # loaded when first used
 
 BODY_LIMIT = 4096  # what an HttpStatusError keeps of the response body
+# The most of a 2xx response body http.request reads (as much as a JavaScript step's result):
+# the body is read as it arrives, so a huge or endless answer costs this much, not all of it.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 _MESSAGE_BODY = 200  # what of it goes into the one-line message
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _QUERY_SCALARS = (str, int, float, bool)
@@ -130,14 +133,33 @@ def _has(headers: Mapping[str, str], name: str) -> bool:
     return any(key.lower() == name for key in headers)
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: httpx.Response, body: bytes) -> Any:
     kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError:
             pass  # a server that lies about its content type still gets its text recorded
-    return response.text
+    return _text(response, body)
+
+
+def _text(response: httpx.Response, body: bytes) -> str:
+    try:
+        return body.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", errors="replace")
+
+
+async def _read(response: httpx.Response, most: int) -> tuple[bytes, bool]:
+    """At most `most` bytes of the body, read as they arrive; and whether there was more."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > most:
+            return b"".join(chunks)[:most], True
+    return b"".join(chunks), False
 
 
 async def _send(
@@ -153,22 +175,31 @@ async def _send(
         headers = {**headers, "Idempotency-Key": idempotency_key}
     shown = str(url)
     try:
-        response = await client.request(
+        async with client.stream(
             method, url, headers=headers, content=content, timeout=timeout
-        )
+        ) as response:
+            ok = 200 <= response.status_code < 300
+            body, more = await _read(response, MAX_RESPONSE_BYTES if ok else BODY_LIMIT)
     except httpx.TimeoutException as exc:
         raise HttpActionError(f"{method} {shown}: timed out ({type(exc).__name__})") from exc
     except httpx.ConnectError as exc:
         raise HttpActionError(f"{method} {shown}: could not connect: {exc}") from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise HttpActionError(f"{method} {shown}: {type(exc).__name__}: {exc}") from exc
-    if not 200 <= response.status_code < 300:
-        raise HttpStatusError(method, shown, response.status_code, response.text)
+    if not ok:
+        raise HttpStatusError(method, shown, response.status_code, _text(response, body))
+    if more:
+        raise HttpActionError(
+            f"{method} {shown}: the response body is larger than "
+            f"{MAX_RESPONSE_BYTES // (1024 * 1024)} MiB, the most http.request reads; "
+            "ask the server for less (a page, a range, a filter), or fetch it in a "
+            "function: step that stores it elsewhere and returns a reference"
+        )
     return {
         "status": response.status_code,
         # items() lowercases names and joins repeated headers with ", ".
         "headers": dict(response.headers.items()),
-        "body": _decode(response),
+        "body": _decode(response, body),
     }
 
 

@@ -179,3 +179,29 @@ async def test_webhook_errors(web: Web, client: httpx.AsyncClient) -> None:
     with pytest.raises(HttpStatusError) as caught:
         await send_webhook(client, {"url": f"{web.url}/gone"})
     assert caught.value.status == 410 and caught.value.body == '{"error": "gone"}'
+
+
+async def test_a_response_body_over_the_limit_fails_the_action(
+    web: Web, client: httpx.AsyncClient
+) -> None:
+    """The body is read as it arrives and given up past MAX_RESPONSE_BYTES (8 MiB): a huge or
+    endless answer costs the worker 8 MiB, not all of it, and is recorded as a clear error."""
+    from durable.dag._http import MAX_RESPONSE_BYTES
+
+    assert MAX_RESPONSE_BYTES == 8 * 1024 * 1024
+    web.reply("/huge", 200, "application/json", b"[" + b"1," * (5 * 1024 * 1024) + b"1]")
+    url = f"{web.url}/huge"
+    with pytest.raises(
+        HttpActionError, match=r"^GET .*/huge: the response body is larger than 8 MiB"
+    ):
+        await http_request(client, {"url": url})
+    web.reply("/big", 200, "text/plain; charset=latin-1", b"\xe9" * (7 * 1024 * 1024))
+    result = await http_request(client, {"url": f"{web.url}/big"})
+    assert result["body"] == "é" * (7 * 1024 * 1024)
+
+
+async def test_a_huge_error_body_is_cut_in_the_error(web: Web, client: httpx.AsyncClient) -> None:
+    web.reply("/hugerr", 500, "text/plain", b"y" * (20 * 1024 * 1024))
+    with pytest.raises(HttpStatusError) as caught:
+        await http_request(client, {"url": f"{web.url}/hugerr"})
+    assert caught.value.status == 500 and caught.value.body == "y" * 4096
