@@ -60,6 +60,7 @@ class StepState:
     next_attempt_at: float | None = None
     # Failures before the run's last `durable retry`: the retry policy counts attempts after.
     retry_base: int = 0
+    done_seq: int = 0  # the seq of its final outcome (0: none): replays keep that order
 
 
 @dataclass(slots=True)
@@ -79,6 +80,8 @@ class WaitState:
     done: bool = False
     cancelled: bool = False
     signal_seq: int = 0
+    done_seq: int = 0  # the seq of the event that ended it (0: not ended)
+    start_seq: int = 0  # a child run's: the seq of its ChildStarted
 
     def describe(self) -> str:
         if self.kind == "timer":
@@ -145,6 +148,7 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
             step = StepState(pos=event.pos, name=event.name, input=event.input)
             state.steps[event.pos] = step
         step.status = "running"
+        step.done_seq = 0
         step.attempts = max(step.attempts, event.attempt)
         step.starts += 1
         if step.started_at is None:
@@ -158,6 +162,7 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         step.result = event.result
         step.error = None
         step.finished_at = at
+        step.done_seq = seq
     elif isinstance(event, StepFailed):
         step = state.steps.setdefault(event.pos, StepState(pos=event.pos, name="?"))
         step.failures += 1
@@ -169,6 +174,7 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         else:
             step.status = "failed"
             step.finished_at = at
+            step.done_seq = seq
             if event.error.type == CANCELLED:
                 state.cancel_delivered = True
     elif isinstance(event, StepSkipped):
@@ -177,6 +183,7 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         step.result = None
         step.error = ErrorInfo(type="skipped", message=event.reason)
         step.finished_at = at
+        step.done_seq = seq
     elif isinstance(event, MarkerRecorded):
         state.markers[event.pos] = event
     elif isinstance(event, RunStarted):
@@ -206,9 +213,10 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         if event.inbox_id:
             state.inbox_ids.add(event.inbox_id)
     elif isinstance(event, TimerStarted | WaitStarted | ChildStarted | WaitCompleted):
-        _apply_wait(state, event)
+        _apply_wait(state, seq, event)
     elif isinstance(event, TimerFired):
-        state.waits[event.pos].done = True
+        wait = state.waits[event.pos]
+        wait.done, wait.done_seq = True, seq
     elif isinstance(event, SignalReceived):
         state.signals[seq] = SignalState(seq, event.name, event.payload)
         if event.inbox_id:
@@ -218,11 +226,12 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         if event.inbox_id:
             state.inbox_ids.add(event.inbox_id)
         for wait in state.waits.values():
-            if wait.kind == "child" and wait.child_run_id == event.run_id:
-                wait.done = True
+            if wait.kind == "child" and wait.child_run_id == event.run_id and not wait.done:
+                wait.done, wait.done_seq = True, seq
     elif isinstance(event, CommandCancelled):
         wait = state.waits[event.pos]
         wait.done = wait.cancelled = True
+        wait.done_seq = seq
         state.cancel_delivered = True
     elif isinstance(event, CodeChanged):
         state.fingerprints.append((seq, event.fingerprint))
@@ -244,6 +253,7 @@ def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
         if step is not None:
             step.status = "retrying"
             step.next_attempt_at = step.finished_at = None
+            step.done_seq = 0
             step.retry_base = step.failures
     for pos in event.forget:
         state.steps.pop(pos, None)
@@ -252,11 +262,11 @@ def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
         state.children.pop(run_id, None)
         for wait in state.waits.values():
             if wait.kind == "child" and wait.child_run_id == run_id:
-                wait.done = False
+                wait.done, wait.done_seq = False, 0
 
 
 def _apply_wait(
-    state: RunState, event: TimerStarted | WaitStarted | ChildStarted | WaitCompleted
+    state: RunState, seq: int, event: TimerStarted | WaitStarted | ChildStarted | WaitCompleted
 ) -> None:
     if isinstance(event, TimerStarted):
         state.waits[event.pos] = WaitState(event.pos, "timer", due=event.fire_at)
@@ -267,11 +277,13 @@ def _apply_wait(
     elif isinstance(event, ChildStarted):
         wait = WaitState(event.pos, "child", child_run_id=event.run_id)
         wait.child_workflow = event.workflow
-        wait.done = event.run_id in state.children  # it may have ended before we recorded it
+        wait.start_seq = seq
+        if event.run_id in state.children:  # it may have ended before we recorded it
+            wait.done, wait.done_seq = True, seq
         state.waits[event.pos] = wait
     else:
         wait = state.waits[event.pos]
-        wait.done = True
+        wait.done, wait.done_seq = True, seq
         wait.signal_seq = event.signal_seq
         if event.signal_seq:
             state.signals[event.signal_seq].consumed_by = event.pos

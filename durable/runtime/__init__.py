@@ -7,6 +7,7 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
 - `_registry`  the app's definitions: `@app.workflow`, `@app.step` (`Step`, `StepDef`,
                `WorkflowDef`, `RetryPolicy`, `Registry`). A step called inside a workflow
                becomes a command of the current run's executor.
+- `_order`     replays hand recorded outcomes back in the order they were recorded.
 - `_waits`     durable waits (timers, signals, child runs) of one executor.
 - `_step_runner` one step's attempts, timeouts, retries and recorded outcome (shared with
                the DAG runner).

@@ -33,6 +33,7 @@ from durable._events import (
 from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
 from durable.runtime._context import Context, current_executor
+from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable.runtime._step_runner import run_step
 from durable.runtime._waits import Waits
@@ -41,10 +42,6 @@ from storage import InboxItem, NewInboxItem
 # Starts a child run: (workflow, input, run_id, version, parent_run_id) -> (run id, workflow
 # name, version). The worker provides it (the client's start).
 ChildStarter = Callable[[Any, Any, str, "str | None", str], Awaitable[tuple[str, str, str]]]
-
-
-async def _value(value: Any) -> Any:
-    return value
 
 
 async def _raise(exc: BaseException) -> Any:
@@ -86,6 +83,8 @@ class RunExecutor:
         self._max_recorded = max([*state.steps, *state.markers, *state.waits], default=-1)
         self.waits = Waits(self)
         self.inflight = 0  # live steps running
+        # Replays hand recorded outcomes back in the order they were recorded (see _order).
+        self.order = ReplayOrder(state, busy=lambda: self.inflight > 0)
         # The run's cancellation is being delivered: the steps and waits it ends are recorded
         # as cancelled. `stopping`: the worker stopped executing it; nothing more is recorded.
         self.cancelling = False
@@ -240,12 +239,14 @@ class RunExecutor:
                 return self._diverged(pos, f"step {rec.name!r}", f"step {step.name!r}")
             if rec.status == "succeeded":
                 assert rec.result is not None
-                return _value(decode_value(rec.result, step.return_type))
+                return self._recorded(pos, decode_value(rec.result, step.return_type))
             if rec.status == "failed":
                 assert rec.error is not None
                 if rec.error.type == CANCELLED:
-                    return _raise(asyncio.CancelledError(rec.error.message))
-                return _raise(StepFailed(step.name, pos, rec.attempts, rec.error))
+                    return self._recorded(pos, None, asyncio.CancelledError(rec.error.message))
+                return self._recorded(
+                    pos, None, StepFailed(step.name, pos, rec.attempts, rec.error)
+                )
         else:
             other = self._recorded_at(pos)
             if other is not None:
@@ -256,6 +257,13 @@ class RunExecutor:
             encode_value([list(args), kwargs], f"the arguments of step {step.name!r}", wrapping=2)
         )
         return self._live(run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
+
+    async def _recorded(self, pos: int, value: Any, exc: BaseException | None = None) -> Any:
+        """A step's recorded outcome, in its turn (see _order)."""
+        await self.order.turn(done_key(pos))
+        if exc is not None:
+            raise exc
+        return value
 
     async def _live(self, body: Coroutine[Any, Any, Any]) -> Any:
         # Only the in-flight count on a step's hot path; a look (see _look) only when a step
@@ -332,8 +340,12 @@ class RunExecutor:
         if rec is not None:
             if rec.child_workflow and rec.child_workflow != name:
                 return self._diverged(pos, rec.describe(), f"child run of {name!r}")
-            return _value(rec)
+            return self._recorded_start(rec)
         return self._start_child(pos, workflow, input, run_id, version)
+
+    async def _recorded_start(self, rec: WaitState) -> WaitState:
+        await self.order.turn(start_key(rec.pos))
+        return rec
 
     def _child_name(self, workflow: Any, version: str | None, label: str) -> str:
         """The registered name of the workflow a child run is started with (what ChildStarted
@@ -362,7 +374,9 @@ class RunExecutor:
         return self._await(rec, decode_value)
 
     async def _await(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
-        if not rec.done and self.log is None:
+        if rec.done:
+            await self.order.turn(done_key(rec.pos))
+        elif self.log is None:
             raise EndOfHistory()
         return await self.waits.wait(rec, decode)
 

@@ -1,0 +1,141 @@
+"""Recorded outcomes are handed back in the order they were recorded.
+
+A command takes its position when it is called, so which position a command gets depends on
+the order in which the workflow's tasks resume. Live, a task resumes when what it awaits
+completes: with asyncio.gather over chains of steps, the chain whose first step finished first
+calls its second step first. The log records that order (each outcome's seq). A replay has
+every outcome at hand at once; handed back at once, the first chain would run to its end before
+the second began, take the positions the second had taken live, and get its results.
+
+So during a replay an outcome is released only when every outcome recorded before it has been:
+a task awaiting a later one waits (a future) until the earlier ones were taken. A sequential
+workflow always awaits the next one: it never waits (the fast path, no suspension). Releasing
+several at once is safe: the released tasks resume in the order their futures were resolved,
+the order of the log, and each runs until it blocks, as it did live.
+
+What the order keys: a step's final outcome (StepCompleted, a final StepFailed), a wait's end
+(TimerFired, WaitCompleted, ChildCompleted, CommandCancelled), and a child run's start
+(ChildStarted: the starting task resumed once it was recorded). If the workflow stops asking
+for the next outcome (code that awaits something else first, e.g. asyncio.sleep in workflow
+code), the order gives way after a few quiet loop iterations rather than hold the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from durable._state import RunState
+
+# Loop iterations without any movement before a waiting outcome is released out of order.
+QUIET_LOOKS = 3
+BUSY_LOOK_DELAY = 0.05  # seconds between looks while live steps run
+
+
+def done_key(pos: int) -> int:
+    """The key of the outcome (a step's, a wait's end) at `pos`."""
+    return 2 * pos + 1
+
+
+def start_key(pos: int) -> int:
+    """The key of a child run's start at `pos`."""
+    return 2 * pos
+
+
+class ReplayOrder:
+    def __init__(self, state: RunState, busy: Callable[[], bool]) -> None:
+        recorded = [(s.done_seq, done_key(p)) for p, s in state.steps.items() if s.done_seq]
+        for pos, wait in state.waits.items():
+            if wait.done_seq:
+                recorded.append((wait.done_seq, done_key(pos)))
+            if wait.start_seq:
+                recorded.append((wait.start_seq, start_key(pos)))
+        recorded.sort()
+        self._order = [key for _, key in recorded]
+        self._index = {key: i for i, key in enumerate(self._order)}
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._busy = busy  # live steps are running: the order may be waiting for them
+        self._seen = -1
+        self._quiet = 0
+        self._looking = False
+        self.gave_way = 0  # outcomes released out of order (the code stopped asking in order)
+
+    @property
+    def active(self) -> bool:
+        return self._next < len(self._order)
+
+    def ready(self, key: int) -> bool:
+        """Whether the outcome `key` may be taken now; if so, it is taken (no suspension)."""
+        if self._next >= len(self._order):
+            return True
+        i = self._index.get(key)
+        if i is None or i < self._next:
+            return True  # not a recorded outcome, or already released
+        if i == self._next:
+            self._advance()
+            return True
+        return False
+
+    async def turn(self, key: int) -> None:
+        """Return once every outcome recorded before `key` has been taken."""
+        if self.ready(key):
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[key] = fut
+        self._look_soon()
+        try:
+            await fut
+        finally:
+            if self._waiting.get(key) is fut:
+                del self._waiting[key]
+
+    def _advance(self) -> None:
+        self._next += 1
+        # Outcomes already awaited are released in the log's order: their tasks resume in
+        # that order, each running until it blocks, as they did live.
+        while self._next < len(self._order):
+            fut = self._waiting.pop(self._order[self._next], None)
+            if fut is None:
+                return
+            if not fut.done():
+                fut.set_result(None)
+            self._next += 1
+
+    # -- giving way ----------------------------------------------------------------------
+
+    def _look_soon(self) -> None:
+        if not self._looking:
+            self._looking = True
+            asyncio.get_running_loop().call_soon(self._look)
+
+    def _look(self) -> None:
+        self._looking = False
+        if not self._waiting or self._next >= len(self._order):
+            return
+        if self._busy():  # live steps run: what they lead to may be the next; look later
+            self._seen, self._quiet = self._next, 0
+            self._looking = True
+            asyncio.get_running_loop().call_later(BUSY_LOOK_DELAY, self._look)
+            return
+        if self._next != self._seen:
+            self._seen, self._quiet = self._next, 0
+            self._look_soon()
+            return
+        self._quiet += 1
+        if self._quiet < QUIET_LOOKS:
+            self._look_soon()
+            return
+        # Nobody asks for the next outcome: release the earliest one somebody waits for.
+        first = min(self._waiting, key=self._index.__getitem__)
+        self.gave_way += self._index[first] - self._next
+        self._next = self._index[first]
+        self._quiet = 0
+        self._advance_from_waiting()
+        self._look_soon()
+
+    def _advance_from_waiting(self) -> None:
+        fut = self._waiting.pop(self._order[self._next])
+        if not fut.done():
+            fut.set_result(None)
+        self._advance()
