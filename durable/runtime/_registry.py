@@ -352,9 +352,28 @@ def caller_location(depth: int) -> str:
     Frames of the engine's own package on the way (a ctx helper calling another) are skipped,
     so the location is the user's line whichever helper the command went through."""
     frame = sys._getframe(depth + 1)
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    skipped = _skipped_dirs()
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(skipped):
         frame = frame.f_back
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# durable/ (this file is in durable/runtime/) and sdk/: the engine's own frames.
+_ENGINE_DIRS = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), d)
+    + os.sep
+    for d in ("durable", "sdk")
+)
+# Libraries whose code issues commands for the workflow (an agent's loop runs in the
+# workflow): the location is the user's line that called them.
+_LIBRARIES = ("pydantic_ai",)
+
+
+def _skipped_dirs() -> tuple[str, ...]:
+    dirs = list(_ENGINE_DIRS)
+    for name in _LIBRARIES:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path:
+            dirs.append(os.path.dirname(os.path.abspath(path)) + os.sep)
+    return tuple(dirs)
