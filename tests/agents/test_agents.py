@@ -1,0 +1,331 @@
+"""Durable Pydantic AI agents inside Python workflows: each model request and each tool call
+is a step of the run, recorded once and answered from the log on every later execution.
+
+No network: Pydantic AI's FunctionModel and TestModel stand in for the language model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.test import TestModel
+from pydantic_ai.usage import RequestUsage
+
+from durable import events as ev
+from durable import replay
+from durable.agents import DurableAgent
+from sdk import App, Context, RetryPolicy
+
+MODEL_STEP = "support.model_request"
+TOOL_STEP = "support.tool.get_weather"
+
+
+def make_app(tmp_path: Path) -> App:
+    return App(f"sqlite:///{tmp_path / 'agents.db'}", poll_interval=0.05)
+
+
+def weather_model(calls: list[int]) -> FunctionModel:
+    """Asks for the weather in Paris, then answers with what the tool said."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(len(messages))
+        returns = [
+            p for m in messages for p in getattr(m, "parts", ()) if isinstance(p, ToolReturnPart)
+        ]
+        if not returns:
+            return ModelResponse(
+                parts=[ToolCallPart("get_weather", {"city": "Paris"}, tool_call_id="c1")],
+                usage=RequestUsage(input_tokens=11, output_tokens=5),
+            )
+        return ModelResponse(
+            parts=[TextPart(f"It is {returns[-1].content} in Paris.")],
+            usage=RequestUsage(input_tokens=20, output_tokens=7),
+        )
+
+    return FunctionModel(respond, model_name="weather-fn")
+
+
+def step_events(events: list[ev.LoggedEvent]) -> list[tuple[str, str]]:
+    """(event type, step name) of every step event, names taken from StepStarted."""
+    names: dict[int, str] = {}
+    out: list[tuple[str, str]] = []
+    for e in events:
+        event: Any = e.event
+        if isinstance(event, ev.StepStarted):
+            names[event.pos] = event.name
+            out.append(("started", event.name))
+        elif isinstance(event, ev.StepCompleted):
+            out.append(("completed", names[event.pos]))
+        elif isinstance(event, ev.StepFailed):
+            out.append(("failed", names[event.pos]))
+    return out
+
+
+def completed_results(events: list[ev.LoggedEvent]) -> dict[str, list[Any]]:
+    names: dict[int, str] = {}
+    results: dict[str, list[Any]] = {}
+    for e in events:
+        event: Any = e.event
+        if isinstance(event, ev.StepStarted):
+            names[event.pos] = event.name
+        elif isinstance(event, ev.StepCompleted):
+            value = msgspec.msgpack.decode(event.result)
+            results.setdefault(names[event.pos], []).append(value)
+    return results
+
+
+def weather_agent(calls: list[int], tool_calls: list[str]) -> Agent[None, str]:
+    agent = Agent(weather_model(calls), name="support")
+
+    @agent.tool_plain
+    async def get_weather(city: str) -> str:
+        tool_calls.append(city)
+        return "sunny"
+
+    return agent
+
+
+async def test_each_model_request_and_tool_call_is_one_step(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    calls: list[int] = []
+    tool_calls: list[str] = []
+    support = app.agent(weather_agent(calls, tool_calls))
+
+    @app.workflow()
+    async def ask(ctx: Context, question: str) -> str:
+        result = await support.run(question)
+        return result.output
+
+    async with app:
+        assert await app.run(ask, "weather?", run_id="w1") == "It is sunny in Paris."
+        events = await app.events("w1")
+        report = await replay("w1", events, app.registry)
+
+    assert calls == [1, 3] and tool_calls == ["Paris"]
+    assert step_events(events) == [
+        ("started", MODEL_STEP),
+        ("completed", MODEL_STEP),
+        ("started", TOOL_STEP),
+        ("completed", TOOL_STEP),
+        ("started", MODEL_STEP),
+        ("completed", MODEL_STEP),
+    ]
+    # Replaying the log re-executes the agent loop with every outcome taken from the log:
+    # nothing is called again.
+    assert report.deterministic, report.divergence
+    assert calls == [1, 3] and tool_calls == ["Paris"]
+
+
+async def test_model_steps_record_the_response_and_its_token_usage(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    support = app.agent(weather_agent([], []))
+
+    @app.workflow()
+    async def ask(ctx: Context, question: str) -> str:
+        return (await support.run(question)).output
+
+    async with app:
+        await app.run(ask, "weather?", run_id="w2")
+        events = await app.events("w2")
+
+    results = completed_results(events)
+    first, second = results[MODEL_STEP]
+    assert first["usage"] == {"requests": 1, "input_tokens": 11, "output_tokens": 5}
+    assert second["usage"] == {"requests": 1, "input_tokens": 20, "output_tokens": 7}
+    assert first["model_name"] == "weather-fn"
+    # The response as Pydantic AI's own type adapter dumps it (JSON-shaped, never pickled).
+    call = first["response"]["parts"][0]
+    assert call["part_kind"] == "tool-call" and call["tool_name"] == "get_weather"
+    assert second["response"]["parts"][0]["content"] == "It is sunny in Paris."
+    # A model step's input is the newest request, not the whole history again.
+    starts = [e.event for e in events if isinstance(e.event, ev.StepStarted)]
+    model_input = msgspec.msgpack.decode(starts[2].input)
+    assert model_input[0][0]["messages"] == 3
+    assert model_input[0][0]["request"]["parts"][0]["part_kind"] == "tool-return"
+    tool_input = msgspec.msgpack.decode(starts[1].input)
+    assert tool_input[0][0] == {"tool": "get_weather", "args": {"city": "Paris"}}
+
+
+async def test_a_recovered_run_resumes_from_the_recorded_steps(tmp_path: Path) -> None:
+    """A worker stopped while the tool runs (after the first model response is recorded): the
+    next worker resumes the run and does not ask the model again for the recorded response.
+    (tests/agents/test_agent_crash.py does it with a SIGKILLed worker process.)"""
+    calls: list[int] = []
+    tool_calls: list[str] = []
+    in_tool = asyncio.Event()
+
+    def build() -> tuple[App, Any]:
+        app = make_app(tmp_path)
+        agent = Agent(weather_model(calls), name="support")
+
+        @agent.tool_plain
+        async def get_weather(city: str) -> str:
+            tool_calls.append(city)
+            if len(tool_calls) == 1:
+                in_tool.set()
+                await asyncio.Event().wait()  # until the worker stops: nothing recorded
+            return "sunny"
+
+        support = app.agent(agent)
+
+        @app.workflow()
+        async def ask(ctx: Context, question: str) -> str:
+            return (await support.run(question)).output
+
+        return app, ask
+
+    app, ask = build()
+    async with app:
+        await app.start(ask, "weather?", run_id="w3")
+        await asyncio.wait_for(in_tool.wait(), 30)
+    assert calls == [1] and tool_calls == ["Paris"]
+
+    app, ask = build()
+    async with app:
+        assert await app.handle("w3").result(timeout=30) == "It is sunny in Paris."
+        events = await app.events("w3")
+    # The first response came from the log; the tool ran again (its first attempt was never
+    # recorded), then the model was asked once more.
+    assert calls == [1, 3] and tool_calls == ["Paris", "Paris"]
+    assert [n for kind, n in step_events(events) if kind == "completed"] == [
+        MODEL_STEP,
+        TOOL_STEP,
+        MODEL_STEP,
+    ]
+
+
+async def test_test_model_calls_every_tool_then_answers(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    seen: list[tuple[str, object]] = []
+    agent = Agent(TestModel(), name="helper")
+
+    @agent.tool_plain
+    def add(a: int, b: int) -> int:
+        seen.append(("add", (a, b)))
+        return a + b
+
+    @agent.tool
+    async def greet(ctx: RunContext[None], who: str) -> str:
+        seen.append(("greet", who))
+        return f"hello {who}"
+
+    helper = app.agent(agent)
+
+    @app.workflow()
+    async def work(ctx: Context) -> str:
+        return (await helper.run("go")).output
+
+    async with app:
+        output = await app.run(work, run_id="t1")
+        events = await app.events("t1")
+        report = await replay("t1", events, app.registry)
+    assert "add" in output and "greet" in output
+    completed = [n for kind, n in step_events(events) if kind == "completed"]
+    assert completed == [
+        "helper.model_request",
+        "helper.tool.add",
+        "helper.tool.greet",
+        "helper.model_request",
+    ]
+    assert sorted(name for name, _ in seen) == ["add", "greet"]
+    assert report.deterministic, report.divergence
+
+
+async def test_tools_follow_their_retry_policy(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    attempts: list[str] = []
+    agent = Agent(weather_model([]), name="support")
+
+    @agent.tool_plain(metadata={"durable": {"retry": RetryPolicy(3, initial_delay=0.01)}})
+    async def get_weather(city: str) -> str:
+        attempts.append(city)
+        if len(attempts) < 3:
+            raise ConnectionError("weather service down")
+        return "sunny"
+
+    support = app.agent(agent)
+
+    @app.workflow()
+    async def ask(ctx: Context) -> str:
+        return (await support.run("weather?")).output
+
+    async with app:
+        assert await app.run(ask, run_id="r1") == "It is sunny in Paris."
+        events = await app.events("r1")
+    assert attempts == ["Paris"] * 3
+    assert step_events(events).count(("failed", TOOL_STEP)) == 2
+
+
+async def test_a_tool_calling_app_steps(tmp_path: Path) -> None:
+    """A tool that only calls app steps runs in the workflow with metadata={"durable": False}:
+    the app steps record themselves, under their own names; without it, they are plain calls
+    inside the tool's step, not recorded twice."""
+    app = make_app(tmp_path)
+    lookups: list[str] = []
+
+    @app.step()
+    async def lookup(city: str) -> str:
+        lookups.append(city)
+        return "rainy"
+
+    inline = Agent(weather_model([]), name="inline")
+
+    @inline.tool_plain(metadata={"durable": False})
+    async def get_weather(city: str) -> str:
+        return await lookup(city)
+
+    wrapped = Agent(weather_model([]), name="support")
+
+    @wrapped.tool_plain(name="get_weather")
+    async def get_weather_in_step(city: str) -> str:
+        return await lookup(city)
+
+    inline_agent, wrapped_agent = app.agent(inline), app.agent(wrapped)
+
+    @app.workflow()
+    async def ask(ctx: Context, which: str) -> str:
+        agent = inline_agent if which == "inline" else wrapped_agent
+        return (await agent.run("weather?")).output
+
+    async with app:
+        assert await app.run(ask, "inline", run_id="i1") == "It is rainy in Paris."
+        assert await app.run(ask, "wrapped", run_id="i2") == "It is rainy in Paris."
+        inline_events, wrapped_events = await app.events("i1"), await app.events("i2")
+        assert (await replay("i1", inline_events, app.registry)).deterministic
+    assert lookups == ["Paris", "Paris"]
+    assert [n for k, n in step_events(inline_events) if k == "completed"] == [
+        "inline.model_request",
+        "lookup",
+        "inline.model_request",
+    ]
+    assert [n for k, n in step_events(wrapped_events) if k == "completed"] == [
+        MODEL_STEP,
+        TOOL_STEP,
+        MODEL_STEP,
+    ]
+
+
+async def test_outside_a_workflow_the_agent_is_a_plain_agent(tmp_path: Path) -> None:
+    calls: list[int] = []
+    support = DurableAgent(weather_agent(calls, []))
+    result = await support.run("weather?")
+    assert result.output == "It is sunny in Paris." and calls == [1, 3]
+
+
+def test_a_durable_agent_needs_a_name() -> None:
+    with pytest.raises(ValueError, match="needs a name"):
+        DurableAgent(Agent(TestModel()))
+    assert DurableAgent(Agent(TestModel()), name="x").name == "x"
