@@ -13,4 +13,4 @@ package (nor Pydantic AI): `sdk.DurableAgent` and `App.agent` load it when first
 from durable.agents._agent import DurableAgent
 from durable.agents._capability import DEFAULT_MODEL_RETRY, DEFAULT_TOOL_RETRY, Durability
 
-__all__ = ["DEFAULT_MODEL_RETRY", "DEFAULT_TOOL_RETRY", "DurableAgent", "Durability"]
+__all__ = ["DEFAULT_MODEL_RETRY", "DEFAULT_TOOL_RETRY", "Durability", "DurableAgent"]

@@ -63,7 +63,9 @@ class StepNamer(JournalOperationNamer):
     ) -> DurableInvocationName:
         name = self.operation_name(operation_id)
         if isinstance(operation_id, ToolsetCallToolId) and label is not None:
-            name = f"{name}.{label}" if operation_id.toolset_kind == "function" else f"{name}:{label}"
+            name = (
+                f"{name}.{label}" if operation_id.toolset_kind == "function" else f"{name}:{label}"
+            )
         return DurableInvocationName(name)
 
 

@@ -210,7 +210,7 @@ async def test_a_recovered_run_resumes_from_the_recorded_steps(tmp_path: Path) -
 async def test_test_model_calls_every_tool_then_answers(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     seen: list[tuple[str, object]] = []
-    agent = Agent(TestModel(), name="helper")
+    agent: Agent[None, str] = Agent(TestModel(), name="helper")
 
     @agent.tool_plain
     def add(a: int, b: int) -> int:
