@@ -32,7 +32,7 @@ from durable.dag import (
 from durable.runtime._registry import check_max_crashes
 
 if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() is called
-    from pydantic_ai.agent import AbstractAgent
+    from pydantic_ai.agent import AbstractAgent, EventStreamHandler
     from pydantic_ai.models import Model
 
     from durable.agents import DurableAgent
@@ -196,6 +196,7 @@ class App:
         *,
         name: str | None = None,
         models: Mapping[str, Model] | None = None,
+        event_stream_handler: EventStreamHandler[DepsT] | None = None,
         model_retry: RetryPolicy | None = None,
         tool_retry: RetryPolicy | None = None,
         model_timeout: float | None = None,
@@ -214,6 +215,7 @@ class App:
             agent,
             name=name,
             models=models,
+            event_stream_handler=event_stream_handler,
             model_retry=model_retry or DEFAULT_MODEL_RETRY,
             tool_retry=tool_retry or DEFAULT_TOOL_RETRY,
             model_timeout=model_timeout,

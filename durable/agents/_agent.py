@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from pydantic_ai.agent import AbstractAgent
+from pydantic_ai.agent import AbstractAgent, EventStreamHandler
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
@@ -30,6 +30,8 @@ class DurableAgent(Generic[DepsT, OutputT]):
             return result.output
 
     `run` takes what `Agent.run` takes. Outside a workflow it is a plain, non-durable run.
+    An `event_stream_handler` given here (not to `run`) is durable too: streamed model events
+    reach it live from inside the model-request step, the others from a step each.
     The name names the agent's steps (`support.model_request`, `support.tool.<tool>`): it is
     recorded in the log, so keep it stable while runs using it may be in flight.
     """
@@ -40,6 +42,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         *,
         name: str | None = None,
         models: Mapping[str, Model] | None = None,
+        event_stream_handler: EventStreamHandler[DepsT] | None = None,
         model_retry: RetryPolicy = DEFAULT_MODEL_RETRY,
         tool_retry: RetryPolicy = DEFAULT_TOOL_RETRY,
         model_timeout: float | None = None,
@@ -56,6 +59,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         self.capability: Durability[DepsT] = Durability(
             name=self.name,
             models=models,
+            event_stream_handler=event_stream_handler,
             model_retry=model_retry,
             tool_retry=tool_retry,
             model_timeout=model_timeout,

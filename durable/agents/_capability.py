@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic_ai._agent_graph import set_agent_graph_sleep
+from pydantic_ai.agent import EventStreamHandler
 from pydantic_ai.capabilities.abstract import WrapRunHandler
 from pydantic_ai.durable_exec import (
     JSON_CODEC,
@@ -65,6 +66,10 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
     RetryPolicy(...), "timeout": 30.0}}`, or `metadata={"durable": False}` to run the tool in the
     workflow itself with no step of its own (for a tool that only calls app steps, which then
     record themselves under their own names and policies).
+
+    event_stream_handler: streamed model events reach it live from inside the model-request
+    step; the other events (tool calls and results...) each in a step of their own
+    (`<name>.event`), so a re-execution does not deliver them again.
     """
 
     engine_spec = DurabilityEngineSpec(
@@ -95,13 +100,14 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
         *,
         name: str | None = None,
         models: Mapping[str, Model] | None = None,
+        event_stream_handler: EventStreamHandler[AgentDepsT] | None = None,
         model_retry: RetryPolicy = DEFAULT_MODEL_RETRY,
         tool_retry: RetryPolicy = DEFAULT_TOOL_RETRY,
         model_timeout: float | None = None,
         tool_timeout: float | None = None,
         max_step_crashes: int = DEFAULT_MAX_CRASHES,
     ) -> None:
-        super().__init__(models=models, name=name)
+        super().__init__(models=models, event_stream_handler=event_stream_handler, name=name)
         self._model_settings = StepSettings(
             retry=_non_retrying(model_retry), timeout=model_timeout, max_crashes=max_step_crashes
         )

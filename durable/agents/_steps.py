@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic_ai.durable_exec import (
     CallableOperationBackend,
     DurableOperationId,
+    EventStreamHandlerId,
     JournalOperationNamer,
     ModelRequestId,
     RoleBasedOperationConfig,
@@ -42,7 +43,8 @@ class StepSettings:
 
 class StepNamer(JournalOperationNamer):
     """Step names as `durable runs show` lists them: `<agent>.model_request`,
-    `<agent>.tool.<tool name>`; the other operations keep Pydantic AI's journal names. Recorded
+    `<agent>.tool.<tool name>`, `<agent>.event`; the other operations (MCP servers, dynamic
+    toolsets...) keep Pydantic AI's journal names. Recorded
     in the log and compared on replay: changing them breaks runs in flight."""
 
     def __init__(self, agent_name: str) -> None:
@@ -56,6 +58,8 @@ class StepNamer(JournalOperationNamer):
             return f"{self._agent}.model_request{suffix}{model}"
         if isinstance(operation_id, ToolsetCallToolId) and operation_id.toolset_kind == "function":
             return f"{self._agent}.tool"
+        if isinstance(operation_id, EventStreamHandlerId):
+            return f"{self._agent}.event"
         return super().operation_name(operation_id)
 
     def invocation_name(

@@ -7,13 +7,16 @@ No network: Pydantic AI's FunctionModel and TestModel stand in for the language 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from pydantic_ai import Agent, RunContext
+from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import (
+    AgentStreamEvent,
     ModelMessage,
     ModelResponse,
     TextPart,
@@ -26,7 +29,7 @@ from pydantic_ai.usage import RequestUsage
 
 from durable import events as ev
 from durable import replay
-from durable.agents import DurableAgent
+from durable.agents import Durability, DurableAgent
 from sdk import App, Context, RetryPolicy
 
 MODEL_STEP = "support.model_request"
@@ -329,3 +332,151 @@ def test_a_durable_agent_needs_a_name() -> None:
     with pytest.raises(ValueError, match="needs a name"):
         DurableAgent(Agent(TestModel()))
     assert DurableAgent(Agent(TestModel()), name="x").name == "x"
+
+
+async def test_a_failed_model_request_is_retried_per_the_policy(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    calls: list[int] = []
+
+    def flaky(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(len(messages))
+        if len(calls) == 1:
+            raise ModelHTTPError(503, "flaky-model", "overloaded")
+        return ModelResponse(parts=[TextPart("ok")])
+
+    support = app.agent(
+        Agent(FunctionModel(flaky), name="support"),
+        model_retry=RetryPolicy(2, initial_delay=0.01),
+    )
+
+    @app.workflow()
+    async def ask(ctx: Context) -> str:
+        return (await support.run("hi")).output
+
+    async with app:
+        assert await app.run(ask, run_id="m1") == "ok"
+        events = await app.events("m1")
+    assert calls == [1, 1]
+    assert step_events(events) == [
+        ("started", MODEL_STEP),
+        ("failed", MODEL_STEP),
+        ("started", MODEL_STEP),
+        ("completed", MODEL_STEP),
+    ]
+
+
+async def test_a_tool_asking_the_model_to_retry_is_an_outcome_not_a_failure(
+    tmp_path: Path,
+) -> None:
+    """ModelRetry is Pydantic AI's control flow: recorded as the tool call's result (the model
+    sees the retry prompt), not retried by the engine."""
+    app = make_app(tmp_path)
+    cities: list[str] = []
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = [
+            p for m in messages for p in getattr(m, "parts", ()) if isinstance(p, ToolReturnPart)
+        ]
+        if any(p.outcome == "success" for p in returns):
+            return ModelResponse(parts=[TextPart("done")])
+        retried = bool(returns)  # the tool's ModelRetry came back as a "retried" return
+        city = "Paris" if retried else "Atlantis"
+        return ModelResponse(parts=[ToolCallPart("get_weather", {"city": city})])
+
+    agent = Agent(FunctionModel(respond), name="support")
+
+    @agent.tool_plain
+    async def get_weather(city: str) -> str:
+        cities.append(city)
+        if city == "Atlantis":
+            raise ModelRetry("no such city")
+        return "sunny"
+
+    support = app.agent(agent)
+
+    @app.workflow()
+    async def ask(ctx: Context) -> str:
+        return (await support.run("weather?")).output
+
+    async with app:
+        assert await app.run(ask, run_id="mr") == "done"
+        events = await app.events("mr")
+        assert (await replay("mr", events, app.registry)).deterministic
+    assert cities == ["Atlantis", "Paris"]
+    assert [n for k, n in step_events(events) if k == "completed"] == [
+        MODEL_STEP,
+        TOOL_STEP,
+        MODEL_STEP,
+        TOOL_STEP,
+        MODEL_STEP,
+    ]
+    assert not [k for k, _ in step_events(events) if k == "failed"]
+
+
+async def test_the_capability_attached_at_construction(tmp_path: Path) -> None:
+    """`Agent(..., capabilities=[Durability()])`: the agent itself is durable in a workflow."""
+    app = make_app(tmp_path)
+    calls: list[int] = []
+    agent = Agent(weather_model(calls), name="support", capabilities=[Durability()])
+
+    @agent.tool_plain
+    async def get_weather(city: str) -> str:
+        return "sunny"
+
+    @app.workflow()
+    async def ask(ctx: Context) -> str:
+        return (await agent.run("weather?")).output
+
+    async with app:
+        assert await app.run(ask, run_id="c1") == "It is sunny in Paris."
+        events = await app.events("c1")
+        assert (await replay("c1", events, app.registry)).deterministic
+    assert calls == [1, 3]
+    assert [n for k, n in step_events(events) if k == "completed"] == [
+        MODEL_STEP,
+        TOOL_STEP,
+        MODEL_STEP,
+    ]
+
+
+async def test_an_event_stream_handler_sees_each_event_once(tmp_path: Path) -> None:
+    """Given to the durable agent, the handler gets the streamed model events live from inside
+    the model-request step, and every other event from a step of its own: replaying the run
+    delivers none of them again. The streamed request's step records its usage too."""
+    app = make_app(tmp_path)
+    seen: list[str] = []
+
+    async def handler(ctx: RunContext[None], stream: AsyncIterable[AgentStreamEvent]) -> None:
+        async for event in stream:
+            seen.append(type(event).__name__)
+
+    agent: Agent[None, str] = Agent(TestModel(), name="helper")
+
+    @agent.tool_plain
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    helper = app.agent(agent, event_stream_handler=handler)
+
+    @app.workflow()
+    async def work(ctx: Context) -> str:
+        return (await helper.run("go")).output
+
+    async with app:
+        await app.run(work, run_id="e1")
+        events = await app.events("e1")
+        live = list(seen)
+        assert (await replay("e1", events, app.registry)).deterministic
+    assert seen == live
+    assert live.count("FunctionToolCallEvent") == 1 and live.count("FunctionToolResultEvent") == 1
+    assert "PartStartEvent" in live
+    completed = [n for k, n in step_events(events) if k == "completed"]
+    assert completed == [
+        "helper.model_request_stream",
+        "helper.event",
+        "helper.tool.add",
+        "helper.event",
+        "helper.model_request_stream",
+    ]
+    usage = completed_results(events)["helper.model_request_stream"][0]["usage"]
+    assert usage["requests"] == 1 and usage["input_tokens"] > 0
