@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pydantic import PydanticUserError
 from pydantic_ai._agent_graph import set_agent_graph_sleep
 from pydantic_ai.agent import EventStreamHandler
 from pydantic_ai.capabilities.abstract import WrapRunHandler
@@ -30,7 +31,7 @@ from pydantic_ai.durable_exec import (
     RoleBasedOperationConfig,
     conversation_id_from_run_id,
 )
-from pydantic_ai.exceptions import UserError
+from pydantic_ai.exceptions import UnexpectedModelBehavior, UserError
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT, RunContext
@@ -50,8 +51,13 @@ DEFAULT_MODEL_RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=2.0
 # A tool is not: it may have side effects.
 DEFAULT_TOOL_RETRY = NO_RETRY
 
-# Errors no retry can fix: a step failing with one fails at once.
-_NON_RETRYABLE: tuple[type[BaseException], ...] = (UserError,)
+# Errors no retry can fix (as Pydantic AI's Prefect and Temporal integrations judge them): a
+# step failing with one fails at once.
+_NON_RETRYABLE: tuple[type[BaseException], ...] = (
+    UserError,
+    PydanticUserError,
+    UnexpectedModelBehavior,
+)
 
 
 @dataclass(init=False, kw_only=True)

@@ -29,7 +29,7 @@ from pydantic_ai.usage import RequestUsage
 
 from durable import events as ev
 from durable import replay
-from durable.agents import Durability, DurableAgent
+from durable.agents import Durability, DurableAgent, step_tool
 from sdk import App, Context, RetryPolicy
 
 MODEL_STEP = "support.model_request"
@@ -480,3 +480,50 @@ async def test_an_event_stream_handler_sees_each_event_once(tmp_path: Path) -> N
     ]
     usage = completed_results(events)["helper.model_request_stream"][0]["usage"]
     assert usage["requests"] == 1 and usage["input_tokens"] > 0
+
+
+async def test_an_app_step_as_a_tool_is_recorded_as_itself(tmp_path: Path) -> None:
+    """step_tool(step): the tool call is the app step, under its own name and retry policy,
+    with no tool step around it."""
+    app = make_app(tmp_path)
+    attempts: list[tuple[int, int]] = []
+
+    @app.step(retry=RetryPolicy(2, initial_delay=0.01))
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        attempts.append((a, b))
+        if len(attempts) == 1:
+            raise ConnectionError("calculator down")
+        return a + b
+
+    @app.step()
+    def shout(text: str) -> str:
+        """Upper-case a text (a sync step, run in a worker thread)."""
+        return text.upper()
+
+    helper = app.agent(Agent(TestModel(), name="helper", tools=[step_tool(add), step_tool(shout)]))
+
+    @app.workflow()
+    async def work(ctx: Context) -> str:
+        return (await helper.run("go")).output
+
+    async with app:
+        output = await app.run(work, run_id="st")
+        events = await app.events("st")
+        assert (await replay("st", events, app.registry)).deterministic
+    assert '"add":0' in output and '"shout":"A"' in output
+    assert step_events(events) == [
+        ("started", "helper.model_request"),
+        ("completed", "helper.model_request"),
+        ("started", "add"),
+        ("failed", "add"),
+        ("started", "add"),
+        ("completed", "add"),
+        ("started", "shout"),
+        ("completed", "shout"),
+        ("started", "helper.model_request"),
+        ("completed", "helper.model_request"),
+    ]
+    # Outside a workflow: plain calls.
+    plain = await DurableAgent(Agent(TestModel(), tools=[step_tool(shout)]), name="p").run("go")
+    assert plain.output == '{"shout":"A"}'
