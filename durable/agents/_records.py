@@ -4,9 +4,9 @@ step result. Never pickle.
 
 A model request's step result is an envelope:
 
-    {"response": <the ModelResponse, as Pydantic AI dumps it>,
-     "usage": {"input_tokens": 12, "output_tokens": 30, ...},    # that one request's tokens
-     "model_name": "gpt-4o"}
+    {"usage": {"requests": 1, "input_tokens": 12, "output_tokens": 30, ...},  # its tokens
+     "model_name": "gpt-4o",
+     "response": <the ModelResponse, as Pydantic AI dumps it>}
 
 so token totals per step and per run can be read off the log without knowing Pydantic AI's
 message schema. Every other operation records Pydantic AI's payload as it is (a tool call:
@@ -27,10 +27,11 @@ def wrap_result(operation_id: DurableOperationId, payload: object) -> object:
         return payload
     response = _response_of(payload)
     usage = response.get("usage") if response is not None else None
+    # Usage first: one-line views of the result (`durable runs show`) show the tokens.
     return {
-        "response": payload,
         "usage": _token_counts(usage),
         "model_name": response.get("model_name") if response is not None else None,
+        "response": payload,
     }
 
 

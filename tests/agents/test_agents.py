@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults, ModelRetry, RunContext
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import (
     AgentStreamEvent,
@@ -527,3 +527,63 @@ async def test_an_app_step_as_a_tool_is_recorded_as_itself(tmp_path: Path) -> No
     # Outside a workflow: plain calls.
     plain = await DurableAgent(Agent(TestModel(), tools=[step_tool(shout)]), name="p").run("go")
     assert plain.output == '{"shout":"A"}'
+
+
+async def test_a_tool_call_waiting_for_human_approval(tmp_path: Path) -> None:
+    """Pydantic AI's deferred tools with a durable wait: the run ends with the call to approve,
+    the workflow waits for a signal (holding no worker meanwhile), then resumes the agent
+    with the decision. Nothing before the wait runs again."""
+    app = make_app(tmp_path)
+    deleted: list[str] = []
+    calls: list[int] = []
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(len(messages))
+        returns = [
+            p for m in messages for p in getattr(m, "parts", ()) if isinstance(p, ToolReturnPart)
+        ]
+        if returns:
+            return ModelResponse(parts=[TextPart(f"done: {returns[-1].content}")])
+        return ModelResponse(parts=[ToolCallPart("delete", {"path": "/tmp/x"}, "d1")])
+
+    agent: Agent[None, str | DeferredToolRequests] = Agent(
+        FunctionModel(respond), name="ops", output_type=[str, DeferredToolRequests]
+    )
+
+    @agent.tool_plain(requires_approval=True)
+    def delete(path: str) -> str:
+        deleted.append(path)
+        return f"deleted {path}"
+
+    ops = app.agent(agent)
+
+    @app.workflow()
+    async def cleanup(ctx: Context) -> str:
+        result = await ops.run("clean up")
+        while isinstance(result.output, DeferredToolRequests):
+            approved: bool = await ctx.wait_for_signal("approval", type=bool)
+            decisions = DeferredToolResults(
+                approvals={call.tool_call_id: approved for call in result.output.approvals}
+            )
+            result = await ops.run(
+                message_history=result.all_messages(), deferred_tool_results=decisions
+            )
+        return result.output
+
+    async with app:
+        handle = await app.start(cleanup, run_id="h1")
+        for _ in range(200):
+            if any(e.type == "WaitStarted" for e in await app.events("h1")):
+                break
+            await asyncio.sleep(0.05)
+        assert deleted == [] and calls == [1]
+        await app.signal("h1", "approval", True)
+        assert await handle.result(timeout=30) == "done: deleted /tmp/x"
+        events = await app.events("h1")
+        assert (await replay("h1", events, app.registry)).deterministic
+    assert deleted == ["/tmp/x"] and calls == [1, 3]
+    assert [n for k, n in step_events(events) if k == "completed"] == [
+        "ops.model_request",
+        "ops.tool.delete",
+        "ops.model_request",
+    ]
