@@ -587,3 +587,43 @@ async def test_a_tool_call_waiting_for_human_approval(tmp_path: Path) -> None:
         "ops.tool.delete",
         "ops.model_request",
     ]
+
+
+async def test_agent_runs_at_once_in_child_runs(tmp_path: Path) -> None:
+    """Concurrent agent runs each get a child run: each child's log is its own, so each
+    replays cleanly whatever order the models answered in."""
+    app = make_app(tmp_path)
+
+    def model(delay: float) -> FunctionModel:
+        async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+            if len(messages) == 1:
+                await asyncio.sleep(delay)
+                return ModelResponse(parts=[ToolCallPart("look", {"x": 1})])
+            return ModelResponse(parts=[TextPart("done")])
+
+        return FunctionModel(respond)
+
+    agents: dict[str, DurableAgent[None, str]] = {}
+    for name, delay in (("slow", 0.3), ("fast", 0.0)):
+        agent: Agent[None, str] = Agent(model(delay), name=name)
+
+        @agent.tool_plain
+        def look(x: int) -> int:
+            return x
+
+        agents[name] = app.agent(agent)
+
+    @app.workflow()
+    async def answer(ctx: Context, which: str) -> str:
+        return (await agents[which].run("go")).output
+
+    @app.workflow()
+    async def both(ctx: Context) -> list[str]:
+        results = await asyncio.gather(*(ctx.run_child(answer, w) for w in ("slow", "fast")))
+        return list(results)
+
+    async with app:
+        assert await app.run(both, run_id="p") == ["done", "done"]
+        for run_id in ("p", "p.0", "p.1"):
+            events = await app.events(run_id)
+            assert (await replay(run_id, events, app.registry)).deterministic, run_id
