@@ -10,6 +10,7 @@ from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 
+from durable._ids import check_id
 from durable.agents._capability import DEFAULT_MODEL_RETRY, DEFAULT_TOOL_RETRY, Durability
 from durable.runtime._registry import DEFAULT_MAX_CRASHES, RetryPolicy
 
@@ -55,7 +56,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
                 "steps): Agent(..., name='support') or app.agent(agent, name='support')"
             )
         self.agent = agent
-        self.name: str = name or agent.name or ""
+        self.name: str = check_id("agent name", name or agent.name)
         self.capability: Durability[DepsT] = Durability(
             name=self.name,
             models=models,

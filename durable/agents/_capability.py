@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import PydanticUserError
 from pydantic_ai._agent_graph import set_agent_graph_sleep
 from pydantic_ai.agent import EventStreamHandler
 from pydantic_ai.capabilities.abstract import WrapRunHandler
@@ -31,14 +30,25 @@ from pydantic_ai.durable_exec import (
     RoleBasedOperationConfig,
     conversation_id_from_run_id,
 )
-from pydantic_ai.exceptions import UnexpectedModelBehavior, UserError
+from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT, RunContext
 
-from durable.agents._steps import StepBackend, StepConfig, StepSettings
+from durable.agents._steps import (
+    StepBackend,
+    StepConfig,
+    StepSettings,
+    check_timeout,
+    non_retrying,
+)
 from durable.runtime._context import Context, WorkflowRuntime, current_executor
-from durable.runtime._registry import DEFAULT_MAX_CRASHES, NO_RETRY, RetryPolicy
+from durable.runtime._registry import (
+    DEFAULT_MAX_CRASHES,
+    NO_RETRY,
+    RetryPolicy,
+    check_max_crashes,
+)
 
 # Agent runs started so far by each run's execution: the n-th gets run id "<run id>:agent:<n>",
 # the same on every re-execution since the workflow code starts them in the same order.
@@ -50,14 +60,6 @@ _agent_runs: weakref.WeakKeyDictionary[WorkflowRuntime, itertools.count[int]] = 
 DEFAULT_MODEL_RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=2.0, max_delay=30.0)
 # A tool is not: it may have side effects.
 DEFAULT_TOOL_RETRY = NO_RETRY
-
-# Errors no retry can fix (as Pydantic AI's Prefect and Temporal integrations judge them): a
-# step failing with one fails at once.
-_NON_RETRYABLE: tuple[type[BaseException], ...] = (
-    UserError,
-    PydanticUserError,
-    UnexpectedModelBehavior,
-)
 
 
 @dataclass(init=False, kw_only=True)
@@ -114,14 +116,19 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
         max_step_crashes: int = DEFAULT_MAX_CRASHES,
     ) -> None:
         super().__init__(models=models, event_stream_handler=event_stream_handler, name=name)
+        check_max_crashes("max_step_crashes", max_step_crashes)
         self._model_settings = StepSettings(
-            retry=_non_retrying(model_retry), timeout=model_timeout, max_crashes=max_step_crashes
+            retry=non_retrying(model_retry),
+            timeout=check_timeout("model_timeout", model_timeout),
+            max_crashes=max_step_crashes,
         )
         self._tool_settings = StepSettings(
-            retry=_non_retrying(tool_retry), timeout=tool_timeout, max_crashes=max_step_crashes
+            retry=non_retrying(tool_retry),
+            timeout=check_timeout("tool_timeout", tool_timeout),
+            max_crashes=max_step_crashes,
         )
         self._other_settings = StepSettings(
-            retry=_non_retrying(NO_RETRY), timeout=None, max_crashes=max_step_crashes
+            retry=non_retrying(NO_RETRY), timeout=None, max_crashes=max_step_crashes
         )
 
     # -- what the base asks of an engine ------------------------------------------------
@@ -178,21 +185,6 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
             return await super().wrap_run(ctx, handler=handler)
         async with _durable_sleeps(executor):
             return await super().wrap_run(ctx, handler=handler)
-
-
-def _non_retrying(policy: RetryPolicy) -> RetryPolicy:
-    """`policy` with the errors no retry can fix added to its non_retryable ones."""
-    missing = tuple(t for t in _NON_RETRYABLE if t not in policy.non_retryable)
-    if not missing:
-        return policy
-    return RetryPolicy(
-        max_attempts=policy.max_attempts,
-        initial_delay=policy.initial_delay,
-        backoff=policy.backoff,
-        max_delay=policy.max_delay,
-        non_retryable=(*policy.non_retryable, *missing),
-        linear=policy.linear,
-    )
 
 
 @asynccontextmanager

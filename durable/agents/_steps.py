@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
+from pydantic import PydanticUserError
 from pydantic_ai.durable_exec import (
     CallableOperationBackend,
     DurableOperationId,
@@ -24,10 +25,14 @@ from pydantic_ai.durable_exec import (
     ToolsetCallToolId,
 )
 from pydantic_ai.durable_exec._operation_names import DurableInvocationName
+from pydantic_ai.exceptions import UnexpectedModelBehavior, UserError
 
+from durable._durations import check_duration
+from durable._errors import WorkflowDefinitionError
+from durable._ids import check_id
 from durable.agents._records import model_step_input, tool_step_input, unwrap_result, wrap_result
 from durable.runtime._context import current_executor
-from durable.runtime._registry import NO_RETRY, RetryPolicy, StepDef
+from durable.runtime._registry import RetryPolicy, StepDef
 
 # Per role (model, tool, event, capability) or per tool (metadata={"durable": {...}}):
 # {"retry": RetryPolicy, "timeout": seconds}; False for a tool: no step of its own.
@@ -73,14 +78,43 @@ class StepNamer(JournalOperationNamer):
         return DurableInvocationName(name)
 
 
-def settings_of(config: StepConfig | None, default: StepSettings) -> StepSettings:
+# Errors no retry can fix (as Pydantic AI's Prefect and Temporal integrations judge them): a
+# step failing with one fails at once, whatever its RetryPolicy.
+NON_RETRYABLE: tuple[type[BaseException], ...] = (
+    UserError,
+    PydanticUserError,
+    UnexpectedModelBehavior,
+)
+
+
+def non_retrying(policy: RetryPolicy) -> RetryPolicy:
+    """`policy` with NON_RETRYABLE added to its non_retryable errors."""
+    missing = tuple(t for t in NON_RETRYABLE if t not in policy.non_retryable)
+    if not missing:
+        return policy
+    return dataclasses.replace(policy, non_retryable=(*policy.non_retryable, *missing))
+
+
+def check_timeout(what: str, timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    return check_duration(what, timeout, positive=True, error=WorkflowDefinitionError)
+
+
+def settings_of(config: StepConfig | None, default: StepSettings, what: str) -> StepSettings:
+    """A tool's own settings (metadata={"durable": {...}}) over the defaults of its role."""
     if not config:
         return default
+    unknown = set(config) - {"retry", "timeout"}
+    if unknown:
+        raise WorkflowDefinitionError(
+            f"{what}: unknown durable settings {sorted(unknown)} (known: 'retry', 'timeout')"
+        )
     retry = config.get("retry", default.retry)
-    timeout = config.get("timeout", default.timeout)
     if not isinstance(retry, RetryPolicy):
-        raise TypeError(f"durable step config 'retry' must be a RetryPolicy, got {retry!r}")
-    return StepSettings(retry=retry, timeout=timeout, max_crashes=default.max_crashes)
+        raise WorkflowDefinitionError(f"{what}: 'retry' must be a RetryPolicy, got {retry!r}")
+    timeout = check_timeout(f"{what}: timeout", config.get("timeout", default.timeout))
+    return StepSettings(retry=non_retrying(retry), timeout=timeout, max_crashes=default.max_crashes)
 
 
 class StepBackend(CallableOperationBackend[StepConfig]):
@@ -108,8 +142,9 @@ class StepBackend(CallableOperationBackend[StepConfig]):
         executor = current_executor.get()
         if executor is None:  # outside a workflow (or inside a step body): a plain call
             return await body()
+        check_id("agent step name", name)
         role = _role(operation_id)
-        settings = settings_of(config, self._defaults.get(role, self._defaults["default"]))
+        settings = settings_of(config, self._defaults[role], f"step {name!r}")
         summary = _input(operation_id, cache_key)
 
         async def step_body(_input: object) -> object:
@@ -144,6 +179,3 @@ def _input(operation_id: DurableOperationId, cache_key: tuple[object, ...]) -> o
     if isinstance(operation_id, ToolsetCallToolId):
         return tool_step_input(cache_key)
     return None
-
-
-DEFAULT_SETTINGS = StepSettings(retry=NO_RETRY, timeout=None, max_crashes=10)

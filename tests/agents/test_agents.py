@@ -30,7 +30,14 @@ from pydantic_ai.usage import RequestUsage
 from durable import events as ev
 from durable import replay
 from durable.agents import Durability, DurableAgent, step_tool
-from sdk import App, Context, RetryPolicy
+from sdk import (
+    App,
+    Context,
+    InvalidIdError,
+    RetryPolicy,
+    RunFailed,
+    WorkflowDefinitionError,
+)
 
 MODEL_STEP = "support.model_request"
 TOOL_STEP = "support.tool.get_weather"
@@ -627,3 +634,29 @@ async def test_agent_runs_at_once_in_child_runs(tmp_path: Path) -> None:
         for run_id in ("p", "p.0", "p.1"):
             events = await app.events(run_id)
             assert (await replay(run_id, events, app.registry)).deterministic, run_id
+
+
+async def test_durable_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(WorkflowDefinitionError, match="model_timeout"):
+        DurableAgent(Agent(TestModel()), name="x", model_timeout=0)
+    with pytest.raises(WorkflowDefinitionError, match="max_step_crashes"):
+        DurableAgent(Agent(TestModel()), name="x", max_step_crashes=0)
+    with pytest.raises(InvalidIdError):
+        DurableAgent(Agent(TestModel()), name="bad\nname")
+
+    app = make_app(tmp_path)
+    agent: Agent[None, str] = Agent(TestModel(), name="helper")
+
+    @agent.tool_plain(metadata={"durable": {"retries": 3}})
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    helper = app.agent(agent)
+
+    @app.workflow()
+    async def work(ctx: Context) -> str:
+        return (await helper.run("go")).output
+
+    async with app:
+        with pytest.raises(RunFailed, match=r"unknown durable settings \['retries'\]"):
+            await app.run(work, run_id="bad")
