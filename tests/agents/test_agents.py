@@ -13,7 +13,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults, ModelRetry, RunContext
+from agent_helpers import (
+    MODEL_STEP,
+    TOOL_STEP,
+    completed_results,
+    make_app,
+    step_events,
+    weather_agent,
+    weather_model,
+)
+from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults, RunContext
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import (
     AgentStreamEvent,
@@ -25,87 +34,15 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
-from pydantic_ai.usage import RequestUsage
 
 from durable import events as ev
 from durable import replay
-from durable.agents import Durability, DurableAgent, step_tool
+from durable.agents import Durability, DurableAgent
 from sdk import (
     App,
     Context,
-    InvalidIdError,
     RetryPolicy,
-    RunFailed,
-    WorkflowDefinitionError,
 )
-
-MODEL_STEP = "support.model_request"
-TOOL_STEP = "support.tool.get_weather"
-
-
-def make_app(tmp_path: Path) -> App:
-    return App(f"sqlite:///{tmp_path / 'agents.db'}", poll_interval=0.05)
-
-
-def weather_model(calls: list[int]) -> FunctionModel:
-    """Asks for the weather in Paris, then answers with what the tool said."""
-
-    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        calls.append(len(messages))
-        returns = [
-            p for m in messages for p in getattr(m, "parts", ()) if isinstance(p, ToolReturnPart)
-        ]
-        if not returns:
-            return ModelResponse(
-                parts=[ToolCallPart("get_weather", {"city": "Paris"}, tool_call_id="c1")],
-                usage=RequestUsage(input_tokens=11, output_tokens=5),
-            )
-        return ModelResponse(
-            parts=[TextPart(f"It is {returns[-1].content} in Paris.")],
-            usage=RequestUsage(input_tokens=20, output_tokens=7),
-        )
-
-    return FunctionModel(respond, model_name="weather-fn")
-
-
-def step_events(events: list[ev.LoggedEvent]) -> list[tuple[str, str]]:
-    """(event type, step name) of every step event, names taken from StepStarted."""
-    names: dict[int, str] = {}
-    out: list[tuple[str, str]] = []
-    for e in events:
-        event: Any = e.event
-        if isinstance(event, ev.StepStarted):
-            names[event.pos] = event.name
-            out.append(("started", event.name))
-        elif isinstance(event, ev.StepCompleted):
-            out.append(("completed", names[event.pos]))
-        elif isinstance(event, ev.StepFailed):
-            out.append(("failed", names[event.pos]))
-    return out
-
-
-def completed_results(events: list[ev.LoggedEvent]) -> dict[str, list[Any]]:
-    names: dict[int, str] = {}
-    results: dict[str, list[Any]] = {}
-    for e in events:
-        event: Any = e.event
-        if isinstance(event, ev.StepStarted):
-            names[event.pos] = event.name
-        elif isinstance(event, ev.StepCompleted):
-            value = msgspec.msgpack.decode(event.result)
-            results.setdefault(names[event.pos], []).append(value)
-    return results
-
-
-def weather_agent(calls: list[int], tool_calls: list[str]) -> Agent[None, str]:
-    agent = Agent(weather_model(calls), name="support")
-
-    @agent.tool_plain
-    async def get_weather(city: str) -> str:
-        tool_calls.append(city)
-        return "sunny"
-
-    return agent
 
 
 async def test_each_model_request_and_tool_call_is_one_step(tmp_path: Path) -> None:
@@ -254,80 +191,6 @@ async def test_test_model_calls_every_tool_then_answers(tmp_path: Path) -> None:
     assert report.deterministic, report.divergence
 
 
-async def test_tools_follow_their_retry_policy(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    attempts: list[str] = []
-    agent = Agent(weather_model([]), name="support")
-
-    @agent.tool_plain(metadata={"durable": {"retry": RetryPolicy(3, initial_delay=0.01)}})
-    async def get_weather(city: str) -> str:
-        attempts.append(city)
-        if len(attempts) < 3:
-            raise ConnectionError("weather service down")
-        return "sunny"
-
-    support = app.agent(agent)
-
-    @app.workflow()
-    async def ask(ctx: Context) -> str:
-        return (await support.run("weather?")).output
-
-    async with app:
-        assert await app.run(ask, run_id="r1") == "It is sunny in Paris."
-        events = await app.events("r1")
-    assert attempts == ["Paris"] * 3
-    assert step_events(events).count(("failed", TOOL_STEP)) == 2
-
-
-async def test_a_tool_calling_app_steps(tmp_path: Path) -> None:
-    """A tool that only calls app steps runs in the workflow with metadata={"durable": False}:
-    the app steps record themselves, under their own names; without it, they are plain calls
-    inside the tool's step, not recorded twice."""
-    app = make_app(tmp_path)
-    lookups: list[str] = []
-
-    @app.step()
-    async def lookup(city: str) -> str:
-        lookups.append(city)
-        return "rainy"
-
-    inline = Agent(weather_model([]), name="inline")
-
-    @inline.tool_plain(metadata={"durable": False})
-    async def get_weather(city: str) -> str:
-        return await lookup(city)
-
-    wrapped = Agent(weather_model([]), name="support")
-
-    @wrapped.tool_plain(name="get_weather")
-    async def get_weather_in_step(city: str) -> str:
-        return await lookup(city)
-
-    inline_agent, wrapped_agent = app.agent(inline), app.agent(wrapped)
-
-    @app.workflow()
-    async def ask(ctx: Context, which: str) -> str:
-        agent = inline_agent if which == "inline" else wrapped_agent
-        return (await agent.run("weather?")).output
-
-    async with app:
-        assert await app.run(ask, "inline", run_id="i1") == "It is rainy in Paris."
-        assert await app.run(ask, "wrapped", run_id="i2") == "It is rainy in Paris."
-        inline_events, wrapped_events = await app.events("i1"), await app.events("i2")
-        assert (await replay("i1", inline_events, app.registry)).deterministic
-    assert lookups == ["Paris", "Paris"]
-    assert [n for k, n in step_events(inline_events) if k == "completed"] == [
-        "inline.model_request",
-        "lookup",
-        "inline.model_request",
-    ]
-    assert [n for k, n in step_events(wrapped_events) if k == "completed"] == [
-        MODEL_STEP,
-        TOOL_STEP,
-        MODEL_STEP,
-    ]
-
-
 async def test_outside_a_workflow_the_agent_is_a_plain_agent(tmp_path: Path) -> None:
     calls: list[int] = []
     support = DurableAgent(weather_agent(calls, []))
@@ -370,54 +233,6 @@ async def test_a_failed_model_request_is_retried_per_the_policy(tmp_path: Path) 
         ("started", MODEL_STEP),
         ("completed", MODEL_STEP),
     ]
-
-
-async def test_a_tool_asking_the_model_to_retry_is_an_outcome_not_a_failure(
-    tmp_path: Path,
-) -> None:
-    """ModelRetry is Pydantic AI's control flow: recorded as the tool call's result (the model
-    sees the retry prompt), not retried by the engine."""
-    app = make_app(tmp_path)
-    cities: list[str] = []
-
-    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        returns = [
-            p for m in messages for p in getattr(m, "parts", ()) if isinstance(p, ToolReturnPart)
-        ]
-        if any(p.outcome == "success" for p in returns):
-            return ModelResponse(parts=[TextPart("done")])
-        retried = bool(returns)  # the tool's ModelRetry came back as a "retried" return
-        city = "Paris" if retried else "Atlantis"
-        return ModelResponse(parts=[ToolCallPart("get_weather", {"city": city})])
-
-    agent = Agent(FunctionModel(respond), name="support")
-
-    @agent.tool_plain
-    async def get_weather(city: str) -> str:
-        cities.append(city)
-        if city == "Atlantis":
-            raise ModelRetry("no such city")
-        return "sunny"
-
-    support = app.agent(agent)
-
-    @app.workflow()
-    async def ask(ctx: Context) -> str:
-        return (await support.run("weather?")).output
-
-    async with app:
-        assert await app.run(ask, run_id="mr") == "done"
-        events = await app.events("mr")
-        assert (await replay("mr", events, app.registry)).deterministic
-    assert cities == ["Atlantis", "Paris"]
-    assert [n for k, n in step_events(events) if k == "completed"] == [
-        MODEL_STEP,
-        TOOL_STEP,
-        MODEL_STEP,
-        TOOL_STEP,
-        MODEL_STEP,
-    ]
-    assert not [k for k, _ in step_events(events) if k == "failed"]
 
 
 async def test_the_capability_attached_at_construction(tmp_path: Path) -> None:
@@ -487,53 +302,6 @@ async def test_an_event_stream_handler_sees_each_event_once(tmp_path: Path) -> N
     ]
     usage = completed_results(events)["helper.model_request_stream"][0]["usage"]
     assert usage["requests"] == 1 and usage["input_tokens"] > 0
-
-
-async def test_an_app_step_as_a_tool_is_recorded_as_itself(tmp_path: Path) -> None:
-    """step_tool(step): the tool call is the app step, under its own name and retry policy,
-    with no tool step around it."""
-    app = make_app(tmp_path)
-    attempts: list[tuple[int, int]] = []
-
-    @app.step(retry=RetryPolicy(2, initial_delay=0.01))
-    async def add(a: int, b: int) -> int:
-        """Add two numbers."""
-        attempts.append((a, b))
-        if len(attempts) == 1:
-            raise ConnectionError("calculator down")
-        return a + b
-
-    @app.step()
-    def shout(text: str) -> str:
-        """Upper-case a text (a sync step, run in a worker thread)."""
-        return text.upper()
-
-    helper = app.agent(Agent(TestModel(), name="helper", tools=[step_tool(add), step_tool(shout)]))
-
-    @app.workflow()
-    async def work(ctx: Context) -> str:
-        return (await helper.run("go")).output
-
-    async with app:
-        output = await app.run(work, run_id="st")
-        events = await app.events("st")
-        assert (await replay("st", events, app.registry)).deterministic
-    assert '"add":0' in output and '"shout":"A"' in output
-    assert step_events(events) == [
-        ("started", "helper.model_request"),
-        ("completed", "helper.model_request"),
-        ("started", "add"),
-        ("failed", "add"),
-        ("started", "add"),
-        ("completed", "add"),
-        ("started", "shout"),
-        ("completed", "shout"),
-        ("started", "helper.model_request"),
-        ("completed", "helper.model_request"),
-    ]
-    # Outside a workflow: plain calls.
-    plain = await DurableAgent(Agent(TestModel(), tools=[step_tool(shout)]), name="p").run("go")
-    assert plain.output == '{"shout":"A"}'
 
 
 async def test_a_tool_call_waiting_for_human_approval(tmp_path: Path) -> None:
@@ -634,29 +402,3 @@ async def test_agent_runs_at_once_in_child_runs(tmp_path: Path) -> None:
         for run_id in ("p", "p.0", "p.1"):
             events = await app.events(run_id)
             assert (await replay(run_id, events, app.registry)).deterministic, run_id
-
-
-async def test_durable_settings_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(WorkflowDefinitionError, match="model_timeout"):
-        DurableAgent(Agent(TestModel()), name="x", model_timeout=0)
-    with pytest.raises(WorkflowDefinitionError, match="max_step_crashes"):
-        DurableAgent(Agent(TestModel()), name="x", max_step_crashes=0)
-    with pytest.raises(InvalidIdError):
-        DurableAgent(Agent(TestModel()), name="bad\nname")
-
-    app = make_app(tmp_path)
-    agent: Agent[None, str] = Agent(TestModel(), name="helper")
-
-    @agent.tool_plain(metadata={"durable": {"retries": 3}})
-    def add(a: int, b: int) -> int:
-        return a + b
-
-    helper = app.agent(agent)
-
-    @app.workflow()
-    async def work(ctx: Context) -> str:
-        return (await helper.run("go")).output
-
-    async with app:
-        with pytest.raises(RunFailed, match=r"unknown durable settings \['retries'\]"):
-            await app.run(work, run_id="bad")
