@@ -1,5 +1,7 @@
 """The authoring API: `from sdk import App, Context, RetryPolicy, ...`."""
 
+from typing import TYPE_CHECKING, Any
+
 from durable import (
     ChildRunFailed,
     Context,
@@ -33,12 +35,16 @@ from durable import (
 )
 from sdk._app import App
 
+if TYPE_CHECKING:
+    from durable.agents import DurableAgent
+
 __all__ = [
     "App",
     "ChildRunFailed",
     "Context",
     "DagFailed",
     "DagPartial",
+    "DurableAgent",
     "DurableError",
     "ErrorInfo",
     "InvalidIdError",
@@ -65,3 +71,19 @@ __all__ = [
     "WorkflowDefinitionError",
     "current_step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # DurableAgent imports Pydantic AI (the `agents` extra): loaded when first asked for, so
+    # `import sdk` stays light and works without it.
+    if name == "DurableAgent":
+        try:
+            from durable.agents import DurableAgent
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("pydantic"):
+                raise
+            raise ModuleNotFoundError(
+                "sdk.DurableAgent needs Pydantic AI: pip install 'durable[agents]'", name=exc.name
+            ) from exc
+        return DurableAgent
+    raise AttributeError(f"module 'sdk' has no attribute {name!r}")

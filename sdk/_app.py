@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from durable import (
     Engine,
@@ -31,6 +31,12 @@ from durable.dag import (
 )
 from durable.runtime._registry import check_max_crashes
 
+if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() is called
+    from pydantic_ai.agent import AbstractAgent, EventStreamHandler
+    from pydantic_ai.models import Model
+
+    from durable.agents import DurableAgent
+
 # What names a workflow to start: a workflow function, a registered name, a DAG builder.
 WorkflowRef = str | Callable[..., Any] | DagBuilder
 
@@ -38,6 +44,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 W = TypeVar("W", bound=Callable[..., Coroutine[Any, Any, Any]])
 F = TypeVar("F", bound=Callable[..., Any])
+DepsT = TypeVar("DepsT")
+OutputT = TypeVar("OutputT")
 
 
 class App:
@@ -180,6 +188,40 @@ class App:
         before the DAGs that use it. Returns `fn`, so it also works as a decorator."""
         self._registry.policy.add_function(fn, name)
         return fn
+
+    def agent(
+        self,
+        agent: AbstractAgent[DepsT, OutputT],
+        /,
+        *,
+        name: str | None = None,
+        models: Mapping[str, Model] | None = None,
+        event_stream_handler: EventStreamHandler[DepsT] | None = None,
+        model_retry: RetryPolicy | None = None,
+        tool_retry: RetryPolicy | None = None,
+        model_timeout: float | None = None,
+        tool_timeout: float | None = None,
+    ) -> DurableAgent[DepsT, OutputT]:
+        """A Pydantic AI agent made durable inside this app's workflows (the `agents` extra):
+        `await durable_agent.run(prompt)` in a workflow records each model request (its response
+        and token usage) and each tool call as a step, so a crash resumes the conversation from
+        the last recorded step. `name` (default: the agent's) names those steps: keep it
+        stable. Retries: model requests 3 attempts, tools 1, unless a RetryPolicy says
+        otherwise (per tool: `metadata={"durable": {"retry": RetryPolicy(...)}}`). See
+        docs/agents.md."""
+        from durable.agents import DEFAULT_MODEL_RETRY, DEFAULT_TOOL_RETRY, DurableAgent
+
+        return DurableAgent(
+            agent,
+            name=name,
+            models=models,
+            event_stream_handler=event_stream_handler,
+            model_retry=model_retry or DEFAULT_MODEL_RETRY,
+            tool_retry=tool_retry or DEFAULT_TOOL_RETRY,
+            model_timeout=model_timeout,
+            tool_timeout=tool_timeout,
+            max_step_crashes=self._registry.max_step_crashes,
+        )
 
     def _ref(self, workflow: WorkflowRef) -> str | Callable[..., Any]:
         if isinstance(workflow, DagBuilder):

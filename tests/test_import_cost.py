@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ["sqlalchemy", "asyncpg", "litestar", "uvicorn", "httpx", "yaml"]
+# pydantic_ai (and pydantic): only durable agents need them, loaded by App.agent/sdk.DurableAgent.
+HEAVY = ["sqlalchemy", "asyncpg", "litestar", "uvicorn", "httpx", "yaml", "pydantic_ai", "pydantic"]
 
 # Runs `code`, then prints which HEAVY modules were really imported (a module the stdlib's
 # LazyLoader placed in sys.modules but nobody touched yet does not count).
@@ -90,3 +91,5 @@ def test_the_probe_sees_a_backend_that_is_used(tmp_path: Path) -> None:
     assert "httpx" in loaded_after(
         "from durable.dag._http import httpx; httpx.URL('http://x')", tmp_path
     )
+    # And durable agents load Pydantic AI when asked for, not before.
+    assert "pydantic_ai" in loaded_after("import sdk; sdk.DurableAgent", tmp_path)

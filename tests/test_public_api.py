@@ -12,6 +12,7 @@ SDK = {
     "Context",
     "DagFailed",
     "DagPartial",
+    "DurableAgent",
     "DurableError",
     "ErrorInfo",
     "InvalidIdError",
