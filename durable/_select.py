@@ -87,7 +87,9 @@ def wait(
 ) -> Coroutine[Any, Any, tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]]:
     """ctx.wait(): takes its position now (like every command), returns the select."""
     if return_when not in RETURN_WHEN:
-        raise ValueError(f"ctx.wait() return_when must be one of {RETURN_WHEN}, got {return_when!r}")
+        raise ValueError(
+            f"ctx.wait() return_when must be one of {RETURN_WHEN}, got {return_when!r}"
+        )
     if timeout is not None:
         timeout = check_duration("ctx.wait() timeout", timeout)
     futs = futures(aws, "ctx.wait()")
@@ -302,8 +304,8 @@ def _raw_racer(ex: RunExecutor) -> str | None:
         # CPython's futures expose their done callbacks as (callback, context) pairs.
         for callback, _context in getattr(task, "_callbacks", None) or ():
             fn = getattr(callback, "func", callback)
-            key = (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None))
-            helper = _RAW_CALLBACKS.get(key)  # type: ignore[call-overload]
+            key = (str(getattr(fn, "__module__", "")), str(getattr(fn, "__qualname__", "")))
+            helper = _RAW_CALLBACKS.get(key)
             if helper is not None:
                 return helper
     if _WAIT_FOR_CODE is not None:

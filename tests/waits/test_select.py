@@ -16,7 +16,7 @@ import pytest
 
 from durable import events as ev
 from durable import replay
-from sdk import App, Context, RetryPolicy
+from sdk import App, Context, RetryPolicy, RunFailed
 
 pytestmark = pytest.mark.asyncio
 
@@ -264,7 +264,7 @@ async def test_as_completed_yields_in_recorded_order(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     define(app)
     async with app:
-        handle = await app.start("collect", run_id="r1")
+        await app.start("collect", run_id="r1")
         await asyncio.sleep(0.3)
         gates["two"].set()
         await asyncio.sleep(0.6)  # the timer of the inner as_completed fires meanwhile
@@ -340,11 +340,12 @@ async def test_raw_asyncio_races_over_durable_awaitables_fail_clearly(
 
     async with app:
         handle = await app.start(raw, run_id="r1")
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(RunFailed, match=rf"asyncio\.{how}\(\).*ctx\.wait\(") as caught:
             await handle.result(10)
         info = await app.get_run("r1")
     assert info.status == "failed"
-    assert "ctx.wait" in str(caught.value) and f"asyncio.{how}" in str(caught.value)
+    assert info.error is not None and info.error.type == "durable.UnrecordedRaceError"
+    assert "ctx.as_completed(" in str(caught.value)
 
 
 async def test_gather_of_durable_awaitables_still_works(tmp_path: Path) -> None:
