@@ -361,3 +361,36 @@ async def test_gather_of_durable_awaitables_still_works(tmp_path: Path) -> None:
 
     async with app:
         assert await app.run(fan, run_id="r1", timeout=10) == [2, None, 6]
+
+
+async def test_cancelling_the_run_during_a_select_ends_it_cancelled(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    undone: list[str] = []
+
+    @app.step()
+    async def undo() -> None:
+        undone.append("undo")
+
+    @app.workflow()
+    async def waiting(ctx: Context) -> str:
+        aws = [ctx.wait_for_signal("a"), ctx.sleep(60)]
+        try:
+            await ctx.wait(aws)
+        except asyncio.CancelledError:
+            await undo()
+            raise
+        return "raced"
+
+    async with app:
+        handle = await app.start(waiting, run_id="r1")
+        await until(app, "r1", lambda evs: any(e.type == "SelectStarted" for e in evs), "select")
+        await asyncio.sleep(0.2)
+        await app.cancel("r1", "stop")
+        with pytest.raises(Exception, match="cancelled"):
+            await handle.result(10)
+        info = await app.get_run("r1")
+        events = await app.events("r1")
+    assert info.status == "cancelled" and undone == ["undo"]
+    cancelled = [e.event for e in events if isinstance(e.event, ev.CommandCancelled)]
+    assert 2 in [c.pos for c in cancelled]  # the select's position
+    # (durable.replay of a cancelled run raises CancelledError today, select or not.)
