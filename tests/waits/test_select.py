@@ -315,10 +315,12 @@ async def test_a_select_of_another_size_on_replay_is_a_divergence(tmp_path: Path
 # -- raw asyncio races over durable awaitables -------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["wait", "as_completed", "wait_for"])
+@pytest.mark.parametrize("how", ["wait", "wait-later", "as_completed", "wait_for"])
 async def test_raw_asyncio_races_over_durable_awaitables_fail_clearly(
     tmp_path: Path, how: str
 ) -> None:
+    """Refused when the raced command starts (the usual order: wrap, then asyncio.wait) or,
+    for "wait-later" (the tasks already blocked in their waits), when it ends."""
     app = make_app(tmp_path)
 
     @app.step()
@@ -331,6 +333,11 @@ async def test_raw_asyncio_races_over_durable_awaitables_fail_clearly(
             a = asyncio.ensure_future(ctx.wait_for_signal("a"))
             b = asyncio.ensure_future(quick())
             await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+        elif how == "wait-later":
+            a = asyncio.ensure_future(ctx.wait_for_signal("a"))
+            b = asyncio.ensure_future(ctx.sleep(0.3))
+            await ctx.sleep(0.05)  # both are waiting by now
+            await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
         elif how == "as_completed":
             for aw in asyncio.as_completed([quick(), ctx.sleep(0.05)]):
                 await aw
@@ -340,12 +347,41 @@ async def test_raw_asyncio_races_over_durable_awaitables_fail_clearly(
 
     async with app:
         handle = await app.start(raw, run_id="r1")
-        with pytest.raises(RunFailed, match=rf"asyncio\.{how}\(\).*ctx\.wait\(") as caught:
+        helper = how.removesuffix("-later")
+        with pytest.raises(RunFailed, match=rf"asyncio\.{helper}\(\).*ctx\.wait\(") as caught:
             await handle.result(10)
         info = await app.get_run("r1")
     assert info.status == "failed"
     assert info.error is not None and info.error.type == "durable.UnrecordedRaceError"
     assert "ctx.as_completed(" in str(caught.value)
+
+
+async def test_a_log_recorded_with_a_raw_race_does_not_replay_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run recorded before the refusal existed (here: with it switched off) replays with
+    a divergence naming the raw helper, instead of silently taking another path."""
+    import durable._select
+
+    app = make_app(tmp_path)
+
+    @app.workflow()
+    async def old(ctx: Context) -> int:
+        a = asyncio.ensure_future(ctx.sleep(0.05))
+        b = asyncio.ensure_future(ctx.sleep(0.3))
+        done, _pending = await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+        await b
+        return len(done)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(durable._select, "_raw_racer", lambda ex: None)
+        async with app:
+            assert await app.run(old, run_id="r1", timeout=10) == 1
+            events = await app.events("r1")
+    report = await replay("r1", events, app.registry)
+    assert not report.deterministic
+    assert report.divergence is not None
+    assert report.divergence.requested.startswith("asyncio.wait() over position")
 
 
 async def test_gather_of_durable_awaitables_still_works(tmp_path: Path) -> None:
