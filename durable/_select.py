@@ -22,6 +22,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from durable._durations import check_duration
@@ -67,6 +68,13 @@ def futures(aws: Iterable[Awaitable[T]], what: str) -> list[asyncio.Future[T]]:
     awaitables (a step call, ctx.wait_for_signal()...) wrapped in a task."""
     if isinstance(aws, asyncio.Future) or asyncio.iscoroutine(aws):
         raise TypeError(f"{what} expects an iterable of awaitables, not {type(aws).__name__}")
+    if isinstance(aws, AbstractSet) and not isinstance(aws, Selected):
+        # The order gives each awaitable its recorded index; a set's order changes from one
+        # execution to the next. (`pending` from ctx.wait() is ordered: pass it back as is.)
+        raise TypeError(
+            f"{what} needs its awaitables in a deterministic order: pass a list or a tuple, "
+            "not a set"
+        )
     out: list[asyncio.Future[T]] = []
     seen: set[int] = set()
     for aw in aws:
@@ -125,6 +133,11 @@ async def select(ex: RunExecutor, rec: WaitState, futs: list[asyncio.Future[Any]
         finally:
             race.close()
         _reraise_stop(futs, chosen)
+        if ex.log is None:  # a replay: what stays pending may stop at the end of the log
+            picked = set(chosen)
+            for i, fut in enumerate(futs):
+                if i not in picked:
+                    fut.add_done_callback(_retrieved)
         return chosen
     if ex.log is None:
         raise EndOfHistory()
@@ -168,6 +181,13 @@ def _reraise_stop(futs: list[asyncio.Future[Any]], chosen: list[int]) -> None:
             exc = fut.exception()
             if exc is not None and not isinstance(exc, Exception):
                 raise exc
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    """Mark a replayed select's pending awaitable's outcome as seen: past the log's end it
+    raises EndOfHistory (engine control flow), not an error for asyncio to report."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class _Race:

@@ -287,6 +287,33 @@ async def test_as_completed_yields_in_recorded_order(tmp_path: Path) -> None:
     assert report.deterministic, report.divergence
 
 
+async def test_pending_goes_back_into_ctx_wait_but_a_plain_set_is_refused(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+
+    @app.workflow()
+    async def drain(ctx: Context) -> list[Any]:
+        naps: dict[Any, float] = {asyncio.ensure_future(ctx.sleep(s)): s for s in (0.3, 0.1, 0.2)}
+        try:
+            await ctx.wait(set(naps))
+        except TypeError as exc:
+            got: list[Any] = [str(exc)]
+        pending: Any = list(naps)
+        while pending:
+            done, pending = await ctx.wait(pending)
+            got += [naps[f] for f in done]
+        return got
+
+    async with app:
+        result = await app.run(drain, run_id="r1", timeout=10)
+        events = await app.events("r1")
+    assert "pass a list or a tuple, not a set" in result[0]
+    assert result[1:] == [0.1, 0.2, 0.3]
+    report = await replay("r1", events, app.registry)
+    assert report.deterministic, report.divergence
+
+
 async def test_a_select_of_another_size_on_replay_is_a_divergence(tmp_path: Path) -> None:
     def define(app: App, extra: bool) -> None:
         @app.workflow(name="picky")
@@ -334,10 +361,10 @@ async def test_raw_asyncio_races_over_durable_awaitables_fail_clearly(
             b = asyncio.ensure_future(quick())
             await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
         elif how == "wait-later":
-            a = asyncio.ensure_future(ctx.wait_for_signal("a"))
-            b = asyncio.ensure_future(ctx.sleep(0.3))
+            signal = asyncio.ensure_future(ctx.wait_for_signal("a"))
+            nap = asyncio.ensure_future(ctx.sleep(0.3))
             await ctx.sleep(0.05)  # both are waiting by now
-            await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([signal, nap], return_when=asyncio.FIRST_COMPLETED)
         elif how == "as_completed":
             for aw in asyncio.as_completed([quick(), ctx.sleep(0.05)]):
                 await aw
