@@ -318,10 +318,12 @@ async def test_a_select_of_another_size_on_replay_is_a_divergence(tmp_path: Path
     def define(app: App, extra: bool) -> None:
         @app.workflow(name="picky")
         async def picky(ctx: Context) -> int:
-            aws = [asyncio.ensure_future(ctx.sleep(0.05 * (i + 1))) for i in range(2)]
+            aws = [asyncio.ensure_future(ctx.sleep(s)) for s in (0.05, 30)]
             if extra:  # the same positions, one more (not durable) awaitable raced
                 aws.append(asyncio.ensure_future(asyncio.sleep(10)))
-            done, _pending = await ctx.wait(aws)
+            done, pending = await ctx.wait(aws)
+            for fut in pending:
+                fut.cancel()
             return len(done)
 
     app = make_app(tmp_path)
