@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         StepFailed,
         StepTimeoutError,
         UnknownWorkflowError,
+        UnrecordedRaceError,
         WorkflowDefinitionError,
     )
     from durable._events import AnyEvent, Event, LoggedEvent, decode_record
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from durable._worker import Worker
     from durable.runtime._context import Context, StepContext, current_step
     from durable.runtime._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
+    from durable.runtime._select import AsCompleted, Selected
 
 # Where each public name lives.
 _WHERE = {
@@ -77,7 +79,10 @@ _WHERE = {
     "StepFailed": "durable._errors",
     "StepTimeoutError": "durable._errors",
     "UnknownWorkflowError": "durable._errors",
+    "UnrecordedRaceError": "durable._errors",
     "WorkflowDefinitionError": "durable._errors",
+    "AsCompleted": "durable.runtime._select",
+    "Selected": "durable.runtime._select",
     "AnyEvent": "durable._events",
     "Event": "durable._events",
     "LoggedEvent": "durable._events",
@@ -106,6 +111,7 @@ __all__ = [
     "URL_ENV",
     "AnyEvent",
     "AppLike",
+    "AsCompleted",
     "ChildRunFailed",
     "Client",
     "Context",
@@ -134,6 +140,7 @@ __all__ = [
     "RunState",
     "RunSummary",
     "RunTimedOut",
+    "Selected",
     "SerializationError",
     "Step",
     "StepContext",
@@ -143,6 +150,7 @@ __all__ = [
     "StepState",
     "StepTimeoutError",
     "UnknownWorkflowError",
+    "UnrecordedRaceError",
     "Worker",
     "WorkerOptions",
     "WorkflowDef",

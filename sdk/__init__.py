@@ -30,6 +30,7 @@ from durable import (
     StepInfo,
     StepTimeoutError,
     UnknownWorkflowError,
+    UnrecordedRaceError,
     WorkflowDefinitionError,
     current_step,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "StepInfo",
     "StepTimeoutError",
     "UnknownWorkflowError",
+    "UnrecordedRaceError",
     "WorkflowDefinitionError",
     "current_step",
 ]

@@ -11,7 +11,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom first: a module may import only modules before it in this list.
-RUNTIME_ORDER = ["_context", "_registry", "_order", "_waits", "_step_runner", "_executor"]
+RUNTIME_ORDER = [
+    "_context",
+    "_registry",
+    "_stops",
+    "_order",
+    "_waits",
+    "_select",
+    "_step_runner",
+    "_executor",
+]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -7,8 +7,11 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
 - `_registry`  the app's definitions: `@app.workflow`, `@app.step` (`Step`, `StepDef`,
                `WorkflowDef`, `RetryPolicy`, `Registry`). A step called inside a workflow
                becomes a command of the current run's executor.
+- `_stops`     EndOfHistory, ExecutionStopped: an execution stopping without an outcome.
 - `_order`     replays hand recorded outcomes back in the order they were recorded.
 - `_waits`     durable waits (timers, signals, child runs) of one executor.
+- `_select`    ctx.wait / ctx.as_completed, a deterministic select; refusing raw asyncio
+               races over durable awaitables.
 - `_step_runner` one step's attempts, timeouts, retries and recorded outcome (shared with
                the DAG runner).
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -27,6 +27,7 @@ from durable._events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    SelectStarted,
     TimerStarted,
     WaitStarted,
 )
@@ -35,7 +36,9 @@ from durable._state import CANCELLED, RunState, WaitState
 from durable.runtime._context import Context, current_executor
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
+from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
 from durable.runtime._step_runner import run_step
+from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from durable.runtime._waits import Waits
 from storage import InboxItem, NewInboxItem
 
@@ -48,20 +51,10 @@ async def _raise(exc: BaseException) -> Any:
     raise exc
 
 
+T = TypeVar("T")
+
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
 LOOKS_BEFORE_IDLE = 3
-
-
-class EndOfHistory(BaseException):
-    """Replay reached a command the log has no outcome for. A BaseException so that workflow
-    code catching Exception cannot swallow it."""
-
-
-class ExecutionStopped(BaseException):
-    """The worker stopped executing the run (it waits for a timer or a signal and was put
-    aside, its lease was lost, the worker is stopping): every command raises it, so workflow
-    code unwinding from the cancellation (a `finally`, an `except CancelledError` running
-    compensation steps) records nothing. The run continues later from its log."""
 
 
 class RunExecutor:
@@ -113,6 +106,10 @@ class RunExecutor:
     @property
     def positions_used(self) -> int:
         return self._next_pos
+
+    @property
+    def workflow_task(self) -> asyncio.Task[None] | None:
+        return self._task
 
     def start(self) -> asyncio.Task[None]:
         self._loop = asyncio.get_running_loop()
@@ -244,9 +241,8 @@ class RunExecutor:
                 assert rec.error is not None
                 if rec.error.type == CANCELLED:
                     return self._recorded(pos, None, asyncio.CancelledError(rec.error.message))
-                return self._recorded(
-                    pos, None, StepFailed(step.name, pos, rec.attempts, rec.error)
-                )
+                failed = StepFailed(step.name, pos, rec.attempts, rec.error)
+                return self._recorded(pos, None, failed)
         else:
             other = self._recorded_at(pos)
             if other is not None:
@@ -256,28 +252,40 @@ class RunExecutor:
         input_raw = msgspec.Raw(
             encode_value([list(args), kwargs], f"the arguments of step {step.name!r}", wrapping=2)
         )
-        return self._live(run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
+        return self._live(pos, run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
 
     async def _recorded(self, pos: int, value: Any, exc: BaseException | None = None) -> Any:
         """A step's recorded outcome, in its turn (see _order)."""
+        refuse_raw_race(self, pos)
         await self.order.turn(done_key(pos))
+        refuse_raw_race(self, pos)
         if exc is not None:
             raise exc
         return value
 
-    async def _live(self, body: Coroutine[Any, Any, Any]) -> Any:
+    async def _live(self, pos: int, body: Coroutine[Any, Any, Any]) -> Any:
         # Only the in-flight count on a step's hot path; a look (see _look) only when a step
         # can change something: a cancellation to deliver, or waits left alone when it ends.
+        try:
+            refuse_raw_race(self, pos)
+        except BaseException:
+            body.close()
+            raise
         self.inflight += 1
         if self.state.cancel_requested:
             self.poke()
         try:
-            return await body
+            value = await body
+        except Exception:
+            refuse_raw_race(self, pos)
+            raise
         finally:
             self.inflight -= 1
             self.progress += 1
             if self.waits.futures:
                 self.poke()
+        refuse_raw_race(self, pos)
+        return value
 
     def _recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
@@ -378,7 +386,38 @@ class RunExecutor:
             await self.order.turn(done_key(rec.pos))
         elif self.log is None:
             raise EndOfHistory()
-        return await self.waits.wait(rec, decode)
+        refuse_raw_race(self, rec.pos)
+        try:
+            value = await self.waits.wait(rec, decode)
+        except Exception:
+            refuse_raw_race(self, rec.pos)
+            raise
+        refuse_raw_race(self, rec.pos)
+        return value
+
+    def select(
+        self, aws: Iterable[Awaitable[T]], return_when: str, timeout: float | None
+    ) -> Coroutine[Any, Any, tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]]:
+        """ctx.wait(): see _select."""
+        return select_wait(self, aws, return_when, timeout)
+
+    def as_completed(self, aws: Iterable[Awaitable[T]], timeout: float | None) -> AsCompleted[T]:
+        """ctx.as_completed(): see _select."""
+        return AsCompleted(self, aws, timeout)
+
+    def select_command(self, count: int, return_when: str, deadline: float | None) -> WaitState:
+        """Take the next position for a select of `count` awaitables (see _select); its
+        deadline is the recorded one on a replay."""
+        label = f"ctx.wait() of {count} awaitables ({return_when})"
+        pos, rec = self._wait_command("select", label)
+        if rec is None:
+            assert self.log is not None
+            start = SelectStarted(pos=pos, count=count, return_when=return_when, deadline=deadline)
+            self.log.append(start)
+            return self.state.waits[pos]
+        if rec.count != count or rec.return_when != return_when:
+            raise self._divergence(pos, rec.describe(), label, depth=3)
+        return rec
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
         """See Context.patched()."""
