@@ -188,11 +188,22 @@ class Client:
         return RunHandle(self, rid, wf)
 
     async def start_child(
-        self, workflow: Any, input: Any, run_id: str, version: str | None, parent_run_id: str
+        self,
+        workflow: Any,
+        input: Any,
+        run_id: str,
+        version: str | None,
+        parent_run_id: str,
+        timeout: float | None = None,
     ) -> tuple[str, str, str]:
         """A parent run's ctx.start_child(): (run id, workflow, version) of the child."""
         handle = await self.start(
-            workflow, input, run_id=run_id, version=version, parent_run_id=parent_run_id
+            workflow,
+            input,
+            run_id=run_id,
+            version=version,
+            parent_run_id=parent_run_id,
+            timeout=timeout,
         )
         record = await self.store.get_run(handle.run_id)
         assert record is not None

@@ -2,7 +2,8 @@
 
 A fork's run row and its copied history are created in one transaction, so no worker can
 claim a fork with half a history. A retry appends its RunResumed and reopens the run row in
-one transaction, refused if the run is no longer failed (two retries at once: one wins).
+one transaction, refused if the run is no longer failed or cancelled (two retries at once:
+one wins).
 """
 
 from __future__ import annotations
@@ -110,12 +111,17 @@ def _describe(state: RunState, pos: int) -> str:
 async def retry_run(
     store: Store, run_id: str, *, timeout: float | None = None, via_parent: bool = False
 ) -> list[tuple[str, str]]:
-    """Resume a failed run in place (and the failed child runs it ended on, first). Returns
-    (run id, what its retry does, in words) for each run reopened, the children first."""
+    """Resume a failed or cancelled run in place (and the failed or cancelled child runs it
+    ended on, first). Returns (run id, what its retry does, in words) for each run reopened,
+    the children first."""
     record, events, state = await _read(store, run_id)
-    allowed = ("failed", "partial") if state.kind == "dag" else ("failed",)
+    allowed = ("failed", "partial") if state.kind == "dag" else ("failed", "cancelled")
     if record.status not in allowed:
-        what = "a failed run (or a partial DAG run)" if state.kind == "dag" else "a failed run"
+        what = (
+            "a failed run (or a partial DAG run)"
+            if state.kind == "dag"
+            else "a failed or cancelled run"
+        )
         raise RepairError(f"run {run_id!r} is {record.status}: only {what} can be retried")
     if record.parent_run_id is not None and not via_parent:
         await _check_parent(store, run_id, record.parent_run_id)
@@ -125,7 +131,10 @@ async def retry_run(
     plan = msgspec.structs.replace(
         retry_plan(state, events), deadline=None if timeout is None else now + timeout
     )
+    # Read before any child is reopened: a retried child's new end must not be dropped.
+    inbox = await store.read_inbox([run_id]) if state.kind != "dag" else []
     reopened: list[tuple[str, str]] = []
+    retried: set[str] = set()
     for child in plan.children:
         found = await store.get_run(child)
         if found is None:
@@ -133,8 +142,19 @@ async def retry_run(
                 f"run {run_id!r} failed on its child run {child!r}, which no longer exists "
                 "(pruned?): it cannot be retried; fork it from before the child instead"
             )
-        if found.status == "failed":
+        if found.status in ("failed", "cancelled"):
             reopened += await retry_run(store, child, via_parent=True)
+            retried.add(child)
+    # What arrived for the ended run is not for the resumed one: a cancel request (its
+    # cancellation is over), the end of a child that is being retried.
+    plan = msgspec.structs.replace(
+        plan,
+        drop_inbox=[
+            item.id
+            for item in inbox
+            if item.kind == "cancel" or (item.kind == "child" and item.name in retried)
+        ],
+    )
     event = EventRecord(run_id, state.last_seq + 1, "RunResumed", encode_event(plan), now)
     await store.reopen_run(run_id, event, statuses=allowed, now=now)
     return [*reopened, (run_id, retry_summary(plan, state))]

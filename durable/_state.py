@@ -20,6 +20,7 @@ from durable._events import (
     ChildStarted,
     CodeChanged,
     CommandCancelled,
+    InboxDropped,
     LoggedEvent,
     MarkerRecorded,
     RunCancelled,
@@ -76,6 +77,7 @@ class WaitState:
     signal: str = ""
     child_run_id: str = ""
     child_workflow: str = ""
+    parent_close: str = "cancel"  # a child's: see durable._children
     done: bool = False
     cancelled: bool = False
     signal_seq: int = 0
@@ -130,6 +132,8 @@ class RunState:
     resumed: list[int] = field(default_factory=list)  # seqs of RunResumed (durable retry)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
+    # Inbox items a retry said to drop (RunResumed.drop_inbox), not yet taken out.
+    stale_inbox: set[int] = field(default_factory=set)
 
     @property
     def finished(self) -> bool:
@@ -231,9 +235,15 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.finished_at = at
     elif isinstance(event, RunResumed):
         _apply_resume(state, seq, event)
+    elif isinstance(event, InboxDropped):
+        state.inbox_ids.add(event.inbox_id)
+        state.stale_inbox.discard(event.inbox_id)
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
+    if state.status == "cancelled":  # resumed: its cancellation is over, never delivered again
+        state.cancel_requested = False
+        state.cancel_reason = ""
     state.status = "running"
     state.result = state.error = state.finished_at = None
     state.deadline = event.deadline
@@ -253,6 +263,12 @@ def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
         for wait in state.waits.values():
             if wait.kind == "child" and wait.child_run_id == run_id:
                 wait.done = False
+    for pos in event.reopen:
+        wait = state.waits[pos]
+        wait.cancelled = False
+        wait.done = wait.kind == "child" and wait.child_run_id in state.children
+        wait.signal_seq = 0
+    state.stale_inbox.update(event.drop_inbox)
 
 
 def _apply_wait(
@@ -267,6 +283,7 @@ def _apply_wait(
     elif isinstance(event, ChildStarted):
         wait = WaitState(event.pos, "child", child_run_id=event.run_id)
         wait.child_workflow = event.workflow
+        wait.parent_close = event.parent_close
         wait.done = event.run_id in state.children  # it may have ended before we recorded it
         state.waits[event.pos] = wait
     else:
