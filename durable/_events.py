@@ -157,10 +157,11 @@ class CommandCancelled(Event, frozen=True):
 
 
 class InboxDropped(Event, frozen=True):
-    """An inbox item a retry said to drop (RunResumed.drop_inbox), taken out unread."""
+    """`durable retry`, before its RunResumed: inbox items that arrived for the ended run and
+    that the resumed one must not act on (a cancel request, the end of a child the retry
+    resumes too), taken out of the inbox unread in the same commit."""
 
-    inbox_id: int
-    kind: str = ""
+    inbox_ids: list[int] = []
 
 
 class CodeChanged(Event, frozen=True):
@@ -188,9 +189,6 @@ class RunResumed(Event, frozen=True):
     # deadline) ended are waited for again. A cancelled run's cancellation is over: it is
     # not delivered again.
     reopen: list[int] = []
-    # Inbox items that arrived for the ended run and that the resumed one must not act on
-    # (a cancel request, the end of a child being retried): taken out unread (InboxDropped).
-    drop_inbox: list[int] = []
 
 
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)

@@ -17,6 +17,7 @@ from durable._durations import check_duration
 from durable._errors import RepairError, RunIdConflictError, RunNotFoundError
 from durable._events import (
     AnyEvent,
+    InboxDropped,
     LoggedEvent,
     RunStarted,
     decode_record,
@@ -29,7 +30,7 @@ from durable._repair import fork_position, fork_prefix, retry_plan, retry_summar
 from durable._replay import replay
 from durable._state import RunState, fold
 from durable.dag._loops import loop_owners
-from storage import FINAL_STATUSES, EventRecord, NewRun, RunRecord, Store
+from storage import FINAL_STATUSES, Append, EventRecord, NewRun, RunRecord, Store
 
 
 async def _read(store: Store, run_id: str) -> tuple[RunRecord, list[LoggedEvent], RunState]:
@@ -131,10 +132,7 @@ async def retry_run(
     plan = msgspec.structs.replace(
         retry_plan(state, events), deadline=None if timeout is None else now + timeout
     )
-    # Read before any child is reopened: a retried child's new end must not be dropped.
-    inbox = await store.read_inbox([run_id]) if state.kind != "dag" else []
-    reopened: list[tuple[str, str]] = []
-    retried: set[str] = set()
+    retried: list[str] = []
     for child in plan.children:
         found = await store.get_run(child)
         if found is None:
@@ -143,21 +141,37 @@ async def retry_run(
                 "(pruned?): it cannot be retried; fork it from before the child instead"
             )
         if found.status in ("failed", "cancelled"):
-            reopened += await retry_run(store, child, via_parent=True)
-            retried.add(child)
-    # What arrived for the ended run is not for the resumed one: a cancel request (its
-    # cancellation is over), the end of a child that is being retried.
-    plan = msgspec.structs.replace(
-        plan,
-        drop_inbox=[
-            item.id
-            for item in inbox
-            if item.kind == "cancel" or (item.kind == "child" and item.name in retried)
-        ],
-    )
-    event = EventRecord(run_id, state.last_seq + 1, "RunResumed", encode_event(plan), now)
+            retried.append(child)
+    last_seq = state.last_seq
+    if state.kind != "dag":
+        last_seq = await _drop_stale_inbox(store, run_id, last_seq, set(retried), now)
+    reopened: list[tuple[str, str]] = []
+    for child in retried:
+        reopened += await retry_run(store, child, via_parent=True)
+    event = EventRecord(run_id, last_seq + 1, "RunResumed", encode_event(plan), now)
     await store.reopen_run(run_id, event, statuses=allowed, now=now)
     return [*reopened, (run_id, retry_summary(plan, state))]
+
+
+async def _drop_stale_inbox(
+    store: Store, run_id: str, last_seq: int, retried: set[str], now: float
+) -> int:
+    """Take out of the ended run's inbox, unread, what arrived for it and must not reach the
+    resumed run: a cancel request (its cancellation is over) and the end of a child that is
+    retried too. Done before anything is reopened, so that no new request or end is ever
+    mistaken for (deduplicated into) a stale one. Nobody else writes to an ended run's log.
+    Returns the log's last seq."""
+    stale = [
+        item.id
+        for item in await store.read_inbox([run_id])
+        if item.kind == "cancel" or (item.kind == "child" and item.name in retried)
+    ]
+    if not stale:
+        return last_seq
+    dropped = InboxDropped(inbox_ids=stale)
+    record = EventRecord(run_id, last_seq + 1, event_type(dropped), encode_event(dropped), now)
+    await store.append(Append(run_id, (record,), last_seq, consume=tuple(stale)))
+    return last_seq + 1
 
 
 async def _check_parent(store: Store, run_id: str, parent_id: str) -> None:

@@ -132,8 +132,6 @@ class RunState:
     resumed: list[int] = field(default_factory=list)  # seqs of RunResumed (durable retry)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
-    # Inbox items a retry said to drop (RunResumed.drop_inbox), not yet taken out.
-    stale_inbox: set[int] = field(default_factory=set)
 
     @property
     def finished(self) -> bool:
@@ -236,8 +234,7 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
     elif isinstance(event, RunResumed):
         _apply_resume(state, seq, event)
     elif isinstance(event, InboxDropped):
-        state.inbox_ids.add(event.inbox_id)
-        state.stale_inbox.discard(event.inbox_id)
+        state.inbox_ids.update(event.inbox_ids)
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
@@ -267,8 +264,6 @@ def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
         wait = state.waits[pos]
         wait.cancelled = False
         wait.done = wait.kind == "child" and wait.child_run_id in state.children
-        wait.signal_seq = 0
-    state.stale_inbox.update(event.drop_inbox)
 
 
 def _apply_wait(

@@ -22,7 +22,6 @@ from durable._errors import ChildRunFailed
 from durable._events import (
     ChildCompleted,
     CommandCancelled,
-    InboxDropped,
     SignalReceived,
     TimerFired,
     WaitCompleted,
@@ -118,9 +117,6 @@ class Waits:
         log = ex.log
         state = ex.state
         if log is None or item.id in state.inbox_ids or state.finished:
-            return
-        if item.id in state.stale_inbox:  # sent to the run before a retry resumed it
-            log.append(InboxDropped(inbox_id=item.id, kind=item.kind), consume=item.id)
             return
         if item.kind == "signal":
             signal = SignalReceived(

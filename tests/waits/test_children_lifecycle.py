@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from durable import ChildRunFailed, RepairError, RunCancelled, RunFailed
+from durable import ChildRunFailed, RepairError, RunCancelled, RunFailed, replay
 from durable import events as ev
 from sdk import App, Context
 
@@ -256,6 +256,7 @@ async def test_a_cancelled_run_resumes_without_redoing_its_completed_steps(
         await app.signal("r", "go", "b")
         assert await resumed.result(20) == "AB"
         events = await app.events("r")
+        assert (await replay("r", events, app.registry)).deterministic
     assert calls == ["a", "b"]
     assert [e.type for e in events].count("RunResumed") == 1
 
@@ -334,6 +335,9 @@ async def test_retrying_a_cancelled_parent_resumes_its_cancelled_child(tmp_path:
         await app.signal("kid", "go", "kid")
         assert await resumed.result(20) == "before+kid"
         assert (await app.get_run("kid")).status == "succeeded"
+        for run_id in ("p", "kid"):
+            report = await replay(run_id, await app.events(run_id), app.registry)
+            assert report.deterministic, run_id
     assert calls == ["before"]
 
 
@@ -360,3 +364,30 @@ async def test_a_run_that_handled_its_cancellation_is_not_resumed(tmp_path: Path
             await handle.result(20)
         with pytest.raises(RepairError, match=r"handled its cancellation.*fork it"):
             await app.retry("s")
+
+
+async def test_a_timed_out_parent_resumes_with_the_child_its_deadline_cancelled(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    add_waiter(app)
+
+    @app.workflow()
+    async def parent(ctx: Context) -> Any:
+        return await ctx.run_child("waiter", run_id="kid")
+
+    async with app:
+        handle = await app.start(parent, run_id="p", timeout=0.5)
+        with pytest.raises(RunFailed, match="RunTimedOut"):
+            await handle.result(20)
+        assert await status_of(app, "kid", "cancelled") == "cancelled"
+        resumed = await app.retry("p", timeout=20)
+        await app.signal("kid", "go", "late")
+        assert await resumed.result(20) == "late"
+        assert (await app.get_run("kid")).status == "succeeded"
+        for run_id in ("p", "kid"):
+            report = await replay(run_id, await app.events(run_id), app.registry)
+            assert report.deterministic, run_id
+        events = await app.events("p")
+    plan = next(e.event for e in events if isinstance(e.event, ev.RunResumed))
+    assert plan.reopen == [0] and plan.children == ["kid"]
