@@ -55,6 +55,11 @@ async def _raise(exc: BaseException) -> Any:
     raise exc
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved: nobody awaits it any more
+
+
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
 LOOKS_BEFORE_IDLE = 3
 
@@ -383,6 +388,8 @@ class RunExecutor:
                 with contextlib.suppress(Exception):
                     rid, name, ver = await creating
                     log.append(self._child_started(pos, rid, name, ver, parent_close))
+            else:  # stopped: the replay finds the child the creation makes (idempotent)
+                creating.add_done_callback(_retrieve)
             raise
         log.append(self._child_started(pos, rid, name, ver, parent_close))
         return self.state.waits[pos]

@@ -391,3 +391,31 @@ async def test_a_timed_out_parent_resumes_with_the_child_its_deadline_cancelled(
         events = await app.events("p")
     plan = next(e.event for e in events if isinstance(e.event, ev.RunResumed))
     assert plan.reopen == [0] and plan.children == ["kid"]
+
+
+async def test_a_child_created_while_its_parent_times_out_is_recorded_and_cancelled(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    add_waiter(app)
+
+    @app.workflow()
+    async def parent(ctx: Context) -> Any:
+        return await ctx.run_child("waiter", run_id="kid")
+
+    async with app:
+        worker = app.engine.worker
+        assert worker is not None and worker.start_child_run is not None
+        create = worker.start_child_run
+
+        async def slow_create(*args: Any) -> tuple[str, str, str]:
+            await asyncio.sleep(0.5)  # the parent's deadline passes meanwhile
+            return await create(*args)
+
+        worker.start_child_run = slow_create
+        handle = await app.start(parent, run_id="p", timeout=0.2)
+        with pytest.raises(RunFailed, match="RunTimedOut"):
+            await handle.result(20)
+        assert await status_of(app, "kid", "cancelled") == "cancelled"
+        events = await app.events("p")
+    assert [e.type for e in events][1:] == ["ChildStarted", "RunFailed"]
