@@ -116,10 +116,10 @@ async def retry_run(
     ended on, first). Returns (run id, what its retry does, in words) for each run reopened,
     the children first."""
     record, events, state = await _read(store, run_id)
-    allowed = ("failed", "partial") if state.kind == "dag" else ("failed", "cancelled")
+    allowed = ("failed", "partial", "cancelled") if state.kind == "dag" else ("failed", "cancelled")
     if record.status not in allowed:
         what = (
-            "a failed run (or a partial DAG run)"
+            "a failed or cancelled run (or a partial DAG run)"
             if state.kind == "dag"
             else "a failed or cancelled run"
         )
@@ -142,9 +142,7 @@ async def retry_run(
             )
         if found.status in ("failed", "cancelled"):
             retried.append(child)
-    last_seq = state.last_seq
-    if state.kind != "dag":
-        last_seq = await _drop_stale_inbox(store, run_id, last_seq, set(retried), now)
+    last_seq = await _drop_stale_inbox(store, run_id, state.last_seq, set(retried), now)
     reopened: list[tuple[str, str]] = []
     for child in retried:
         reopened += await retry_run(store, child, via_parent=True)

@@ -419,3 +419,40 @@ async def test_a_child_created_while_its_parent_times_out_is_recorded_and_cancel
         assert await status_of(app, "kid", "cancelled") == "cancelled"
         events = await app.events("p")
     assert [e.type for e in events][1:] == ["ChildStarted", "RunFailed"]
+
+
+async def test_a_cancelled_dag_run_resumes_without_redoing_its_completed_steps(
+    tmp_path: Path,
+) -> None:
+    from durable.dag import parse_definition
+
+    app = make_app(tmp_path)
+    counter, flag, started = tmp_path / "zero.txt", tmp_path / "slow", tmp_path / "started"
+    flag.write_text("yes")
+    definition = parse_definition(
+        f"""
+name: slowdag
+tasks:
+  zero: {{script: "echo ran >> {counter}"}}
+  first: {{script: "touch {started}; if [ -e {flag} ]; then exec sleep 30; fi; echo ok",
+           depends_on: [zero]}}
+  second: {{script: "echo done", depends_on: [first]}}
+""",
+        str(tmp_path / "slowdag.yaml"),
+    )
+    async with app:
+        name = app.register_dag(definition)
+        handle = await app.start(name, run_id="d")
+        for _ in range(200):
+            if started.exists():
+                break
+            await asyncio.sleep(0.05)
+        await app.cancel("d", "enough")
+        assert await status_of(app, "d", "cancelled") == "cancelled"
+        flag.unlink()  # the fix
+        started.unlink()
+        await app.retry(handle.run_id)
+        assert await status_of(app, "d", "succeeded") == "succeeded"
+        result = await app.dag_result("d")
+    assert counter.read_text().splitlines() == ["ran"]  # zero did not run again
+    assert result.steps["second"].status == "succeeded"
