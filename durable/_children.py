@@ -31,11 +31,15 @@ def check_parent_close(value: object) -> ParentClose:
 
 def children_to_cancel(state: RunState) -> list[str]:
     """The run's children a cancellation or its end must cancel: started with
-    parent_close="cancel" and whose end the run has not recorded."""
+    parent_close="cancel", whose end the run has not recorded, and not already asked by the
+    run's cancellation (CancelRequested)."""
     return [
         w.child_run_id
         for _, w in sorted(state.waits.items())
-        if w.kind == "child" and w.parent_close == "cancel" and w.child_run_id not in state.children
+        if w.kind == "child"
+        and w.parent_close == "cancel"
+        and w.child_run_id not in state.children
+        and w.child_run_id not in state.children_asked
     ]
 
 

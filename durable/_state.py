@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from durable._children import children_to_cancel
 from durable._errors import ErrorInfo
 from durable._events import (
     AnyEvent,
@@ -130,6 +131,8 @@ class RunState:
     fork_point: str = ""
     kind: str = ""  # "dag", or "" for Python (and old DAG logs)
     resumed: list[int] = field(default_factory=list)  # seqs of RunResumed (durable retry)
+    # Children asked to cancel with the run's CancelRequested (see durable._children).
+    children_asked: set[str] = field(default_factory=set)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
 
@@ -203,6 +206,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.error = event.error
         state.finished_at = at
     elif isinstance(event, CancelRequested):
+        # Its commit asked these children to cancel: the run's end need not ask again.
+        state.children_asked.update(children_to_cancel(state))
         state.cancel_requested = True
         state.cancel_reason = event.reason
         if event.inbox_id:
@@ -241,6 +246,7 @@ def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
     if state.status == "cancelled":  # resumed: its cancellation is over, never delivered again
         state.cancel_requested = False
         state.cancel_reason = ""
+    state.children_asked.clear()  # children resumed with the run are asked again at its end
     state.status = "running"
     state.result = state.error = state.finished_at = None
     state.deadline = event.deadline

@@ -99,6 +99,10 @@ async def test_cancelling_a_parent_cancels_child_and_grandchild(tmp_path: Path) 
             await handle.result(20)
         assert await status_of(app, "kid", "cancelled") == "cancelled"
         assert await status_of(app, "grandkid", "cancelled") == "cancelled"
+        kid_events = await app.events("kid")
+    # Asked once: with the parent's CancelRequested, not again with its end.
+    requested = [e.event for e in kid_events if isinstance(e.event, ev.CancelRequested)]
+    assert [r.reason for r in requested] == ["enough"]
 
 
 async def test_an_abandoned_child_outlives_its_parent(tmp_path: Path) -> None:
