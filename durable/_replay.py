@@ -120,6 +120,10 @@ def _divergence(executor: RunExecutor, state: RunState) -> Divergence | None:
                 return _at_end(where, "a different result", "the result it returns now")
         return None
     assert isinstance(value, BaseException)
+    if isinstance(value, asyncio.CancelledError):  # the recorded cancellation ended it
+        if state.status in ("succeeded", "failed"):
+            return _at_end(where, f"the run ending {state.status}", "ending cancelled")
+        return None
     err = error_info(value)
     if state.status == "succeeded":
         return _at_end(where, "a successful return", f"raising {err}")

@@ -101,3 +101,30 @@ async def test_an_unfinished_run_replays_up_to_the_end_of_its_history(tmp_path: 
     assert report.status == "running"
     state = state_at("o", events, 1)
     assert state.steps == {} and state.workflow == "order"
+
+
+async def test_replay_of_a_run_cancelled_in_a_wait(tmp_path: Path) -> None:
+    """Found by the workflow fuzzer: replaying a run that ended cancelled in a durable wait
+    raised the recorded CancelledError out of replay() (`durable replay` crashed) instead of
+    returning a report."""
+    app = App(f"sqlite:///{tmp_path / 'c.db'}", lease_ttl=1.0, poll_interval=0.05)
+
+    @app.workflow(name="waits")
+    async def waits(ctx: Context) -> str:
+        return str(await ctx.wait_for_signal("never"))
+
+    async with app:
+        handle = await app.start(waits, run_id="w")
+        for _ in range(200):  # until the wait is recorded
+            if any(e.type == "WaitStarted" for e in await app.events("w")):
+                break
+            await asyncio.sleep(0.01)
+        await app.cancel("w")
+        for _ in range(200):
+            if await handle.status() == "cancelled":
+                break
+            await asyncio.sleep(0.01)
+        assert await handle.status() == "cancelled"
+        report = await replay("w", await app.events("w"), app.registry)
+    assert report.deterministic, report.divergence
+    assert report.status == "cancelled"

@@ -184,6 +184,13 @@ class RunExecutor:
                 )
                 await append_end(self.log, RunFailed(error=info))
                 return
+            if self.log is None and isinstance(exc, asyncio.CancelledError):
+                task = self._task
+                if task is None or not task.cancelling():
+                    # A replay, and the recorded cancellation (a step or wait it ended)
+                    # raised in the workflow: its outcome, for replay() to compare.
+                    self.returned = (False, exc)
+                    return
             cancelled = isinstance(exc, asyncio.CancelledError) and self.cancelling
             if self.stopping or not cancelled or self.log is None:
                 if isinstance(exc, asyncio.CancelledError):
