@@ -189,6 +189,19 @@ _RENEW = f"UPDATE durable_runs SET lease_expires_at = $1 WHERE owner = $2 AND st
 _RENEW_LISTED = _RENEW + " AND run_id = ANY($3::text[])"
 # A release: ready at its ready_at (NULL: created_at, i.e. now) or never if parked, but never
 # later than the oldest item still in the inbox (LEAST ignores NULLs).
+#
+# The inbox is read by a subquery, with the statement's snapshot: under READ COMMITTED an item
+# whose delivery commits after the UPDATE started is not seen, even if the UPDATE waited for that
+# delivery's row lock (only the run row itself is re-read then). So the rows are locked first, by
+# a statement of their own, FOR UPDATE: the one mode that conflicts with the KEY SHARE lock every
+# delivery holds on its run until its commit (_DELIVER). A delivery in flight makes the lock wait
+# for its commit, and the UPDATE, a later statement with a later snapshot, then sees its item. A
+# delivery that comes after the lock waits for the release's commit, and then sees the released
+# row (ready_at NULL or later than its item) and wakes it. In run_id order, so that two
+# processes releasing the same runs lock them in one order.
+_LOCK_RELEASED = (
+    "SELECT 1 FROM durable_runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE"
+)
 _OLDEST_ITEM = (
     "(SELECT min(i.created_at) FROM durable_inbox AS i WHERE i.run_id = durable_runs.run_id)"
 )
@@ -203,22 +216,31 @@ INBOX_COLUMNS = "id, run_id, kind, name, payload, created_at, dedupe_key"
 SELECT_INBOX = (
     f"SELECT {INBOX_COLUMNS} FROM durable_inbox WHERE run_id = ANY($1::text[]) ORDER BY id"
 )
-# One item delivered: the run row is locked against a concurrent prune (KEY SHARE does not
-# block appends or claims' updates), the item inserted unless its dedupe key is already in the
-# inbox (the partial unique index is the conflict target), and an unfinished run woken. With
-# no run row nothing is written: `found` is 0.
+# One item delivered: the run row is locked, the item inserted unless its dedupe key is already
+# in the inbox (the partial unique index is the conflict target), and an unfinished run woken.
+# With no run row nothing is written: `found` is 0.
+#
+# The lock, KEY SHARE until the batch commits, keeps a prune (FOR UPDATE SKIP LOCKED) from
+# deleting the run meanwhile and a release (FOR UPDATE first, _LOCK_RELEASED) from reading the
+# inbox before the item is committed; it does not block appends, claims or other deliveries. The
+# wake-up is decided on the row r locked, the run's latest version: if a release committed after
+# this statement's snapshot (r waited for it, or found the row updated, and followed it to its
+# new version), the UPDATE's own scan still sees the version from before the release (ready_at
+# in the past, no wake-up needed there), but r shows the parked row. The UPDATE then finds its
+# version updated and applies itself to the latest one, rechecking d's status and taking the
+# earlier of d's ready_at (another delivery may have woken it since) and the item's arrival.
 _DELIVER = f"""
 WITH r AS (
-    SELECT run_id FROM durable_runs WHERE run_id = $1 FOR KEY SHARE
+    SELECT run_id, status, ready_at FROM durable_runs WHERE run_id = $1 FOR KEY SHARE
 ), ins AS (
     INSERT INTO durable_inbox (run_id, kind, name, payload, created_at, dedupe_key)
     SELECT $1, $2, $3, $4, $5, $6 FROM r
     ON CONFLICT (run_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id
 ), w AS (
-    UPDATE durable_runs SET ready_at = $5
-    WHERE run_id IN (SELECT run_id FROM r) AND status IN {_ACTIVE}
-        AND (ready_at IS NULL OR ready_at > $5)
+    UPDATE durable_runs AS d SET ready_at = LEAST(d.ready_at, $5) FROM r
+    WHERE d.run_id = r.run_id AND r.status IN {_ACTIVE} AND d.status IN {_ACTIVE}
+        AND (r.ready_at IS NULL OR r.ready_at > $5)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM r) AS found, (SELECT id FROM ins) AS id
@@ -533,6 +555,14 @@ async def renew(
 
 
 async def release(conn: Any, releases: Sequence[Release]) -> None:
+    """Give the leases back, in the batch's transaction; the rows are locked first (see
+    _LOCK_RELEASED), so that the inbox read sees every delivery that committed before. (The
+    lock must last until the UPDATE's commit: outside a transaction, this opens one.)"""
+    if not conn.is_in_transaction():
+        async with conn.transaction():
+            await release(conn, releases)
+        return
+    await conn.execute(_LOCK_RELEASED, [r.run_id for r in releases])
     await conn.executemany(
         _RELEASE, [(r.ready_at, r.run_id, r.fence.owner, r.fence.epoch, r.park) for r in releases]
     )
