@@ -49,8 +49,10 @@ def main() -> None:
         received.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, interrupt)
     try:
+        # Inside the try: a Ctrl-C may land while the handler is being installed, and
+        # Python's default handler then raises here.
+        signal.signal(signal.SIGINT, interrupt)
         cli = _commands()
     except KeyboardInterrupt:  # nothing was done yet
         received.append(signal.SIGINT)
