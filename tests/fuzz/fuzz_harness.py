@@ -1,0 +1,570 @@
+"""Running one fuzz example: a program and a schedule (when signals are sent, how soon a run seen
+at a Hold is cancelled, whether the root gets a cancel at a random moment, when the worker is
+SIGKILLed), executed twice at once:
+
+- "crashed": on the database under test (a SQLite file, or PostgreSQL), by worker subprocesses
+  (fuzz_worker.py) that are SIGKILLed per the schedule and replaced at once;
+- "reference": crash-free, in this process, on a SQLite file of its own, same schedule.
+
+then checked (see check()): every run ended; each run's log is well formed and records each
+step's result once, and no step body started after its result was recorded; each run ended as
+the reference run did (and as the model in fuzz_program says); every log replays cleanly.
+
+No pytest in here: benchmarks/fuzz.py uses it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from fuzz_app import WORKFLOW, build_app
+from fuzz_program import (
+    ERROR_TYPES,
+    Outcome,
+    RunPlan,
+    Seq,
+    count,
+    plans,
+    programs,
+    render,
+    to_json,
+)
+from fuzz_worker import WorkerConfig
+from hypothesis import strategies as st
+
+from durable import ErrorInfo, LoggedEvent, decode_record
+from durable._replay import replay
+from sdk import App
+from storage import FINAL_STATUSES, RunQuery, RunRecord
+
+ROOT = "root"
+WORKER_SCRIPT = Path(__file__).with_name("fuzz_worker.py")
+# How long every run may take to end after the last kill before the run counts as stuck.
+TERMINATION_BOUND = 60.0
+# FUZZ_STRICT=1: the known engine bugs (tests/fuzz/test_found.py) fail examples too.
+STRICT = os.environ.get("FUZZ_STRICT", "") == "1"
+
+
+class KillSpec(msgspec.Struct, frozen=True):
+    kind: str  # "time": SIGKILL from here, `n` ms after the worker was spawned;
+    # "commit": the worker SIGKILLs itself after its n-th successful write (SQLite only).
+    n: int
+
+
+class Schedule(msgspec.Struct, frozen=True, kw_only=True):
+    signal_ms: dict[int, int] = {}  # Signal node id -> ms after the start when it is sent
+    cancel_ms: int = 0  # a run seen waiting at a Hold is cancelled this long after
+    random_cancel_ms: int | None = None  # cancel the root this long after the start
+    kills: tuple[KillSpec, ...] = ()
+    park_after: float = 1.0
+
+
+class Example(msgspec.Struct, frozen=True):
+    prog: Seq
+    schedule: Schedule
+
+
+def example_json(ex: Example) -> str:
+    return msgspec.json.encode(ex).decode()
+
+
+def example_from_json(text: str) -> Example:
+    return msgspec.json.decode(text, type=Example)
+
+
+@dataclass
+class Side:
+    """What one execution (crashed or reference) left behind."""
+
+    name: str
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    logs: dict[str, list[LoggedEvent]] = field(default_factory=dict)
+    terminated: bool = False
+    stats: Counter[str] = field(default_factory=Counter)
+    worker_errors: list[str] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)  # runs we sent a cancel to
+
+    def outcome(self, run_id: str) -> tuple[str, Any, str | None, str | None]:
+        row = self.runs[run_id]
+        result = msgspec.msgpack.decode(row.result) if row.result is not None else None
+        error = None
+        if row.error is not None:
+            error = msgspec.msgpack.decode(row.error, type=ErrorInfo)
+        return (
+            row.status,
+            result,
+            error.type if error is not None else None,
+            error.message if error is not None else None,
+        )
+
+
+class FuzzFailure(AssertionError):
+    pass
+
+
+# -- workers ----------------------------------------------------------------------------------
+
+
+class Workers:
+    """The crashed side's worker subprocesses: one at a time, each killed per its KillSpec,
+    replaced at once by the next (the last one is never killed by the schedule)."""
+
+    def __init__(self, workdir: Path, url: str, effects: str, schedule: Schedule) -> None:
+        self.workdir = workdir
+        self.url = url
+        self.effects = effects
+        self.schedule = schedule
+        self.specs = list(schedule.kills)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.spec: KillSpec | None = None
+        self.spawned_at = 0.0
+        self.count = 0
+        self.kills = 0
+        self.last_kill = time.monotonic()
+        self.errors: list[str] = []
+
+    def spawn(self) -> None:
+        self.spec = self.specs.pop(0) if self.specs else None
+        commits = self.spec.n if self.spec is not None and self.spec.kind == "commit" else None
+        if commits is not None and not self.url.startswith("sqlite"):
+            # PostgreSQL has no writer thread to stop at: a kill after a time instead.
+            self.spec = KillSpec("time", commits * 20)
+            commits = None
+        cfg = WorkerConfig(
+            url=self.url,
+            effects=self.effects,
+            park_after=self.schedule.park_after,
+            kill_after_commits=commits,
+        )
+        self.count += 1
+        stderr = (self.workdir / f"worker{self.count}.stderr").open("wb")
+        env = dict(os.environ)
+        here = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(WORKER_SCRIPT), msgspec.json.encode(cfg).decode()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+            )
+        finally:
+            stderr.close()
+        self.spawned_at = time.monotonic()
+
+    def tick(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        rc = proc.poll()
+        if rc is not None:
+            if rc == -signal.SIGKILL and self.spec is not None and self.spec.kind == "commit":
+                self.kills += 1
+                self.last_kill = time.monotonic()
+            else:
+                path = self.workdir / f"worker{self.count}.stderr"
+                self.errors.append(f"worker {proc.pid} exited {rc}: {path.read_text()[-3000:]}")
+            self.spawn()
+            return
+        spec = self.spec
+        due = spec is not None and spec.kind == "time" and spec.n / 1000
+        if due is not False and time.monotonic() - self.spawned_at >= due:
+            self._kill(proc)
+            self.kills += 1
+            self.last_kill = time.monotonic()
+            self.spawn()
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self._kill(self.proc)
+            self.proc = None
+
+
+# -- driving one execution --------------------------------------------------------------------
+
+
+async def drive(
+    app: App,
+    side: Side,
+    ex: Example,
+    runs: dict[str, RunPlan],
+    workers: Workers | None,
+) -> None:
+    """Start the root run, send its signals and cancels per the schedule (killing workers too,
+    on the crashed side), until every run has ended or TERMINATION_BOUND passed."""
+    store = app.engine.client.store
+    sched = ex.schedule
+    await app.start(WORKFLOW, {"prog": to_json(ex.prog)}, run_id=ROOT)
+    t0 = time.monotonic()
+    if workers is not None:
+        workers.spawn()
+    pending = {
+        (rid, sid): t0 + sched.signal_ms.get(sid, 0) / 1000
+        for rid in runs
+        for sid in runs[rid].signals
+    }
+    holds: dict[str, float] = {}
+    random_cancel = None if sched.random_cancel_ms is None else t0 + sched.random_cancel_ms / 1000
+    quiet_since: float | None = None
+    while True:
+        now = time.monotonic()
+        if workers is not None:
+            workers.tick()
+        rows = {r.run_id: r for r in await store.list_runs(RunQuery(limit=10_000))}
+        for key, due in sorted(pending.items()):
+            rid, sid = key
+            row = rows.get(rid)
+            if now < due or row is None:
+                continue  # not yet, or the run does not exist (yet)
+            del pending[key]
+            if row.status in FINAL_STATUSES:
+                continue
+            if await _send(app.signal(rid, f"g{sid}", f"p{sid}")):
+                side.stats["signals sent"] += 1
+        for rid, row in rows.items():
+            if row.status in FINAL_STATUSES or rid in side.cancelled:
+                continue
+            if rid not in holds:
+                events = [decode_record(r) for r in await store.read_events(rid)]
+                if any(
+                    e.type == "WaitStarted" and e.event.signal.startswith("hold")  # type: ignore[union-attr]
+                    for e in events
+                ):
+                    holds[rid] = now + sched.cancel_ms / 1000
+            elif now >= holds[rid]:
+                side.cancelled.add(rid)
+                if await _send(app.cancel(rid, "hold")):
+                    side.stats["cancels sent"] += 1
+        if random_cancel is not None and now >= random_cancel:
+            random_cancel = None
+            row = rows.get(ROOT)
+            if row is not None and row.status not in FINAL_STATUSES:
+                side.cancelled.add(ROOT)
+                if await _send(app.cancel(ROOT, "random")):
+                    side.stats["random cancels sent"] += 1
+        if rows and all(r.status in FINAL_STATUSES for r in rows.values()):
+            # Ended: wait a moment more in case a late child appears.
+            if quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since > 0.3 and random_cancel is None:
+                side.terminated = True
+                break
+        else:
+            quiet_since = None
+        last = workers.last_kill if workers is not None else t0
+        if now - max(last, t0) > TERMINATION_BOUND:
+            break
+        await asyncio.sleep(0.02)
+    if workers is not None:
+        workers.stop()
+        side.stats["kills"] += workers.kills
+        side.stats["workers"] += workers.count
+        side.worker_errors.extend(workers.errors)
+    for row in await store.list_runs(RunQuery(limit=10_000)):
+        side.runs[row.run_id] = row
+        side.logs[row.run_id] = [decode_record(r) for r in await store.read_events(row.run_id)]
+
+
+async def _send(call: Any) -> bool:
+    """Send a signal or cancel; False if the run had ended meanwhile (that is allowed)."""
+    try:
+        await call
+    except ValueError:
+        return False
+    return True
+
+
+async def run_example(ex: Example, workdir: Path, url: str | None = None) -> Counter[str]:
+    """Execute `ex` (crashed and reference), check it, and return what it exercised. Raises
+    FuzzFailure with a readable report when a property does not hold."""
+    url = url or f"sqlite:///{workdir / 'fuzz.db'}"
+    effects = str(workdir / "effects.log")
+    ref_effects = str(workdir / "ref-effects.log")
+    runs = plans(ex.prog, ROOT)
+    crashed, reference = Side("crashed"), Side("reference")
+    driver = build_app(url, effects, worker=False)
+    ref_app = build_app(
+        f"sqlite:///{workdir / 'reference.db'}", ref_effects, park_after=ex.schedule.park_after
+    )
+    workers = Workers(workdir, url, effects, ex.schedule)
+    ref_ex = Example(ex.prog, msgspec.structs.replace(ex.schedule, random_cancel_ms=None, kills=()))
+    try:
+        async with driver, ref_app:
+            await asyncio.gather(
+                drive(driver, crashed, ex, runs, workers),
+                drive(ref_app, reference, ref_ex, runs, None),
+            )
+            problems = check(ex, runs, crashed, reference, Path(effects))
+            problems += await check_replay(driver, crashed)
+            problems += await check_replay(driver, reference)
+    finally:
+        workers.stop()
+    if problems:
+        raise FuzzFailure(report(ex, problems, crashed, reference))
+    stats = Counter(crashed.stats)
+    stats["programs"] += 1
+    stats["runs"] += len(crashed.runs)
+    for kind, n in count(ex.prog).items():
+        stats[f"nodes: {kind}"] += n
+    stats["step executions"] += len(read_effects(Path(effects)))
+    for row in crashed.runs.values():
+        stats[f"ended {row.status}"] += 1
+    return stats
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+class Effect(msgspec.Struct, frozen=True):
+    run_id: str
+    pos: int
+    attempt: int
+    node: int
+    pid: int
+    at: float
+
+
+def read_effects(path: Path) -> list[Effect]:
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().split("\n"):
+        parts = line.split()
+        if len(parts) == 6:
+            rid, pos, attempt, node, pid, at = parts
+            found.append(Effect(rid, int(pos), int(attempt), int(node), int(pid), float(at)))
+    return found
+
+
+TERMINAL = ("RunCompleted", "RunFailed", "RunCancelled")
+
+
+ORPHAN_EVENTS = {
+    "ChildStarted",
+    "StepStarted",
+    "StepCompleted",
+    "StepFailed",
+    "TimerStarted",
+    "TimerFired",
+    "WaitStarted",
+    "WaitCompleted",
+    "CommandCancelled",
+}
+
+
+def check_log(
+    run_id: str, events: list[LoggedEvent], effects: list[Effect], known: Counter[str]
+) -> list[str]:
+    problems: list[str] = []
+    seqs = [e.seq for e in events]
+    if seqs != list(range(1, len(events) + 1)):
+        problems.append(f"{run_id}: seqs not gap-free: {seqs}")
+    types = [e.type for e in events]
+    if not types or types[0] != "RunStarted":
+        problems.append(f"{run_id}: does not start with RunStarted")
+    ends = [i for i, t in enumerate(types) if t in TERMINAL]
+    if len(ends) != 1:
+        problems.append(f"{run_id}: terminal events at {ends} of {len(types)} events")
+    elif ends[0] != len(types) - 1:
+        after = types[ends[0] + 1 :]
+        if set(after) <= ORPHAN_EVENTS and not STRICT:
+            # Known engine bug (tests/fuzz/test_found.py): a gather branch still running when
+            # the workflow ended (a plain gather whose other branch raised) records its
+            # command after the run's end.
+            known["known bug: events after the run's end"] += 1
+        else:
+            problems.append(f"{run_id}: events after its end (seq {ends[0] + 1}): {after}")
+    completed: dict[int, float] = {}
+    for e in events:
+        ev: Any = e.event
+        if e.type == "StepCompleted":
+            if ev.pos in completed:
+                problems.append(f"{run_id}: step at position {ev.pos} completed twice")
+            completed[ev.pos] = e.at
+        elif e.type in ("StepStarted", "StepFailed") and ev.pos in completed:
+            problems.append(f"{run_id}: {e.type} at position {ev.pos} after its StepCompleted")
+    for eff in effects:
+        if eff.run_id == run_id and eff.pos in completed and eff.at > completed[eff.pos]:
+            problems.append(
+                f"{run_id}: step at position {eff.pos} (node #{eff.node}) executed again "
+                f"(attempt {eff.attempt}, pid {eff.pid}) {eff.at - completed[eff.pos]:.3f}s "
+                "after its completion was recorded"
+            )
+    return problems
+
+
+def _ancestor_cancelled(run_id: str, runs: dict[str, RunPlan], *sides: Side) -> bool:
+    plan = runs.get(run_id)
+    while plan is not None and plan.parent is not None:
+        parent = plan.parent
+        for side in sides:
+            row = side.runs.get(parent)
+            if row is not None and row.status == "cancelled":
+                return True
+        plan = runs.get(parent)
+    return False
+
+
+def check(
+    ex: Example, runs: dict[str, RunPlan], crashed: Side, ref: Side, effects: Path
+) -> list[str]:
+    problems: list[str] = []
+    for side in (crashed, ref):
+        if not side.terminated:
+            stuck = [rid for rid, r in side.runs.items() if r.status not in FINAL_STATUSES]
+            problems.append(
+                f"{side.name}: runs {stuck or '?'} did not end within {TERMINATION_BOUND}s"
+            )
+    problems += [f"crashed: {e}" for e in crashed.worker_errors]
+    found = read_effects(effects)
+    for rid, events in crashed.logs.items():
+        problems += [f"crashed: {p}" for p in check_log(rid, events, found, crashed.stats)]
+    for rid, events in ref.logs.items():
+        problems += [f"reference: {p}" for p in check_log(rid, events, [], Counter())]
+    unknown = set(crashed.runs) - set(runs)
+    if unknown:
+        problems.append(f"crashed: runs nobody planned: {sorted(unknown)}")
+    if problems:
+        return problems
+    randomly_cancelled = ex.schedule.random_cancel_ms is not None
+    for rid, plan in runs.items():
+        if rid == ROOT and randomly_cancelled:
+            cancel_recorded = any(e.type == "CancelRequested" for e in crashed.logs[rid])
+            got = crashed.outcome(rid)
+            if cancel_recorded and got[0] != "cancelled":
+                problems.append(f"{rid}: a cancel was recorded, but the run ended {got}")
+            if not cancel_recorded and got != ref.outcome(rid):
+                problems.append(f"{rid}: ended {got}; crash-free: {ref.outcome(rid)}")
+            continue
+        if randomly_cancelled or _ancestor_cancelled(rid, runs, crashed, ref):
+            continue  # a cancel raced this child's end: either may win
+        if (rid in crashed.runs) != (rid in ref.runs) and not plan.orphanable:
+            problems.append(
+                f"{rid}: exists in crashed: {rid in crashed.runs}, in reference: {rid in ref.runs}"
+            )
+            continue
+        if rid not in ref.runs or rid not in crashed.runs:
+            continue
+        got, want = crashed.outcome(rid), ref.outcome(rid)
+        if got != want:
+            problems.append(f"{rid}: ended {got}; crash-free: {want}")
+        problems += [f"model: {p}" for p in compare_model(rid, plan.outcome, want)]
+    return problems
+
+
+def compare_model(
+    rid: str, model: Outcome, ref: tuple[str, Any, str | None, str | None]
+) -> list[str]:
+    status, result, etype, _ = ref
+    if status != model.status():
+        return [f"{rid}: the model says {model}, the crash-free run ended {ref}"]
+    if status == "succeeded" and result != model.value:
+        return [f"{rid}: the model's value {model.value!r}, the crash-free run's {result!r}"]
+    if status == "failed" and etype != ERROR_TYPES[model.kind]:
+        return [f"{rid}: the model says {model.kind}, the crash-free run failed with {etype}"]
+    return []
+
+
+async def check_replay(app: App, side: Side) -> list[str]:
+    problems = []
+    for rid, events in side.logs.items():
+        try:
+            rep = await replay(rid, events, app.registry)
+        except asyncio.CancelledError as exc:
+            # Known engine bug (tests/fuzz/test_found.py): replaying a run that ended cancelled
+            # in a wait or step raises the recorded cancellation out of replay().
+            if side.runs[rid].status == "cancelled" and not STRICT:
+                side.stats["known bug: replay of a cancelled run raised"] += 1
+                continue
+            problems.append(f"{side.name}: replay of {rid} raised {exc!r}")
+            continue
+        except Exception as exc:
+            problems.append(f"{side.name}: replay of {rid} raised {exc!r}")
+            continue
+        if not rep.deterministic:
+            problems.append(f"{side.name}: replay of {rid} diverged: {rep.divergence}")
+    return problems
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def describe(e: LoggedEvent) -> str:
+    ev: Any = e.event
+    bits = [f"{e.seq:3d} {e.type}"]
+    for name in ("pos", "name", "attempt", "signal", "run_id", "status", "signal_seq"):
+        value = getattr(ev, name, None)
+        if value not in (None, "") and not (name == "run_id" and e.type == "RunStarted"):
+            bits.append(f"{name}={value}")
+    if e.type in ("StepFailed", "RunFailed"):
+        bits.append(f"error={ev.error.type}: {ev.error.message[:120]}")
+    return " ".join(bits)
+
+
+def report(ex: Example, problems: list[str], crashed: Side, ref: Side) -> str:
+    lines = ["workflow fuzzer: a property failed", "", "program:", render(ex.prog, 1), ""]
+    lines.append(f"schedule: {msgspec.json.encode(ex.schedule).decode()}")
+    lines.append("")
+    lines.append("problems:")
+    lines += [f"  - {p}" for p in problems]
+    for side in (crashed, ref):
+        lines.append("")
+        lines.append(f"{side.name} runs (kills: {side.stats['kills']}):")
+        for rid in sorted(side.logs):
+            lines.append(f"  {rid}: {side.outcome(rid)}")
+            lines += [f"      {describe(e)}" for e in side.logs[rid]]
+    lines.append("")
+    lines.append(f"reproduce: python benchmarks/fuzz.py --example '{example_json(ex)}'")
+    return "\n".join(lines)
+
+
+# -- generating examples ----------------------------------------------------------------------
+
+
+@st.composite
+def schedules(draw: st.DrawFn, prog: Seq, *, kills: bool = True) -> Schedule:
+    sent = sorted({sid for plan in plans(prog, ROOT).values() for sid in plan.signals})
+    signal_ms = {sid: draw(st.sampled_from([0, 50, 200, 600, 1200])) for sid in sent}
+    kill_specs: tuple[KillSpec, ...] = ()
+    if kills:
+        kill_specs = tuple(
+            draw(
+                st.lists(
+                    st.one_of(
+                        st.builds(KillSpec, st.just("time"), st.integers(50, 1500)),
+                        st.builds(KillSpec, st.just("commit"), st.integers(1, 25)),
+                    ),
+                    max_size=3,
+                )
+            )
+        )
+    random_cancel = draw(st.one_of(st.none(), st.none(), st.none(), st.integers(0, 1500)))
+    return Schedule(
+        signal_ms=signal_ms,
+        cancel_ms=draw(st.sampled_from([0, 30, 200])),
+        random_cancel_ms=random_cancel,
+        kills=kill_specs,
+        park_after=draw(st.sampled_from([1.0, 0.05])),
+    )
+
+
+@st.composite
+def examples(draw: st.DrawFn) -> Example:
+    prog = draw(programs())
+    return Example(prog, draw(schedules(prog)))
