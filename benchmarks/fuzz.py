@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -75,6 +76,8 @@ def one(state: State, ex: Example) -> None:
     try:
         stats = asyncio.run(run_example(ex, workdir, state.url_for()))
     except FuzzFailure as exc:
+        if not state.failing:
+            print(f"a failure, Hypothesis now shrinks it:\n{exc}\n", flush=True)
         state.failing = True
         state.stats["failing executions"] += 1
         state.first_report = state.first_report or str(exc)
@@ -135,6 +138,8 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--example", help="run this one example (JSON) and report")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that the harness kills its worker processes on the way.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     base_seed = args.seed if args.seed is not None else int(time.time()) % 100_000
     import httpx  # noqa: F401  (see tests/fuzz/test_fuzz.py: imported before any draw)
 

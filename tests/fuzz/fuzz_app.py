@@ -139,7 +139,10 @@ class Interpreter:
         written by hand does; a child run takes its position when its coroutine first runs."""
         ctx = self.ctx
         if isinstance(node, Step):
-            return self.steps[(node.retries, node.sync)](node.id, node.fail_first, node.ms)
+            call: Awaitable[Any] = self.steps[(node.retries, node.sync)](
+                node.id, node.fail_first, node.ms
+            )
+            return call
         if isinstance(node, Sleep):
             return _then(ctx.sleep(node.ms / 1000), f"t{node.id}")
         if isinstance(node, Signal) and node.mode == "timeout":
