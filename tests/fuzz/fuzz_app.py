@@ -103,11 +103,6 @@ def build_app(
     return app
 
 
-async def _then(awaitable: Awaitable[Any], value: Any) -> Any:
-    await awaitable
-    return value
-
-
 class Interpreter:
     def __init__(self, ctx: Context, steps: dict[tuple[int, bool], Any]) -> None:
         self.ctx = ctx
@@ -120,7 +115,10 @@ class Interpreter:
         ctx = self.ctx
         if isinstance(node, Seq):
             return [await self.run(item) for item in node.items]
-        if isinstance(node, (Step, Sleep, Signal, Hold)):
+        if isinstance(node, Sleep):
+            await self.issue(node)
+            return f"t{node.id}"
+        if isinstance(node, (Step, Signal, Hold)):
             return await self.issue(node)
         if isinstance(node, Raise):
             raise FuzzError(f"raise #{node.id}")
@@ -144,7 +142,7 @@ class Interpreter:
             )
             return call
         if isinstance(node, Sleep):
-            return _then(ctx.sleep(node.ms / 1000), f"t{node.id}")
+            return ctx.sleep(node.ms / 1000)  # its value (None) is replaced by the caller
         if isinstance(node, Signal) and node.mode == "timeout":
             return ctx.wait_for_signal(f"g{node.id}", timeout=node.ms / 1000)
         if isinstance(node, Signal):
@@ -157,7 +155,7 @@ class Interpreter:
     async def gather(self, node: Gather) -> list[Any]:
         branches = [self.issue(b) for b in node.branches]
         if not node.all:
-            return list(await asyncio.gather(*branches))
+            return self.values(node, list(await asyncio.gather(*branches)))
         results = await asyncio.gather(*branches, return_exceptions=True)
         # Replayed, a branch that was cancelled live raises CancelledError by itself (live,
         # the whole gather was): the cancellation comes first either way.
@@ -166,7 +164,11 @@ class Interpreter:
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        return list(results)
+        return self.values(node, list(results))
+
+    def values(self, node: Gather, results: list[Any]) -> list[Any]:
+        pairs = zip(node.branches, results, strict=True)
+        return [f"t{b.id}" if isinstance(b, Sleep) else r for b, r in pairs]
 
     async def try_(self, node: Try) -> Any:
         try:

@@ -481,6 +481,20 @@ def check(
         problems.append(f"crashed: runs nobody planned: {sorted(unknown)}")
     if problems:
         return problems
+    for side in (crashed, ref):
+        for rid, events in side.logs.items():
+            _, _, etype, message = side.outcome(rid)
+            if (
+                etype == "durable.NonDeterminismError"
+                and "child run of" in (message or "")
+                and any(e.type == "CancelRequested" for e in events)
+                and not STRICT
+            ):
+                # Known engine bug (tests/fuzz/test_found.py): the cancel was delivered before
+                # a gathered ctx.run_child() first ran; live re-execution diverges as replay
+                # does, and the run ends failed instead of cancelled.
+                crashed.stats["known bug: child position lost to a cancel"] += 1
+                return problems
     randomly_cancelled = ex.schedule.random_cancel_ms is not None
     for rid, plan in runs.items():
         if rid == ROOT and randomly_cancelled:

@@ -353,14 +353,19 @@ def steps() -> st.SearchStrategy[Step]:
 
 
 def leaves() -> st.SearchStrategy[Any]:
+    # Steps, sleeps and signals three times out of four: holds and raises end a run early.
+    signals = st.builds(
+        Signal,
+        mode=st.sampled_from(["sent", "sent", "sent_timeout", "timeout"]),
+        ms=st.sampled_from([30, 200]),
+    )
     return st.one_of(
         steps(),
+        steps(),
+        steps(),
         st.builds(Sleep, ms=st.sampled_from([5, 30, 150])),
-        st.builds(
-            Signal,
-            mode=st.sampled_from(["sent", "sent", "sent_timeout", "timeout"]),
-            ms=st.sampled_from([30, 200]),
-        ),
+        signals,
+        signals,
         st.just(Hold()),
         st.just(Raise()),
     )
