@@ -94,6 +94,7 @@ class Side:
     worker_errors: list[str] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)  # runs we sent a cancel to
     known_stuck: set[str] = field(default_factory=set)  # see _known_stuck
+    unfinished: dict[str, str] = field(default_factory=dict)  # run id -> its row and inbox
 
     def outcome(self, run_id: str) -> tuple[str, Any, str | None, str | None]:
         row = self.runs[run_id]
@@ -285,14 +286,27 @@ async def drive(
     for row in await store.list_runs(RunQuery(limit=10_000)):
         side.runs[row.run_id] = row
         side.logs[row.run_id] = [decode_record(r) for r in await store.read_events(row.run_id)]
+        if row.status not in FINAL_STATUSES:
+            inbox = await store.read_inbox([row.run_id])
+            side.unfinished[row.run_id] = (
+                f"owner={row.owner} epoch={row.epoch} lease_expires_in="
+                f"{_rel(row.lease_expires_at)} ready_in={_rel(row.ready_at)} "
+                f"inbox={[(i.id, i.kind, i.name) for i in inbox]}"
+            )
+
+
+def _rel(ts: float | None) -> str:
+    return "None" if ts is None else f"{ts - time.time():+.1f}s"
 
 
 async def _known_stuck(store: Any, rows: dict[str, RunRecord], side: Side) -> bool:
-    """True if every unfinished run is stuck on the known bug of a cancelled run whose step
-    barrier is cancelled (tests/fuzz/test_found.py), or waits for a child that is: its log
-    ends with the same StepStarted again and again after a CancelRequested."""
+    """True if every unfinished run is stuck on a known bug (tests/fuzz/test_found.py), or waits
+    for a child that is: a cancelled run whose step barrier is cancelled (its log ends with the
+    same StepStarted again and again after a CancelRequested), or a run parked long with an
+    item in its inbox."""
     open_runs = {rid for rid, row in rows.items() if row.status not in FINAL_STATUSES}
     stuck = set()
+    reasons: Counter[str] = Counter()
     for rid in open_runs:
         events = [decode_record(r) for r in await store.read_events(rid)]
         types = [e.type for e in events]
@@ -304,6 +318,15 @@ async def _known_stuck(store: Any, rows: dict[str, RunRecord], side: Side) -> bo
             and len({(ev.pos, ev.attempt) for ev in tail}) == 1
         ):
             stuck.add(rid)
+            reasons["known bug: a cancelled run's write fails at its step barrier"] += 1
+            continue
+        row = rows[rid]
+        later = row.ready_at is None or row.ready_at > time.time() + 5
+        if row.owner is None and later and await store.read_inbox([rid]):
+            # Known engine bug (PostgreSQL, tests/fuzz/test_found.py): parked while a signal
+            # was delivered, the wake-up lost: it sleeps with the signal in its inbox.
+            stuck.add(rid)
+            reasons["known bug: parked with a signal in the inbox (postgres)"] += 1
     if not stuck:
         return False
     waiting = {rows[rid].parent_run_id for rid in stuck} - {None}
@@ -312,6 +335,7 @@ async def _known_stuck(store: Any, rows: dict[str, RunRecord], side: Side) -> bo
         waiting = {rows[w].parent_run_id for w in waiting if w in rows} - {None} - stuck
     if open_runs <= stuck:
         side.known_stuck = stuck
+        side.stats.update(reasons)
         return True
     return False
 
@@ -461,9 +485,8 @@ def check(
 ) -> list[str]:
     problems: list[str] = []
     if crashed.known_stuck or ref.known_stuck:
-        # Nothing more to learn from this example until that bug is fixed.
-        crashed.stats["known bug: a cancelled run's write fails at its step barrier"] += 1
-        return []
+        crashed.stats.update({k: v for k, v in ref.stats.items() if k.startswith("known")})
+        return []  # nothing more to learn from this example until that bug is fixed
     for side in (crashed, ref):
         if not side.terminated:
             stuck = [rid for rid, r in side.runs.items() if r.status not in FINAL_STATUSES]
@@ -592,6 +615,8 @@ def report(ex: Example, problems: list[str], crashed: Side, ref: Side) -> str:
         lines.append(f"{side.name} runs (kills: {side.stats['kills']}):")
         for rid in sorted(side.logs):
             lines.append(f"  {rid}: {side.outcome(rid)}")
+            if rid in side.unfinished:
+                lines.append(f"      row: {side.unfinished[rid]}")
             lines += [f"      {describe(e)}" for e in side.logs[rid]]
     lines.append("")
     lines.append(f"reproduce: python benchmarks/fuzz.py --example '{example_json(ex)}'")

@@ -8,6 +8,7 @@ them as "known bug: ...") unless FUZZ_STRICT=1.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,44 @@ async def test_a_run_cancelled_before_it_is_picked_up_ends(tmp_path: Path) -> No
         except Exception:
             status = await app.handle("r").status()
     assert status == "cancelled", status
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="PostgreSQL: a worker parking a run (release) while a signal is being delivered to "
+    "it loses the wake-up: the release computes ready_at from an inbox read that does not see "
+    "the delivery's uncommitted item (READ COMMITTED; the delivery's row lock is KEY SHARE, and "
+    "its own wake-up UPDATE is skipped or overwritten): parked for good (or until the wait's "
+    "timeout) with the signal in its inbox",
+)
+async def test_postgres_release_racing_a_signal_keeps_the_wake_up(pg_fresh_url: str) -> None:
+    import asyncpg
+
+    from storage import EventRecord, Fence, NewInboxItem, NewRun, Release, open_store
+    from storage import _postgres_ops as ops
+
+    base, _, schema = pg_fresh_url.partition("?schema=")
+    store = open_store(pg_fresh_url)
+    await store.open()
+    conns = [await asyncpg.connect(base) for _ in range(2)]
+    try:
+        now = time.time()
+        run = NewRun("r", "wf", "1", b"\xc0", now, owner="w1", lease_expires_at=now + 60)
+        record, _ = await store.create_run(run, EventRecord("r", 1, "RunStarted", b"\x80", now))
+        for conn in conns:
+            await conn.execute(f"SET search_path TO {schema}")
+        delivering = conns[0].transaction()
+        await delivering.start()
+        item = NewInboxItem("r", "signal", "go", b"\xc0", time.time())
+        await ops.deliver(conns[0], item, strict=True)  # inserted and woken, not committed
+        release = Release("r", Fence("w1", record.epoch), park=True)
+        releasing = asyncio.ensure_future(ops.release(conns[1], [release]))
+        await asyncio.sleep(0.3)  # done, or waiting for the delivery's row lock
+        await delivering.commit()
+        await releasing
+        row = await store.get_run("r")
+    finally:
+        for conn in conns:
+            await conn.close()
+        await store.close()
+    assert row is not None and row.ready_at is not None, "parked with a signal in its inbox"
