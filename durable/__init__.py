@@ -35,12 +35,14 @@ if TYPE_CHECKING:
         StepFailed,
         StepTimeoutError,
         UnknownWorkflowError,
+        UnrecordedRaceError,
         WorkflowDefinitionError,
     )
     from durable._events import AnyEvent, Event, LoggedEvent, decode_record
     from durable._options import WorkerOptions
     from durable._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
     from durable._replay import Divergence, ReplayReport, replay, state_at
+    from durable._select import AsCompleted, Selected
     from durable._state import RunState, StepState, apply, fold
     from durable._views import RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
@@ -77,7 +79,10 @@ _WHERE = {
     "StepFailed": "durable._errors",
     "StepTimeoutError": "durable._errors",
     "UnknownWorkflowError": "durable._errors",
+    "UnrecordedRaceError": "durable._errors",
     "WorkflowDefinitionError": "durable._errors",
+    "AsCompleted": "durable._select",
+    "Selected": "durable._select",
     "AnyEvent": "durable._events",
     "Event": "durable._events",
     "LoggedEvent": "durable._events",
@@ -106,6 +111,7 @@ __all__ = [
     "URL_ENV",
     "AnyEvent",
     "AppLike",
+    "AsCompleted",
     "ChildRunFailed",
     "Client",
     "Context",
@@ -134,6 +140,7 @@ __all__ = [
     "RunState",
     "RunSummary",
     "RunTimedOut",
+    "Selected",
     "SerializationError",
     "Step",
     "StepContext",
@@ -143,6 +150,7 @@ __all__ = [
     "StepState",
     "StepTimeoutError",
     "UnknownWorkflowError",
+    "UnrecordedRaceError",
     "Worker",
     "WorkerOptions",
     "WorkflowDef",

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 import functools
 import random as _random
 import time
 import uuid
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from durable import _select
 from durable._codec import decode_value
 from durable._durations import check_duration
 
 if TYPE_CHECKING:
     from durable._executor import RunExecutor
     from durable._state import WaitState
+
+T = TypeVar("T")
 
 # Set inside a workflow's task (and only there): step calls look it up to know they are being
 # recorded. Step bodies run with it cleared, so a step calling a step is a plain call.
@@ -144,6 +148,37 @@ class Context:
         """Start a child run and wait for its result; its failure raises ChildRunFailed."""
         child = await self.start_child(workflow, input, run_id=run_id, version=version)
         return await child.result()
+
+    # -- deterministic races (see _select) ----------------------------------------------------
+
+    def wait(
+        self,
+        aws: Iterable[Awaitable[T]],
+        *,
+        return_when: str = asyncio.FIRST_COMPLETED,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]]:
+        """asyncio.wait() for workflows: `(done, pending)` once `return_when` is met
+        (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED) or `timeout` seconds have passed,
+        with which awaitables were done, and in what order, recorded: a replay or a recovery
+        gets exactly that outcome, whatever completes first then. Steps, ctx.sleep(),
+        ctx.wait_for_signal(), child runs (ChildRun.result(), ctx.run_child()) and any other
+        awaitable can be raced. Futures and tasks come back as themselves; any other awaitable
+        (a coroutine) is wrapped in a task, and that task is what `done`/`pending` hold (so
+        wrap them yourself, asyncio.ensure_future, to recognize them). Iterating the sets (and
+        pop()) gives `done` in completion order and `pending` in the order given. The timeout
+        is durable: its deadline is recorded, like ctx.sleep(). Pending awaitables are not
+        cancelled: cancel them, or await them later."""
+        return _select.wait(self._executor, aws, return_when, timeout)
+
+    def as_completed(
+        self, aws: Iterable[Awaitable[T]], *, timeout: float | None = None
+    ) -> _select.AsCompleted[T]:
+        """asyncio.as_completed() for workflows, with the order of completion recorded:
+        `for aw in ctx.as_completed(aws): result = await aw`, or `async for fut in
+        ctx.as_completed(aws): fut.result()` (the futures, done: tasks for coroutines).
+        After the durable `timeout`, the next one raises TimeoutError."""
+        return _select.AsCompleted(self._executor, aws, timeout)
 
     def patched(self, change_id: str) -> bool:
         """Change a running workflow's code safely. Runs that reached this point before the

@@ -155,6 +155,30 @@ class NonDeterminismError(DurableError):
         self.where = where
 
 
+class UnrecordedRaceError(NonDeterminismError):
+    """Workflow code raced a durable awaitable (a step, ctx.sleep, ctx.wait_for_signal, a child
+    run) with asyncio.wait, asyncio.as_completed or asyncio.wait_for: which one completes first
+    is not recorded, so a replay could take another path. Fatal to the run, like any
+    NonDeterminismError; ctx.wait() and ctx.as_completed() race them deterministically."""
+
+    def __init__(self, run_id: str, position: int, helper: str, where: str) -> None:
+        DurableError.__init__(
+            self,
+            f"run {run_id!r} raced the durable command at position {position} with {helper}() "
+            f"(workflow at {where}): which awaitable completes first is not recorded, so a "
+            "replay or a recovery could take another path. Use ctx.wait(...) or "
+            "ctx.as_completed(...), which record the outcome (timeout= included), or "
+            "asyncio.gather to await them all; for a timeout on one wait, "
+            "ctx.wait_for_signal(..., timeout=...) or @app.step(timeout=...)",
+        )
+        self.run_id = run_id
+        self.position = position
+        self.recorded = "no race outcome"
+        self.requested = f"{helper}() over position {position}"
+        self.where = where
+        self.helper = helper
+
+
 class StepFailed(DurableError):
     """A step ran out of attempts. Raised inside the workflow at the step's call; catchable."""
 

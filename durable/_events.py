@@ -153,6 +153,27 @@ class CommandCancelled(Event, frozen=True):
     pos: int
 
 
+class SelectStarted(Event, frozen=True):
+    """ctx.wait() (or one turn of ctx.as_completed()) at `pos`, racing `count` awaitables (in
+    the order the code gave them) until `return_when` ("FIRST_COMPLETED", "FIRST_EXCEPTION",
+    "ALL_COMPLETED"), timing out at `deadline` (epoch seconds; None: never)."""
+
+    pos: int
+    count: int
+    return_when: str = "FIRST_COMPLETED"
+    deadline: float | None = None
+
+
+class SelectCompleted(Event, frozen=True):
+    """The select at `pos` returned: `done` are the indices of the awaitables that had
+    completed, in the order they completed (the others were pending); `timed_out` if its
+    deadline ended it. A replay returns exactly this, whatever completes first then."""
+
+    pos: int
+    done: list[int] = []
+    timed_out: bool = False
+
+
 class CodeChanged(Event, frozen=True):
     """The run was resumed by workflow code whose fingerprint differs from the last recorded."""
 
@@ -196,6 +217,8 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     CommandCancelled,
     CodeChanged,
     RunResumed,
+    SelectStarted,
+    SelectCompleted,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

@@ -28,11 +28,13 @@ from durable._events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    SelectStarted,
     TimerStarted,
     WaitStarted,
 )
 from durable._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable._runlog import RunLog, append_end
+from durable._select import refuse_raw_race
 from durable._state import CANCELLED, RunState, WaitState
 from durable._step_runner import run_step
 from durable._waits import Waits
@@ -114,6 +116,10 @@ class RunExecutor:
     @property
     def positions_used(self) -> int:
         return self._next_pos
+
+    @property
+    def workflow_task(self) -> asyncio.Task[None] | None:
+        return self._task
 
     def start(self) -> asyncio.Task[None]:
         self._loop = asyncio.get_running_loop()
@@ -240,12 +246,13 @@ class RunExecutor:
                 return self._diverged(pos, f"step {rec.name!r}", f"step {step.name!r}")
             if rec.status == "succeeded":
                 assert rec.result is not None
-                return _value(decode_value(rec.result, step.return_type))
+                return self._replayed(pos, decode_value(rec.result, step.return_type))
             if rec.status == "failed":
                 assert rec.error is not None
                 if rec.error.type == CANCELLED:
                     return _raise(asyncio.CancelledError(rec.error.message))
-                return _raise(StepFailed(step.name, pos, rec.attempts, rec.error))
+                failed = StepFailed(step.name, pos, rec.attempts, rec.error)
+                return self._replayed(pos, None, failed)
         else:
             other = self._recorded_at(pos)
             if other is not None:
@@ -255,21 +262,38 @@ class RunExecutor:
         input_raw = msgspec.Raw(
             encode_value([list(args), kwargs], f"the arguments of step {step.name!r}", wrapping=2)
         )
-        return self._live(run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
+        return self._live(pos, run_step(self, self.log, pos, step, args, kwargs, input_raw, rec))
 
-    async def _live(self, body: Coroutine[Any, Any, Any]) -> Any:
+    async def _replayed(self, pos: int, value: Any, exc: Exception | None = None) -> Any:
+        """A step's recorded outcome, as the coroutine its call returns."""
+        refuse_raw_race(self, pos)
+        if exc is not None:
+            raise exc
+        return value
+
+    async def _live(self, pos: int, body: Coroutine[Any, Any, Any]) -> Any:
         # Only the in-flight count on a step's hot path; a look (see _look) only when a step
         # can change something: a cancellation to deliver, or waits left alone when it ends.
+        try:
+            refuse_raw_race(self, pos)
+        except BaseException:
+            body.close()
+            raise
         self.inflight += 1
         if self.state.cancel_requested:
             self.poke()
         try:
-            return await body
+            value = await body
+        except Exception:
+            refuse_raw_race(self, pos)
+            raise
         finally:
             self.inflight -= 1
             self.progress += 1
             if self.waits.futures:
                 self.poke()
+        refuse_raw_race(self, pos)
+        return value
 
     def _recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
@@ -364,7 +388,28 @@ class RunExecutor:
     async def _await(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
         if not rec.done and self.log is None:
             raise EndOfHistory()
-        return await self.waits.wait(rec, decode)
+        refuse_raw_race(self, rec.pos)
+        try:
+            value = await self.waits.wait(rec, decode)
+        except Exception:
+            refuse_raw_race(self, rec.pos)
+            raise
+        refuse_raw_race(self, rec.pos)
+        return value
+
+    def select_command(self, count: int, return_when: str, deadline: float | None) -> WaitState:
+        """Take the next position for a select of `count` awaitables (see _select); its
+        deadline is the recorded one on a replay."""
+        label = f"ctx.wait() of {count} awaitables ({return_when})"
+        pos, rec = self._wait_command("select", label)
+        if rec is None:
+            assert self.log is not None
+            start = SelectStarted(pos=pos, count=count, return_when=return_when, deadline=deadline)
+            self.log.append(start)
+            return self.state.waits[pos]
+        if rec.count != count or rec.return_when != return_when:
+            raise self._divergence(pos, rec.describe(), label, depth=3)
+        return rec
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
         """See Context.patched()."""

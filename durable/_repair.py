@@ -28,6 +28,7 @@ from durable._events import (
     RunFailed,
     RunResumed,
     RunStarted,
+    SelectStarted,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -41,7 +42,15 @@ from durable._state import CANCELLED, RunState
 from durable.dag._report import DELIVERY_PREFIX, parse_name
 
 # Events that take a new position the first time they name it: the workflow moving on.
-_POSITIONED = (StepStarted, MarkerRecorded, TimerStarted, WaitStarted, ChildStarted, StepSkipped)
+_POSITIONED = (
+    StepStarted,
+    MarkerRecorded,
+    TimerStarted,
+    WaitStarted,
+    ChildStarted,
+    StepSkipped,
+    SelectStarted,
+)
 # Not copied by a fork: the fork has its own start and end, and no cancellation or retry.
 _NOT_COPIED = (
     RunStarted,

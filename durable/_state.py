@@ -27,6 +27,8 @@ from durable._events import (
     RunFailed,
     RunResumed,
     RunStarted,
+    SelectCompleted,
+    SelectStarted,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -64,14 +66,17 @@ class StepState:
 
 @dataclass(slots=True)
 class WaitState:
-    """A durable wait at one position: a timer (ctx.sleep), a signal wait or a child run.
+    """A durable wait at one position: a timer (ctx.sleep), a signal wait, a child run or a
+    select (ctx.wait / ctx.as_completed).
 
-    `done` once it fired, got its signal, timed out, learned its child's end or was cancelled;
-    `signal_seq` is the seq of the signal it got (0: none, it timed out).
+    `done` once it fired, got its signal, timed out, learned its child's end, returned (a
+    select) or was cancelled; `signal_seq` is the seq of the signal it got (0: none, it timed
+    out). A select's `count` awaitables raced until `return_when`; `selected`: the indices of
+    those done when it returned, in the order they completed.
     """
 
     pos: int
-    kind: str  # "timer", "signal", "child"
+    kind: str  # "timer", "signal", "child", "select"
     due: float | None = None  # a timer's fire_at, a signal wait's deadline
     signal: str = ""
     child_run_id: str = ""
@@ -79,10 +84,15 @@ class WaitState:
     done: bool = False
     cancelled: bool = False
     signal_seq: int = 0
+    count: int = 0
+    return_when: str = ""
+    selected: list[int] = field(default_factory=list)
 
     def describe(self) -> str:
         if self.kind == "timer":
             return "ctx.sleep()"
+        if self.kind == "select":
+            return f"ctx.wait() of {self.count} awaitables ({self.return_when})"
         if self.kind == "signal":
             return f"ctx.wait_for_signal({self.signal!r})"
         return f"child run of {self.child_workflow!r}"
@@ -231,6 +241,18 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.finished_at = at
     elif isinstance(event, RunResumed):
         _apply_resume(state, seq, event)
+    elif isinstance(event, SelectStarted):
+        state.waits[event.pos] = WaitState(
+            event.pos,
+            "select",
+            due=event.deadline,
+            count=event.count,
+            return_when=event.return_when,
+        )
+    elif isinstance(event, SelectCompleted):
+        wait = state.waits[event.pos]
+        wait.done = True
+        wait.selected = list(event.done)
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:

@@ -117,6 +117,10 @@ def waiting_on(state: RunState) -> list[str]:
             due = ts(wait.due)
             until = f" (until {due.isoformat()})" if due is not None else ""
             out.append(f"position {pos}: signal {wait.signal!r}{until}")
+        elif wait.kind == "select":
+            due = ts(wait.due)
+            until = f" (until {due.isoformat()})" if due is not None else ""
+            out.append(f"position {pos}: {wait.describe()}{until}")
         else:
             out.append(f"position {pos}: child run {wait.child_run_id!r}")
     return out

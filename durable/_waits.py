@@ -71,6 +71,22 @@ class Waits:
                 self.ex.poke()
         return self._recorded(rec, decode)
 
+    def arm(self, rec: WaitState) -> asyncio.Future[Any]:
+        """A future ended at `rec.due` (a select's deadline), registered like an awaited wait
+        (so the run is parked until then and woken at it) but awaited by the caller."""
+        assert rec.due is not None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self.futures[rec.pos] = fut
+        self._timers[rec.pos] = loop.call_later(max(0.0, rec.due - time.time()), self._due, rec.pos)
+        return fut
+
+    def disarm(self, rec: WaitState) -> None:
+        self.futures.pop(rec.pos, None)
+        handle = self._timers.pop(rec.pos, None)
+        if handle is not None:
+            handle.cancel()
+
     def _recorded(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
         state = self.ex.state
         if rec.cancelled:
@@ -98,9 +114,10 @@ class Waits:
                 rec.due - time.time(), self._due, pos
             )
             return
-        log = self.ex.log
-        assert log is not None
-        log.append(TimerFired(pos=pos) if rec.kind == "timer" else WaitCompleted(pos=pos))
+        if rec.kind != "select":  # a select records its own outcome (see _select)
+            log = self.ex.log
+            assert log is not None
+            log.append(TimerFired(pos=pos) if rec.kind == "timer" else WaitCompleted(pos=pos))
         fut.set_result(None)
 
     def _cancelled_live(self, rec: WaitState) -> None:

@@ -28,6 +28,7 @@ from durable import (
     StepInfo,
     StepTimeoutError,
     UnknownWorkflowError,
+    UnrecordedRaceError,
     WorkflowDefinitionError,
     current_step,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "StepInfo",
     "StepTimeoutError",
     "UnknownWorkflowError",
+    "UnrecordedRaceError",
     "WorkflowDefinitionError",
     "current_step",
 ]

@@ -18,6 +18,8 @@ from durable._events import (
     ChildCompleted,
     ChildStarted,
     MarkerRecorded,
+    SelectCompleted,
+    SelectStarted,
     SignalReceived,
     StepFailed,
     TimerFired,
@@ -130,6 +132,22 @@ def test_the_golden_waits_cover_what_they_claim() -> None:
     patched = golden("patched").logged()
     markers = [e.event for e in patched if isinstance(e.event, MarkerRecorded)]
     assert [(m.pos, m.kind) for m in markers] == [(0, "patch")]
+
+
+def test_the_golden_selects_cover_what_they_claim() -> None:
+    select = golden("select").logged()
+    started = [e.event for e in select if isinstance(e.event, SelectStarted)]
+    ended = [(e.seq, e.event) for e in select if isinstance(e.event, SelectCompleted)]
+    assert [(s.pos, s.count) for s in started] == [(2, 2), (4, 1), (8, 3), (9, 1)]
+    assert started[1].deadline is not None and ended[1][1].timed_out and ended[1][1].done == []
+    # The as_completed turn that found two steps done recorded them in completion order, and
+    # the third (slow) step completed only after that select had returned.
+    assert ended[2][1].done == [1, 2]
+    slow = next(
+        e.seq for e in select if getattr(e.event, "pos", None) == 5 and e.type == "StepCompleted"
+    )
+    assert ended[2][0] < slow
+    assert fold("s", select).status == "succeeded"
 
 
 async def test_a_patch_removed_the_documented_way_still_replays() -> None:

@@ -35,6 +35,7 @@ SDK = {
     "StepInfo",
     "StepTimeoutError",
     "UnknownWorkflowError",
+    "UnrecordedRaceError",
     "WorkflowDefinitionError",
     "current_step",
 }
@@ -45,6 +46,10 @@ def test_sdk_surface() -> None:
     # The names the core issue fixes as the contract.
     for name in ("App", "Context", "RetryPolicy", "StepFailed", "RunFailed", "NonDeterminismError"):
         assert hasattr(sdk, name)
+    # Races in workflows (issue 14 §2): ctx.wait / ctx.as_completed, and the error that
+    # refuses raw asyncio.wait over durable awaitables.
+    assert callable(sdk.Context.wait) and callable(sdk.Context.as_completed)
+    assert issubclass(sdk.UnrecordedRaceError, sdk.NonDeterminismError)
 
 
 def test_every_exported_name_exists() -> None:

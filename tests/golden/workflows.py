@@ -25,6 +25,7 @@ GOLDEN_RUNS: dict[str, tuple[str, Any]] = {
     "golden-signals": ("signals", None),
     "golden-children": ("children", 3),
     "golden-patched": ("patched", None),
+    "golden-select": ("select", None),
 }
 
 # run id -> the signals regenerate.py sends it while it runs, in order, as (waits, name,
@@ -165,6 +166,22 @@ def make_app(url: str | None = None, *, variant: str = "current") -> App:
         except ChildRunFailed as exc:  # the parent handles its child's failure: it succeeds
             failure = f"{exc.status}: {exc.error}"
         return {"squared": result, "failure": failure, "greeting": await greet("parent")}
+
+    @app.workflow
+    async def select(ctx: Context) -> dict[str, Any]:
+        # A step raced against a long timer: the step wins, the timer is cancelled.
+        timer = asyncio.ensure_future(ctx.sleep(60))
+        squared = asyncio.ensure_future(slow_square(4))
+        done, pending = await ctx.wait([timer, squared])
+        for fut in pending:
+            fut.cancel()
+        # A signal nobody sends, raced against a durable timeout.
+        never = asyncio.ensure_future(ctx.wait_for_signal("never"))
+        late, _ = await ctx.wait([never], timeout=0.1)
+        never.cancel()
+        # Three steps, in the order they completed (recorded: on replay all are done at once).
+        order = [await aw for aw in ctx.as_completed([slow_square(3), add(1, 1), greet("sel")])]
+        return {"step won": squared in done, "timed out": not late, "order": order}
 
     @app.workflow
     async def patched(ctx: Context) -> str:

@@ -25,7 +25,7 @@ def define(app: App) -> Any:
     async def either(ctx: Context) -> str:
         a = asyncio.ensure_future(ctx.wait_for_signal("a"))
         b = asyncio.ensure_future(ctx.wait_for_signal("b"))
-        done, _ = await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await ctx.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
         return "a" if a in done else "b"
 
     return either
@@ -79,7 +79,7 @@ async def _run_race(tmp_path: Path, other: str, *, reopen: bool) -> tuple[str, f
                 rival = asyncio.ensure_future(ctx.run_child(kid))
             else:
                 rival = asyncio.ensure_future(ctx.sleep(60))
-            done, _ = await asyncio.wait([sig, rival], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await ctx.wait([sig, rival], return_when=asyncio.FIRST_COMPLETED)
             return "signal" if sig in done else "other"
 
     app = make_app(tmp_path)
