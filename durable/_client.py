@@ -188,11 +188,22 @@ class Client:
         return RunHandle(self, rid, wf)
 
     async def start_child(
-        self, workflow: Any, input: Any, run_id: str, version: str | None, parent_run_id: str
+        self,
+        workflow: Any,
+        input: Any,
+        run_id: str,
+        version: str | None,
+        parent_run_id: str,
+        timeout: float | None = None,
     ) -> tuple[str, str, str]:
         """A parent run's ctx.start_child(): (run id, workflow, version) of the child."""
         handle = await self.start(
-            workflow, input, run_id=run_id, version=version, parent_run_id=parent_run_id
+            workflow,
+            input,
+            run_id=run_id,
+            version=version,
+            parent_run_id=parent_run_id,
+            timeout=timeout,
         )
         record = await self.store.get_run(handle.run_id)
         assert record is not None
@@ -215,8 +226,9 @@ class Client:
     async def cancel(self, run_id: str, reason: str = "") -> None:
         """Ask a run to stop: the steps and waits it is in are cancelled (the workflow sees
         asyncio.CancelledError there, and may run compensation steps before re-raising),
-        its children are cancelled too, and it ends `cancelled`. Cancelling twice is one
-        request; cancelling a finished run raises ValueError."""
+        its children are cancelled too (not those started with parent_close="abandon"), and
+        it ends `cancelled`. Cancelling twice is one request; cancelling a finished run
+        raises ValueError. A cancelled run can be resumed with retry()."""
         check_lookup("run id", run_id)
         item = NewInboxItem(
             run_id, "cancel", "cancel", reason.encode(), time.time(), dedupe_key="cancel"
@@ -254,11 +266,15 @@ class Client:
         return RunHandle(self, rid, wf)
 
     async def retry(self, run_id: str, *, timeout: float | None = None) -> RunHandle:
-        """Resume a failed run in place from the failure it ended on: its failed steps get
-        new attempts (with a fresh retry budget), its failed child runs are retried too, and
-        everything it completed stays done. A run whose workflow code raised runs on from its
-        log (deploy the fix first). `timeout`: a new deadline for the run (a retry drops the
-        old one). Raises RepairError (a ValueError) if the run cannot be retried."""
+        """Resume a failed or cancelled run in place from where it ended: its failed steps
+        get new attempts (with a fresh retry budget), its failed child runs are retried too,
+        and everything it completed stays done. A run whose workflow code raised runs on from
+        its log (deploy the fix first). A cancelled run (or one whose deadline passed) runs
+        again the steps and waits its cancellation ended, with the children cancelled with
+        it, and the cancellation is not delivered again; one whose code went on after its
+        cancellation (compensation) is refused: fork it. `timeout`: a new deadline for the
+        run (a retry drops the old one). Raises RepairError (a ValueError) if the run cannot
+        be retried."""
         check_lookup("run id", run_id)
         if timeout is not None:
             timeout = check_duration("retry() timeout", timeout, positive=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from durable import _select
+from durable._children import ParentClose, check_parent_close
 from durable._codec import decode_value
 from durable._durations import check_duration
 
@@ -130,11 +131,25 @@ class Context:
         *,
         run_id: str | None = None,
         version: str | None = None,
+        parent_close: ParentClose = "cancel",
+        timeout: float | None = None,
     ) -> ChildRun:
         """Start a child run (recorded: a replay does not start it again) and return at once;
-        `await child.result()` waits for it. Cancelling this run cancels its children."""
+        `await child.result()` waits for it.
+
+        `parent_close`: what this run's end does to the child if it is still running then.
+        "cancel" (the default): the child is cancelled when this run ends, however it ends
+        (succeeded, failed, timed out or cancelled), and its own children with it.
+        "abandon": the child outlives this run; not even cancelling this run reaches it.
+        `timeout`: seconds the child run may take (its deadline, as app.start(timeout=)):
+        past them it fails, timed out, and result() raises ChildRunFailed."""
+        parent_close = check_parent_close(parent_close)
+        if timeout is not None:
+            timeout = check_duration("child run timeout", timeout, positive=True)
         label = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", "?")
-        rec = await self._executor.start_child(workflow, input, run_id, version, str(label))
+        rec = await self._executor.start_child(
+            workflow, input, run_id, version, str(label), parent_close, timeout
+        )
         return ChildRun(self._executor, rec)
 
     async def run_child(
@@ -144,9 +159,19 @@ class Context:
         *,
         run_id: str | None = None,
         version: str | None = None,
+        parent_close: ParentClose = "cancel",
+        timeout: float | None = None,
     ) -> Any:
-        """Start a child run and wait for its result; its failure raises ChildRunFailed."""
-        child = await self.start_child(workflow, input, run_id=run_id, version=version)
+        """Start a child run and wait for its result; its failure (a timeout included) raises
+        ChildRunFailed. `parent_close` and `timeout`: see start_child()."""
+        child = await self.start_child(
+            workflow,
+            input,
+            run_id=run_id,
+            version=version,
+            parent_close=parent_close,
+            timeout=timeout,
+        )
         return await child.result()
 
     # -- deterministic races (see _select) ----------------------------------------------------

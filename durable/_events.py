@@ -135,6 +135,9 @@ class ChildStarted(Event, frozen=True):
     run_id: str
     workflow: str
     version: str
+    # What the parent's end does to the child if it is still running: "cancel" or
+    # "abandon" (see durable._children).
+    parent_close: str = "cancel"
 
 
 class ChildCompleted(Event, frozen=True):
@@ -174,6 +177,14 @@ class SelectCompleted(Event, frozen=True):
     timed_out: bool = False
 
 
+class InboxDropped(Event, frozen=True):
+    """`durable retry`, before its RunResumed: inbox items that arrived for the ended run and
+    that the resumed one must not act on (a cancel request, the end of a child the retry
+    resumes too), taken out of the inbox unread in the same commit."""
+
+    inbox_ids: list[int] = []
+
+
 class CodeChanged(Event, frozen=True):
     """The run was resumed by workflow code whose fingerprint differs from the last recorded."""
 
@@ -185,15 +196,20 @@ class RunCancelled(Event, frozen=True):
 
 
 class RunResumed(Event, frozen=True):
-    """`durable retry`: a failed run continues in place. The steps at `retry` get a new
-    attempt (with a fresh retry budget), the instances at `forget` are as if never recorded
-    (a DAG's skipped dependents and notification deliveries, decided again), the child runs in
-    `children` are retried too and their ends awaited again. `deadline` replaces the run's."""
+    """`durable retry`: a failed (or cancelled) run continues in place. The steps at `retry`
+    get a new attempt (with a fresh retry budget), the instances at `forget` are as if never
+    recorded (a DAG's skipped dependents and notification deliveries, decided again), the
+    child runs in `children` are retried too and their ends awaited again. `deadline`
+    replaces the run's."""
 
     retry: list[int] = []
     forget: list[int] = []
     children: list[str] = []
     deadline: float | None = None
+    # The timer, signal and child waits at these positions that the run's cancellation (or
+    # deadline) ended are waited for again. A cancelled run's cancellation is over: it is
+    # not delivered again.
+    reopen: list[int] = []
 
 
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
@@ -219,6 +235,7 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     RunResumed,
     SelectStarted,
     SelectCompleted,
+    InboxDropped,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

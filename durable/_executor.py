@@ -9,6 +9,7 @@ after a crash (the log is simply longer) and the replay debugger (nothing may ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -17,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from durable._children import ParentClose, cancel_requests
 from durable._codec import decode_value, encode_value, error_info
 from durable._context import Context, current_executor
 from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownWorkflowError
@@ -38,11 +40,13 @@ from durable._select import refuse_raw_race
 from durable._state import CANCELLED, RunState, WaitState
 from durable._step_runner import run_step
 from durable._waits import Waits
-from storage import InboxItem, NewInboxItem
+from storage import InboxItem
 
-# Starts a child run: (workflow, input, run_id, version, parent_run_id) -> (run id, workflow
-# name, version). The worker provides it (the client's start).
-ChildStarter = Callable[[Any, Any, str, "str | None", str], Awaitable[tuple[str, str, str]]]
+# Starts a child run: (workflow, input, run_id, version, parent_run_id, timeout) -> (run id,
+# workflow name, version). The worker provides it (the client's start).
+ChildStarter = Callable[
+    [Any, Any, str, "str | None", str, "float | None"], Awaitable[tuple[str, str, str]]
+]
 
 
 async def _value(value: Any) -> Any:
@@ -51,6 +55,11 @@ async def _value(value: Any) -> Any:
 
 async def _raise(exc: BaseException) -> Any:
     raise exc
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved: nobody awaits it any more
 
 
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
@@ -349,7 +358,14 @@ class RunExecutor:
         return self._await(rec, decode)
 
     def start_child(
-        self, workflow: Any, input: Any, run_id: str | None, version: str | None, label: str
+        self,
+        workflow: Any,
+        input: Any,
+        run_id: str | None,
+        version: str | None,
+        label: str,
+        parent_close: ParentClose = "cancel",
+        timeout: float | None = None,
     ) -> Coroutine[Any, Any, WaitState]:
         name = self._child_name(workflow, version, label)
         pos, rec = self._wait_command("child", f"child run of {name!r}")
@@ -357,7 +373,7 @@ class RunExecutor:
             if rec.child_workflow and rec.child_workflow != name:
                 return self._diverged(pos, rec.describe(), f"child run of {name!r}")
             return _value(rec)
-        return self._start_child(pos, workflow, input, run_id, version)
+        return self._start_child(pos, workflow, input, run_id, version, parent_close, timeout)
 
     def _child_name(self, workflow: Any, version: str | None, label: str) -> str:
         """The registered name of the workflow a child run is started with (what ChildStarted
@@ -370,17 +386,45 @@ class RunExecutor:
             return label  # a replay without the child's definition: compare what we can
 
     async def _start_child(
-        self, pos: int, workflow: Any, input: Any, run_id: str | None, version: str | None
+        self,
+        pos: int,
+        workflow: Any,
+        input: Any,
+        run_id: str | None,
+        version: str | None,
+        parent_close: ParentClose,
+        timeout: float | None,
     ) -> WaitState:
         assert self.log is not None and self.start_child_run is not None
+        log = self.log
         child_id = run_id if run_id is not None else f"{self.state.run_id}.{pos}"
         # Idempotent on the run id: after a crash between creating the child and recording
         # it, the replay finds the child that exists.
-        rid, name, ver = await self.start_child_run(
-            workflow, input, child_id, version, self.state.run_id
+        creating = asyncio.ensure_future(
+            self.start_child_run(workflow, input, child_id, version, self.state.run_id, timeout)
         )
-        self.log.append(ChildStarted(pos=pos, run_id=rid, workflow=name, version=ver))
+        try:
+            rid, name, ver = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # The run is being cancelled or timed out while its child is created: record the
+            # child all the same, so that the run's end cancels it (see durable._children).
+            if self.cancelling and not creating.cancelled():
+                with contextlib.suppress(Exception):
+                    rid, name, ver = await creating
+                    log.append(self._child_started(pos, rid, name, ver, parent_close))
+            else:  # stopped: the replay finds the child the creation makes (idempotent)
+                creating.add_done_callback(_retrieve)
+            raise
+        log.append(self._child_started(pos, rid, name, ver, parent_close))
         return self.state.waits[pos]
+
+    @staticmethod
+    def _child_started(
+        pos: int, rid: str, name: str, ver: str, parent_close: ParentClose
+    ) -> ChildStarted:
+        return ChildStarted(
+            pos=pos, run_id=rid, workflow=name, version=ver, parent_close=parent_close
+        )
 
     def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]:
         return self._await(rec, decode_value)
@@ -442,21 +486,14 @@ class RunExecutor:
     # -- cancellation, and telling the worker the run is idle ------------------------------
 
     def request_cancel(self, item: InboxItem | None, reason: str = "") -> None:
-        """Record the cancellation (and ask every unfinished child to cancel, in the same
-        commit), then deliver it to the workflow at its current await."""
+        """Record the cancellation (and ask every unfinished child not abandoned to cancel, in
+        the same commit), then deliver it to the workflow at its current await."""
         log = self.log
         if log is None or self.state.finished:
             return
         if item is not None:
             reason = item.payload.decode(errors="replace")
-        now = time.time()
-        children = [
-            w.child_run_id for w in self.state.waits.values() if w.kind == "child" and not w.done
-        ]
-        send = tuple(
-            NewInboxItem(c, "cancel", "cancel", reason.encode(), now, dedupe_key="cancel")
-            for c in children
-        )
+        send = cancel_requests(self.state, reason, time.time())
         event = CancelRequested(reason=reason, inbox_id=item.id if item is not None else 0)
         log.append(event, consume=item.id if item is not None else None, send=send)
         self.poke()

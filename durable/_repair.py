@@ -200,6 +200,8 @@ def retry_plan(state: RunState, events: Sequence[LoggedEvent]) -> RunResumed:
     moved_on = 0  # the seq at which the workflow last took a new position
     failed_at: dict[int, int] = {}
     child_end: dict[str, int] = {}
+    cancelled_at: dict[int, int] = {}  # waits the cancellation (or the deadline) ended
+    cancels: list[int] = []  # seqs of the commands the cancellation ended, since the last retry
     for logged in events:
         event = logged.event
         if isinstance(event, _POSITIONED) and event.pos not in seen:
@@ -207,17 +209,46 @@ def retry_plan(state: RunState, events: Sequence[LoggedEvent]) -> RunResumed:
             moved_on = logged.seq
         if isinstance(event, StepFailed) and not event.retryable:
             failed_at[event.pos] = logged.seq
+            if event.error.type == CANCELLED:
+                cancels.append(logged.seq)
         elif isinstance(event, StepCompleted | StepStarted):
             failed_at.pop(event.pos, None)
         elif isinstance(event, ChildCompleted):
             child_end[event.run_id] = logged.seq
+        elif isinstance(event, CommandCancelled):
+            cancelled_at[event.pos] = logged.seq
+            cancels.append(logged.seq)
+        elif isinstance(event, RunResumed):
+            cancelled_at = {p: seq for p, seq in cancelled_at.items() if p not in event.reopen}
+            cancels = []
+    if state.status == "cancelled":
+        _check_cancel_not_handled(state, moved_on, cancels)
     retry = sorted(p for p, seq in failed_at.items() if seq > moved_on)
-    children = sorted(
+    reopen = sorted(p for p, seq in cancelled_at.items() if seq > moved_on)
+    children = {
         run_id
         for run_id, seq in child_end.items()
-        if seq > moved_on and state.children[run_id].status == "failed"
-    )
-    return RunResumed(retry=retry, children=children)
+        if seq > moved_on and state.children[run_id].status in ("failed", "cancelled")
+    }
+    for pos in reopen:  # a child the cancellation reached (its recorded end, if any, too)
+        wait = state.waits[pos]
+        end = state.children.get(wait.child_run_id)
+        if wait.kind == "child" and (end is None or end.status in ("failed", "cancelled")):
+            children.add(wait.child_run_id)
+    return RunResumed(retry=retry, children=sorted(children), reopen=reopen)
+
+
+def _check_cancel_not_handled(state: RunState, moved_on: int, cancels: list[int]) -> None:
+    """A cancelled run resumes where its cancellation reached it; one whose code went on
+    after that (compensation steps in an `except CancelledError`) cannot: resumed, the code
+    would take the other path and not find its recorded commands. `cancels`: the seqs of
+    the commands the cancellation ended."""
+    if any(seq < moved_on for seq in cancels):
+        raise RepairError(
+            f"run {state.run_id!r} handled its cancellation (its code went on after a step or "
+            "wait was cancelled): it cannot be resumed in place; fork it from before the "
+            "cancelled step instead (`durable fork`)"
+        )
 
 
 def retry_summary(plan: RunResumed, state: RunState) -> str:
@@ -230,6 +261,9 @@ def retry_summary(plan: RunResumed, state: RunState) -> str:
         parts.append(
             f"retrying child run{'s' if len(plan.children) > 1 else ''} " + ", ".join(plan.children)
         )
+    if plan.reopen:
+        waits = ", ".join(f"{state.waits[p].describe()} (#{p})" for p in plan.reopen)
+        parts.append(f"waiting again at {waits}")
     if plan.forget:
         parts.append(f"deciding {len(plan.forget)} skipped or notification instance(s) again")
     if not parts:

@@ -2,7 +2,8 @@
 
 A fork's run row and its copied history are created in one transaction, so no worker can
 claim a fork with half a history. A retry appends its RunResumed and reopens the run row in
-one transaction, refused if the run is no longer failed (two retries at once: one wins).
+one transaction, refused if the run is no longer failed or cancelled (two retries at once:
+one wins).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from durable._durations import check_duration
 from durable._errors import RepairError, RunIdConflictError, RunNotFoundError
 from durable._events import (
     AnyEvent,
+    InboxDropped,
     LoggedEvent,
     RunStarted,
     decode_record,
@@ -28,7 +30,7 @@ from durable._repair import fork_position, fork_prefix, retry_plan, retry_summar
 from durable._replay import replay
 from durable._state import RunState, fold
 from durable.dag._loops import loop_owners
-from storage import FINAL_STATUSES, EventRecord, NewRun, RunRecord, Store
+from storage import FINAL_STATUSES, Append, EventRecord, NewRun, RunRecord, Store
 
 
 async def _read(store: Store, run_id: str) -> tuple[RunRecord, list[LoggedEvent], RunState]:
@@ -110,12 +112,17 @@ def _describe(state: RunState, pos: int) -> str:
 async def retry_run(
     store: Store, run_id: str, *, timeout: float | None = None, via_parent: bool = False
 ) -> list[tuple[str, str]]:
-    """Resume a failed run in place (and the failed child runs it ended on, first). Returns
-    (run id, what its retry does, in words) for each run reopened, the children first."""
+    """Resume a failed or cancelled run in place (and the failed or cancelled child runs it
+    ended on, first). Returns (run id, what its retry does, in words) for each run reopened,
+    the children first."""
     record, events, state = await _read(store, run_id)
-    allowed = ("failed", "partial") if state.kind == "dag" else ("failed",)
+    allowed = ("failed", "partial", "cancelled") if state.kind == "dag" else ("failed", "cancelled")
     if record.status not in allowed:
-        what = "a failed run (or a partial DAG run)" if state.kind == "dag" else "a failed run"
+        what = (
+            "a failed or cancelled run (or a partial DAG run)"
+            if state.kind == "dag"
+            else "a failed or cancelled run"
+        )
         raise RepairError(f"run {run_id!r} is {record.status}: only {what} can be retried")
     if record.parent_run_id is not None and not via_parent:
         await _check_parent(store, run_id, record.parent_run_id)
@@ -125,7 +132,7 @@ async def retry_run(
     plan = msgspec.structs.replace(
         retry_plan(state, events), deadline=None if timeout is None else now + timeout
     )
-    reopened: list[tuple[str, str]] = []
+    retried: list[str] = []
     for child in plan.children:
         found = await store.get_run(child)
         if found is None:
@@ -133,11 +140,36 @@ async def retry_run(
                 f"run {run_id!r} failed on its child run {child!r}, which no longer exists "
                 "(pruned?): it cannot be retried; fork it from before the child instead"
             )
-        if found.status == "failed":
-            reopened += await retry_run(store, child, via_parent=True)
-    event = EventRecord(run_id, state.last_seq + 1, "RunResumed", encode_event(plan), now)
+        if found.status in ("failed", "cancelled"):
+            retried.append(child)
+    last_seq = await _drop_stale_inbox(store, run_id, state.last_seq, set(retried), now)
+    reopened: list[tuple[str, str]] = []
+    for child in retried:
+        reopened += await retry_run(store, child, via_parent=True)
+    event = EventRecord(run_id, last_seq + 1, "RunResumed", encode_event(plan), now)
     await store.reopen_run(run_id, event, statuses=allowed, now=now)
     return [*reopened, (run_id, retry_summary(plan, state))]
+
+
+async def _drop_stale_inbox(
+    store: Store, run_id: str, last_seq: int, retried: set[str], now: float
+) -> int:
+    """Take out of the ended run's inbox, unread, what arrived for it and must not reach the
+    resumed run: a cancel request (its cancellation is over) and the end of a child that is
+    retried too. Done before anything is reopened, so that no new request or end is ever
+    mistaken for (deduplicated into) a stale one. Nobody else writes to an ended run's log.
+    Returns the log's last seq."""
+    stale = [
+        item.id
+        for item in await store.read_inbox([run_id])
+        if item.kind == "cancel" or (item.kind == "child" and item.name in retried)
+    ]
+    if not stale:
+        return last_seq
+    dropped = InboxDropped(inbox_ids=stale)
+    record = EventRecord(run_id, last_seq + 1, event_type(dropped), encode_event(dropped), now)
+    await store.append(Append(run_id, (record,), last_seq, consume=tuple(stale)))
+    return last_seq + 1
 
 
 async def _check_parent(store: Store, run_id: str, parent_id: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from durable._children import cancel_requests
 from durable._errors import ErrorInfo
 from durable._events import (
     Event,
@@ -195,7 +196,8 @@ async def append_end(log: RunLog, event: RunCompleted | RunFailed | RunCancelled
     """Append the run's final event with the run row's matching update; return once durable.
 
     A child run tells its parent in the same commit (the parent's inbox), so a parent waiting
-    for it is woken, and never misses its end."""
+    for it is woken, and never misses its end; and a parent asks its unfinished children to
+    cancel in that commit too (unless they were abandoned: see durable._children)."""
     now = time.time()
     if isinstance(event, RunFailed):
         outcome = ChildOutcome("failed", error=event.error)
@@ -213,10 +215,11 @@ async def append_end(log: RunLog, event: RunCompleted | RunFailed | RunCancelled
             status=event.status, result=bytes(event.result), error=error, finished_at=now
         )
     parent = log.state.parent_run_id
-    send: tuple[NewInboxItem, ...] = ()
+    reason = f"parent run {log.state.run_id!r} ended {outcome.status}"
+    send = cancel_requests(log.state, reason, now)
     if parent is not None:
         run_id = log.state.run_id
-        send = (
+        send += (
             NewInboxItem(
                 run_id=parent,
                 kind="child",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from durable._children import children_to_cancel
 from durable._errors import ErrorInfo
 from durable._events import (
     AnyEvent,
@@ -20,6 +21,7 @@ from durable._events import (
     ChildStarted,
     CodeChanged,
     CommandCancelled,
+    InboxDropped,
     LoggedEvent,
     MarkerRecorded,
     RunCancelled,
@@ -81,6 +83,7 @@ class WaitState:
     signal: str = ""
     child_run_id: str = ""
     child_workflow: str = ""
+    parent_close: str = "cancel"  # a child's: see durable._children
     done: bool = False
     cancelled: bool = False
     signal_seq: int = 0
@@ -138,6 +141,8 @@ class RunState:
     fork_point: str = ""
     kind: str = ""  # "dag", or "" for Python (and old DAG logs)
     resumed: list[int] = field(default_factory=list)  # seqs of RunResumed (durable retry)
+    # Children asked to cancel with the run's CancelRequested (see durable._children).
+    children_asked: set[str] = field(default_factory=set)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
 
@@ -211,6 +216,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.error = event.error
         state.finished_at = at
     elif isinstance(event, CancelRequested):
+        # Its commit asked these children to cancel: the run's end need not ask again.
+        state.children_asked.update(children_to_cancel(state))
         state.cancel_requested = True
         state.cancel_reason = event.reason
         if event.inbox_id:
@@ -253,9 +260,15 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         wait = state.waits[event.pos]
         wait.done = True
         wait.selected = list(event.done)
+    elif isinstance(event, InboxDropped):
+        state.inbox_ids.update(event.inbox_ids)
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
+    if state.status == "cancelled":  # resumed: its cancellation is over, never delivered again
+        state.cancel_requested = False
+        state.cancel_reason = ""
+    state.children_asked.clear()  # children resumed with the run are asked again at its end
     state.status = "running"
     state.result = state.error = state.finished_at = None
     state.deadline = event.deadline
@@ -275,6 +288,10 @@ def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
         for wait in state.waits.values():
             if wait.kind == "child" and wait.child_run_id == run_id:
                 wait.done = False
+    for pos in event.reopen:
+        wait = state.waits[pos]
+        wait.cancelled = False
+        wait.done = wait.kind == "child" and wait.child_run_id in state.children
 
 
 def _apply_wait(
@@ -289,6 +306,7 @@ def _apply_wait(
     elif isinstance(event, ChildStarted):
         wait = WaitState(event.pos, "child", child_run_id=event.run_id)
         wait.child_workflow = event.workflow
+        wait.parent_close = event.parent_close
         wait.done = event.run_id in state.children  # it may have ended before we recorded it
         state.waits[event.pos] = wait
     else:

@@ -257,7 +257,8 @@ class App:
         await self.engine.client.signal(run_id, name, payload)
 
     async def cancel(self, run_id: str, reason: str = "") -> None:
-        """Cancel a run and its children (see Client.cancel)."""
+        """Cancel a run and its children, except those started with parent_close="abandon"
+        (see Client.cancel)."""
         await self.engine.client.cancel(run_id, reason)
 
     async def fork(
@@ -275,7 +276,8 @@ class App:
         )
 
     async def retry(self, run_id: str, *, timeout: float | None = None) -> RunHandle:
-        """Resume a failed run in place from the failed step(s) it ended on."""
+        """Resume a failed or cancelled run in place from where it ended (see
+        Client.retry): what it completed is not run again."""
         return await self.engine.client.retry(run_id, timeout=timeout)
 
     async def run(

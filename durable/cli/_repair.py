@@ -72,9 +72,10 @@ def fork(
 @db_option
 @click.pass_context
 def retry(ctx: click.Context, run_id: str, timeout: float | None, db: str | None) -> None:
-    """Resume failed run RUN_ID in place from the step(s) it failed on: they get new
-    attempts, its failed child runs are retried too, and everything it completed stays done.
-    A worker with the run's version continues it."""
+    """Resume failed or cancelled run RUN_ID in place from where it ended: the steps it
+    failed on get new attempts, its failed (or cancelled) child runs are retried too, a
+    cancelled run waits again where its cancellation reached it, and everything it completed
+    stays done. A worker with the run's version continues it."""
 
     async def go() -> list[tuple[str, str]]:
         async with reading(chosen_url(ctx, db), Registry()) as engine:

@@ -80,7 +80,7 @@ def test_retry_and_fork_from_the_command_line(tmp_path: Path) -> None:
     assert retried.returncode == 0, retried.stderr
     assert "run r resumed: retrying work (#0)" in retried.stdout
     again = durable(tmp_path, "retry", "r")
-    assert again.returncode == 2 and "only a failed run can be retried" in again.stderr
+    assert again.returncode == 2 and "only a failed or cancelled run can be retried" in again.stderr
 
     async def finish() -> Any:
         async with mod.app as app:
@@ -111,3 +111,52 @@ def test_retry_and_fork_from_the_command_line(tmp_path: Path) -> None:
 async def _result(mod: Any, run_id: str) -> Any:
     async with mod.app as app:
         return await app.handle(run_id).result(20)
+
+
+GATE = textwrap.dedent(
+    """
+    import os
+    from sdk import App, Context
+
+    app = App(os.environ["REPAIR_DB"], poll_interval=0.05)
+    CALLS = []
+
+    @app.step()
+    async def work(label: str) -> str:
+        CALLS.append(label)
+        return label.upper()
+
+    @app.workflow(name="gate")
+    async def gate(ctx: Context) -> str:
+        first = await work("first")
+        return first + str(await ctx.wait_for_signal("go"))
+    """
+)
+
+
+def test_retry_resumes_a_cancelled_run_from_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "repair_app.py").write_text(GATE)
+    mod = load(tmp_path)
+
+    async def cancelled() -> str:
+        async with mod.app as app:
+            handle = await app.start("gate", run_id="g")
+            for _ in range(200):
+                if mod.CALLS and (await app.get_run("g")).waiting_on:
+                    break
+                await asyncio.sleep(0.05)
+            await app.cancel("g", "by mistake")
+            try:
+                await handle.result(20)
+            except Exception as exc:
+                return type(exc).__name__
+            return "succeeded"
+
+    assert asyncio.run(cancelled()) == "RunCancelled"
+    retried = durable(tmp_path, "retry", "g")
+    assert retried.returncode == 0, retried.stderr
+    assert "run g resumed: waiting again at ctx.wait_for_signal('go') (#1)" in retried.stdout
+    signalled = durable(tmp_path, "signal", "g", "go", "--data", "2")
+    assert signalled.returncode == 0, signalled.stderr
+    assert asyncio.run(_result(mod, "g")) == "FIRST2"
+    assert mod.CALLS == ["first"]  # completed before the cancellation: not run again

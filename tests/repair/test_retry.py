@@ -67,7 +67,7 @@ async def test_a_failed_step_is_retried_in_place_and_completed_steps_are_not(
         events = await app.events("r")
         info = await app.get_run("r")
         assert await deterministic(app, "r")
-        with pytest.raises(RepairError, match="only a failed run can be retried"):
+        with pytest.raises(RepairError, match="only a failed or cancelled run can be retried"):
             await app.retry("r")
     assert flaky.calls == ["a", "b", "b", "b", "c"]  # a not again; b got a third attempt
     kinds = [e.type for e in events]
@@ -234,15 +234,13 @@ async def test_what_cannot_be_retried_says_why(tmp_path: Path) -> None:
 
     async with app:
         await app.start(waits, run_id="w")
-        with pytest.raises(RepairError, match=r"'w' is (pending|running): only a failed run"):
+        with pytest.raises(
+            RepairError, match=r"'w' is (pending|running): only a failed or cancelled run"
+        ):
             await app.retry("w")
-        await app.cancel("w")
-        await app.handle("w").status()
-        for _ in range(200):
-            if await app.handle("w").status() == "cancelled":
-                break
-            await asyncio.sleep(0.05)
-        with pytest.raises(RepairError, match="is cancelled: only a failed run"):
+        await app.signal("w", "go", 1)
+        assert await app.handle("w").result(20) == 1
+        with pytest.raises(RepairError, match="is succeeded: only a failed or cancelled run"):
             await app.retry("w")
         with pytest.raises(LookupError, match="nope"):
             await app.retry("nope")
