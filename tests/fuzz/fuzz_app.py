@@ -17,11 +17,13 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fuzz_program import (
+    RIVAL_SLEEP,
     SIGNAL_TIMEOUT_LONG,
     Child,
     Gather,
     Hold,
     Raise,
+    Select,
     Seq,
     Signal,
     Sleep,
@@ -124,7 +126,12 @@ class Interpreter:
             raise FuzzError(f"raise #{node.id}")
         if isinstance(node, Child):
             rid = child_run_id(ctx.run_id, node)
-            return await ctx.run_child(WORKFLOW, {"prog": to_json(node.body)}, run_id=rid)
+            body = {"prog": to_json(node.body)}
+            if node.abandon:
+                return await ctx.run_child(WORKFLOW, body, run_id=rid, parent_close="abandon")
+            return await ctx.run_child(WORKFLOW, body, run_id=rid)
+        if isinstance(node, Select):
+            return await self.select(node)
         if isinstance(node, Gather):
             return await self.gather(node)
         if isinstance(node, Try):
@@ -169,6 +176,28 @@ class Interpreter:
     def values(self, node: Gather, results: list[Any]) -> list[Any]:
         pairs = zip(node.branches, results, strict=True)
         return [f"t{b.id}" if isinstance(b, Sleep) else r for b, r in pairs]
+
+    async def select(self, node: Select) -> Any:
+        ctx = self.ctx
+        aws: list[asyncio.Future[Any]] = []
+        if node.fast is not None:
+            aws.append(asyncio.ensure_future(self.issue(node.fast)))
+        for i in range(node.rivals):
+            if i % 2 == 0:
+                aws.append(asyncio.ensure_future(ctx.wait_for_signal(f"never{node.id}_{i}")))
+            else:
+                aws.append(asyncio.ensure_future(ctx.sleep(RIVAL_SLEEP)))
+        timeout = None if node.timeout_ms is None else node.timeout_ms / 1000
+        if node.as_completed:
+            for first in ctx.as_completed(aws, timeout=timeout):
+                value = await first
+                break
+        else:
+            done, _ = await ctx.wait(aws, return_when=asyncio.FIRST_COMPLETED, timeout=timeout)
+            if not done:
+                return f"x{node.id}"
+            value = next(iter(done)).result()
+        return f"t{node.fast.id}" if isinstance(node.fast, Sleep) else value
 
     async def try_(self, node: Try) -> Any:
         try:

@@ -320,6 +320,15 @@ async def _known_stuck(store: Any, rows: dict[str, RunRecord], side: Side) -> bo
             stuck.add(rid)
             reasons["known bug: a cancelled run's write fails at its step barrier"] += 1
             continue
+        logged: list[Any] = [e.event for e in events]
+        ends = {ev.run_id for ev in logged if type(ev).__name__ == "ChildCompleted"}
+        starts = {ev.run_id for ev in logged if type(ev).__name__ == "ChildStarted"}
+        if ends - starts:
+            # Known engine bug (tests/fuzz/test_found.py): parked while a child was being
+            # created, the ChildStarted rejected; the child's end arrives to no one.
+            stuck.add(rid)
+            reasons["known bug: child start lost to parking"] += 1
+            continue
         row = rows[rid]
         later = row.ready_at is None or row.ready_at > time.time() + 5
         if row.owner is None and later and await store.read_inbox([rid]):
@@ -537,6 +546,8 @@ def check(
             continue
         if rid not in ref.runs or rid not in crashed.runs:
             continue
+        if plan.orphanable and not plan.abandon:
+            continue  # its parent's end (which cancels it) races its own end
         got, want = crashed.outcome(rid), ref.outcome(rid)
         if got != want:
             problems.append(f"{rid}: ended {got}; crash-free: {want}")

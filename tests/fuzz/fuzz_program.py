@@ -69,6 +69,7 @@ class Raise(msgspec.Struct, tag=True, frozen=True):
 
 class Child(msgspec.Struct, tag=True, frozen=True):
     body: Seq
+    abandon: bool = False  # parent_close="abandon": the parent's end does not cancel it
     id: int = 0
 
 
@@ -85,14 +86,28 @@ class Try(msgspec.Struct, tag=True, frozen=True):
     id: int = 0
 
 
+class Select(msgspec.Struct, tag=True, frozen=True):
+    """ctx.wait(FIRST_COMPLETED) (or the first of ctx.as_completed) racing `fast` against
+    `rivals` awaitables that cannot end during the run (a signal nobody sends, a 60 s sleep):
+    `fast` wins whatever the timing, so its outcome is the select's. Without `fast`, the
+    select times out after `timeout_ms` and gives "x<id>"."""
+
+    fast: Atom | None = None
+    rivals: int = 1
+    timeout_ms: int | None = None
+    as_completed: bool = False
+    id: int = 0
+
+
 class Seq(msgspec.Struct, tag=True, frozen=True):
     items: tuple[Node, ...] = ()
 
 
 Atom = Union[Step, Sleep, Signal, Hold, Raise, Child]  # noqa: UP007 (msgspec needs Union)
-Node = Union[Step, Sleep, Signal, Hold, Raise, Child, Gather, Try, Seq]  # noqa: UP007
+Node = Union[Step, Sleep, Signal, Hold, Raise, Child, Gather, Try, Select, Seq]  # noqa: UP007
 
 SIGNAL_TIMEOUT_LONG = 300.0  # "sent_timeout": far longer than any run, so the signal wins
+RIVAL_SLEEP = 60.0  # a select's rival timer: longer than any run
 
 
 def to_json(prog: Seq) -> Any:
@@ -119,7 +134,15 @@ def number(prog: Seq) -> Seq:
             return Seq(tuple(walk(i) for i in node.items))
         if isinstance(node, Child):
             i = nid()
-            return Child(walk(node.body), id=i)
+            return Child(walk(node.body), node.abandon, id=i)
+        if isinstance(node, Select):
+            i = nid()
+            fast = None if node.fast is None else walk(node.fast)
+            timeout = node.timeout_ms if fast is not None else (node.timeout_ms or 100)
+            # A fast branch that may time out would be told apart from the select's own
+            # timeout only by ctx.wait: as_completed is for the others.
+            as_completed = node.as_completed and fast is not None and timeout is None
+            return Select(fast, node.rivals, timeout, as_completed, id=i)
         if isinstance(node, Try):
             i = nid()
             body = walk(node.body)
@@ -200,6 +223,10 @@ def model(node: Any, run_id: str) -> Outcome:
             if o.kind != "value":
                 return o
         return Outcome("value", [o.value for o in outs])
+    if isinstance(node, Select):
+        if node.fast is None:
+            return Outcome("value", f"x{node.id}")
+        return model(node.fast, run_id)
     if isinstance(node, Try):
         out = model(node.body, run_id)
         if out.kind in ("value", "cancelled"):
@@ -225,14 +252,17 @@ class RunPlan:
     signals: list[int] = field(default_factory=list)  # ids of Signal nodes to send
     # A branch of a plain gather whose other branch fails: the run may end before it starts.
     orphanable: bool = False
+    abandon: bool = False  # started with parent_close="abandon"
 
 
 def plans(prog: Seq, root: str) -> dict[str, RunPlan]:
     """Every run the program may create (children included), keyed by run id."""
     found: dict[str, RunPlan] = {}
 
-    def visit(body: Seq, run_id: str, parent: str | None, orphanable: bool) -> None:
-        plan = RunPlan(run_id, parent, model(body, run_id), orphanable=orphanable)
+    def visit(
+        body: Seq, run_id: str, parent: str | None, orphanable: bool, abandon: bool = False
+    ) -> None:
+        plan = RunPlan(run_id, parent, model(body, run_id), orphanable=orphanable, abandon=abandon)
         found[run_id] = plan
 
         def walk(node: Any, orphan: bool) -> None:
@@ -242,7 +272,7 @@ def plans(prog: Seq, root: str) -> dict[str, RunPlan]:
             elif isinstance(node, Signal) and node.mode != "timeout":
                 plan.signals.append(node.id)
             elif isinstance(node, Child):
-                visit(node.body, child_run_id(run_id, node), run_id, orphan)
+                visit(node.body, child_run_id(run_id, node), run_id, orphan, node.abandon)
             elif isinstance(node, Gather):
                 failing = any(model(b, run_id).kind in FAILURES for b in node.branches)
                 for b in node.branches:
@@ -250,6 +280,8 @@ def plans(prog: Seq, root: str) -> dict[str, RunPlan]:
             elif isinstance(node, Try):
                 walk(node.body, orphan)
                 walk(node.comp, orphan)
+            elif isinstance(node, Select) and node.fast is not None:
+                walk(node.fast, orphan)
 
         walk(body, orphanable)
 
@@ -265,6 +297,10 @@ def count(prog: Seq) -> dict[str, int]:
         name = type(node).__name__.lower()
         if isinstance(node, Gather) and not node.all:
             name = "gather_plain"
+        if isinstance(node, Select) and node.as_completed:
+            name = "select_as_completed"
+        if isinstance(node, Child) and node.abandon:
+            counts["child_abandon"] = counts.get("child_abandon", 0) + 1
         counts[name] = counts.get(name, 0) + 1
         if isinstance(node, Signal):
             counts[f"signal_{node.mode}"] = counts.get(f"signal_{node.mode}", 0) + 1
@@ -286,6 +322,8 @@ def _children(node: Any) -> list[Any]:
         return list(node.branches)
     if isinstance(node, Try):
         return [node.body, node.comp]
+    if isinstance(node, Select) and node.fast is not None:
+        return [node.fast]
     return []
 
 
@@ -323,8 +361,14 @@ def render(prog: Seq, indent: int = 0) -> str:
         elif isinstance(node, Raise):
             out(depth, f"raise#{node.id} FuzzError")
         elif isinstance(node, Child):
-            out(depth, f"child#{node.id}:")
+            out(depth, f"child#{node.id}{'(abandon)' if node.abandon else ''}:")
             walk(node.body, depth + 1)
+        elif isinstance(node, Select):
+            api = "as_completed" if node.as_completed else "wait"
+            timeout = "" if node.timeout_ms is None else f", timeout={node.timeout_ms}ms"
+            out(depth, f"select#{node.id}({api}, {node.rivals} rival(s) never ending{timeout}):")
+            if node.fast is not None:
+                walk(node.fast, depth + 1)
         elif isinstance(node, Gather):
             out(depth, f"gather#{node.id}({'all' if node.all else 'plain'}):")
             for b in node.branches:
@@ -380,7 +424,18 @@ def seqs(draw: st.DrawFn, depth: int = 0, max_items: int = 4) -> Seq:
 
 @st.composite
 def children(draw: st.DrawFn, depth: int) -> Child:
-    return Child(draw(seqs(depth + 1, max_items=3)))
+    return Child(draw(seqs(depth + 1, max_items=3)), abandon=draw(st.booleans()))
+
+
+@st.composite
+def selects(draw: st.DrawFn, depth: int) -> Select:
+    fast = draw(st.one_of(st.none(), atoms(depth), atoms(depth), atoms(depth)))
+    return Select(
+        fast,
+        rivals=draw(st.integers(1, 2)),
+        timeout_ms=draw(st.sampled_from([None, None, 100, 30_000])),
+        as_completed=draw(st.booleans()),
+    )
 
 
 @st.composite
@@ -395,13 +450,15 @@ def nodes(draw: st.DrawFn, depth: int) -> Any:
     # Leaves first: Hypothesis shrinks towards the first alternative.
     kinds = ["leaf", "leaf", "leaf"]
     if depth < 2:
-        kinds += ["gather", "try", "child"]
+        kinds += ["gather", "try", "child", "select"]
     kind = draw(st.sampled_from(kinds))
     if kind == "leaf":
         return draw(leaves())
     if kind == "gather":
         branches = draw(st.lists(atoms(depth), min_size=2, max_size=4))
         return Gather(tuple(branches), all=draw(st.booleans()))
+    if kind == "select":
+        return draw(selects(depth))
     if kind == "try":
         return Try(draw(seqs(depth + 1, max_items=3)), draw(steps()), draw(st.booleans()))
     return draw(children(depth))
