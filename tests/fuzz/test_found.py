@@ -232,7 +232,7 @@ async def test_select_over_a_child_run_started_in_a_task(tmp_path: Path) -> None
     async with app:
         handle = await app.start(parent, run_id="p")
         try:
-            result = await handle.result(timeout=10)
+            result = await handle.result(timeout=5)
         except TimeoutError:
             result = f"still {await handle.status()}: {[e.type for e in await app.events('p')]}"
     assert result == "k"

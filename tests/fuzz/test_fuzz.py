@@ -27,8 +27,8 @@ from fuzz_program import render
 from hypothesis import HealthCheck, given, note, seed, settings
 from pgserver import PgSession
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "14"))
-PG_EXAMPLES = int(os.environ.get("FUZZ_PG_EXAMPLES", "4"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
+PG_EXAMPLES = int(os.environ.get("FUZZ_PG_EXAMPLES", "5"))
 SEED = os.environ.get("FUZZ_SEED")
 
 # function_scoped_fixture: the fixtures used hand out a fresh directory or schema per call.
