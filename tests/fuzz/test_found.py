@@ -83,7 +83,8 @@ async def test_no_event_after_the_end_of_a_run(tmp_path: Path) -> None:
     reason="ctx.run_child() takes its position when its coroutine first runs, not at the call; "
     "a run parked while a gathered child is being created, then cancelled, re-executes with the "
     "cancel delivered before that task runs: the child's position goes to the compensation "
-    "step, replay diverges (NonDeterminismError) and the created child is never cancelled",
+    "step, replay diverges (NonDeterminismError; a live re-execution too, ending the cancelled "
+    "run failed) and the created child is never cancelled",
 )
 async def test_cancel_while_a_gathered_child_starts(tmp_path: Path) -> None:
     app = _app(tmp_path)
