@@ -595,6 +595,18 @@ async def check_replay(app: App, side: Side) -> list[str]:
             # ctx.run_child() coroutine first ran leaves its position to the next command.
             side.stats["known bug: child position lost to a cancel"] += 1
             continue
+        ended = [i for i, e in enumerate(events) if e.type in TERMINAL]
+        if (
+            div is not None
+            and div.requested == "the workflow to return"
+            and ended
+            and ended[-1] != len(events) - 1
+            and not STRICT
+        ):
+            # Known engine bug 2 (tests/fuzz/test_found.py): a command recorded after the
+            # run's end (a branch left running) is one the replayed code never reaches.
+            side.stats["known bug: events after the run's end"] += 1
+            continue
         if not rep.deterministic:
             problems.append(f"{side.name}: replay of {rid} diverged: {rep.divergence}")
     return problems

@@ -138,7 +138,8 @@ def number(prog: Seq) -> Seq:
         if isinstance(node, Select):
             i = nid()
             fast = None if node.fast is None else walk(node.fast)
-            timeout = node.timeout_ms if fast is not None else (node.timeout_ms or 100)
+            # With a fast branch a timeout must not win (30 s); without, it must (100 ms).
+            timeout = (node.timeout_ms and 30_000) if fast is not None else 100
             # A fast branch that may time out would be told apart from the select's own
             # timeout only by ctx.wait: as_completed is for the others.
             as_completed = node.as_completed and fast is not None and timeout is None
