@@ -199,9 +199,10 @@ def summary(stats: Counter[str], failures: list[str], took: float, s: int, db: s
         f"  cancels           {n('nodes: hold')} holds, {n('cancels sent')} cancels sent at a "
         f"hold, {n('random cancels sent')} at random moments",
         f"  kills             {n('kills')} SIGKILLs landed ({n('workers')} worker processes)",
-        f"  children          {n('nodes: child')}",
+        f"  children          {n('nodes: child')} ({n('nodes: child_abandon')} abandoned)",
         f"  gathers           {n('nodes: gather')} all, {n('nodes: gather_plain')} plain",
-        f"  selects           {n('nodes: select')} (ctx.wait not in the grammar yet)",
+        f"  selects           {n('nodes: select')} ctx.wait, "
+        f"{n('nodes: select_as_completed')} ctx.as_completed",
         f"  try/compensate    {n('nodes: try')}",
         f"  raises            {n('nodes: raise')}",
         f"  runs ended        {n('ended succeeded')} succeeded, {n('ended failed')} failed, "
