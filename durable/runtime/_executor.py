@@ -9,12 +9,12 @@ after a crash (the log is simply longer) and the replay debugger (nothing may ru
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -35,7 +35,7 @@ from durable._events import (
 )
 from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
-from durable.runtime._context import Context, current_executor
+from durable.runtime._context import ChildRun, Context, current_executor
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
@@ -58,9 +58,26 @@ async def _raise(exc: BaseException) -> Any:
 T = TypeVar("T")
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()  # retrieved: nobody awaits it any more
+class _ChildArgs(NamedTuple):
+    """What a ctx.start_child() call gives to create the child with."""
+
+    workflow: Any
+    input: Any
+    run_id: str | None
+    version: str | None
+    parent_close: ParentClose
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class _Creation:
+    """A child run being created (ChildStarted not recorded yet)."""
+
+    pos: int
+    task: asyncio.Future[tuple[str, str, str]]
+    parent_close: ParentClose
+    at_call: bool  # what its ChildStarted records (see RunExecutor.start_child)
+    orphan: bool = False  # the branch that started it stopped awaiting it
 
 
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
@@ -86,8 +103,16 @@ class RunExecutor:
         self._max_recorded = max([*state.steps, *state.markers, *state.waits], default=-1)
         self.waits = Waits(self)
         self.inflight = 0  # live steps running
+        # Children being created, by position, until their ChildStarted is recorded (or they
+        # are forgotten); those whose creation is in flight keep the run from being idle.
+        self.creating: dict[int, _Creation] = {}
+        self.creations_in_flight = 0
+        children = [w for w in state.waits.values() if w.kind == "child"]
+        # How the log's children took their positions (see start_child, _legacy_log).
+        self._legacy_children = any(not w.at_call for w in children)
+        self._children_at_call = any(w.at_call for w in children)
         # Replays hand recorded outcomes back in the order they were recorded (see _order).
-        self.order = ReplayOrder(state, busy=lambda: self.inflight > 0)
+        self.order = ReplayOrder(state, busy=self._busy)
         # The run's cancellation is being delivered: the steps and waits it ends are recorded
         # as cancelled. `stopping`: the worker stopped executing it; nothing more is recorded.
         self.cancelling = False
@@ -108,6 +133,10 @@ class RunExecutor:
         self.fatal: NonDeterminismError | None = None
         self.reached_end_of_history = False
         self.returned: tuple[bool, Any] | None = None  # replay: (ok, value or exception)
+
+    def _busy(self) -> bool:
+        """Live work runs (steps, child creations): what it leads to may change the run."""
+        return self.inflight > 0 or self.creations_in_flight > 0
 
     @property
     def is_replaying(self) -> bool:
@@ -164,7 +193,7 @@ class RunExecutor:
             if self.fatal is None and self.log is not None and self._accepted_cancel():
                 # The cancel was accepted: the run ends cancelled even if the workflow
                 # swallowed the CancelledError and returned.
-                await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+                await self._end(RunCancelled(reason=self.state.cancel_reason))
                 return
             if self.fatal is not None:
                 raise self.fatal
@@ -182,14 +211,14 @@ class RunExecutor:
                     type="durable.RunTimedOut",
                     message=f"the run's deadline passed ({_when(self.state.deadline)})",
                 )
-                await append_end(self.log, RunFailed(error=info))
+                await self._end(RunFailed(error=info))
                 return
             cancelled = isinstance(exc, asyncio.CancelledError) and self.cancelling
             if self.stopping or not cancelled or self.log is None:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
-            await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+            await self._end(RunCancelled(reason=self.state.cancel_reason))
             return
         except Exception as exc:
             failure: Exception = self.fatal if self.fatal is not None else exc
@@ -197,7 +226,7 @@ class RunExecutor:
                 self.returned = (False, failure)
                 return
             if self.fatal is None and self._accepted_cancel():
-                await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+                await self._end(RunCancelled(reason=self.state.cancel_reason))
                 return
             await self._finish(RunFailed(error=error_info(failure)), failed=True)
         else:
@@ -221,9 +250,16 @@ class RunExecutor:
         return await wf.fn(ctx, arg)
 
     async def _finish(self, event: RunCompleted | RunFailed, *, failed: bool) -> None:
-        assert self.log is not None
         if self._deadline is not None:
             self._deadline.cancel()
+        await self._end(event)
+
+    async def _end(self, event: RunCompleted | RunFailed | RunCancelled) -> None:
+        """Record the run's end: its last event. The children still being created (a
+        gathered branch the workflow left running) are recorded first, so the end cancels
+        them; nothing of this execution is recorded after it (see RunLog.append)."""
+        assert self.log is not None
+        await self._creations_settled()
         await append_end(self.log, event)
 
     # -- commands issued by workflow code -------------------------------------------------
@@ -236,7 +272,7 @@ class RunExecutor:
         not, so that code treating it as one (asyncio.create_task) behaves the same on replay.
         Awaited directly, a live step runs inline in the workflow's task: no task to create and
         schedule per step; asyncio.gather wraps each in a task of its own."""
-        if self.stopping:
+        if self.stopping or self._ending:
             return _raise(ExecutionStopped())
         pos = self._next_pos
         self._next_pos = pos + 1
@@ -316,7 +352,7 @@ class RunExecutor:
         self, kind: str, label: str, signal: str = ""
     ) -> tuple[int, WaitState | None]:
         """Take the next position for a wait of `kind` (label: how divergences name it)."""
-        if self.stopping:
+        if self.stopping or self._ending:
             raise ExecutionStopped()
         pos = self._next_pos
         self._next_pos = pos + 1
@@ -359,18 +395,62 @@ class RunExecutor:
         label: str,
         parent_close: ParentClose = "cancel",
         timeout: float | None = None,
-    ) -> Coroutine[Any, Any, WaitState]:
-        name = self._child_name(workflow, version, label)
-        pos, rec = self._wait_command("child", f"child run of {name!r}")
-        if rec is not None:
-            if rec.child_workflow and rec.child_workflow != name:
-                return self._diverged(pos, rec.describe(), f"child run of {name!r}")
-            return self._recorded_start(rec)
-        return self._start_child(pos, workflow, input, run_id, version, parent_close, timeout)
+        *,
+        wait: bool = False,
+    ) -> Coroutine[Any, Any, Any]:
+        """Take the next position now, at the call, like every command (so that a child
+        gathered beside other commands has the same position whenever its task first runs,
+        and however that task ends), and return a coroutine that gives the started child (a
+        ChildRun), or with `wait` its result. One coroutine: nothing nested is left
+        unawaited when a branch is cancelled before it runs.
 
-    async def _recorded_start(self, rec: WaitState) -> WaitState:
+        Live, the child's creation starts at the call too: a branch cancelled before its
+        task ran (a cancellation, a gathered sibling's failure) still ends with its child
+        recorded, so the run's end cancels it (a previous execution may have created it)."""
+        args = _ChildArgs(workflow, input, run_id, version, parent_close, timeout)
+        name = self._child_name(workflow, version, label)
+        if self._legacy_children or self._legacy_log(self._next_pos):
+            return self._start_child_legacy(args, name, wait)
+        try:
+            pos, rec = self._child_command(name)
+        except BaseException as exc:  # at the await, as before: the command was async
+            return _raise(exc)
+        if rec is not None:
+            return self._recorded_start(rec, wait)
+        return self._started(self._create(pos, args, at_call=True), wait)
+
+    def _legacy_log(self, pos: int) -> bool:
+        """Whether the log was written before children took their position at the call, and
+        must be replayed that way (the position taken when the call's coroutine first runs):
+        it holds a child started the old way (ChildStarted.at_call False), or it holds no
+        child yet and something else where a child now asks for a position (a run waiting
+        when the engine was upgraded, its child's creation not recorded yet)."""
+        if not self._legacy_children and not self._children_at_call:
+            self._legacy_children = self._recorded_at(pos) is not None
+        return self._legacy_children
+
+    def _child_command(self, name: str) -> tuple[int, WaitState | None]:
+        pos, rec = self._wait_command("child", f"child run of {name!r}")
+        if rec is not None and rec.child_workflow and rec.child_workflow != name:
+            raise self._divergence(pos, rec.describe(), f"child run of {name!r}", depth=3)
+        return pos, rec
+
+    async def _start_child_legacy(self, args: _ChildArgs, name: str, wait: bool) -> Any:
+        """The way children were started before they took their position at the call: the
+        position is taken when this coroutine first runs (see _legacy_log)."""
+        pos, rec = self._child_command(name)
+        if rec is not None:
+            return await self._recorded_start(rec, wait)
+        return await self._started(self._create(pos, args, at_call=False), wait)
+
+    async def _recorded_start(self, rec: WaitState, wait: bool) -> Any:
         await self.order.turn(start_key(rec.pos))
-        return rec
+        return await self._child(rec, wait)
+
+    async def _child(self, rec: WaitState, wait: bool) -> Any:
+        if wait:
+            return await self._await(rec, decode_value)
+        return ChildRun(self, rec)
 
     def _child_name(self, workflow: Any, version: str | None, label: str) -> str:
         """The registered name of the workflow a child run is started with (what ChildStarted
@@ -382,46 +462,91 @@ class RunExecutor:
         except UnknownWorkflowError:
             return label  # a replay without the child's definition: compare what we can
 
-    async def _start_child(
-        self,
-        pos: int,
-        workflow: Any,
-        input: Any,
-        run_id: str | None,
-        version: str | None,
-        parent_close: ParentClose,
-        timeout: float | None,
-    ) -> WaitState:
+    def _create(self, pos: int, args: _ChildArgs, *, at_call: bool) -> _Creation:
+        """Start creating the child at `pos` (idempotent on its run id: after a crash, or an
+        execution stopped, between creating the child and recording it, the next execution
+        finds the child that exists). Until it is recorded, it counts as running work: the
+        run is neither idle nor parked (its end might arrive before its start is recorded)."""
         assert self.log is not None and self.start_child_run is not None
-        log = self.log
-        child_id = run_id if run_id is not None else f"{self.state.run_id}.{pos}"
-        # Idempotent on the run id: after a crash between creating the child and recording
-        # it, the replay finds the child that exists.
-        creating = asyncio.ensure_future(
-            self.start_child_run(workflow, input, child_id, version, self.state.run_id, timeout)
+        child_id = args.run_id if args.run_id is not None else f"{self.state.run_id}.{pos}"
+        task = asyncio.ensure_future(
+            self.start_child_run(
+                args.workflow, args.input, child_id, args.version, self.state.run_id, args.timeout
+            )
         )
-        try:
-            rid, name, ver = await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            # The run is being cancelled or timed out while its child is created: record the
-            # child all the same, so that the run's end cancels it (see durable._children).
-            if self.cancelling and not creating.cancelled():
-                with contextlib.suppress(Exception):
-                    rid, name, ver = await creating
-                    log.append(self._child_started(pos, rid, name, ver, parent_close))
-            else:  # stopped: the replay finds the child the creation makes (idempotent)
-                creating.add_done_callback(_retrieve)
-            raise
-        log.append(self._child_started(pos, rid, name, ver, parent_close))
-        return self.state.waits[pos]
+        creation = _Creation(pos, task, args.parent_close, at_call)
+        self.creating[pos] = creation
+        self.creations_in_flight += 1
+        task.add_done_callback(lambda _t: self._created(creation))
+        return creation
 
-    @staticmethod
-    def _child_started(
-        pos: int, rid: str, name: str, ver: str, parent_close: ParentClose
-    ) -> ChildStarted:
-        return ChildStarted(
-            pos=pos, run_id=rid, workflow=name, version=ver, parent_close=parent_close
+    def _created(self, creation: _Creation) -> None:
+        """The creation ended: if the branch that started it no longer awaits it (cancelled,
+        or never ran), record the child now: the run's end must cancel it."""
+        self.creations_in_flight -= 1
+        self.progress += 1
+        task = creation.task
+        if creation.orphan or task.cancelled() or task.exception() is not None:
+            self._record_start(creation)  # a failed one is only forgotten
+        self.poke()
+
+    async def _started(self, creation: _Creation, wait: bool) -> Any:
+        try:
+            await asyncio.shield(creation.task)
+        except asyncio.CancelledError:
+            # The run is being cancelled, timed out or stopped while its child is created:
+            # the creation goes on, and is recorded once done unless the execution stopped
+            # (see _record_start).
+            creation.orphan = True
+            if creation.task.done():
+                self._record_start(creation)
+            raise
+        # Recorded by the branch itself as it resumes (as a replay resumes it in the
+        # start's turn), unless the run's end recorded it already.
+        rec = self._record_start(creation)
+        if rec is None:
+            raise ExecutionStopped()
+        return await self._child(rec, wait)
+
+    def _record_start(self, creation: _Creation) -> WaitState | None:
+        """Append the ChildStarted of a creation that succeeded, once; None if it is not
+        recorded (it failed; the execution stopped; the run ended)."""
+        task = creation.task
+        settling = self.creating.get(creation.pos) is creation and task.done()
+        if settling:
+            del self.creating[creation.pos]
+        rec = self.state.waits.get(creation.pos)
+        if rec is not None and rec.kind == "child":
+            return rec
+        if not settling:
+            return None  # still in flight, or settled already without being recorded
+        if task.cancelled() or task.exception() is not None:
+            return None
+        if self.state.finished or (self.stopping and not self.cancelling):
+            return None  # stopped: the next execution finds the child (idempotent)
+        assert self.log is not None
+        rid, name, ver = task.result()
+        start = ChildStarted(
+            pos=creation.pos,
+            run_id=rid,
+            workflow=name,
+            version=ver,
+            parent_close=creation.parent_close,
+            at_call=creation.at_call,
         )
+        self.log.append(start)
+        self.progress += 1
+        self._children_at_call = self._children_at_call or creation.at_call
+        return self.state.waits[creation.pos]
+
+    async def _creations_settled(self) -> None:
+        """Before the run's end is recorded: wait for the children being created and record
+        them (the end then cancels them with the others). None starts any more."""
+        while self.creating:
+            pending = list(self.creating.values())
+            await asyncio.wait([c.task for c in pending])
+            for creation in pending:
+                self._record_start(creation)
 
     def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]:
         return self._await(rec, decode_value)
@@ -431,6 +556,8 @@ class RunExecutor:
             await self.order.turn(done_key(rec.pos))
         elif self.log is None:
             raise EndOfHistory()
+        elif self._ending:  # a branch left running: the run's end is being recorded
+            raise ExecutionStopped()
         refuse_raw_race(self, rec.pos)
         try:
             value = await self.waits.wait(rec, decode)
@@ -486,6 +613,8 @@ class RunExecutor:
             return False
         if self.log is None:
             raise EndOfHistory()
+        if self.stopping or self._ending:
+            raise ExecutionStopped()
         self._next_pos = pos + 1
         raw = msgspec.Raw(encode_value(change_id, "a patch id"))
         self.log.append(MarkerRecorded(pos=pos, kind="patch", value=raw))
@@ -530,7 +659,7 @@ class RunExecutor:
             self.cancelling = True
             self._task.cancel()
             return
-        if self.inflight > 0 or not self.waits.futures or self.on_idle is None:
+        if self._busy() or not self.waits.futures or self.on_idle is None:
             self._seen = None
             return
         # A wait that ended wakes its awaiter only a few loop iterations later (its task's
@@ -558,6 +687,8 @@ class RunExecutor:
             return "its workflow's task is not running"
         if self.inflight > 0:
             return f"{self.inflight} step(s) are running"
+        if self.creations_in_flight > 0:
+            return f"{self.creations_in_flight} child run(s) are being created"
         if self.task_runnable():
             return "its workflow's task is runnable"
         return self.waits.park_problem()
@@ -572,7 +703,7 @@ class RunExecutor:
         return blocker is None or bool(blocker.done())
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
-        if self.stopping:
+        if self.stopping or self._ending:
             raise ExecutionStopped()
         pos = self._next_pos
         self._next_pos = pos + 1
