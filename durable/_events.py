@@ -142,6 +142,9 @@ class ChildStarted(Event, frozen=True):
     # call's coroutine first ran (False: logs written before that fix; a run whose log holds
     # one keeps the old way, so its replays line up: see RunExecutor.start_child).
     at_call: bool = False
+    # The child was asked to cancel in this commit: its creation was in flight when the run's
+    # CancelRequested was recorded, which could not ask it (see durable._children).
+    cancel_asked: bool = False
 
 
 class ChildCompleted(Event, frozen=True):

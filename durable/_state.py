@@ -321,6 +321,8 @@ def _apply_wait(
         wait.start_seq = seq
         wait.parent_close = event.parent_close
         wait.at_call = event.at_call
+        if event.cancel_asked:
+            state.children_asked.add(event.run_id)
         if event.run_id in state.children:  # it may have ended before we recorded it
             wait.done, wait.done_seq = True, seq
         state.waits[event.pos] = wait

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from durable._children import ParentClose, cancel_requests
+from durable._children import ParentClose, cancel_request, cancel_requests
 from durable._codec import decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownWorkflowError
 from durable._events import (
@@ -78,6 +78,7 @@ class _Creation:
     parent_close: ParentClose
     at_call: bool  # what its ChildStarted records (see RunExecutor.start_child)
     orphan: bool = False  # the branch that started it stopped awaiting it
+    missed_cancel: bool = False  # in flight when the run's cancellation was recorded
 
 
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
@@ -169,8 +170,11 @@ class RunExecutor:
     def abort(self) -> None:
         """Stop executing (lease lost, worker stopping, or put aside while it waits).
         Cancelling the workflow's task cancels the steps it awaits, inline or gathered; they
-        are not recorded as cancelled, and run again when the run continues."""
+        are not recorded as cancelled, and run again when the run continues: a cancellation
+        being delivered (the run compensating when it is parked) no longer records what it
+        cuts short; the next execution delivers what is left of it."""
         self.stopping = True
+        self.cancelling = False
         if self._deadline is not None:
             self._deadline.cancel()
         if self._task is not None:
@@ -213,7 +217,15 @@ class RunExecutor:
                 )
                 await self._end(RunFailed(error=info))
                 return
-            cancelled = isinstance(exc, asyncio.CancelledError) and self.cancelling
+            # A re-execution of a run whose cancellation was delivered by an earlier one
+            # (a compensation parked, or a crash) replays it: not `cancelling`, yet accepted.
+            cancelled = isinstance(exc, asyncio.CancelledError) and (
+                self.cancelling or self._accepted_cancel()
+            )
+            replayed = self.log is None and isinstance(exc, asyncio.CancelledError)
+            if replayed and self.state.cancel_requested:  # a cancelled run's own outcome
+                self.returned = (False, exc)
+                return
             if self.stopping or not cancelled or self.log is None:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
@@ -526,6 +538,9 @@ class RunExecutor:
             return None  # stopped: the next execution finds the child (idempotent)
         assert self.log is not None
         rid, name, ver = task.result()
+        # Its creation was in flight when the run's cancellation was recorded: that commit
+        # could not ask it to cancel; this one does (see durable._children).
+        ask = creation.missed_cancel and rid not in self.state.children
         start = ChildStarted(
             pos=creation.pos,
             run_id=rid,
@@ -533,8 +548,11 @@ class RunExecutor:
             version=ver,
             parent_close=creation.parent_close,
             at_call=creation.at_call,
+            cancel_asked=ask,
         )
-        self.log.append(start)
+        reason = self.state.cancel_reason
+        send = (cancel_request(rid, reason, time.time()),) if ask else ()
+        self.log.append(start, send=send)
         self.progress += 1
         self._children_at_call = self._children_at_call or creation.at_call
         return self.state.waits[creation.pos]
@@ -632,6 +650,9 @@ class RunExecutor:
         if item is not None:
             reason = item.payload.decode(errors="replace")
         send = cancel_requests(self.state, reason, time.time())
+        for creation in self.creating.values():  # not known to this commit: asked when recorded
+            if creation.parent_close == "cancel":
+                creation.missed_cancel = True
         event = CancelRequested(reason=reason, inbox_id=item.id if item is not None else 0)
         log.append(event, consume=item.id if item is not None else None, send=send)
         self.poke()

@@ -144,6 +144,116 @@ async def test_start_child_checks_its_arguments_at_the_call(tmp_path: Path) -> N
         assert await handle.result(timeout=10) == ["ValueError"] * 4
 
 
+async def test_a_child_created_while_its_parent_is_cancelled_is_cancelled_then(
+    tmp_path: Path,
+) -> None:
+    """The cancel is recorded while the child is being created: the child is recorded (and
+    asked to cancel) as soon as it exists, not only at the parent's end, which here waits
+    (parked) in its compensation; the child's log holds one cancel request."""
+    app = make_app(tmp_path)
+
+    @app.workflow(name="child")
+    async def child(ctx: Context) -> str:
+        return str(await ctx.wait_for_signal("never"))
+
+    @app.workflow(name="parent")
+    async def parent(ctx: Context) -> None:
+        try:
+            await asyncio.gather(
+                ctx.run_child(child, run_id="p.child"), ctx.wait_for_signal("hold")
+            )
+        except asyncio.CancelledError:
+            await ctx.wait_for_signal("compensated")  # long: the run is parked meanwhile
+            raise
+
+    async with app:
+        worker = app.engine.worker
+        assert worker is not None and worker.start_child_run is not None
+        create = worker.start_child_run
+
+        async def slow_create(*args: Any) -> tuple[str, str, str]:
+            created = await create(*args)
+            for _ in range(500):  # until the parent's cancellation is recorded
+                if any(e.type == "CancelRequested" for e in await app.events("p")):
+                    break
+                await asyncio.sleep(0.01)
+            return created
+
+        worker.start_child_run = slow_create
+        handle = await app.start(parent, run_id="p")
+        for _ in range(500):
+            if any(e.type == "WaitStarted" for e in await app.events("p")):
+                break
+            await asyncio.sleep(0.01)
+        await app.cancel("p")
+        child_status = "missing"
+        for _ in range(200):
+            runs = {r.run_id: r.status for r in await app.list_runs()}
+            child_status = runs.get("p.child", "missing")
+            if child_status == "cancelled":
+                break
+            await asyncio.sleep(0.05)
+        parent_status = await handle.status()
+        await app.signal("p", "compensated")
+        with pytest.raises(Exception, match="cancelled"):
+            await handle.result(timeout=10)
+        types = [e.type for e in await app.events("p")]
+        child_types = [e.type for e in await app.events("p.child")]
+        report = await replay("p", await app.events("p"), app.registry)
+    assert child_status == "cancelled" and parent_status == "running", (
+        child_status,
+        parent_status,
+    )
+    assert types.index("CancelRequested") < types.index("ChildStarted"), types
+    assert child_types.count("CancelRequested") == 1, child_types
+    assert report.deterministic, report.divergence
+
+
+async def test_a_cancelled_run_parked_in_its_compensation_ends_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Found on the way (it hung before): parking a run that compensates must not record the
+    compensation's wait as cancelled, and its next execution, replaying the cancellation an
+    earlier one delivered, ends it cancelled when the workflow re-raises."""
+    app = make_app(tmp_path)
+
+    @app.step()
+    async def undo() -> str:
+        return "undone"
+
+    @app.workflow(name="parent")
+    async def parent(ctx: Context) -> str:
+        try:
+            await ctx.wait_for_signal("hold")
+        except asyncio.CancelledError:
+            await ctx.wait_for_signal("compensated")  # long: the run is parked meanwhile
+            await undo()
+            raise
+        return "not cancelled"
+
+    async with app:
+        handle = await app.start(parent, run_id="p")
+        for _ in range(500):
+            if any(e.type == "WaitStarted" for e in await app.events("p")):
+                break
+            await asyncio.sleep(0.01)
+        await app.cancel("p")
+        for _ in range(500):
+            if [e.type for e in await app.events("p")].count("WaitStarted") == 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # parked by now
+        await app.signal("p", "compensated")
+        with pytest.raises(Exception, match="cancelled"):
+            await handle.result(timeout=10)
+        events = await app.events("p")
+        report = await replay("p", events, app.registry)
+    cancelled = [e.event.pos for e in events if e.type == "CommandCancelled"]  # type: ignore[union-attr]
+    assert cancelled == [0], [e.type for e in events]
+    assert [e.type for e in events][-3:] == ["StepStarted", "StepCompleted", "RunCancelled"]
+    assert report.deterministic, report.divergence
+
+
 # -- B ------------------------------------------------------------------------------------------
 
 
