@@ -13,17 +13,15 @@ import contextvars
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
-from durable._children import ParentClose, cancel_request, cancel_requests
+from durable._children import ParentClose, cancel_requests
 from durable._codec import decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownWorkflowError
 from durable._events import (
     CancelRequested,
-    ChildStarted,
     CodeChanged,
     MarkerRecorded,
     RunCancelled,
@@ -35,6 +33,7 @@ from durable._events import (
 )
 from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
+from durable.runtime._child_starts import ChildArgs, ChildStarter, ChildStarts, Creation
 from durable.runtime._context import ChildRun, Context, current_executor
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
@@ -44,41 +43,12 @@ from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from durable.runtime._waits import Waits
 from storage import InboxItem
 
-# Starts a child run: (workflow, input, run_id, version, parent_run_id, timeout) -> (run id,
-# workflow name, version). The worker provides it (the client's start).
-ChildStarter = Callable[
-    [Any, Any, str, "str | None", str, "float | None"], Awaitable[tuple[str, str, str]]
-]
-
 
 async def _raise(exc: BaseException) -> Any:
     raise exc
 
 
 T = TypeVar("T")
-
-
-class _ChildArgs(NamedTuple):
-    """What a ctx.start_child() call gives to create the child with."""
-
-    workflow: Any
-    input: Any
-    run_id: str | None
-    version: str | None
-    parent_close: ParentClose
-    timeout: float | None
-
-
-@dataclass(slots=True)
-class _Creation:
-    """A child run being created (ChildStarted not recorded yet)."""
-
-    pos: int
-    task: asyncio.Future[tuple[str, str, str]]
-    parent_close: ParentClose
-    at_call: bool  # what its ChildStarted records (see RunExecutor.start_child)
-    orphan: bool = False  # the branch that started it stopped awaiting it
-    missed_cancel: bool = False  # in flight when the run's cancellation was recorded
 
 
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
@@ -104,14 +74,7 @@ class RunExecutor:
         self._max_recorded = max([*state.steps, *state.markers, *state.waits], default=-1)
         self.waits = Waits(self)
         self.inflight = 0  # live steps running
-        # Children being created, by position, until their ChildStarted is recorded (or they
-        # are forgotten); those whose creation is in flight keep the run from being idle.
-        self.creating: dict[int, _Creation] = {}
-        self.creations_in_flight = 0
-        children = [w for w in state.waits.values() if w.kind == "child"]
-        # How the log's children took their positions (see start_child, _legacy_log).
-        self._legacy_children = any(not w.at_call for w in children)
-        self._children_at_call = any(w.at_call for w in children)
+        self.children = ChildStarts(self)  # the children being created (see _child_starts)
         # Replays hand recorded outcomes back in the order they were recorded (see _order).
         self.order = ReplayOrder(state, busy=self._busy)
         # The run's cancellation is being delivered: the steps and waits it ends are recorded
@@ -137,7 +100,7 @@ class RunExecutor:
 
     def _busy(self) -> bool:
         """Live work runs (steps, child creations): what it leads to may change the run."""
-        return self.inflight > 0 or self.creations_in_flight > 0
+        return self.inflight > 0 or self.children.in_flight > 0
 
     @property
     def is_replaying(self) -> bool:
@@ -271,7 +234,7 @@ class RunExecutor:
         gathered branch the workflow left running) are recorded first, so the end cancels
         them; nothing of this execution is recorded after it (see RunLog.append)."""
         assert self.log is not None
-        await self._creations_settled()
+        await self.children.settled()
         await append_end(self.log, event)
 
     # -- commands issued by workflow code -------------------------------------------------
@@ -344,6 +307,9 @@ class RunExecutor:
                 self.poke()
         refuse_raw_race(self, pos)
         return value
+
+    def recorded_at(self, pos: int) -> str | None:
+        return self._recorded_at(pos)
 
     def _recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
@@ -419,9 +385,9 @@ class RunExecutor:
         Live, the child's creation starts at the call too: a branch cancelled before its
         task ran (a cancellation, a gathered sibling's failure) still ends with its child
         recorded, so the run's end cancels it (a previous execution may have created it)."""
-        args = _ChildArgs(workflow, input, run_id, version, parent_close, timeout)
+        args = ChildArgs(workflow, input, run_id, version, parent_close, timeout)
         name = self._child_name(workflow, version, label)
-        if self._legacy_children or self._legacy_log(self._next_pos):
+        if self.children.legacy(self._next_pos):
             return self._start_child_legacy(args, name, wait)
         try:
             pos, rec = self._child_command(name)
@@ -429,17 +395,7 @@ class RunExecutor:
             return _raise(exc)
         if rec is not None:
             return self._recorded_start(rec, wait)
-        return self._started(self._create(pos, args, at_call=True), wait)
-
-    def _legacy_log(self, pos: int) -> bool:
-        """Whether the log was written before children took their position at the call, and
-        must be replayed that way (the position taken when the call's coroutine first runs):
-        it holds a child started the old way (ChildStarted.at_call False), or it holds no
-        child yet and something else where a child now asks for a position (a run waiting
-        when the engine was upgraded, its child's creation not recorded yet)."""
-        if not self._legacy_children and not self._children_at_call:
-            self._legacy_children = self._recorded_at(pos) is not None
-        return self._legacy_children
+        return self._started(self.children.create(pos, args, at_call=True), wait)
 
     def _child_command(self, name: str) -> tuple[int, WaitState | None]:
         pos, rec = self._wait_command("child", f"child run of {name!r}")
@@ -447,13 +403,16 @@ class RunExecutor:
             raise self._divergence(pos, rec.describe(), f"child run of {name!r}", depth=3)
         return pos, rec
 
-    async def _start_child_legacy(self, args: _ChildArgs, name: str, wait: bool) -> Any:
+    async def _start_child_legacy(self, args: ChildArgs, name: str, wait: bool) -> Any:
         """The way children were started before they took their position at the call: the
-        position is taken when this coroutine first runs (see _legacy_log)."""
+        position is taken when this coroutine first runs (see ChildStarts.legacy)."""
         pos, rec = self._child_command(name)
         if rec is not None:
             return await self._recorded_start(rec, wait)
-        return await self._started(self._create(pos, args, at_call=False), wait)
+        return await self._started(self.children.create(pos, args, at_call=False), wait)
+
+    async def _started(self, creation: Creation, wait: bool) -> Any:
+        return await self._child(await self.children.started(creation), wait)
 
     async def _recorded_start(self, rec: WaitState, wait: bool) -> Any:
         await self.order.turn(start_key(rec.pos))
@@ -473,98 +432,6 @@ class RunExecutor:
             return self.registry.workflow(workflow, version).name
         except UnknownWorkflowError:
             return label  # a replay without the child's definition: compare what we can
-
-    def _create(self, pos: int, args: _ChildArgs, *, at_call: bool) -> _Creation:
-        """Start creating the child at `pos` (idempotent on its run id: after a crash, or an
-        execution stopped, between creating the child and recording it, the next execution
-        finds the child that exists). Until it is recorded, it counts as running work: the
-        run is neither idle nor parked (its end might arrive before its start is recorded)."""
-        assert self.log is not None and self.start_child_run is not None
-        child_id = args.run_id if args.run_id is not None else f"{self.state.run_id}.{pos}"
-        task = asyncio.ensure_future(
-            self.start_child_run(
-                args.workflow, args.input, child_id, args.version, self.state.run_id, args.timeout
-            )
-        )
-        creation = _Creation(pos, task, args.parent_close, at_call)
-        self.creating[pos] = creation
-        self.creations_in_flight += 1
-        task.add_done_callback(lambda _t: self._created(creation))
-        return creation
-
-    def _created(self, creation: _Creation) -> None:
-        """The creation ended: if the branch that started it no longer awaits it (cancelled,
-        or never ran), record the child now: the run's end must cancel it."""
-        self.creations_in_flight -= 1
-        self.progress += 1
-        task = creation.task
-        if creation.orphan or task.cancelled() or task.exception() is not None:
-            self._record_start(creation)  # a failed one is only forgotten
-        self.poke()
-
-    async def _started(self, creation: _Creation, wait: bool) -> Any:
-        try:
-            await asyncio.shield(creation.task)
-        except asyncio.CancelledError:
-            # The run is being cancelled, timed out or stopped while its child is created:
-            # the creation goes on, and is recorded once done unless the execution stopped
-            # (see _record_start).
-            creation.orphan = True
-            if creation.task.done():
-                self._record_start(creation)
-            raise
-        # Recorded by the branch itself as it resumes (as a replay resumes it in the
-        # start's turn), unless the run's end recorded it already.
-        rec = self._record_start(creation)
-        if rec is None:
-            raise ExecutionStopped()
-        return await self._child(rec, wait)
-
-    def _record_start(self, creation: _Creation) -> WaitState | None:
-        """Append the ChildStarted of a creation that succeeded, once; None if it is not
-        recorded (it failed; the execution stopped; the run ended)."""
-        task = creation.task
-        settling = self.creating.get(creation.pos) is creation and task.done()
-        if settling:
-            del self.creating[creation.pos]
-        rec = self.state.waits.get(creation.pos)
-        if rec is not None and rec.kind == "child":
-            return rec
-        if not settling:
-            return None  # still in flight, or settled already without being recorded
-        if task.cancelled() or task.exception() is not None:
-            return None
-        if self.state.finished or (self.stopping and not self.cancelling):
-            return None  # stopped: the next execution finds the child (idempotent)
-        assert self.log is not None
-        rid, name, ver = task.result()
-        # Its creation was in flight when the run's cancellation was recorded: that commit
-        # could not ask it to cancel; this one does (see durable._children).
-        ask = creation.missed_cancel and rid not in self.state.children
-        start = ChildStarted(
-            pos=creation.pos,
-            run_id=rid,
-            workflow=name,
-            version=ver,
-            parent_close=creation.parent_close,
-            at_call=creation.at_call,
-            cancel_asked=ask,
-        )
-        reason = self.state.cancel_reason
-        send = (cancel_request(rid, reason, time.time()),) if ask else ()
-        self.log.append(start, send=send)
-        self.progress += 1
-        self._children_at_call = self._children_at_call or creation.at_call
-        return self.state.waits[creation.pos]
-
-    async def _creations_settled(self) -> None:
-        """Before the run's end is recorded: wait for the children being created and record
-        them (the end then cancels them with the others). None starts any more."""
-        while self.creating:
-            pending = list(self.creating.values())
-            await asyncio.wait([c.task for c in pending])
-            for creation in pending:
-                self._record_start(creation)
 
     def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]:
         return self._await(rec, decode_value)
@@ -650,11 +517,9 @@ class RunExecutor:
         if item is not None:
             reason = item.payload.decode(errors="replace")
         send = cancel_requests(self.state, reason, time.time())
-        for creation in self.creating.values():  # not known to this commit: asked when recorded
-            if creation.parent_close == "cancel":
-                creation.missed_cancel = True
         event = CancelRequested(reason=reason, inbox_id=item.id if item is not None else 0)
         log.append(event, consume=item.id if item is not None else None, send=send)
+        self.children.cancel_recorded()  # those being created are asked when recorded
         self.poke()
 
     def poke(self) -> None:
@@ -708,8 +573,8 @@ class RunExecutor:
             return "its workflow's task is not running"
         if self.inflight > 0:
             return f"{self.inflight} step(s) are running"
-        if self.creations_in_flight > 0:
-            return f"{self.creations_in_flight} child run(s) are being created"
+        if self.children.in_flight > 0:
+            return f"{self.children.in_flight} child run(s) are being created"
         if self.task_runnable():
             return "its workflow's task is runnable"
         return self.waits.park_problem()
