@@ -8,6 +8,11 @@ A child run is started with a parent-close policy, recorded in its ChildStarted:
   cancels its own children the same way: grandchildren follow.
 - "abandon": the child outlives its parent; neither the parent's end nor its cancellation
   reaches it.
+
+A child whose creation is in flight when the parent's cancellation is recorded is not known to
+that commit: it is asked to cancel in the commit that records its start (ChildStarted with
+cancel_asked). One started after it (a compensation's child run) is not: it runs, and the
+parent's end cancels it only if it is still running then.
 """
 
 from __future__ import annotations
@@ -43,11 +48,12 @@ def children_to_cancel(state: RunState) -> list[str]:
     ]
 
 
+def cancel_request(child: str, reason: str, now: float) -> NewInboxItem:
+    """A request asking the run `child` to cancel, from its parent."""
+    return NewInboxItem(child, "cancel", "cancel", reason.encode(), now, dedupe_key="cancel")
+
+
 def cancel_requests(state: RunState, reason: str, now: float) -> tuple[NewInboxItem, ...]:
     """Cancel requests for the children_to_cancel, to send with the run's own event. One
     pending request per child at most (dedupe key "cancel", as Client.cancel's)."""
-    payload = reason.encode()
-    return tuple(
-        NewInboxItem(child, "cancel", "cancel", payload, now, dedupe_key="cancel")
-        for child in children_to_cancel(state)
-    )
+    return tuple(cancel_request(child, reason, now) for child in children_to_cancel(state))

@@ -138,6 +138,13 @@ class ChildStarted(Event, frozen=True):
     # What the parent's end does to the child if it is still running: "cancel" or
     # "abandon" (see durable._children).
     parent_close: str = "cancel"
+    # The position was taken at the ctx.start_child()/run_child() call (True), not when the
+    # call's coroutine first ran (False: logs written before that fix; a run whose log holds
+    # one keeps the old way, so its replays line up: see RunExecutor.start_child).
+    at_call: bool = False
+    # The child was asked to cancel in this commit: its creation was in flight when the run's
+    # CancelRequested was recorded, which could not ask it (see durable._children).
+    cancel_asked: bool = False
 
 
 class ChildCompleted(Event, frozen=True):

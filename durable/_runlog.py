@@ -88,8 +88,15 @@ class RunLog:
         send: tuple[NewInboxItem, ...] = (),
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
-        items for other runs' inboxes: both are written in the same commit as the event."""
+        items for other runs' inboxes: both are written in the same commit as the event.
+
+        The run's end is its last event: once it is appended, what a task the execution
+        left behind would still append (a gathered step's outcome, a timer firing) is
+        dropped, neither written nor folded into the state (the run is over: nobody reads
+        it). Returns the event's seq (the last one's, if dropped)."""
         state = self.state
+        if state.finished:
+            return self.last_seq
         if consume is not None:
             self._consume.append(consume)
         self._send.extend(send)

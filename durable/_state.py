@@ -90,6 +90,7 @@ class WaitState:
     signal_seq: int = 0
     done_seq: int = 0  # the seq of the event that ended it (0: not ended)
     start_seq: int = 0  # a child run's: the seq of its ChildStarted
+    at_call: bool = False  # a child run's: its ChildStarted.at_call
     count: int = 0
     return_when: str = ""
     selected: list[int] = field(default_factory=list)
@@ -319,6 +320,9 @@ def _apply_wait(
         wait.child_workflow = event.workflow
         wait.start_seq = seq
         wait.parent_close = event.parent_close
+        wait.at_call = event.at_call
+        if event.cancel_asked:
+            state.children_asked.add(event.run_id)
         if event.run_id in state.children:  # it may have ended before we recorded it
             wait.done, wait.done_seq = True, seq
         state.waits[event.pos] = wait

@@ -25,7 +25,8 @@ from durable._runlog import RunLog
 from durable._state import RunState, fold
 from durable.dag._run import DagExecutor
 from durable.dag._services import DagServices
-from durable.runtime._executor import ChildStarter, RunExecutor
+from durable.runtime._child_starts import ChildStarter
+from durable.runtime._executor import RunExecutor
 from durable.runtime._registry import Registry
 from storage import (
     Claim,

@@ -19,6 +19,7 @@ RUNTIME_ORDER = [
     "_waits",
     "_select",
     "_step_runner",
+    "_child_starts",
     "_executor",
 ]
 

@@ -14,6 +14,8 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
                races over durable awaitables.
 - `_step_runner` one step's attempts, timeouts, retries and recorded outcome (shared with
                the DAG runner).
+- `_child_starts` child runs being created, until their start is recorded: they keep the
+               run from being parked, and the run's end records them first.
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
                answers each command from the log or runs it live and records it.
 

@@ -61,7 +61,12 @@ class WorkflowRuntime(Protocol):
         label: str,
         parent_close: ParentClose = "cancel",
         timeout: float | None = None,
-    ) -> Coroutine[Any, Any, WaitState]: ...
+        *,
+        wait: bool = False,
+    ) -> Coroutine[Any, Any, Any]:
+        """Takes the child's position at the call; the coroutine gives a ChildRun, or with
+        `wait` the child's result."""
+        ...
 
     def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]: ...
 
@@ -184,7 +189,7 @@ class Context:
             timeout = check_duration("wait_for_signal() timeout", timeout)
         return self._executor.wait_for_signal(name, timeout, functools.partial(_decode_as, type))
 
-    async def start_child(
+    def start_child(
         self,
         workflow: Any,
         input: Any = None,
@@ -193,9 +198,13 @@ class Context:
         version: str | None = None,
         parent_close: ParentClose = "cancel",
         timeout: float | None = None,
-    ) -> ChildRun:
+    ) -> Coroutine[Any, Any, ChildRun]:
         """Start a child run (recorded: a replay does not start it again) and return at once;
         `await child.result()` waits for it.
+
+        Like every command, the child takes its position in the run's log at the call
+        (`asyncio.gather(ctx.run_child(a), ctx.wait_for_signal("s"))` gives the child the
+        first position, whenever its task runs), and the arguments are checked there.
 
         `parent_close`: what this run's end does to the child if it is still running then.
         "cancel" (the default): the child is cancelled when this run ends, however it ends
@@ -203,16 +212,9 @@ class Context:
         "abandon": the child outlives this run; not even cancelling this run reaches it.
         `timeout`: seconds the child run may take (its deadline, as app.start(timeout=)):
         past them it fails, timed out, and result() raises ChildRunFailed."""
-        parent_close = check_parent_close(parent_close)
-        if timeout is not None:
-            timeout = check_duration("child run timeout", timeout, positive=True)
-        label = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", "?")
-        rec = await self._executor.start_child(
-            workflow, input, run_id, version, str(label), parent_close, timeout
-        )
-        return ChildRun(self._executor, rec)
+        return self._start_child(workflow, input, run_id, version, parent_close, timeout, False)
 
-    async def run_child(
+    def run_child(
         self,
         workflow: Any,
         input: Any = None,
@@ -221,18 +223,29 @@ class Context:
         version: str | None = None,
         parent_close: ParentClose = "cancel",
         timeout: float | None = None,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """Start a child run and wait for its result; its failure (a timeout included) raises
-        ChildRunFailed. `parent_close` and `timeout`: see start_child()."""
-        child = await self.start_child(
-            workflow,
-            input,
-            run_id=run_id,
-            version=version,
-            parent_close=parent_close,
-            timeout=timeout,
+        ChildRunFailed. Its position is taken at the call. `parent_close` and `timeout`: see
+        start_child()."""
+        return self._start_child(workflow, input, run_id, version, parent_close, timeout, True)
+
+    def _start_child(
+        self,
+        workflow: Any,
+        input: Any,
+        run_id: str | None,
+        version: str | None,
+        parent_close: ParentClose,
+        timeout: float | None,
+        wait: bool,
+    ) -> Coroutine[Any, Any, Any]:
+        parent_close = check_parent_close(parent_close)
+        if timeout is not None:
+            timeout = check_duration("child run timeout", timeout, positive=True)
+        label = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", "?")
+        return self._executor.start_child(
+            workflow, input, run_id, version, str(label), parent_close, timeout, wait=wait
         )
-        return await child.result()
 
     # -- deterministic races (see _select) ----------------------------------------------------
 

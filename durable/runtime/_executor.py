@@ -9,7 +9,6 @@ after a crash (the log is simply longer) and the replay debugger (nothing may ru
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -23,7 +22,6 @@ from durable._codec import decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownWorkflowError
 from durable._events import (
     CancelRequested,
-    ChildStarted,
     CodeChanged,
     MarkerRecorded,
     RunCancelled,
@@ -35,7 +33,8 @@ from durable._events import (
 )
 from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
-from durable.runtime._context import Context, current_executor
+from durable.runtime._child_starts import ChildArgs, ChildStarter, ChildStarts, Creation
+from durable.runtime._context import ChildRun, Context, current_executor
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
@@ -44,23 +43,12 @@ from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from durable.runtime._waits import Waits
 from storage import InboxItem
 
-# Starts a child run: (workflow, input, run_id, version, parent_run_id, timeout) -> (run id,
-# workflow name, version). The worker provides it (the client's start).
-ChildStarter = Callable[
-    [Any, Any, str, "str | None", str, "float | None"], Awaitable[tuple[str, str, str]]
-]
-
 
 async def _raise(exc: BaseException) -> Any:
     raise exc
 
 
 T = TypeVar("T")
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()  # retrieved: nobody awaits it any more
 
 
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
@@ -86,8 +74,9 @@ class RunExecutor:
         self._max_recorded = max([*state.steps, *state.markers, *state.waits], default=-1)
         self.waits = Waits(self)
         self.inflight = 0  # live steps running
+        self.children = ChildStarts(self)  # the children being created (see _child_starts)
         # Replays hand recorded outcomes back in the order they were recorded (see _order).
-        self.order = ReplayOrder(state, busy=lambda: self.inflight > 0)
+        self.order = ReplayOrder(state, busy=self._busy)
         # The run's cancellation is being delivered: the steps and waits it ends are recorded
         # as cancelled. `stopping`: the worker stopped executing it; nothing more is recorded.
         self.cancelling = False
@@ -108,6 +97,10 @@ class RunExecutor:
         self.fatal: NonDeterminismError | None = None
         self.reached_end_of_history = False
         self.returned: tuple[bool, Any] | None = None  # replay: (ok, value or exception)
+
+    def _busy(self) -> bool:
+        """Live work runs (steps, child creations): what it leads to may change the run."""
+        return self.inflight > 0 or self.children.in_flight > 0
 
     @property
     def is_replaying(self) -> bool:
@@ -140,8 +133,11 @@ class RunExecutor:
     def abort(self) -> None:
         """Stop executing (lease lost, worker stopping, or put aside while it waits).
         Cancelling the workflow's task cancels the steps it awaits, inline or gathered; they
-        are not recorded as cancelled, and run again when the run continues."""
+        are not recorded as cancelled, and run again when the run continues: a cancellation
+        being delivered (the run compensating when it is parked) no longer records what it
+        cuts short; the next execution delivers what is left of it."""
         self.stopping = True
+        self.cancelling = False
         if self._deadline is not None:
             self._deadline.cancel()
         if self._task is not None:
@@ -164,7 +160,7 @@ class RunExecutor:
             if self.fatal is None and self.log is not None and self._accepted_cancel():
                 # The cancel was accepted: the run ends cancelled even if the workflow
                 # swallowed the CancelledError and returned.
-                await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+                await self._end(RunCancelled(reason=self.state.cancel_reason))
                 return
             if self.fatal is not None:
                 raise self.fatal
@@ -182,7 +178,16 @@ class RunExecutor:
                     type="durable.RunTimedOut",
                     message=f"the run's deadline passed ({_when(self.state.deadline)})",
                 )
-                await append_end(self.log, RunFailed(error=info))
+                await self._end(RunFailed(error=info))
+                return
+            # A re-execution of a run whose cancellation was delivered by an earlier one
+            # (a compensation parked, or a crash) replays it: not `cancelling`, yet accepted.
+            cancelled = isinstance(exc, asyncio.CancelledError) and (
+                self.cancelling or self._accepted_cancel()
+            )
+            replayed = self.log is None and isinstance(exc, asyncio.CancelledError)
+            if replayed and self.state.cancel_requested:  # a cancelled run's own outcome
+                self.returned = (False, exc)
                 return
             if self.log is None and isinstance(exc, asyncio.CancelledError):
                 task = self._task
@@ -191,12 +196,11 @@ class RunExecutor:
                     # raised in the workflow: its outcome, for replay() to compare.
                     self.returned = (False, exc)
                     return
-            cancelled = isinstance(exc, asyncio.CancelledError) and self.cancelling
             if self.stopping or not cancelled or self.log is None:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
-            await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+            await self._end(RunCancelled(reason=self.state.cancel_reason))
             return
         except Exception as exc:
             failure: Exception = self.fatal if self.fatal is not None else exc
@@ -204,7 +208,7 @@ class RunExecutor:
                 self.returned = (False, failure)
                 return
             if self.fatal is None and self._accepted_cancel():
-                await append_end(self.log, RunCancelled(reason=self.state.cancel_reason))
+                await self._end(RunCancelled(reason=self.state.cancel_reason))
                 return
             await self._finish(RunFailed(error=error_info(failure)), failed=True)
         else:
@@ -228,9 +232,16 @@ class RunExecutor:
         return await wf.fn(ctx, arg)
 
     async def _finish(self, event: RunCompleted | RunFailed, *, failed: bool) -> None:
-        assert self.log is not None
         if self._deadline is not None:
             self._deadline.cancel()
+        await self._end(event)
+
+    async def _end(self, event: RunCompleted | RunFailed | RunCancelled) -> None:
+        """Record the run's end: its last event. The children still being created (a
+        gathered branch the workflow left running) are recorded first, so the end cancels
+        them; nothing of this execution is recorded after it (see RunLog.append)."""
+        assert self.log is not None
+        await self.children.settled()
         await append_end(self.log, event)
 
     # -- commands issued by workflow code -------------------------------------------------
@@ -243,7 +254,7 @@ class RunExecutor:
         not, so that code treating it as one (asyncio.create_task) behaves the same on replay.
         Awaited directly, a live step runs inline in the workflow's task: no task to create and
         schedule per step; asyncio.gather wraps each in a task of its own."""
-        if self.stopping:
+        if self.stopping or self._ending:
             return _raise(ExecutionStopped())
         pos = self._next_pos
         self._next_pos = pos + 1
@@ -304,6 +315,9 @@ class RunExecutor:
         refuse_raw_race(self, pos)
         return value
 
+    def recorded_at(self, pos: int) -> str | None:
+        return self._recorded_at(pos)
+
     def _recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
         if pos in self.state.steps:
@@ -323,7 +337,7 @@ class RunExecutor:
         self, kind: str, label: str, signal: str = ""
     ) -> tuple[int, WaitState | None]:
         """Take the next position for a wait of `kind` (label: how divergences name it)."""
-        if self.stopping:
+        if self.stopping or self._ending:
             raise ExecutionStopped()
         pos = self._next_pos
         self._next_pos = pos + 1
@@ -366,18 +380,55 @@ class RunExecutor:
         label: str,
         parent_close: ParentClose = "cancel",
         timeout: float | None = None,
-    ) -> Coroutine[Any, Any, WaitState]:
-        name = self._child_name(workflow, version, label)
-        pos, rec = self._wait_command("child", f"child run of {name!r}")
-        if rec is not None:
-            if rec.child_workflow and rec.child_workflow != name:
-                return self._diverged(pos, rec.describe(), f"child run of {name!r}")
-            return self._recorded_start(rec)
-        return self._start_child(pos, workflow, input, run_id, version, parent_close, timeout)
+        *,
+        wait: bool = False,
+    ) -> Coroutine[Any, Any, Any]:
+        """Take the next position now, at the call, like every command (so that a child
+        gathered beside other commands has the same position whenever its task first runs,
+        and however that task ends), and return a coroutine that gives the started child (a
+        ChildRun), or with `wait` its result. One coroutine: nothing nested is left
+        unawaited when a branch is cancelled before it runs.
 
-    async def _recorded_start(self, rec: WaitState) -> WaitState:
+        Live, the child's creation starts at the call too: a branch cancelled before its
+        task ran (a cancellation, a gathered sibling's failure) still ends with its child
+        recorded, so the run's end cancels it (a previous execution may have created it)."""
+        args = ChildArgs(workflow, input, run_id, version, parent_close, timeout)
+        name = self._child_name(workflow, version, label)
+        if self.children.legacy(self._next_pos):
+            return self._start_child_legacy(args, name, wait)
+        try:
+            pos, rec = self._child_command(name)
+        except BaseException as exc:  # at the await, as before: the command was async
+            return _raise(exc)
+        if rec is not None:
+            return self._recorded_start(rec, wait)
+        return self._started(self.children.create(pos, args, at_call=True), wait)
+
+    def _child_command(self, name: str) -> tuple[int, WaitState | None]:
+        pos, rec = self._wait_command("child", f"child run of {name!r}")
+        if rec is not None and rec.child_workflow and rec.child_workflow != name:
+            raise self._divergence(pos, rec.describe(), f"child run of {name!r}", depth=3)
+        return pos, rec
+
+    async def _start_child_legacy(self, args: ChildArgs, name: str, wait: bool) -> Any:
+        """The way children were started before they took their position at the call: the
+        position is taken when this coroutine first runs (see ChildStarts.legacy)."""
+        pos, rec = self._child_command(name)
+        if rec is not None:
+            return await self._recorded_start(rec, wait)
+        return await self._started(self.children.create(pos, args, at_call=False), wait)
+
+    async def _started(self, creation: Creation, wait: bool) -> Any:
+        return await self._child(await self.children.started(creation), wait)
+
+    async def _recorded_start(self, rec: WaitState, wait: bool) -> Any:
         await self.order.turn(start_key(rec.pos))
-        return rec
+        return await self._child(rec, wait)
+
+    async def _child(self, rec: WaitState, wait: bool) -> Any:
+        if wait:
+            return await self._await(rec, decode_value)
+        return ChildRun(self, rec)
 
     def _child_name(self, workflow: Any, version: str | None, label: str) -> str:
         """The registered name of the workflow a child run is started with (what ChildStarted
@@ -389,47 +440,6 @@ class RunExecutor:
         except UnknownWorkflowError:
             return label  # a replay without the child's definition: compare what we can
 
-    async def _start_child(
-        self,
-        pos: int,
-        workflow: Any,
-        input: Any,
-        run_id: str | None,
-        version: str | None,
-        parent_close: ParentClose,
-        timeout: float | None,
-    ) -> WaitState:
-        assert self.log is not None and self.start_child_run is not None
-        log = self.log
-        child_id = run_id if run_id is not None else f"{self.state.run_id}.{pos}"
-        # Idempotent on the run id: after a crash between creating the child and recording
-        # it, the replay finds the child that exists.
-        creating = asyncio.ensure_future(
-            self.start_child_run(workflow, input, child_id, version, self.state.run_id, timeout)
-        )
-        try:
-            rid, name, ver = await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            # The run is being cancelled or timed out while its child is created: record the
-            # child all the same, so that the run's end cancels it (see durable._children).
-            if self.cancelling and not creating.cancelled():
-                with contextlib.suppress(Exception):
-                    rid, name, ver = await creating
-                    log.append(self._child_started(pos, rid, name, ver, parent_close))
-            else:  # stopped: the replay finds the child the creation makes (idempotent)
-                creating.add_done_callback(_retrieve)
-            raise
-        log.append(self._child_started(pos, rid, name, ver, parent_close))
-        return self.state.waits[pos]
-
-    @staticmethod
-    def _child_started(
-        pos: int, rid: str, name: str, ver: str, parent_close: ParentClose
-    ) -> ChildStarted:
-        return ChildStarted(
-            pos=pos, run_id=rid, workflow=name, version=ver, parent_close=parent_close
-        )
-
     def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]:
         return self._await(rec, decode_value)
 
@@ -438,6 +448,8 @@ class RunExecutor:
             await self.order.turn(done_key(rec.pos))
         elif self.log is None:
             raise EndOfHistory()
+        elif self._ending:  # a branch left running: the run's end is being recorded
+            raise ExecutionStopped()
         refuse_raw_race(self, rec.pos)
         try:
             value = await self.waits.wait(rec, decode)
@@ -493,6 +505,8 @@ class RunExecutor:
             return False
         if self.log is None:
             raise EndOfHistory()
+        if self.stopping or self._ending:
+            raise ExecutionStopped()
         self._next_pos = pos + 1
         raw = msgspec.Raw(encode_value(change_id, "a patch id"))
         self.log.append(MarkerRecorded(pos=pos, kind="patch", value=raw))
@@ -512,6 +526,7 @@ class RunExecutor:
         send = cancel_requests(self.state, reason, time.time())
         event = CancelRequested(reason=reason, inbox_id=item.id if item is not None else 0)
         log.append(event, consume=item.id if item is not None else None, send=send)
+        self.children.cancel_recorded()  # those being created are asked when recorded
         self.poke()
 
     def poke(self) -> None:
@@ -537,7 +552,7 @@ class RunExecutor:
             self.cancelling = True
             self._task.cancel()
             return
-        if self.inflight > 0 or not self.waits.futures or self.on_idle is None:
+        if self._busy() or not self.waits.futures or self.on_idle is None:
             self._seen = None
             return
         # A wait that ended wakes its awaiter only a few loop iterations later (its task's
@@ -565,6 +580,8 @@ class RunExecutor:
             return "its workflow's task is not running"
         if self.inflight > 0:
             return f"{self.inflight} step(s) are running"
+        if self.children.in_flight > 0:
+            return f"{self.children.in_flight} child run(s) are being created"
         if self.task_runnable():
             return "its workflow's task is runnable"
         return self.waits.park_problem()
@@ -579,7 +596,7 @@ class RunExecutor:
         return blocker is None or bool(blocker.done())
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
-        if self.stopping:
+        if self.stopping or self._ending:
             raise ExecutionStopped()
         pos = self._next_pos
         self._next_pos = pos + 1

@@ -24,6 +24,7 @@ from durable._runlog import RunLog
 from durable._state import CANCELLED, StepState
 from durable.runtime._context import StepContext, _current_step, current_executor
 from durable.runtime._registry import DEFAULT_MAX_CRASHES, StepDef
+from durable.runtime._stops import ExecutionStopped
 
 
 class StepHost(Protocol):
@@ -90,6 +91,10 @@ async def run_step(
             delay = next_at - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+        if log.state.finished:
+            # A branch the workflow left running when its run ended (a gathered sibling
+            # raised): no more attempts; their events would follow the run's end.
+            raise ExecutionStopped()
         if resumed:
             resumed = False  # the recorded start stands; a retry after it starts anew
         else:

@@ -1,8 +1,8 @@
 """Engine bugs the workflow fuzzer found, each as the smallest test that shows it.
 
-Marked xfail(strict=True) until the engine is fixed: the fix turns the test green, pytest then
-reports XPASS as a failure, and the marker must be removed (the fixed ones stay, as
-regression tests, with what they found in their docstring). The fuzzer tolerates these (counts
+Each was marked xfail(strict=True) until the engine was fixed (a fix turns the test green,
+pytest then reports XPASS as a failure, and the marker must go). All six are fixed; they stay
+as regression tests, with what they found in their docstring. The fuzzer tolerates these (counts
 them as "known bug: ...") unless FUZZ_STRICT=1.
 """
 
@@ -48,12 +48,10 @@ async def test_replay_of_a_run_cancelled_in_a_wait(tmp_path: Path) -> None:
     assert report.deterministic
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a gather branch still running when the workflow ends (its sibling raised) records "
-    "its command after the run's terminal event: ChildStarted follows RunFailed in the log",
-)
 async def test_no_event_after_the_end_of_a_run(tmp_path: Path) -> None:
+    """Found by the fuzzer, fixed: a gather branch still running when the workflow ends (its
+    sibling raised) records its command after the run's terminal event: ChildStarted follows
+    RunFailed in the log"""
     app = _app(tmp_path)
 
     @app.workflow(name="child")
@@ -77,15 +75,12 @@ async def test_no_event_after_the_end_of_a_run(tmp_path: Path) -> None:
     assert types[-1] == "RunFailed", types
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ctx.run_child() takes its position when its coroutine first runs, not at the call; "
-    "a run parked while a gathered child is being created, then cancelled, re-executes with the "
-    "cancel delivered before that task runs: the child's position goes to the compensation "
-    "step, replay diverges (NonDeterminismError; a live re-execution too, ending the cancelled "
-    "run failed) and the created child is never cancelled",
-)
 async def test_cancel_while_a_gathered_child_starts(tmp_path: Path) -> None:
+    """Found by the fuzzer, fixed: ctx.run_child() takes its position when its coroutine
+    first runs, not at the call; a run parked while a gathered child is being created, then
+    cancelled, re-executes with the cancel delivered before that task runs: the child's
+    position goes to the compensation step, replay diverges (NonDeterminismError; a live re-
+    execution too, ending the cancelled run failed) and the created child is never cancelled"""
     app = _app(tmp_path)
 
     @app.step()
@@ -203,14 +198,12 @@ async def test_postgres_release_racing_a_signal_keeps_the_wake_up(pg_fresh_url: 
     assert row is not None and row.ready_at is not None, "parked with a signal in its inbox"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run racing ctx.run_child() (as a task) against a signal with ctx.wait() is "
-    "parked while the child is being created (its idle check does not count a child start in "
-    "flight): the parent's ChildStarted is rejected (lease released), the child runs and its "
-    "end is recorded (ChildCompleted), but the re-executed parent never sees it: it hangs",
-)
 async def test_select_over_a_child_run_started_in_a_task(tmp_path: Path) -> None:
+    """Found by the fuzzer, fixed: a run racing ctx.run_child() (as a task) against a signal
+    with ctx.wait() is parked while the child is being created (its idle check does not
+    count a child start in flight): the parent's ChildStarted is rejected (lease released),
+    the child runs and its end is recorded (ChildCompleted), but the re-executed parent
+    never sees it: it hangs"""
     app = _app(tmp_path)
 
     @app.workflow(name="kid")
