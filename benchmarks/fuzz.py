@@ -210,7 +210,7 @@ def summary(stats: Counter[str], failures: list[str], took: float, s: int, db: s
     ]
     known = {k: v for k, v in stats.items() if k.startswith("known bug")}
     for key, value in sorted(known.items()):
-        lines.append(f"  {key}: {value} (tests/fuzz/test_found.py)")
+        lines.append(f"  {key}: {value} (docs/fuzzing.md)")
     lines.append(f"  failures          {len(failures)}")
     for f in failures:
         lines.append("")

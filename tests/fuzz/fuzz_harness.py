@@ -300,7 +300,7 @@ def _rel(ts: float | None) -> str:
 
 
 async def _known_stuck(store: Any, rows: dict[str, RunRecord], side: Side) -> bool:
-    """True if every unfinished run is stuck on a known bug (tests/fuzz/test_found.py), or waits
+    """True if every unfinished run is stuck on a known bug (docs/fuzzing.md), or waits
     for a child that is: a cancelled run whose step barrier is cancelled (its log ends with the
     same StepStarted events again and again after a CancelRequested), a run parked long with
     an item in its inbox, or one whose child's end arrived without its start recorded."""
@@ -325,7 +325,7 @@ async def _known_stuck(store: Any, rows: dict[str, RunRecord], side: Side) -> bo
         ends = {ev.run_id for ev in logged if type(ev).__name__ == "ChildCompleted"}
         begun = {ev.run_id for ev in logged if type(ev).__name__ == "ChildStarted"}
         if ends - begun:
-            # Known engine bug (tests/fuzz/test_found.py): parked while a child was being
+            # Known engine bug (docs/fuzzing.md): parked while a child was being
             # created, the ChildStarted rejected; the child's end arrives to no one.
             stuck.add(rid)
             reasons["known bug: child start lost to parking"] += 1
@@ -333,7 +333,7 @@ async def _known_stuck(store: Any, rows: dict[str, RunRecord], side: Side) -> bo
         row = rows[rid]
         later = row.ready_at is None or row.ready_at > time.time() + 5
         if row.owner is None and later and await store.read_inbox([rid]):
-            # Known engine bug (PostgreSQL, tests/fuzz/test_found.py): parked while a signal
+            # Known engine bug (PostgreSQL, docs/fuzzing.md): parked while a signal
             # was delivered, the wake-up lost: it sleeps with the signal in its inbox.
             stuck.add(rid)
             reasons["known bug: parked with a signal in the inbox (postgres)"] += 1
