@@ -20,6 +20,7 @@ RUNTIME_ORDER = [
     "_select",
     "_step_runner",
     "_child_starts",
+    "_watch",
     "_executor",
 ]
 

@@ -16,6 +16,8 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
                the DAG runner).
 - `_child_starts` child runs being created, until their start is recorded: they keep the
                run from being parked, and the run's end records them first.
+- `_watch`     between the workflow's turns: delivering a recorded cancel at its current await,
+               telling the worker the run only waits, the parking invariant (park_problem).
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
                answers each command from the log or runs it live and records it.
 

@@ -41,6 +41,7 @@ from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
 from durable.runtime._step_runner import run_step
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from durable.runtime._waits import Waits
+from durable.runtime._watch import RunWatch
 from storage import InboxItem
 
 
@@ -49,10 +50,6 @@ async def _raise(exc: BaseException) -> Any:
 
 
 T = TypeVar("T")
-
-
-# Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
-LOOKS_BEFORE_IDLE = 3
 
 
 class RunExecutor:
@@ -76,7 +73,7 @@ class RunExecutor:
         self.inflight = 0  # live steps running
         self.children = ChildStarts(self)  # the children being created (see _child_starts)
         # Replays hand recorded outcomes back in the order they were recorded (see _order).
-        self.order = ReplayOrder(state, busy=self._busy)
+        self.order = ReplayOrder(state, busy=self.busy)
         # The run's cancellation is being delivered: the steps and waits it ends are recorded
         # as cancelled. `stopping`: the worker stopped executing it; nothing more is recorded.
         self.cancelling = False
@@ -85,12 +82,9 @@ class RunExecutor:
         self.on_idle: Callable[[RunExecutor], None] | None = None  # set by the worker
         self.start_child_run: ChildStarter | None = None  # set by the worker
         self._patches: dict[str, bool] = {}
-        self._idle_pending = False
         self._ending = False  # the workflow returned or raised: its end is being recorded
-        # Idleness is decided only after several looks in a row saw nothing move (see _look).
         self.progress = 0  # bumped whenever a durable awaitable ends or is resolved
-        self._seen: tuple[int, int] | None = None
-        self._quiet_looks = 0
+        self.watch = RunWatch(self)  # delivers the cancel, tells the worker the run is idle
         self._deadline: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,7 +92,7 @@ class RunExecutor:
         self.reached_end_of_history = False
         self.returned: tuple[bool, Any] | None = None  # replay: (ok, value or exception)
 
-    def _busy(self) -> bool:
+    def busy(self) -> bool:
         """Live work runs (steps, child creations): what it leads to may change the run."""
         return self.inflight > 0 or self.children.in_flight > 0
 
@@ -113,6 +107,11 @@ class RunExecutor:
     @property
     def workflow_task(self) -> asyncio.Task[None] | None:
         return self._task
+
+    @property
+    def ending(self) -> bool:
+        """The workflow returned or raised: its end is being recorded."""
+        return self._ending
 
     def start(self) -> asyncio.Task[None]:
         self._loop = asyncio.get_running_loop()
@@ -272,7 +271,7 @@ class RunExecutor:
                 failed = StepFailed(step.name, pos, rec.attempts, rec.error)
                 return self._recorded(pos, None, failed)
         else:
-            other = self._recorded_at(pos)
+            other = self.recorded_at(pos)
             if other is not None:
                 return self._diverged(pos, other, f"step {step.name!r}")
         if self.log is None:
@@ -316,9 +315,6 @@ class RunExecutor:
         return value
 
     def recorded_at(self, pos: int) -> str | None:
-        return self._recorded_at(pos)
-
-    def _recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
         if pos in self.state.steps:
             return f"step {self.state.steps[pos].name!r}"
@@ -343,7 +339,7 @@ class RunExecutor:
         self._next_pos = pos + 1
         rec = self.state.waits.get(pos)
         if rec is None:
-            other = self._recorded_at(pos)
+            other = self.recorded_at(pos)
             if other is not None:
                 raise self._divergence(pos, other, label, depth=4)
             if self.log is None:
@@ -513,7 +509,7 @@ class RunExecutor:
         self._patches[change_id] = True
         return True
 
-    # -- cancellation, and telling the worker the run is idle ------------------------------
+    # -- cancellation, and telling the worker the run is idle (see _watch) -----------------
 
     def request_cancel(self, item: InboxItem | None, reason: str = "") -> None:
         """Record the cancellation (and ask every unfinished child not abandoned to cancel, in
@@ -530,70 +526,11 @@ class RunExecutor:
         self.poke()
 
     def poke(self) -> None:
-        """Something changed: look, once the workflow's task has yielded, whether a pending
-        cancellation can be delivered, or whether the run is now only waiting."""
-        if not self._idle_pending and self._loop is not None:
-            self._idle_pending = True
-            self._loop.call_soon(self._look)
-
-    def _look(self) -> None:
-        self._idle_pending = False
-        if self.stopping or self._task is None or self._task.done():
-            return
-        state = self.state
-        # Delivered wherever the workflow awaits: a step, a durable wait, or anything else
-        # (asyncio.sleep, an asyncio.Event); never while the run's end is being recorded.
-        if (
-            state.cancel_requested
-            and not state.cancel_delivered
-            and not self.cancelling
-            and not self._ending
-        ):
-            self.cancelling = True
-            self._task.cancel()
-            return
-        if self._busy() or not self.waits.futures or self.on_idle is None:
-            self._seen = None
-            return
-        # A wait that ended wakes its awaiter only a few loop iterations later (its task's
-        # done callbacks, asyncio.wait's waiter, the workflow's task): the run is idle only if
-        # the workflow's task is blocked and nothing moved over LOOKS_BEFORE_IDLE looks in a row.
-        seen = (self.progress, self._next_pos)
-        if seen != self._seen or self.task_runnable():
-            self._seen = seen
-            self._quiet_looks = 0
-            self.poke()
-            return
-        self._quiet_looks += 1
-        if self._quiet_looks < LOOKS_BEFORE_IDLE:
-            self.poke()
-            return
-        self._seen = None
-        self.on_idle(self)
+        """Something changed: see _watch (a cancel to deliver, or the run only waits)."""
+        self.watch.poke()
 
     def park_problem(self) -> str | None:
-        """Why this run must not be parked now (None: it may be). A parked run must be unable
-        to make progress and must have something that wakes it: a due time, or an inbox item
-        it waits for (a signal not received yet, a child run's end not recorded yet)."""
-        task = self._task
-        if task is None or task.done():
-            return "its workflow's task is not running"
-        if self.inflight > 0:
-            return f"{self.inflight} step(s) are running"
-        if self.children.in_flight > 0:
-            return f"{self.children.in_flight} child run(s) are being created"
-        if self.task_runnable():
-            return "its workflow's task is runnable"
-        return self.waits.park_problem()
-
-    def task_runnable(self) -> bool:
-        """The workflow's task is scheduled to run (not blocked on an unfinished future)."""
-        task = self._task
-        if task is None or task.done():
-            return False
-        # CPython's Task keeps the future it is blocked on here (C and Python tasks alike).
-        blocker = getattr(task, "_fut_waiter", None)
-        return blocker is None or bool(blocker.done())
+        return self.watch.park_problem()
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
         if self.stopping or self._ending:
@@ -605,7 +542,7 @@ class RunExecutor:
             if recorded.kind != kind:
                 raise self._divergence(pos, f"ctx.{recorded.kind}()", f"ctx.{kind}()")
             return decode_value(recorded.value)
-        other = self._recorded_at(pos)
+        other = self.recorded_at(pos)
         if other is not None:
             raise self._divergence(pos, other, f"ctx.{kind}()")
         if self.log is None:
@@ -635,7 +572,7 @@ class RunExecutor:
         if self.fatal is not None or self._max_recorded < self._next_pos:
             return
         pos = self._next_pos
-        recorded = self._recorded_at(pos) or "a later command"
+        recorded = self.recorded_at(pos) or "a later command"
         raise self._divergence_at_return(pos, recorded)
 
     def _divergence_at_return(self, pos: int, recorded: str) -> NonDeterminismError:

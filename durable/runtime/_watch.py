@@ -1,0 +1,124 @@
+"""Watching one execution of a run, between the workflow's turns.
+
+After something changed (a wait ended, a step ended, a cancel was recorded: poke()), once the
+workflow's task has yielded: a recorded cancellation not delivered yet is delivered at the
+workflow's current await, whatever it awaits; and a run that only waits is reported idle to
+the worker (on_idle), which may park it. Idleness is decided only after LOOKS_BEFORE_IDLE looks
+in a row, one loop iteration apart, saw nothing move and the workflow's task blocked: a wait
+that ended wakes its awaiter only a few iterations later (its task's done callbacks, a select's
+waiter, the workflow's task), and a run parked then would never be woken. park_problem() is
+the invariant the worker checks before it parks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from durable._state import RunState
+from durable.runtime._child_starts import ChildStarts
+from durable.runtime._waits import Waits
+
+# Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
+LOOKS_BEFORE_IDLE = 3
+
+
+class WatchHost(Protocol):
+    """The executor watched (RunExecutor; this module sits below it)."""
+
+    state: RunState
+    waits: Waits
+    children: ChildStarts
+    inflight: int
+    progress: int
+    cancelling: bool
+    stopping: bool
+
+    @property
+    def on_idle(self) -> Callable[[Any], None] | None: ...
+
+    @property
+    def workflow_task(self) -> asyncio.Task[None] | None: ...
+
+    @property
+    def ending(self) -> bool: ...
+
+    @property
+    def positions_used(self) -> int: ...
+
+    def busy(self) -> bool: ...
+
+
+class RunWatch:
+    def __init__(self, host: WatchHost) -> None:
+        self.host = host
+        self._pending = False
+        self._seen: tuple[int, int] | None = None
+        self._quiet_looks = 0
+
+    def poke(self) -> None:
+        """Something changed: look once the workflow's task has yielded."""
+        if not self._pending and self.host.workflow_task is not None:
+            self._pending = True
+            asyncio.get_running_loop().call_soon(self._look)
+
+    def _look(self) -> None:
+        self._pending = False
+        host = self.host
+        task = host.workflow_task
+        if host.stopping or task is None or task.done():
+            return
+        state = host.state
+        # Delivered wherever the workflow awaits: a step, a durable wait, or anything else
+        # (asyncio.sleep, an asyncio.Event); never while the run's end is being recorded.
+        if (
+            state.cancel_requested
+            and not state.cancel_delivered
+            and not host.cancelling
+            and not host.ending
+        ):
+            host.cancelling = True
+            task.cancel()
+            return
+        on_idle = host.on_idle
+        if host.busy() or not host.waits.futures or on_idle is None:
+            self._seen = None
+            return
+        seen = (host.progress, host.positions_used)
+        if seen != self._seen or self.task_runnable():
+            self._seen = seen
+            self._quiet_looks = 0
+            self.poke()
+            return
+        self._quiet_looks += 1
+        if self._quiet_looks < LOOKS_BEFORE_IDLE:
+            self.poke()
+            return
+        self._seen = None
+        on_idle(host)
+
+    def park_problem(self) -> str | None:
+        """Why the run must not be parked now (None: it may be). A parked run must be unable
+        to make progress and must have something that wakes it: a due time, or an inbox item
+        it waits for (a signal not received yet, a child run's end not recorded yet)."""
+        host = self.host
+        task = host.workflow_task
+        if task is None or task.done():
+            return "its workflow's task is not running"
+        if host.inflight > 0:
+            return f"{host.inflight} step(s) are running"
+        if host.children.in_flight > 0:
+            return f"{host.children.in_flight} child run(s) are being created"
+        if self.task_runnable():
+            return "its workflow's task is runnable"
+        return host.waits.park_problem()
+
+    def task_runnable(self) -> bool:
+        """The workflow's task is scheduled to run (not blocked on an unfinished future)."""
+        task = self.host.workflow_task
+        if task is None or task.done():
+            return False
+        # CPython's Task keeps the future it is blocked on here (C and Python tasks alike).
+        blocker = getattr(task, "_fut_waiter", None)
+        return blocker is None or bool(blocker.done())
