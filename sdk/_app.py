@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() i
     from pydantic_ai.models import Model
 
     from durable.agents import DurableAgent
+    from durable.flow import Workflow
 
 # What names a workflow to start: a workflow function, a registered name, a DAG builder.
 WorkflowRef = str | Callable[..., Any] | DagBuilder
@@ -223,6 +224,23 @@ class App:
             max_step_crashes=self._registry.max_step_crashes,
         )
 
+    def register_workflow(
+        self,
+        workflow: Workflow,
+        /,
+        *,
+        tools: Iterable[Any] | Mapping[str, Any] = (),
+        agents: Iterable[Any] | Mapping[str, Any] = (),
+        model: Any = None,
+    ) -> Workflow:
+        """Register a builder workflow (sdk.workflows: Workflow, WorkflowBuilder) so this
+        app's workers run its runs; `tools`, `agents` and `model` as WorkflowEngine takes
+        them. sdk.workflows.WorkflowEngine(app) registers what it executes by itself."""
+        from durable.flow._resolve import Catalog
+
+        workflow.register(self._registry, Catalog(tools, agents), model)
+        return workflow
+
     def _ref(self, workflow: WorkflowRef) -> str | Callable[..., Any]:
         if isinstance(workflow, DagBuilder):
             return self.register_dag(workflow)
@@ -248,6 +266,10 @@ class App:
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._engine is not None
 
     @property
     def engine(self) -> Engine:

@@ -24,6 +24,20 @@ RUNTIME_ORDER = [
     "_executor",
 ]
 
+# durable/flow (the builder of seed 004), likewise.
+FLOW_ORDER = [
+    "_context",
+    "_results",
+    "_steps",
+    "_resolve",
+    "_fingerprint",
+    "_plan",
+    "_parallel",
+    "_run",
+    "_report",
+    "_workflow",
+]
+
 
 def imported_modules(path: Path) -> set[str]:
     """Every absolute module name `path` imports (relative imports resolved)."""
@@ -77,4 +91,16 @@ def test_storage_imports_neither_durable_nor_sdk_and_durable_not_sdk() -> None:
         for module in imported_modules(path)
         if module.split(".")[0] in forbidden
     ]
+    assert problems == []
+
+
+def test_flow_modules_import_only_those_below_them() -> None:
+    flow = ROOT / "durable" / "flow"
+    found = sorted(p.stem for p in flow.glob("_*.py") if p.stem != "__init__")
+    assert found == sorted(FLOW_ORDER), "list every module of durable/flow in FLOW_ORDER"
+    problems = []
+    for rank, name in enumerate(FLOW_ORDER):
+        above = {f"durable.flow.{n}" for n in FLOW_ORDER[rank:]}
+        for module in imported_modules(flow / f"{name}.py") & above:
+            problems.append(f"durable/flow/{name}.py imports {module}")
     assert problems == []

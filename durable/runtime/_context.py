@@ -38,6 +38,11 @@ class WorkflowRuntime(Protocol):
     @property
     def is_replaying(self) -> bool: ...
 
+    @property
+    def positions_used(self) -> int:
+        """The next command's position: those below it are taken."""
+        ...
+
     def call_step(
         self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Coroutine[Any, Any, Any]:

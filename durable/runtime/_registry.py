@@ -213,6 +213,39 @@ class Registry:
         self._by_fn[fn] = definition
         return definition
 
+    def add_flow(
+        self, fn: Callable[..., Awaitable[Any]], *, name: str, version: str, fingerprint: str
+    ) -> WorkflowDef:
+        """Register a builder workflow (durable.flow): `fn(ctx, input)` interprets it, and
+        `fingerprint` hashes its steps and their code (its lambdas can't be stored). The same
+        workflow registered again replaces the entry (the newest closures), as a DAG does; a
+        changed one under the same version is refused."""
+        check_id("workflow name", name)
+        check_id("workflow version", version)
+        key = (name, version)
+        existing = self._workflows.get(key)
+        if existing is not None and existing.fingerprint != fingerprint:
+            raise WorkflowDefinitionError(
+                f"workflow {name!r} version {version!r} is already registered "
+                f"({existing.source}) with different steps; a changed workflow registered in "
+                "the same process needs a new version"
+            )
+        if existing is not None:
+            self._by_fn.pop(existing.fn, None)
+        definition = WorkflowDef(
+            name=name,
+            version=version,
+            fn=fn,
+            takes_input=True,
+            input_type=Any,
+            return_type=Any,
+            fingerprint=fingerprint,
+            source=caller_location(2),
+        )
+        self._workflows[key] = definition
+        self._by_fn[fn] = definition
+        return definition
+
     def add_dag(self, program: DagProgram) -> WorkflowDef:
         """Register a validated DAG definition as workflow (name, version)."""
         definition = program.definition

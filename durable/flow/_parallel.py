@@ -1,0 +1,119 @@
+"""A ParallelStep's branches, raced durably.
+
+Each branch is a task working on its own copy of the context; ctx.as_completed records the
+order they finish in, so a replay (or the worker that resumes the run after a crash) sees the
+same order and takes the same early exit (fail_fast, wait_for_all=False, the timeout). The
+branches still running at an early exit are cancelled. Then the successful branches' changes
+to the context are merged into it in branch order, not finishing order, so the result never
+depends on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from durable.flow._context import WorkflowContext
+from durable.flow._results import StepResult, composite
+from durable.flow._steps import ParallelStep, WorkflowStep
+from durable.runtime._context import Context
+
+# _run's _Flow.execute: one step (and its nested ones), to its StepResult.
+Execute = Callable[[WorkflowStep, WorkflowContext, str | None, int | None], Awaitable[StepResult]]
+
+
+async def run_parallel(
+    ctx: Context,
+    execute: Execute,
+    step: ParallelStep,
+    context: WorkflowContext,
+    parent: str | None,
+    it: int | None,
+) -> StepResult:
+    copies = [context.snapshot() for _ in step.branches]
+    tasks = [
+        asyncio.ensure_future(execute(branch, copy, step.step_id, it))
+        for branch, copy in zip(step.branches, copies, strict=True)
+    ]
+    need = _needed(step)
+    ended: dict[int, StepResult] = {}
+    timed_out = False
+    try:
+        async for done in ctx.as_completed(tasks, timeout=step.timeout):
+            index = tasks.index(done)  # type: ignore[arg-type]
+            ended[index] = done.result()
+            ok = sum(1 for r in ended.values() if r.is_success)
+            if step.failure_policy == "fail_fast" and ended[index].is_failure:
+                break
+            if not step.wait_for_all and ok >= need:
+                break
+    except TimeoutError:
+        timed_out = True
+    finally:
+        pending = [t for t in tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    before = dict(context.variables)
+    outputs: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for index, branch in enumerate(step.branches):
+        result = ended.get(index)
+        if result is None:
+            why = f"timed out after {step.timeout:g}s" if timed_out else "cancelled"
+            failed[branch.step_id] = why
+        elif result.is_success:
+            outputs[branch.step_id] = result.output
+            _merge(context, copies[index], before)
+        elif result.is_failure:
+            failed[branch.step_id] = result.error or "failed"
+    ok = _succeeded(step, len(outputs), failed, timed_out, need)
+    handling: dict[str, Any] = {
+        "policy": step.failure_policy,
+        "succeeded": len(outputs),
+        "failed": failed,
+    }
+    error = None
+    if failed:
+        error = f"{len(failed)} of {len(step.branches)} branches failed: " + "; ".join(
+            f"{k}: {v}" for k, v in failed.items()
+        )
+    return composite(
+        step,
+        parent,
+        "success" if ok else "failed",
+        outputs,
+        None if ok else error,
+        list(ended.values()),
+        handling,
+    )
+
+
+def _needed(step: ParallelStep) -> int:
+    if step.minimum_success_count is not None:
+        return min(step.minimum_success_count, len(step.branches))
+    if step.failure_policy in ("continue_on_partial_failure", "continue_on_failure"):
+        return 1
+    return len(step.branches) if step.wait_for_all else 1
+
+
+def _succeeded(
+    step: ParallelStep, succeeded: int, failed: dict[str, str], timed_out: bool, need: int
+) -> bool:
+    if step.failure_policy == "continue_on_failure":
+        return True
+    if step.failure_policy == "continue_on_partial_failure" or not step.wait_for_all:
+        return succeeded >= need
+    if step.minimum_success_count is not None and step.failure_policy != "fail_fast":
+        return succeeded >= need
+    return not failed and not timed_out
+
+
+def _merge(context: WorkflowContext, copy: WorkflowContext, before: dict[str, Any]) -> None:
+    for key, value in copy.variables.items():
+        if key not in before or before[key] is not value:
+            context.variables[key] = value
+    for key, value in copy.results.items():
+        context.results.setdefault(key, value)
