@@ -84,6 +84,7 @@ class RunExecutor:
         self._patches: dict[str, bool] = {}
         self._ending = False  # the workflow returned or raised: its end is being recorded
         self.progress = 0  # bumped whenever a durable awaitable ends or is resolved
+        self.races: dict[int, list[asyncio.Future[Any]]] = {}  # see _select.SelectHost
         self.watch = RunWatch(self)  # delivers the cancel, tells the worker the run is idle
         self._deadline: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -304,15 +305,23 @@ class RunExecutor:
         try:
             value = await body
         except Exception:
+            self._ended_live()
             refuse_raw_race(self, pos)
+            await self.order.after_recorded()
             raise
-        finally:
-            self.inflight -= 1
-            self.progress += 1
-            if self.waits.futures:
-                self.poke()
+        except BaseException:
+            self._ended_live()
+            raise
+        self._ended_live()
+        await self.order.after_recorded()  # a replay's recorded outcomes first (see _order)
         refuse_raw_race(self, pos)
         return value
+
+    def _ended_live(self) -> None:
+        self.inflight -= 1
+        self.progress += 1
+        if self.waits.futures:
+            self.poke()
 
     def recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
@@ -446,12 +455,17 @@ class RunExecutor:
             raise EndOfHistory()
         elif self._ending:  # a branch left running: the run's end is being recorded
             raise ExecutionStopped()
+        live = not rec.done
         refuse_raw_race(self, rec.pos)
         try:
             value = await self.waits.wait(rec, decode)
         except Exception:
             refuse_raw_race(self, rec.pos)
+            if live:
+                await self.order.after_recorded()
             raise
+        if live:  # a replay's recorded outcomes first (see _order)
+            await self.order.after_recorded()
         refuse_raw_race(self, rec.pos)
         return value
 

@@ -32,6 +32,10 @@ QUIET_LOOKS = 3
 BUSY_LOOK_DELAY = 0.05  # seconds between looks while live steps run
 
 
+# Loop iterations a recorded outcome taken at once may wait for the other ready tasks (settle).
+SETTLE_LOOKS = 4
+
+
 def done_key(pos: int) -> int:
     """The key of the outcome (a step's, a wait's end) at `pos`."""
     return 2 * pos + 1
@@ -55,6 +59,8 @@ class ReplayOrder:
         self._index = {key: i for i, key in enumerate(self._order)}
         self._next = 0
         self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._after: list[asyncio.Future[None]] = []  # live outcomes waiting for the end
+        self.settling = 0  # tasks in settle(): a cancel waits for them (see _watch)
         self._busy = busy  # live steps are running: the order may be waiting for them
         self._seen = -1
         self._quiet = 0
@@ -79,8 +85,14 @@ class ReplayOrder:
 
     async def turn(self, key: int) -> None:
         """Return once every outcome recorded before `key` has been taken."""
-        if self.ready(key):
-            return
+        self.settling += 1  # live outcomes wait until this one is handed back (see settle)
+        try:
+            if self.ready(key):
+                await self.settle()
+                return
+        finally:
+            self.settling -= 1
+            self._release_after_if_done()
         fut = asyncio.get_running_loop().create_future()
         self._waiting[key] = fut
         self._look_soon()
@@ -89,6 +101,43 @@ class ReplayOrder:
         finally:
             if self._waiting.get(key) is fut:
                 del self._waiting[key]
+
+    async def settle(self) -> None:
+        """Live, a command's outcome never comes back at once: a step takes at least the
+        commit of its start, a wait its timer or signal. Meanwhile the workflow's other tasks
+        that were ready ran until they blocked, taking the positions of the commands they
+        issued. A replay has the outcome at hand; handed back without a pause, its task would
+        run on and take those positions itself (`gather(chain(a), chain(b))` where a chain is
+        a step then ctx.now(): a's now() took b's step's position). So the outcome comes back
+        once the loop has nothing else ready (a few iterations at most: other runs share the
+        loop). A sequential replay alone on its loop does not pause at all. A cancellation is
+        not delivered in these pauses (_watch waits): live, it would have reached the command
+        the workflow awaits next, and that is where it is recorded. Called by turn(), which
+        counts the task in `settling` meanwhile."""
+        loop = asyncio.get_running_loop()
+        for _ in range(SETTLE_LOOKS):
+            ready = getattr(loop, "_ready", None)  # CPython's queue of ready callbacks
+            if ready is not None and not ready:
+                return
+            await asyncio.sleep(0)
+
+    def _release_after_if_done(self) -> None:
+        if self._after and not self.active and not self.settling:
+            self._release_after()
+
+    async def after_recorded(self) -> None:
+        """Return once every recorded outcome has been taken. A live outcome during a replay
+        (a step the crash interrupted, run again) is newer than all of them: handed back at
+        once, its task would go on and take positions other tasks' recorded commands hold,
+        and get their results (a step of the same name: no divergence to see, the wrong
+        value). So it waits; if nobody asks for the next recorded outcome, the order gives
+        way as it does for recorded ones."""
+        if not self.active and not self.settling:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._after.append(fut)
+        self._look_soon()
+        await fut
 
     def _advance(self) -> None:
         self._next += 1
@@ -101,6 +150,13 @@ class ReplayOrder:
             if not fut.done():
                 fut.set_result(None)
             self._next += 1
+        self._release_after_if_done()
+
+    def _release_after(self) -> None:
+        after, self._after = self._after, []
+        for fut in after:
+            if not fut.done():
+                fut.set_result(None)
 
     # -- giving way ----------------------------------------------------------------------
 
@@ -111,7 +167,14 @@ class ReplayOrder:
 
     def _look(self) -> None:
         self._looking = False
-        if not self._waiting or self._next >= len(self._order):
+        if self._next >= len(self._order):
+            self._release_after_if_done()
+            return
+        if not self._waiting and not self._after:
+            return
+        if self.settling:  # a task about to ask for the next outcome (see settle)
+            self._quiet = 0
+            self._look_soon()
             return
         if self._busy():  # live steps run: what they lead to may be the next; look later
             self._seen, self._quiet = self._next, 0
@@ -125,6 +188,11 @@ class ReplayOrder:
         self._quiet += 1
         if self._quiet < QUIET_LOOKS:
             self._look_soon()
+            return
+        if not self._waiting:  # only live outcomes wait, and nobody asks for the next one
+            self.gave_way += len(self._order) - self._next
+            self._next = len(self._order)
+            self._release_after_if_done()
             return
         # Nobody asks for the next outcome: release the earliest one somebody waits for.
         first = min(self._waiting, key=self._index.__getitem__)

@@ -51,6 +51,9 @@ class SelectHost(Protocol):
     stopping: bool
     fatal: NonDeterminismError | None
     progress: int
+    # The selects awaited now: each one's waiter (by id) -> the futures it races. What the
+    # watch follows to tell a run that only waits from one whose raced tasks still work.
+    races: dict[int, list[asyncio.Future[Any]]]
 
     @property
     def workflow_task(self) -> asyncio.Task[None] | None: ...
@@ -151,10 +154,12 @@ async def select(ex: SelectHost, rec: WaitState, futs: list[asyncio.Future[Any]]
     if rec.done:
         chosen = list(rec.selected)
         race = _Race([futs[i] for i in chosen], asyncio.ALL_COMPLETED)
+        ex.races[id(race.waiter)] = race.futs
         try:
             if not race.satisfied():
                 await race.waiter
         finally:
+            ex.races.pop(id(race.waiter), None)
             race.close()
         _reraise_stop(futs, chosen)
         await ex.order.turn(done_key(rec.pos))  # it returned in its turn (see _order)
@@ -170,6 +175,7 @@ async def select(ex: SelectHost, rec: WaitState, futs: list[asyncio.Future[Any]]
     deadline = ex.waits.arm(rec) if rec.due is not None else None
     if deadline is not None:
         deadline.add_done_callback(race.release)
+    ex.races[id(race.waiter)] = race.futs
     ex.poke()
     try:
         if not race.satisfied():
@@ -179,6 +185,7 @@ async def select(ex: SelectHost, rec: WaitState, futs: list[asyncio.Future[Any]]
             ex.log.append(CommandCancelled(pos=rec.pos))
         raise
     finally:
+        ex.races.pop(id(race.waiter), None)
         race.close()
         if deadline is not None:
             deadline.remove_done_callback(race.release)

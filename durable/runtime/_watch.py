@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from durable._state import RunState
 from durable.runtime._child_starts import ChildStarts
+from durable.runtime._order import ReplayOrder
 from durable.runtime._waits import Waits
 
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
@@ -34,6 +35,8 @@ class WatchHost(Protocol):
     progress: int
     cancelling: bool
     stopping: bool
+    races: dict[int, list[asyncio.Future[Any]]]  # see _select.SelectHost
+    order: ReplayOrder
 
     @property
     def on_idle(self) -> Callable[[Any], None] | None: ...
@@ -78,6 +81,9 @@ class RunWatch:
             and not host.cancelling
             and not host.ending
         ):
+            if host.order.settling:  # a replayed outcome pausing (see _order.settle)
+                self.poke()
+                return
             host.cancelling = True
             task.cancel()
             return
@@ -86,7 +92,7 @@ class RunWatch:
             self._seen = None
             return
         seen = (host.progress, host.positions_used)
-        if seen != self._seen or self.task_runnable():
+        if seen != self._seen or not self.only_waits():
             self._seen = seen
             self._quiet_looks = 0
             self.poke()
@@ -112,7 +118,44 @@ class RunWatch:
             return f"{host.children.in_flight} child run(s) are being created"
         if self.task_runnable():
             return "its workflow's task is runnable"
-        return host.waits.park_problem()
+        problem = host.waits.park_problem()
+        if problem is None and not self.only_waits():
+            problem = "a task of the run works on something its log does not know of"
+        return problem
+
+    def only_waits(self) -> bool:
+        """Nothing but the run's durable waits can move its workflow's task: it is blocked on
+        one of them, or on tasks (a ctx.wait's, an asyncio.gather's, one it awaits) that all
+        are, recursively. A task that is runnable or blocked on anything else (a thread, a
+        socket, an asyncio.Event) is working: parking the run would throw that work away and
+        leave the run asleep until its next timer."""
+        task = self.host.workflow_task
+        if task is None or task.done():
+            return False
+        durable = {id(f) for f in self.host.waits.futures.values()}
+        races = self.host.races
+        seen: set[int] = set()
+
+        def waits_only(fut: asyncio.Future[Any]) -> bool:
+            if id(fut) in seen:
+                return True
+            seen.add(id(fut))
+            if fut.done():
+                return False  # its awaiter is about to run
+            if id(fut) in durable:
+                return True
+            if isinstance(fut, asyncio.Task):
+                # CPython's Task keeps the future it is blocked on here (C and Python tasks).
+                blocker = getattr(fut, "_fut_waiter", None)
+                return blocker is not None and waits_only(blocker)
+            members = races.get(id(fut))
+            if members is None:
+                members = getattr(fut, "_children", None)  # asyncio.gather's future
+            if members is None:
+                return False
+            return all(waits_only(m) for m in members if not m.done())
+
+        return waits_only(task)
 
     def task_runnable(self) -> bool:
         """The workflow's task is scheduled to run (not blocked on an unfinished future)."""

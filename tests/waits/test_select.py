@@ -429,7 +429,9 @@ async def test_a_log_recorded_with_a_raw_race_does_not_replay_cleanly(
     with monkeypatch.context() as patch:
         patch.setattr(durable.runtime._select, "_raw_racer", lambda ex: None)
         async with app:
-            assert await app.run(old, run_id="r1", timeout=10) == 1
+            # 1 live; a re-execution after the run was parked replays both timers' recorded
+            # ends and may see both done: the very unreliability the refusal prevents.
+            assert await app.run(old, run_id="r1", timeout=10) in (1, 2)
             events = await app.events("r1")
     report = await replay("r1", events, app.registry)
     assert not report.deterministic
