@@ -142,7 +142,11 @@ class _Flow:
             return await self._once(step, context, parent, it)
         attempt = 1
         while True:
-            result = await self._bounded(step, self._once(step, context, parent, it), parent)
+            body = self._once(step, context, parent, it)
+            # A parallel step bounds itself: at its timeout the branches done by then still
+            # count for its failure policy (3 of 4 done is enough for "at least 3").
+            bounded = body if isinstance(step, ParallelStep) else self._bounded(step, body, parent)
+            result = await bounded
             if not result.is_failure or attempt >= step.max_attempts:
                 return result
             await self.ctx.sleep(step.retry_delay * 2 ** (attempt - 1))
