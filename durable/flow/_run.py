@@ -353,13 +353,20 @@ class _Flow:
             )
             if isinstance(replacement, WorkflowStep) and taken.get("step") == replacement.step_id:
                 inner = await self.execute(replacement, context, step.step_id, it)
+                handling: dict[str, Any] = {
+                    "action": "replaced",
+                    "by": inner.step_id,
+                    "error": result.error,
+                }
+                if _continued(inner):  # the fallback failed too: the workflow's handler
+                    handling["continued"] = True  # said to go on, so the step goes on
                 return replace(
                     inner,
                     step_id=step.step_id,
                     step_type=step.kind,
                     parent_id=parent,
                     output=inner.output,
-                    handling={"action": "replaced", "by": inner.step_id, "error": result.error},
+                    handling=handling,
                 )
         wf_handler = self.plan.workflow_handler
         retries = 0
