@@ -32,7 +32,9 @@ async def test_a_false_condition_skips_the_step(tmp_path: Path) -> None:
     calls: list[str] = []
     workflow = (
         WorkflowBuilder("cond")
-        .add_step(ToolStep("a", _recorder(calls, "a")).add_condition(lambda c: c["priority"] == "high"))
+        .add_step(
+            ToolStep("a", _recorder(calls, "a")).add_condition(lambda c: c["priority"] == "high")
+        )
         .add_step(
             ToolStep("b", _recorder(calls, "b"))
             .add_condition(lambda c: True)
@@ -54,7 +56,11 @@ async def test_a_false_condition_skips_the_step(tmp_path: Path) -> None:
 
 async def test_one_false_condition_of_several_skips(tmp_path: Path) -> None:
     calls: list[str] = []
-    step = ToolStep("a", _recorder(calls, "a")).add_condition(lambda c: True).add_condition(lambda c: 0)
+    step = (
+        ToolStep("a", _recorder(calls, "a"))
+        .add_condition(lambda c: True)
+        .add_condition(lambda c: 0)
+    )
     result = await run(tmp_path, WorkflowBuilder("cond2").add_step(step).build())
     assert calls == [] and result.steps[0].status == "skipped"
 
@@ -98,7 +104,12 @@ async def test_conditional_takes_the_branch_its_condition_picks(
     assert result.status == "completed", result.error
     assert calls == [ran]
     top = result.steps[0]
-    assert (top.step_id, top.step_type, top.status, top.output) == ("payment_check", "conditional", "success", ran)
+    assert (top.step_id, top.step_type, top.status, top.output) == (
+        "payment_check",
+        "conditional",
+        "success",
+        ran,
+    )
     assert top.handling == {"branch": amount > 1000, "ran": ran}
     inner = by_id(result)[ran]
     assert inner.parent_id == "payment_check" and inner.step_type == "tool"
@@ -110,7 +121,11 @@ async def test_a_missing_branch_skips_the_conditional(tmp_path: Path) -> None:
     calls: list[str] = []
     workflow = (
         WorkflowBuilder("only_true")
-        .add_step(ConditionalStep("check").condition(lambda s: False).if_true(ToolStep("t", _recorder(calls, "t"))))
+        .add_step(
+            ConditionalStep("check")
+            .condition(lambda s: False)
+            .if_true(ToolStep("t", _recorder(calls, "t")))
+        )
         .add_tool_step("next", _recorder(calls, "next"))
         .build()
     )
@@ -151,13 +166,17 @@ async def test_a_conditional_whose_condition_raises_fails_naming_the_error(tmp_p
 
 def test_a_conditional_without_a_condition_is_refused(tmp_path: Path) -> None:
     engine = WorkflowEngine(make_app(tmp_path))
-    workflow = WorkflowBuilder("no_cond").add_step(ConditionalStep("c").if_true(ToolStep("t", len))).build()
+    workflow = (
+        WorkflowBuilder("no_cond")
+        .add_step(ConditionalStep("c").if_true(ToolStep("t", len)))
+        .build()
+    )
     with pytest.raises(WorkflowDefinitionError, match="conditional step 'c' has no condition"):
         engine.register(workflow)
 
 
 def test_declaration_errors() -> None:
-    with pytest.raises(WorkflowDefinitionError, match="needs a step .* got str"):
+    with pytest.raises(WorkflowDefinitionError, match=r"needs a step .* got str"):
         ConditionalStep("c").if_true("not a step")  # type: ignore[arg-type]
     with pytest.raises(WorkflowDefinitionError, match="needs a function"):
         ToolStep("t").add_condition(True)  # type: ignore[arg-type]
@@ -181,8 +200,12 @@ async def test_loop_condition_with_iteration(tmp_path: Path) -> None:
         .add_step(
             LoopStep(
                 "process_orders",
-                ToolStep("process_item", process).with_params_function(lambda s: {"orders": s["orders"]}),
-                condition=lambda context, iteration: iteration < len(context.variables.get("orders", [])),
+                ToolStep("process_item", process).with_params_function(
+                    lambda s: {"orders": s["orders"]}
+                ),
+                condition=lambda context, iteration: (
+                    iteration < len(context.variables.get("orders", []))
+                ),
                 max_iterations=10,
             )
         )
@@ -211,7 +234,11 @@ async def test_loop_one_argument_condition_sees_the_outputs(tmp_path: Path) -> N
 
     workflow = (
         WorkflowBuilder("loop1")
-        .add_step(LoopStep("until_three", ToolStep("bump", bump), condition=lambda s: s.get("count", 0) < 3))
+        .add_step(
+            LoopStep(
+                "until_three", ToolStep("bump", bump), condition=lambda s: s.get("count", 0) < 3
+            )
+        )
         .build()
     )
     result = await run(tmp_path, workflow)
@@ -223,7 +250,12 @@ async def test_loop_one_argument_condition_sees_the_outputs(tmp_path: Path) -> N
 
 async def test_loop_stops_at_max_iterations(tmp_path: Path) -> None:
     calls: list[str] = []
-    loop = LoopStep("forever", ToolStep("t", _recorder(calls, "t")), condition=lambda c, i: True, max_iterations=4)
+    loop = LoopStep(
+        "forever",
+        ToolStep("t", _recorder(calls, "t")),
+        condition=lambda c, i: True,
+        max_iterations=4,
+    )
     result = await run(tmp_path, WorkflowBuilder("capped").add_step(loop).build())
     assert result.status == "completed", result.error
     assert len(calls) == 4 and len(result.steps[0].output) == 4
@@ -258,7 +290,12 @@ async def test_a_failed_iteration_fails_the_loop(tmp_path: Path) -> None:
 
 
 async def test_a_loop_condition_that_raises_fails_the_loop(tmp_path: Path) -> None:
-    loop = LoopStep("l", ToolStep("t", len, {"obj": "ab"}), condition=lambda c, i: [][i], max_iterations=3)
+    loop = LoopStep(
+        "l", ToolStep("t", len, {"obj": "ab"}), condition=lambda c, i: [][i], max_iterations=3
+    )
     result = await run(tmp_path, WorkflowBuilder("loop_raises").add_step(loop).build())
     assert result.status == "failed"
-    assert result.steps[0].error == "its condition raised IndexError: list index out of range (iteration 0)"
+    assert (
+        result.steps[0].error
+        == "its condition raised IndexError: list index out of range (iteration 0)"
+    )

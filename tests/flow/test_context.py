@@ -14,7 +14,9 @@ from sdk.workflows import ConditionalStep, ToolStep, WorkflowBuilder, WorkflowCo
 
 def test_the_mapping_reads_variables_over_initial_data() -> None:
     context = WorkflowContext(
-        workflow_id="w", variables={"a": 1, "shared": "variable"}, initial_data={"b": 2, "shared": "initial"}
+        workflow_id="w",
+        variables={"a": 1, "shared": "variable"},
+        initial_data={"b": 2, "shared": "initial"},
     )
     assert context["a"] == 1 and context["b"] == 2
     assert context["shared"] == "variable"  # a variable shadows the initial datum
@@ -76,7 +78,10 @@ def test_payload_round_trip() -> None:
     [
         ([1, 2], "a builder workflow's input is a WorkflowContext .* not list"),
         ("order-1", "not str"),
-        ({"variables": {}, "colour": 1, "size": 2}, "unknown WorkflowContext field\\(s\\) 'colour', 'size'"),
+        (
+            {"variables": {}, "colour": 1, "size": 2},
+            "unknown WorkflowContext field\\(s\\) 'colour', 'size'",
+        ),
         ({"variables": 5}, "WorkflowContext variables must be a dict, not int"),
     ],
 )
@@ -116,14 +121,22 @@ async def test_outputs_flow_into_later_steps_lambdas(tmp_path: Path) -> None:
 
     workflow = (
         WorkflowBuilder("merging")
-        .add_step(ToolStep("validate", validate).with_params_function(lambda s: {"order_id": s["order_id"]}))
+        .add_step(
+            ToolStep("validate", validate).with_params_function(
+                lambda s: {"order_id": s["order_id"]}
+            )
+        )
         .add_tool_step("total", total)
         .add_step(
             ConditionalStep("when_valid")
             .condition(lambda s: s.get("order_valid", False))
             .if_true(
                 ToolStep("ship", ship).with_params_function(
-                    lambda s: {"order_id": s["checked"], "amount": s["total"], "valid": s["order_valid"]}
+                    lambda s: {
+                        "order_id": s["checked"],
+                        "amount": s["total"],
+                        "valid": s["order_valid"],
+                    }
                 )
             )
         )
@@ -134,7 +147,12 @@ async def test_outputs_flow_into_later_steps_lambdas(tmp_path: Path) -> None:
     assert seen == [("ORD-1", 109.97, True)]
     final = result.context
     assert final.initial_data == {"order_id": "ORD-1"}
-    assert final.variables == {"order_valid": True, "checked": "ORD-1", "total": 109.97, "ship": "label-1"}
+    assert final.variables == {
+        "order_valid": True,
+        "checked": "ORD-1",
+        "total": 109.97,
+        "ship": "label-1",
+    }
     assert final.results["validate"] == {"order_valid": True, "checked": "ORD-1"}
     assert final.results["total"] == 109.97
     assert final.results["ship"] == "label-1"
@@ -148,7 +166,10 @@ async def test_user_context_and_metadata_reach_lambdas_and_the_result(tmp_path: 
         WorkflowBuilder("ctx_fields")
         .add_step(
             ToolStep("greet", lambda name, priority: f"{name}/{priority}").with_params_function(
-                lambda c: {"name": c.user_context["customer_id"], "priority": c.metadata["priority"]}
+                lambda c: {
+                    "name": c.user_context["customer_id"],
+                    "priority": c.metadata["priority"],
+                }
             )
         )
         .build()

@@ -22,7 +22,9 @@ from sdk.workflows import (
 )
 
 
-def flaky(calls: list[str], name: str, fail_times: int, message: str = "Network unreachable") -> Any:
+def flaky(
+    calls: list[str], name: str, fail_times: int, message: str = "Network unreachable"
+) -> Any:
     def tool() -> dict[str, str]:
         calls.append(name)
         if sum(1 for c in calls if c == name) <= fail_times:
@@ -33,7 +35,9 @@ def flaky(calls: list[str], name: str, fail_times: int, message: str = "Network 
     return tool
 
 
-async def test_a_step_handler_returning_a_fallback_step_replaces_the_failure(tmp_path: Path) -> None:
+async def test_a_step_handler_returning_a_fallback_step_replaces_the_failure(
+    tmp_path: Path,
+) -> None:
     calls: list[str] = []
     got: list[tuple[StepResult, dict[str, Any]]] = []
 
@@ -42,7 +46,9 @@ async def test_a_step_handler_returning_a_fallback_step_replaces_the_failure(tmp
         return ToolStep("manual_review", flaky(calls, "manual_review", 0))
 
     workflow = Workflow("payment_processing", "Payment Processing")
-    workflow.add_step(ToolStep("process_payment", flaky(calls, "process_payment", 99, "card timeout")))
+    workflow.add_step(
+        ToolStep("process_payment", flaky(calls, "process_payment", 99, "card timeout"))
+    )
     workflow.add_step(ToolStep("receipt", flaky(calls, "receipt", 0)))
     workflow.add_error_handler("process_payment", handler)
     result = await run(tmp_path, workflow, amount=100)
@@ -53,7 +59,11 @@ async def test_a_step_handler_returning_a_fallback_step_replaces_the_failure(tmp
     assert failed.error is not None and "timeout" in failed.error  # the document's test
     assert state == {"amount": 100}
     top = result.steps[0]
-    assert (top.step_id, top.status, top.output) == ("process_payment", "success", {"manual_review": "ok"})
+    assert (top.step_id, top.status, top.output) == (
+        "process_payment",
+        "success",
+        {"manual_review": "ok"},
+    )
     assert top.handling == {"action": "replaced", "by": "manual_review", "error": failed.error}
     assert by_id(result)["manual_review"].parent_id == "process_payment"
     assert result.context.variables["manual_review"] == "ok"
@@ -86,11 +96,16 @@ def test_a_handler_for_an_unknown_step_is_refused(tmp_path: Path) -> None:
         .add_error_handler("payy", lambda r, c: None)
         .build()
     )
-    with pytest.raises(WorkflowDefinitionError, match="error handler for unknown step\\(s\\) 'payy'; its steps are 'pay'"):
+    with pytest.raises(
+        WorkflowDefinitionError,
+        match="error handler for unknown step\\(s\\) 'payy'; its steps are 'pay'",
+    ):
         WorkflowEngine(make_app(tmp_path)).register(workflow)
 
 
-def _document_handler(error: Exception, step: WorkflowStep, state: WorkflowContext) -> dict[str, Any]:
+def _document_handler(
+    error: Exception, step: WorkflowStep, state: WorkflowContext
+) -> dict[str, Any]:
     # The order-processing example's handler, as the document writes it.
     return {
         "action": "retry" if "network" in str(error).lower() else "fail",
@@ -116,7 +131,10 @@ async def test_retry_runs_the_step_again(tmp_path: Path) -> None:
     assert isinstance(error, StepError) and str(error) == "ConnectionError: Network unreachable"
     assert step is pay and isinstance(state, WorkflowContext)
     assert result.steps[0].handling == {
-        "action": "retry", "escalate": True, "notify_team": True, "retries": 2
+        "action": "retry",
+        "escalate": True,
+        "notify_team": True,
+        "retries": 2,
     }
     async with make_app(tmp_path) as app:
         events = await app.events("r1")
@@ -163,7 +181,10 @@ async def test_fail_stops_the_workflow(tmp_path: Path) -> None:
     assert result.status == "failed"
     assert calls == ["pay"]  # "declined" is not a network error: no retry
     assert result.steps[0].handling == {
-        "action": "fail", "escalate": True, "notify_team": True, "retries": 0
+        "action": "fail",
+        "escalate": True,
+        "notify_team": True,
+        "retries": 0,
     }
     assert result.error == "step 'pay' failed: ConnectionError: card declined"
 
@@ -182,7 +203,10 @@ async def test_continue_goes_on_without_the_step(tmp_path: Path) -> None:
     assert calls == ["optional", "after"]
     assert [s.status for s in result.steps] == ["failed", "success"]
     assert result.steps[0].handling == {
-        "action": "continue", "reason": "optional", "continued": True, "retries": 0
+        "action": "continue",
+        "reason": "optional",
+        "continued": True,
+        "retries": 0,
     }
     assert result.success_rate == 50.0
     assert (result.steps_completed, result.total_steps) == (1, 2)
@@ -241,7 +265,11 @@ async def test_the_workflow_handler_is_asked_when_the_fallback_fails_too(tmp_pat
     assert calls == ["pay", "backup", "after"]
     assert result.status == "completed", result.error
     # The workflow's handler was asked about the fallback, and its answer holds for the step.
-    assert by_id(result)["backup"].handling == {"action": "continue", "continued": True, "retries": 0}
+    assert by_id(result)["backup"].handling == {
+        "action": "continue",
+        "continued": True,
+        "retries": 0,
+    }
     handling = result.steps[0].handling
     assert handling is not None and handling["action"] == "replaced" and handling["continued"]
     assert [s.status for s in result.steps] == ["failed", "success"]

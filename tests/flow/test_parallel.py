@@ -49,7 +49,10 @@ async def test_all_branches_succeed_and_outputs_merge(tmp_path: Path) -> None:
     assert result.context.variables == {"a_done": "a", "b_done": "b", "c_done": "c"}
     assert result.context.results["setup"] == top.output
     assert {s.step_id: s.parent_id for s in result.all_steps} == {
-        "a": "setup", "b": "setup", "c": "setup", "setup": None
+        "a": "setup",
+        "b": "setup",
+        "c": "setup",
+        "setup": None,
     }
 
 
@@ -102,7 +105,9 @@ async def test_continue_on_failure_always_succeeds(tmp_path: Path) -> None:
 
 async def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
     calls: list[str] = []
-    par = ParallelStep("p", [ok("slow", calls, 3.0), failing("bad", calls)]).with_failure_policy("fail_fast")
+    par = ParallelStep("p", [ok("slow", calls, 3.0), failing("bad", calls)]).with_failure_policy(
+        "fail_fast"
+    )
     loop = asyncio.get_running_loop()
     began = loop.time()
     result = await run(tmp_path, workflow_of(par))
@@ -118,7 +123,9 @@ async def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
 
 async def test_wait_for_all_false_finishes_at_the_first_success(tmp_path: Path) -> None:
     calls: list[str] = []
-    par = ParallelStep("race", [ok("slow", calls, 3.0), ok("fast", calls, 0.05)], wait_for_all=False)
+    par = ParallelStep(
+        "race", [ok("slow", calls, 3.0), ok("fast", calls, 0.05)], wait_for_all=False
+    )
     loop = asyncio.get_running_loop()
     began = loop.time()
     result = await run(tmp_path, workflow_of(par))
@@ -137,7 +144,9 @@ async def test_wait_for_all_false_finishes_at_the_first_success(tmp_path: Path) 
 async def test_wait_for_all_false_with_a_minimum(tmp_path: Path) -> None:
     calls: list[str] = []
     par = ParallelStep(
-        "race", [ok("a", calls, 0.01), ok("b", calls, 0.1), ok("slow", calls, 3.0)], wait_for_all=False
+        "race",
+        [ok("a", calls, 0.01), ok("b", calls, 0.1), ok("slow", calls, 3.0)],
+        wait_for_all=False,
     ).with_minimum_success_count(2)
     result = await run(tmp_path, workflow_of(par))
     assert result.status == "completed", result.error
@@ -165,7 +174,9 @@ async def test_a_timeout_counts_the_branches_done_by_then_for_the_policy(tmp_pat
     # The order-processing case: one of four fulfilment branches hangs; three succeeded by the
     # parallel step's timeout, which "continue on partial failure, at least 3" accepts.
     calls: list[str] = []
-    par = ParallelStep("fulfilment", [ok("a", calls), ok("b", calls), ok("c", calls), ok("hung", calls, 3.0)])
+    par = ParallelStep(
+        "fulfilment", [ok("a", calls), ok("b", calls), ok("c", calls), ok("hung", calls, 3.0)]
+    )
     par.with_failure_policy("continue_on_partial_failure").with_minimum_success_count(3)
     par.with_timeout(0.3)
     result = await run(tmp_path, workflow_of(par))
@@ -189,7 +200,9 @@ async def test_branches_do_not_see_each_others_outputs(tmp_path: Path) -> None:
     async def fast() -> dict[str, str]:
         return {"fast_value": "x"}
 
-    par = ParallelStep("p").add_branch(LoopStep("slow", ToolStep("slow_body", slow_body), max_iterations=2))
+    par = ParallelStep("p").add_branch(
+        LoopStep("slow", ToolStep("slow_body", slow_body), max_iterations=2)
+    )
     par.add_branch(ToolStep("fast", fast))
     result = await run(tmp_path, workflow_of(par), given=1)
     assert result.status == "completed", result.error
@@ -218,7 +231,9 @@ async def test_outputs_are_merged_in_branch_order_not_finishing_order(tmp_path: 
 def test_bad_parallel_options_are_refused() -> None:
     with pytest.raises(WorkflowDefinitionError, match="unknown failure policy 'best_effort'"):
         ParallelStep("p").with_failure_policy("best_effort")
-    with pytest.raises(WorkflowDefinitionError, match="with_minimum_success_count\\(\\) needs an int >= 1"):
+    with pytest.raises(
+        WorkflowDefinitionError, match="with_minimum_success_count\\(\\) needs an int >= 1"
+    ):
         ParallelStep("p").with_minimum_success_count(0)
     with pytest.raises(WorkflowDefinitionError, match="add_branch\\(\\) needs a step"):
         ParallelStep("p").add_branch(lambda s: s)  # type: ignore[arg-type]

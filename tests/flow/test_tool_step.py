@@ -29,7 +29,9 @@ async def test_args_and_params_function(tmp_path: Path) -> None:
     workflow = (
         WorkflowBuilder("args")
         .add_tool_step("fixed", double, {"x": 4})
-        .add_step(ToolStep("computed", double).with_params_function(lambda s: {"x": s["fixed"] + s["n"]}))
+        .add_step(
+            ToolStep("computed", double).with_params_function(lambda s: {"x": s["fixed"] + s["n"]})
+        )
         .build()
     )
     result = await run(tmp_path, workflow, n=1)
@@ -91,7 +93,12 @@ async def test_every_kind_of_tool(tmp_path: Path) -> None:
         events = await app.events("r1")
     # Each tool call is a step of the run named by the step's id.
     assert step_names(events) == [
-        "function", "pydantic_tool", "app_step", "registered", "global", "by_step_id"
+        "function",
+        "pydantic_tool",
+        "app_step",
+        "registered",
+        "global",
+        "by_step_id",
     ]
 
 
@@ -214,7 +221,9 @@ def _flaky(calls: list[int], fail_times: int) -> Any:
         ({"max_attempts": 1}, 1),
     ],
 )
-async def test_with_retry_counts_attempts(tmp_path: Path, retry: dict[str, int], attempts: int) -> None:
+async def test_with_retry_counts_attempts(
+    tmp_path: Path, retry: dict[str, int], attempts: int
+) -> None:
     calls: list[int] = []
     step = ToolStep("flaky", _flaky(calls, fail_times=100)).with_retry(**retry, delay=0.01)
     result = await run(tmp_path, WorkflowBuilder("retry").add_step(step).build())
