@@ -347,11 +347,20 @@ class _Flow:
         handler = self.plan.step_handlers.get(step.step_id)
         if handler is not None:
             replacement = handler(result, context)
-            taken = self.executor.marker(
-                "flow.handler",
-                lambda: {"step": getattr(replacement, "step_id", None)},
-            )
-            if isinstance(replacement, WorkflowStep) and taken.get("step") == replacement.step_id:
+            now = replacement.step_id if isinstance(replacement, WorkflowStep) else None
+            taken = self.executor.marker("flow.handler", lambda: {"step": now})
+            if taken.get("step") != now:
+                # Only the step's id is recorded: a handler called again on a resumed run
+                # must return the same step, or the run can't go on the path it took.
+                raise NonDeterminismError(
+                    self.executor.state.run_id,
+                    self.executor.positions_used - 1,
+                    f"the error handler of step {step.step_id!r} returning step "
+                    f"{taken.get('step')!r}",
+                    "it returning " + ("None" if now is None else f"step {now!r}"),
+                    _where(handler),
+                )
+            if isinstance(replacement, WorkflowStep):
                 inner = await self.execute(replacement, context, step.step_id, it)
                 handling: dict[str, Any] = {
                     "action": "replaced",
@@ -408,6 +417,11 @@ class _Flow:
         return StepResult(
             step.step_id, "failed", error=error, step_type=step.kind, parent_id=parent
         )
+
+
+def _where(fn: Any) -> str:
+    code = getattr(fn, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
 
 
 def _truth(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
