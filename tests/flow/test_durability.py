@@ -153,6 +153,53 @@ async def test_a_resumed_run_takes_the_recorded_branch_and_logs_only_live_steps(
     assert step_names(events) == ["prepare", "approve", "approve"]
 
 
+async def test_a_resumed_run_whose_step_handler_now_answers_otherwise_says_so(
+    tmp_path: Path,
+) -> None:
+    WORLD["high_value"] = True
+    calls: list[str] = []
+
+    def pay() -> None:
+        calls.append("pay")
+        raise RuntimeError("declined")
+
+    def backup() -> str:
+        calls.append("backup")
+        if calls.count("backup") == 1:
+            raise ConnectionError("flaky")
+        return "backed-up"
+
+    def handler(result: Any, context: Any) -> ToolStep | None:
+        return ToolStep("backup", backup).with_retry(1, delay=0.5) if WORLD["high_value"] else None
+
+    def workflow() -> Workflow:
+        return (
+            WorkflowBuilder("handled")
+            .add_tool_step("pay", pay)
+            .add_error_handler("pay", handler)
+            .build()
+        )
+
+    app = make_app(tmp_path)
+    async with app:
+        await WorkflowEngine(app).start(workflow(), WorkflowContext(workflow_id="r1"))
+        await _wait_for(app, "r1", lambda es: "backup" in [n for n in step_names(es)])
+        await _wait_for(
+            app, "r1", lambda es: sum(isinstance(e.event, ev.StepFailed) for e in es) == 2
+        )
+    WORLD["high_value"] = False  # the handler would now let the failure stand
+    engine = WorkflowEngine(make_app(tmp_path))
+    result = await engine.execute_workflow(workflow(), WorkflowContext(workflow_id="r1"))
+    assert result.status == "failed"
+    assert calls == ["pay", "backup"]  # neither run again
+    assert "NonDeterminismError" in str(result.error)
+    assert (
+        "the log recorded the error handler of step 'pay' returning step 'backup' but the "
+        "code now asks for it returning None"
+    ) in str(result.error)
+    assert f"{__file__}:" in str(result.error)  # where the handler is
+
+
 def _compiled(source: str, blank_lines: int = 0) -> Any:
     namespace: dict[str, Any] = {}
     exec(compile("\n" * blank_lines + source, "<flow-test>", "exec"), namespace)
