@@ -21,6 +21,7 @@ from sdk.workflows import (
     WorkflowContext,
     WorkflowEngine,
     WorkflowLogger,
+    WorkflowStep,
 )
 
 # What the condition lambda reads: the world outside the run, which changes across restarts.
@@ -169,7 +170,7 @@ async def test_a_resumed_run_whose_step_handler_now_answers_otherwise_says_so(
             raise ConnectionError("flaky")
         return "backed-up"
 
-    def handler(result: Any, context: Any) -> ToolStep | None:
+    def handler(result: Any, context: Any) -> WorkflowStep | None:
         return ToolStep("backup", backup).with_retry(1, delay=0.5) if WORLD["high_value"] else None
 
     def workflow() -> Workflow:
