@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from flow_helpers import make_app, markers, step_names
+from pydantic_ai import Tool
 
 from durable import WorkflowDefinitionError
 from durable import events as ev
@@ -239,6 +240,24 @@ def test_the_fingerprint_follows_structure_and_options() -> None:
     base = build()
     assert build() == base
     assert len({base, build(timeout=5), build(retries=2), build(step_id="u")}) == 4
+
+
+def test_the_fingerprint_follows_the_tools_code(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    def f1(x: int) -> int:
+        return x
+
+    def f2(x: int) -> int:
+        return x + 1
+
+    def build(tool: Any) -> str:
+        return WorkflowBuilder("fp_tools").add_tool_step("t", tool, {"x": 1}).build().fingerprint
+
+    assert build(f1) != build(f2)
+    assert build(Tool(f1)) != build(Tool(f2))
+    assert build(app.step(f1)) != build(app.step(f2))
+    assert build(f1) == build(f1)
 
 
 async def test_a_changed_workflow_under_the_same_version_is_refused(tmp_path: Path) -> None:

@@ -237,3 +237,15 @@ def test_bad_parallel_options_are_refused() -> None:
         ParallelStep("p").with_minimum_success_count(0)
     with pytest.raises(WorkflowDefinitionError, match="add_branch\\(\\) needs a step"):
         ParallelStep("p").add_branch(lambda s: s)  # type: ignore[arg-type]
+
+
+async def test_a_parallel_step_run_again_in_a_loop_updates_results(tmp_path: Path) -> None:
+    branch = ToolStep("b", lambda iteration: iteration * 10)
+    loop = LoopStep("l", ParallelStep("p", [branch]), max_iterations=3)
+    result = await run(tmp_path, workflow_of(loop))
+    assert result.status == "completed", result.error
+    assert result.context.variables == {"b": 20}
+    # The last iteration's output, in results as in variables (not the first one's).
+    assert result.context.results["b"] == 20
+    assert result.context.results["p"] == {"b": 20}
+    assert result.context.results["l"] == [{"b": 0}, {"b": 10}, {"b": 20}]
