@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_helpers import make_app, run, step_names
+from flow_helpers import by_id, make_app, run, step_names
+from pydantic import BaseModel
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.messages import (
     ModelMessage,
@@ -20,10 +21,18 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.test import TestModel
 
 from durable import RetryPolicy, WorkflowDefinitionError
 from durable.agents import DurableAgent
-from sdk.workflows import AgentStep, WorkflowBuilder, WorkflowContext, WorkflowEngine
+from sdk.workflows import (
+    AgentStep,
+    ConditionalStep,
+    ParallelStep,
+    WorkflowBuilder,
+    WorkflowContext,
+    WorkflowEngine,
+)
 
 
 def fulfilment_agent(prompts: list[str], tool_deps: list[Any]) -> Agent[dict[str, Any], str]:
@@ -192,3 +201,37 @@ async def test_a_failing_model_fails_the_step(tmp_path: Path) -> None:
     assert len(asked) == 2
     assert [s.step_id for s in result.steps] == ["ask"]
     assert "the model is confused" in str(result.steps[0].error)
+
+
+class Verdict(BaseModel):
+    order_valid: bool
+    reason: str
+
+
+async def test_structured_output_merges_and_agents_run_in_parallel(tmp_path: Path) -> None:
+    judge = Agent(
+        TestModel(custom_output_args={"order_valid": True, "reason": "fine"}),
+        name="judge",
+        output_type=Verdict,
+    )
+    writer: Agent[None, str] = Agent(name="writer")  # the engine's TestModel
+    workflow = (
+        WorkflowBuilder("agents_in_parallel")
+        .add_step(
+            ParallelStep("p", [AgentStep("j", judge, "judge it"), AgentStep("w", writer, "write")])
+        )
+        .add_step(
+            ConditionalStep("c", lambda s: s["order_valid"], AgentStep("w2", writer, "again"))
+        )
+        .build()
+    )
+    result = await run(tmp_path, workflow)
+    assert result.status == "completed", result.error
+    # A model's structured output is a dict in the log, merged like a tool's.
+    assert result.context.variables["order_valid"] is True
+    assert result.context.variables["reason"] == "fine"
+    assert result.steps[0].output["j"] == {"order_valid": True, "reason": "fine"}
+    assert by_id(result)["w2"].parent_id == "c"
+    async with make_app(tmp_path) as app:
+        names = step_names(await app.events("r1"))
+    assert sorted(names) == ["judge.model_request", "writer.model_request", "writer.model_request"]
