@@ -142,9 +142,10 @@ async def test_a_loop_with_timeout_stops_in_time(tmp_path: Path) -> None:
     assert asyncio.get_running_loop().time() - began < 3
     assert result.status == "failed"
     assert result.steps[0].error == "timed out after 0.4s"
-    assert 2 <= len(calls) <= 4
-    await asyncio.sleep(0.3)
-    assert len(calls) <= 4  # the loop was stopped, not left running
+    ran = len(calls)
+    assert 1 <= ran <= 4
+    await asyncio.sleep(0.4)
+    assert len(calls) == ran  # the loop was stopped, not left running
     assert all(s.parent_id == "ticks" for s in result.all_steps if s.step_id == "tick")
 
 
