@@ -57,6 +57,7 @@ async def run_parallel(
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
     before = dict(context.variables)
+    before_results = dict(context.results)
     outputs: dict[str, Any] = {}
     failed: dict[str, str] = {}
     for index, branch in enumerate(step.branches):
@@ -66,7 +67,7 @@ async def run_parallel(
             failed[branch.step_id] = why
         elif result.is_success:
             outputs[branch.step_id] = result.output
-            _merge(context, copies[index], before)
+            _merge(context, copies[index], before, before_results)
         elif result.is_failure:
             failed[branch.step_id] = result.error or "failed"
     ok = _succeeded(step, len(outputs), failed, timed_out, need)
@@ -111,9 +112,17 @@ def _succeeded(
     return not failed and not timed_out
 
 
-def _merge(context: WorkflowContext, copy: WorkflowContext, before: dict[str, Any]) -> None:
+def _merge(
+    context: WorkflowContext,
+    copy: WorkflowContext,
+    before: dict[str, Any],
+    before_results: dict[str, Any],
+) -> None:
+    """What the branch changed in its copy (a value that is not the one it started from),
+    results as variables: a step run again (in a loop) replaces its earlier output."""
     for key, value in copy.variables.items():
         if key not in before or before[key] is not value:
             context.variables[key] = value
     for key, value in copy.results.items():
-        context.results.setdefault(key, value)
+        if key not in before_results or before_results[key] is not value:
+            context.results[key] = value

@@ -142,7 +142,11 @@ class _Flow:
             return await self._once(step, context, parent, it)
         attempt = 1
         while True:
-            result = await self._bounded(step, self._once(step, context, parent, it), parent)
+            body = self._once(step, context, parent, it)
+            # A parallel step bounds itself: at its timeout the branches done by then still
+            # count for its failure policy (3 of 4 done is enough for "at least 3").
+            bounded = body if isinstance(step, ParallelStep) else self._bounded(step, body, parent)
+            result = await bounded
             if not result.is_failure or attempt >= step.max_attempts:
                 return result
             await self.ctx.sleep(step.retry_delay * 2 ** (attempt - 1))
@@ -343,19 +347,35 @@ class _Flow:
         handler = self.plan.step_handlers.get(step.step_id)
         if handler is not None:
             replacement = handler(result, context)
-            taken = self.executor.marker(
-                "flow.handler",
-                lambda: {"step": getattr(replacement, "step_id", None)},
-            )
-            if isinstance(replacement, WorkflowStep) and taken.get("step") == replacement.step_id:
+            now = replacement.step_id if isinstance(replacement, WorkflowStep) else None
+            taken = self.executor.marker("flow.handler", lambda: {"step": now})
+            if taken.get("step") != now:
+                # Only the step's id is recorded: a handler called again on a resumed run
+                # must return the same step, or the run can't go on the path it took.
+                raise NonDeterminismError(
+                    self.executor.state.run_id,
+                    self.executor.positions_used - 1,
+                    f"the error handler of step {step.step_id!r} returning step "
+                    f"{taken.get('step')!r}",
+                    "it returning " + ("None" if now is None else f"step {now!r}"),
+                    _where(handler),
+                )
+            if isinstance(replacement, WorkflowStep):
                 inner = await self.execute(replacement, context, step.step_id, it)
+                handling: dict[str, Any] = {
+                    "action": "replaced",
+                    "by": inner.step_id,
+                    "error": result.error,
+                }
+                if _continued(inner):  # the fallback failed too: the workflow's handler
+                    handling["continued"] = True  # said to go on, so the step goes on
                 return replace(
                     inner,
                     step_id=step.step_id,
                     step_type=step.kind,
                     parent_id=parent,
                     output=inner.output,
-                    handling={"action": "replaced", "by": inner.step_id, "error": result.error},
+                    handling=handling,
                 )
         wf_handler = self.plan.workflow_handler
         retries = 0
@@ -397,6 +417,11 @@ class _Flow:
         return StepResult(
             step.step_id, "failed", error=error, step_type=step.kind, parent_id=parent
         )
+
+
+def _where(fn: Any) -> str:
+    code = getattr(fn, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
 
 
 def _truth(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
