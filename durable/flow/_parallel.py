@@ -1,11 +1,16 @@
 """A ParallelStep's branches, raced durably.
 
-Each branch is a task working on its own copy of the context; ctx.as_completed records the
-order they finish in, so a replay (or the worker that resumes the run after a crash) sees the
-same order and takes the same early exit (fail_fast, wait_for_all=False, the timeout). The
-branches still running at an early exit are cancelled. Then the successful branches' changes
-to the context are merged into it in branch order, not finishing order, so the result never
-depends on timing.
+Each branch is a task working on its own copy of the context. The parent issues one command
+while they run: a ctx.wait for all of them (with the step's timeout), recorded with the order
+they finished in. An early exit (fail_fast's first failure, wait_for_all=False's minimum
+success count) is decided by the branch that reaches it, right after its result, and it
+cancels the branches still running: the parent takes no position meanwhile, so on a replay
+(or the worker that resumes the run after a crash) the branches' commands take the positions
+they took live. (A parent taking a position per finished branch, as ctx.as_completed does,
+raced the branches' own commands for positions: a recovery found the parent's next select
+where a branch's result marker had been.) The successful branches' changes to the context
+are then merged into it in branch order, not finishing order, so the result never depends on
+timing.
 """
 
 from __future__ import annotations
@@ -32,30 +37,35 @@ async def run_parallel(
     it: int | None,
 ) -> StepResult:
     copies = [context.snapshot() for _ in step.branches]
-    tasks = [
-        asyncio.ensure_future(execute(branch, copy, step.step_id, it))
-        for branch, copy in zip(step.branches, copies, strict=True)
-    ]
     need = _needed(step)
     ended: dict[int, StepResult] = {}
-    timed_out = False
+    tasks: list[asyncio.Future[StepResult]] = []
+
+    async def run_branch(index: int) -> StepResult:
+        result = await execute(step.branches[index], copies[index], step.step_id, it)
+        ended[index] = result
+        ok = sum(1 for r in ended.values() if r.is_success)
+        if (step.failure_policy == "fail_fast" and result.is_failure) or (
+            not step.wait_for_all and ok >= need
+        ):
+            for other in tasks:  # the early exit: the others are not needed any more
+                if not other.done() and other is not asyncio.current_task():
+                    other.cancel()
+        return result
+
+    tasks.extend(asyncio.ensure_future(run_branch(i)) for i in range(len(step.branches)))
     try:
-        async for done in ctx.as_completed(tasks, timeout=step.timeout):
-            index = tasks.index(done)  # type: ignore[arg-type]
-            ended[index] = done.result()
-            ok = sum(1 for r in ended.values() if r.is_success)
-            if step.failure_policy == "fail_fast" and ended[index].is_failure:
-                break
-            if not step.wait_for_all and ok >= need:
-                break
-    except TimeoutError:
-        timed_out = True
-    finally:
-        pending = [t for t in tasks if not t.done()]
-        for task in pending:
+        _done, pending = await ctx.wait(
+            tasks, return_when=asyncio.ALL_COMPLETED, timeout=step.timeout
+        )
+    except BaseException:
+        for task in tasks:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        raise
+    timed_out = bool(pending)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     before = dict(context.variables)
     before_results = dict(context.results)
     outputs: dict[str, Any] = {}
