@@ -110,9 +110,7 @@ def decisions_of(events: list[LoggedEvent], inbox: list[InboxItem]) -> dict[str,
     return found
 
 
-def approvals_of(
-    run_id: str, events: list[LoggedEvent], inbox: list[InboxItem]
-) -> list[Approval]:
+def approvals_of(run_id: str, events: list[LoggedEvent], inbox: list[InboxItem]) -> list[Approval]:
     """Every approval requested in the run, in the order requested, with its decision."""
     decisions = decisions_of(events, inbox)
     started: dict[int, tuple[str, float]] = {}

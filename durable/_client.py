@@ -319,7 +319,9 @@ class Client:
             else:
                 last = mine[-1]
                 why = f" ({last.reason})" if last.reason else ""
-                what = f"tool call {tool_call_id!r} of run {run_id!r} was already {last.status}{why}"
+                what = (
+                    f"tool call {tool_call_id!r} of run {run_id!r} was already {last.status}{why}"
+                )
             raise ApprovalError(run_id, tool_call_id, f"{what}; pending: {waiting}")
         record = await self.store.get_run(run_id)
         if record is None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, get_args
 
 from pydantic_ai.messages import ToolCallPart
-from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, ToolDenied
+from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, ToolApproved, ToolDenied
 from pydantic_core import to_jsonable_python
 
 from durable._approvals import DENIED_BY_DEFAULT, REQUEST_KIND, interpret, signal_name
@@ -54,7 +54,12 @@ async def decide_approvals(
     async def record(_input: object) -> dict[str, Any]:
         # The position names the decisions' signals: unique in the run, and recorded.
         position = current_step().position
-        return {"kind": REQUEST_KIND, "agent": agent_name, "position": position, "requests": requests}
+        return {
+            "kind": REQUEST_KIND,
+            "agent": agent_name,
+            "position": position,
+            "requests": requests,
+        }
 
     step = StepDef(
         name=f"{agent_name}.approval_request",
@@ -68,7 +73,7 @@ async def decide_approvals(
     summary = {"tools": [r["tool_name"] for r in requests]}
     recorded = await executor.call_step(step, (summary,), {})
     ctx = Context(executor)
-    approvals: dict[str, bool | ToolDenied] = {}
+    approvals: dict[str, bool | ToolApproved | ToolDenied] = {}
     for index, request in enumerate(recorded["requests"]):
         payload = await ctx.wait_for_signal(signal_name(recorded["position"], index))
         approved, reason = interpret(payload)

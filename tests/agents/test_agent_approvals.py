@@ -199,7 +199,7 @@ async def test_a_tool_raising_approval_required(tmp_path: Path) -> None:
             return ModelResponse(parts=[TextPart(str(returns[-1].content))])
         return ModelResponse(parts=[ToolCallPart("pay", {"cents": 5000}, tool_call_id="p1")])
 
-    agent = Agent(FunctionModel(respond), name="billing")
+    agent: Agent[None, str] = Agent(FunctionModel(respond), name="billing")
 
     @agent.tool
     def pay(ctx: RunContext[None], cents: int) -> str:

@@ -15,12 +15,16 @@ app = App(poll_interval=0.05, park_after=0.1)
 
 
 def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    returns = [p for m in messages for p in getattr(m, "parts", ()) if isinstance(p, ToolReturnPart)]
+    returns = [
+        p for m in messages for p in getattr(m, "parts", ()) if isinstance(p, ToolReturnPart)
+    ]
     if returns:
         return ModelResponse(parts=[TextPart(" | ".join(str(r.content) for r in returns))])
     prompt = str(messages[-1].parts[-1].content)  # type: ignore[union-attr]
     paths = [p for p in prompt.split() if p.startswith("/")]
-    calls = [ToolCallPart("delete", {"path": p}, tool_call_id=f"d{i}") for i, p in enumerate(paths, 1)]
+    calls = [
+        ToolCallPart("delete", {"path": p}, tool_call_id=f"d{i}") for i, p in enumerate(paths, 1)
+    ]
     return ModelResponse(parts=[TextPart("I will delete those."), *calls])
 
 

@@ -40,7 +40,7 @@ def test_listing_and_deciding_approvals_over_http(tmp_path: Path) -> None:
     ):
         start = {"workflowId": "cleanup", "context": "delete /a /b", "executionId": "h1"}
         assert admin.post("/executions/start", json=start).status_code == 201
-        first, second = pending(reader, "h1", 2)
+        first, _ = pending(reader, "h1", 2)
         assert (first["toolCallId"], first["toolName"], first["args"]) == (
             "d1",
             "delete",
@@ -52,14 +52,18 @@ def test_listing_and_deciding_approvals_over_http(tmp_path: Path) -> None:
         assert anonymous.post(url, json={"approved": True}).status_code == 401
         read_only = reader.post(url, json={"approved": True})
         assert read_only.status_code == 403 and "read-only" in read_only.json()["error"]
-        foreign = admin.post(url, json={"approved": True}, headers={"Origin": "http://evil.example"})
+        foreign = admin.post(
+            url, json={"approved": True}, headers={"Origin": "http://evil.example"}
+        )
         assert foreign.status_code == 403
         for bad in ({}, {"approved": "yes"}, {"approved": True, "extra": 1}, [True]):
             answer = admin.post(url, json=bad)
             assert answer.status_code == 400, (bad, answer.text)
         not_json = admin.post(url, content=b"{nope", headers={"Content-Type": "application/json"})
         assert not_json.status_code == 400
-        assert admin.post("/executions/nope/approvals/d1", json={"approved": True}).status_code == 404
+        assert (
+            admin.post("/executions/nope/approvals/d1", json={"approved": True}).status_code == 404
+        )
         assert reader.get("/executions/nope/approvals").status_code == 404
         unknown = admin.post("/executions/h1/approvals/zz", json={"approved": True})
         assert unknown.status_code == 409 and "no approval request" in unknown.json()["error"]

@@ -54,9 +54,7 @@ def test_an_agent_conversation_and_its_approvals(browser: Browser, tmp_path: Pat
         expect(returns.nth(0)).to_contain_text("deleted /a")
         expect(returns.nth(1)).to_contain_text("Denied delete (d2)")
         expect(returns.nth(1)).to_contain_text("not that one")
-        expect(box.locator("li[data-role=model]").last).to_contain_text(
-            "deleted /a | not that one"
-        )
+        expect(box.locator("li[data-role=model]").last).to_contain_text("deleted /a | not that one")
         expect(box.locator("[data-testid=approve-button]")).to_have_count(0)
         shots.take("decided")
         assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
