@@ -255,3 +255,44 @@ async def test_approvals_of_a_run_with_none(tmp_path: Path) -> None:
         assert await app.approvals("p") == []
         with pytest.raises(RunNotFoundError):
             await app.approvals("missing")
+
+
+async def test_a_decision_sent_by_hand_as_a_signal(tmp_path: Path) -> None:
+    """The decision is a plain signal: `true`/`false` decide, anything else denies, saying
+    why (never running a tool nobody approved)."""
+    app = make_app(tmp_path)
+    deleted: list[str] = []
+    ops = app.agent(ops_agent([], deleted, paths=("/a", "/b")))
+
+    @app.workflow()
+    async def cleanup(ctx: Context) -> str:
+        return (await ops.run("clean up")).output
+
+    async with app:
+        handle = await app.start(cleanup, run_id="s1")
+        first, second = await pending(app, "s1", 2)
+        assert first.signal != second.signal
+        await app.signal("s1", first.signal, True)
+        await app.signal("s1", second.signal, "maybe")
+        output = await handle.result(timeout=30)
+        decided = await app.approvals("s1")
+    assert deleted == ["/a"]
+    assert output.startswith("deleted /a | the decision 'maybe' is not true/false")
+    assert [a.status for a in decided] == ["approved", "denied"]
+
+
+async def test_a_run_given_deferred_output_handles_approvals_itself(tmp_path: Path) -> None:
+    """run(output_type=[str, DeferredToolRequests]) asks for the manual pattern for that run:
+    the calls come back as its output, nothing waits."""
+    app = make_app(tmp_path)
+    ops = app.agent(ops_agent([], []))
+
+    @app.workflow()
+    async def cleanup(ctx: Context) -> list[str]:
+        result = await ops.run("clean up", output_type=[str, DeferredToolRequests])
+        assert isinstance(result.output, DeferredToolRequests)
+        return [c.tool_call_id for c in result.output.approvals]
+
+    async with app:
+        assert await app.run(cleanup, run_id="m1", timeout=30) == ["d1"]
+        assert await app.approvals("m1") == []
