@@ -14,21 +14,25 @@ reuses a tool call id. A decision is that signal, with the payload
 its inbox dedupe key.
 
 This module knows nothing of Pydantic AI: it reads the requests and decisions back for the
-client (`approvals()`), and tells which decision a request got. The first decision a request's
-signal received is the one its wait takes (signals of one name reach the waits in order): a
-later one is a leftover nobody waits for, never a second effect.
+client (`approvals()`), tells which decision a request got, and sends one. The first decision a
+request's signal received is the one its wait takes (signals of one name reach the waits in
+order): a later one is a leftover nobody waits for, never a second effect.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from durable._codec import decode_value
-from durable._events import LoggedEvent, SignalReceived, StepCompleted, StepStarted
-from storage import InboxItem
+from durable._codec import decode_value, encode_value
+from durable._errors import ApprovalError, RunNotFoundError
+from durable._events import LoggedEvent, SignalReceived, StepCompleted, StepStarted, decode_record
+from storage import FINAL_STATUSES, InboxItem, NewInboxItem, Store
 
 REQUEST_KIND = "approval_request"
 REQUEST_STEP_SUFFIX = "." + REQUEST_KIND
@@ -158,3 +162,71 @@ def _requests(
 
 def _ts(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+async def read_approvals(store: Store, run_id: str) -> list[Approval]:
+    if await store.get_run(run_id) is None:
+        raise RunNotFoundError(run_id)
+    events, inbox = await _read(store, run_id)
+    return approvals_of(run_id, events, inbox)
+
+
+async def _read(store: Store, run_id: str) -> tuple[list[LoggedEvent], list[InboxItem]]:
+    """The run's log and inbox: the inbox first, since items move from it to the log (an item
+    taken in between is then seen in both, never in neither)."""
+    inbox = await store.read_inbox([run_id])
+    events = [decode_record(r) for r in await store.read_events(run_id)]
+    return events, inbox
+
+
+async def send_decision(
+    store: Store,
+    run_id: str,
+    tool_call_id: str,
+    approved: bool,
+    reason: str | None,
+    sent: Callable[[], object] | None = None,
+) -> Approval:
+    """Decide the pending call `tool_call_id` of the run (see Client.decide); `sent` is called
+    once the decision is durable (to wake an in-process worker)."""
+    known = await read_approvals(store, run_id)
+    mine = [a for a in known if a.tool_call_id == tool_call_id]
+    target = next((a for a in mine if not a.decided), None)
+    if target is None:
+        waiting = ", ".join(repr(a.tool_call_id) for a in known if not a.decided) or "none"
+        if not mine:
+            what = f"run {run_id!r} has no approval request for tool call {tool_call_id!r}"
+        else:
+            last = mine[-1]
+            why = f" ({last.reason})" if last.reason else ""
+            what = f"tool call {tool_call_id!r} of run {run_id!r} was already {last.status}{why}"
+        raise ApprovalError(run_id, tool_call_id, f"{what}; pending: {waiting}")
+    record = await store.get_run(run_id)
+    if record is None:
+        raise RunNotFoundError(run_id)
+    if record.status in FINAL_STATUSES:
+        raise ApprovalError(run_id, tool_call_id, f"run {run_id!r} already ended {record.status}")
+    decision_id = uuid.uuid4().hex
+    payload = {"approved": approved, "reason": reason, "decision_id": decision_id}
+    data = encode_value(payload, "an approval decision")
+    # Keyed by the request's signal: of decisions sent at once, the inbox keeps one.
+    item = NewInboxItem(
+        run_id, "signal", target.signal, data, time.time(), dedupe_key=target.signal
+    )
+    stored = await store.send(item)
+    if sent is not None:
+        sent()
+    # Ours is taken unless another decision got there first: one still in the inbox under the
+    # same key (send returned it), or one already taken into the log (the key is free again
+    # once its item is consumed, so that one is seen only by reading the log).
+    events, inbox = await _read(store, run_id)
+    winner = decisions_of(events, inbox).get(target.signal)
+    if stored.payload != data or winner is None or winner.decision_id != decision_id:
+        status = "approved" if winner is not None and winner.approved else "denied"
+        raise ApprovalError(
+            run_id,
+            tool_call_id,
+            f"tool call {tool_call_id!r} of run {run_id!r} was already {status} "
+            "by another decision sent at the same time",
+        )
+    return next(a for a in approvals_of(run_id, events, inbox) if a.signal == target.signal)

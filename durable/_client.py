@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from durable._approvals import Approval, approvals_of, decisions_of
+from durable._approvals import Approval, read_approvals, send_decision
 from durable._codec import checked, decode_value, encode_value
 from durable._durations import check_duration
 from durable._errors import (
     RUN_FAILURES,
-    ApprovalError,
     ErrorInfo,
     InvalidInputError,
     RunCancelled,
@@ -293,69 +292,27 @@ class Client:
         """The tool calls of the run's durable agents that needed approval, in the order
         requested, each pending, approved or denied (see durable._approvals)."""
         check_lookup("run id", run_id)
-        record = await self.store.get_run(run_id)
-        if record is None:
-            raise RunNotFoundError(run_id)
-        events = [decode_record(r) for r in await self.store.read_events(run_id)]
-        return approvals_of(run_id, events, await self.store.read_inbox([run_id]))
+        return await read_approvals(self.store, run_id)
 
     async def decide(
         self, run_id: str, tool_call_id: str, *, approved: bool, reason: str | None = None
     ) -> Approval:
         """Approve or deny the pending tool call `tool_call_id` of the run: durable once this
         returns; the run resumes its agent with it. Exactly once: a call that is unknown or
-        already decided (also by a decision sent at the same moment) raises ApprovalError, and
-        only the decision returned here ever reaches the agent."""
+        already decided (also by a decision sent at the same moment), or a run that has ended,
+        raises ApprovalError, and only the decision returned here ever reaches the agent."""
+        check_lookup("run id", run_id)
         check_lookup("tool call id", tool_call_id)
         if reason is not None and not isinstance(reason, str):
             raise TypeError(f"reason must be a string or None, not {type(reason).__name__}")
-        known = await self.approvals(run_id)
-        mine = [a for a in known if a.tool_call_id == tool_call_id]
-        target = next((a for a in mine if not a.decided), None)
-        if target is None:
-            waiting = ", ".join(repr(a.tool_call_id) for a in known if not a.decided) or "none"
-            if not mine:
-                what = f"run {run_id!r} has no approval request for tool call {tool_call_id!r}"
-            else:
-                last = mine[-1]
-                why = f" ({last.reason})" if last.reason else ""
-                what = (
-                    f"tool call {tool_call_id!r} of run {run_id!r} was already {last.status}{why}"
-                )
-            raise ApprovalError(run_id, tool_call_id, f"{what}; pending: {waiting}")
-        record = await self.store.get_run(run_id)
-        if record is None:
-            raise RunNotFoundError(run_id)
-        if record.status in FINAL_STATUSES:
-            raise ApprovalError(
-                run_id, tool_call_id, f"run {run_id!r} already ended {record.status}"
-            )
-        decision_id = uuid.uuid4().hex
-        payload = {"approved": approved, "reason": reason, "decision_id": decision_id}
-        data = encode_value(payload, "an approval decision")
-        # Keyed by the request's signal: of decisions sent at once, the inbox keeps one.
-        item = NewInboxItem(
-            run_id, "signal", target.signal, data, time.time(), dedupe_key=target.signal
-        )
-        stored = await self.store.send(item)
+        return await send_decision(self.store, run_id, tool_call_id, approved, reason, self._woken)
+
+    def _woken(self) -> None:
+        """Something arrived in a run's inbox: an in-process worker may be executing the run,
+        or may claim it now that it is ready."""
         if self.worker is not None:
             self.worker.wake_inbox()
             self.worker.wake()
-        # Ours is taken unless another decision got there first: one still in the inbox
-        # under the same key (send returned it), or one already taken into the log.
-        events = [decode_record(r) for r in await self.store.read_events(run_id)]
-        inbox = await self.store.read_inbox([run_id])
-        winner = decisions_of(events, inbox).get(target.signal)
-        if stored.payload != data or winner is None or winner.decision_id != decision_id:
-            status = "approved" if winner is not None and winner.approved else "denied"
-            raise ApprovalError(
-                run_id,
-                tool_call_id,
-                f"tool call {tool_call_id!r} of run {run_id!r} was already {status} "
-                "by another decision sent at the same time",
-            )
-        found = approvals_of(run_id, events, inbox)
-        return next(a for a in found if a.signal == target.signal)
 
     async def _send(self, run_id: str, item: NewInboxItem) -> None:
         record = await self.store.get_run(run_id)
