@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 from durable._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from durable._approvals import Approval
     from durable._client import Client, RunHandle
     from durable._codec import decode_value, encode_value
     from durable._engine import URL_ENV, AppLike, Engine, resolve_url
     from durable._errors import (
+        ApprovalError,
         ChildRunFailed,
         CorruptEventError,
         DagFailed,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
 # Where each public name lives.
 _WHERE = {
+    "Approval": "durable._approvals",
     "Client": "durable._client",
     "RunHandle": "durable._client",
     "decode_value": "durable._codec",
@@ -60,6 +63,7 @@ _WHERE = {
     "AppLike": "durable._engine",
     "Engine": "durable._engine",
     "resolve_url": "durable._engine",
+    "ApprovalError": "durable._errors",
     "ChildRunFailed": "durable._errors",
     "CorruptEventError": "durable._errors",
     "DagFailed": "durable._errors",
@@ -111,6 +115,8 @@ __all__ = [
     "URL_ENV",
     "AnyEvent",
     "AppLike",
+    "Approval",
+    "ApprovalError",
     "AsCompleted",
     "ChildRunFailed",
     "Client",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from durable._approvals import Approval, read_approvals, send_decision
 from durable._codec import checked, decode_value, encode_value
 from durable._durations import check_duration
 from durable._errors import (
@@ -286,6 +287,32 @@ class Client:
         record = await self.store.get_run(run_id)
         assert record is not None
         return RunHandle(self, run_id, self.registry.get(record.workflow, record.version))
+
+    async def approvals(self, run_id: str) -> list[Approval]:
+        """The tool calls of the run's durable agents that needed approval, in the order
+        requested, each pending, approved or denied (see durable._approvals)."""
+        check_lookup("run id", run_id)
+        return await read_approvals(self.store, run_id)
+
+    async def decide(
+        self, run_id: str, tool_call_id: str, *, approved: bool, reason: str | None = None
+    ) -> Approval:
+        """Approve or deny the pending tool call `tool_call_id` of the run: durable once this
+        returns; the run resumes its agent with it. Exactly once: a call that is unknown or
+        already decided (also by a decision sent at the same moment), or a run that has ended,
+        raises ApprovalError, and only the decision returned here ever reaches the agent."""
+        check_lookup("run id", run_id)
+        check_lookup("tool call id", tool_call_id)
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"reason must be a string or None, not {type(reason).__name__}")
+        return await send_decision(self.store, run_id, tool_call_id, approved, reason, self._woken)
+
+    def _woken(self) -> None:
+        """Something arrived in a run's inbox: an in-process worker may be executing the run,
+        or may claim it now that it is ready."""
+        if self.worker is not None:
+            self.worker.wake_inbox()
+            self.worker.wake()
 
     async def _send(self, run_id: str, item: NewInboxItem) -> None:
         record = await self.store.get_run(run_id)

@@ -264,3 +264,14 @@ class InvalidIdError(DurableError, ValueError):
         self.kind = kind
         self.value = value
         self.problem = problem
+
+
+class ApprovalError(DurableError, ValueError):
+    """A decision on an agent's tool call that cannot be taken: the run has no pending request
+    for that tool call id (unknown, or already decided), or the run has ended. Nothing was
+    sent; the message says which and lists the calls still pending."""
+
+    def __init__(self, run_id: str, tool_call_id: str, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.tool_call_id = tool_call_id

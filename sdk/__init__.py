@@ -3,6 +3,8 @@
 from typing import TYPE_CHECKING, Any
 
 from durable import (
+    Approval,
+    ApprovalError,
     ChildRunFailed,
     Context,
     DagFailed,
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "App",
+    "Approval",
+    "ApprovalError",
     "ChildRunFailed",
     "Context",
     "DagFailed",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from durable import (
+    Approval,
     Engine,
     LoggedEvent,
     Registry,
@@ -202,13 +203,18 @@ class App:
         tool_retry: RetryPolicy | None = None,
         model_timeout: float | None = None,
         tool_timeout: float | None = None,
+        approvals: bool | None = None,
     ) -> DurableAgent[DepsT, OutputT]:
         """A Pydantic AI agent made durable inside this app's workflows (the `agents` extra):
         `await durable_agent.run(prompt)` in a workflow records each model request (its response
         and token usage) and each tool call as a step, so a crash resumes the conversation from
         the last recorded step. `name` (default: the agent's) names those steps: keep it
         stable. Retries: model requests 3 attempts, tools 1, unless a RetryPolicy says
-        otherwise (per tool: `metadata={"durable": {"retry": RetryPolicy(...)}}`). See
+        otherwise (per tool: `metadata={"durable": {"retry": RetryPolicy(...)}}`).
+        `approvals`: a tool call that needs approval (`requires_approval=True`) is recorded and
+        waits, parked, for app.approve()/app.deny() (`durable approve`, the HTTP API, the
+        dashboard). On by default, unless the agent's output_type includes
+        DeferredToolRequests (the workflow then handles them itself); False: never. See
         docs/agents.md."""
         from durable.agents import DEFAULT_MODEL_RETRY, DEFAULT_TOOL_RETRY, DurableAgent
 
@@ -222,6 +228,7 @@ class App:
             model_timeout=model_timeout,
             tool_timeout=tool_timeout,
             max_step_crashes=self._registry.max_step_crashes,
+            approvals=approvals,
         )
 
     def register_workflow(
@@ -319,6 +326,23 @@ class App:
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send signal `name` with `payload` to a run (see ctx.wait_for_signal())."""
         await self.engine.client.signal(run_id, name, payload)
+
+    async def approvals(self, run_id: str) -> list[Approval]:
+        """The tool calls of the run's durable agents that needed approval, in the order
+        requested: tool_call_id, tool_name, args, agent, requested_at, status ("pending",
+        "approved", "denied"), reason, decided_at."""
+        return await self.engine.client.approvals(run_id)
+
+    async def approve(self, run_id: str, tool_call_id: str, reason: str | None = None) -> Approval:
+        """Approve the run's pending tool call `tool_call_id`: the agent runs the tool (as a
+        recorded step) and goes on. Durable once this returns. ApprovalError if the call is
+        unknown or already decided; nothing is sent then."""
+        return await self.engine.client.decide(run_id, tool_call_id, approved=True, reason=reason)
+
+    async def deny(self, run_id: str, tool_call_id: str, reason: str | None = None) -> Approval:
+        """Deny the run's pending tool call `tool_call_id`: the tool does not run, and the
+        model is told `reason` (Pydantic AI's ToolDenied). As approve() otherwise."""
+        return await self.engine.client.decide(run_id, tool_call_id, approved=False, reason=reason)
 
     async def cancel(self, run_id: str, reason: str = "") -> None:
         """Cancel a run and its children, except those started with parent_close="abandon"

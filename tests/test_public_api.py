@@ -8,6 +8,8 @@ import storage
 
 SDK = {
     "App",
+    "Approval",
+    "ApprovalError",
     "ChildRunFailed",
     "Context",
     "DagFailed",

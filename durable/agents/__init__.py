@@ -3,6 +3,7 @@
 - `_records`    what the steps record: model responses and token usage, tool results, inputs.
 - `_tools`      `step_tool`: an app step as an agent tool, recorded as itself.
 - `_steps`      Pydantic AI's durable operations run as steps of the current run.
+- `_approvals`  tool calls needing approval: recorded, then a durable wait for each decision.
 - `_capability` `Durability`, the Pydantic AI capability routing an agent's model requests and
                 tool calls through those steps inside a workflow.
 - `_agent`      `DurableAgent`, any agent made durable (what `App.agent` returns).

@@ -11,7 +11,12 @@ from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 
 from durable._ids import check_id
-from durable.agents._capability import DEFAULT_MODEL_RETRY, DEFAULT_TOOL_RETRY, Durability
+from durable.agents._capability import (
+    DEFAULT_MODEL_RETRY,
+    DEFAULT_TOOL_RETRY,
+    Durability,
+    run_output_type,
+)
 from durable.runtime._registry import DEFAULT_MAX_CRASHES, RetryPolicy
 
 DepsT = TypeVar("DepsT")
@@ -35,6 +40,8 @@ class DurableAgent(Generic[DepsT, OutputT]):
     reach it live from inside the model-request step, the others from a step each.
     The name names the agent's steps (`support.model_request`, `support.tool.<tool>`): it is
     recorded in the log, so keep it stable while runs using it may be in flight.
+    `approvals`: tool calls needing approval wait for app.approve()/app.deny() (see
+    Durability).
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
         model_timeout: float | None = None,
         tool_timeout: float | None = None,
         max_step_crashes: int = DEFAULT_MAX_CRASHES,
+        approvals: bool | None = None,
     ) -> None:
         if not (name or agent.name):
             raise ValueError(
@@ -66,6 +74,7 @@ class DurableAgent(Generic[DepsT, OutputT]):
             model_timeout=model_timeout,
             tool_timeout=tool_timeout,
             max_step_crashes=max_step_crashes,
+            approvals=approvals,
         )
 
     async def run(
@@ -76,9 +85,13 @@ class DurableAgent(Generic[DepsT, OutputT]):
         **kwargs: Any,
     ) -> AgentRunResult[OutputT]:
         """`Agent.run(user_prompt, **kwargs)`, durable inside a workflow."""
-        result: AgentRunResult[OutputT] = await self.agent.run(
-            user_prompt, capabilities=[*(capabilities or ()), self.capability], **kwargs
-        )
+        given = run_output_type.set((kwargs["output_type"],) if "output_type" in kwargs else None)
+        try:
+            result: AgentRunResult[OutputT] = await self.agent.run(
+                user_prompt, capabilities=[*(capabilities or ()), self.capability], **kwargs
+            )
+        finally:
+            run_output_type.reset(given)
         return result
 
     def __repr__(self) -> str:

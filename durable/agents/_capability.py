@@ -10,6 +10,7 @@ Outside a workflow the capability is transparent: the agent runs as a plain Pyda
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -33,8 +34,9 @@ from pydantic_ai.durable_exec import (
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
-from pydantic_ai.tools import AgentDepsT, RunContext
+from pydantic_ai.tools import AgentDepsT, DeferredToolRequests, DeferredToolResults, RunContext
 
+from durable.agents._approvals import decide_approvals, handles_deferred_itself
 from durable.agents._steps import (
     StepBackend,
     StepConfig,
@@ -61,6 +63,12 @@ DEFAULT_MODEL_RETRY = RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=2.0
 # A tool is not: it may have side effects.
 DEFAULT_TOOL_RETRY = NO_RETRY
 
+# The output type a run was given in place of the agent's (DurableAgent.run(output_type=...)),
+# which decides whether the workflow handles approvals itself; None: the agent's.
+run_output_type: contextvars.ContextVar[tuple[Any] | None] = contextvars.ContextVar(
+    "durable_agent_run_output_type", default=None
+)
+
 
 @dataclass(init=False, kw_only=True)
 class Durability(BaseDurabilityCapability[AgentDepsT]):
@@ -78,6 +86,12 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
     event_stream_handler: streamed model events reach it live from inside the model-request
     step; the other events (tool calls and results...) each in a step of their own
     (`<name>.event`), so a re-execution does not deliver them again.
+
+    approvals: a tool call that needs approval (`requires_approval=True`, or a tool raising
+    ApprovalRequired) is recorded (`<name>.approval_request`) and waits, parked, for a decision
+    (app.approve()/app.deny(), `durable approve`, the HTTP API, the dashboard); then the same
+    agent run goes on with it. None (the default): on, unless the run's output type includes
+    DeferredToolRequests (the workflow handles them itself); True: always; False: never.
     """
 
     engine_spec = DurabilityEngineSpec(
@@ -114,9 +128,14 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
         model_timeout: float | None = None,
         tool_timeout: float | None = None,
         max_step_crashes: int = DEFAULT_MAX_CRASHES,
+        approvals: bool | None = None,
     ) -> None:
         super().__init__(models=models, event_stream_handler=event_stream_handler, name=name)
         check_max_crashes("max_step_crashes", max_step_crashes)
+        if approvals is not None and not isinstance(approvals, bool):
+            raise TypeError(f"approvals must be True, False or None, not {approvals!r}")
+        self._approvals = approvals
+        self._max_crashes = max_step_crashes
         self._model_settings = StepSettings(
             retry=non_retrying(model_retry),
             timeout=check_timeout("model_timeout", model_timeout),
@@ -176,6 +195,24 @@ class Durability(BaseDurabilityCapability[AgentDepsT]):
             return None
         # Recorded (ctx.now()), so a run's timeout= counts from its first start after a crash.
         return Context(executor).now().astimezone(UTC)
+
+    async def handle_deferred_tool_calls(
+        self, ctx: RunContext[AgentDepsT], *, requests: DeferredToolRequests
+    ) -> DeferredToolResults | None:
+        """Inside a workflow, the calls needing approval wait for their decisions (see
+        durable.agents._approvals); calls for external execution are left to the workflow."""
+        executor = current_executor.get()
+        if executor is None or not requests.approvals or not self._handles_approvals(ctx):
+            return None
+        assert self.name is not None
+        return await decide_approvals(executor, self.name, requests.approvals, self._max_crashes)
+
+    def _handles_approvals(self, ctx: RunContext[AgentDepsT]) -> bool:
+        if self._approvals is not None:
+            return self._approvals
+        given = run_output_type.get()
+        output_type = given[0] if given is not None else getattr(ctx.agent, "output_type", None)
+        return not handles_deferred_itself(output_type)
 
     async def wrap_run(
         self, ctx: RunContext[AgentDepsT], *, handler: WrapRunHandler

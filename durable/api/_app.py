@@ -51,7 +51,7 @@ from storage import (
     StorageError,
 )
 
-from . import _executions, _workflows
+from . import _approvals, _executions, _workflows
 from ._auth import Tokens, guard
 from ._docs import docs_page
 from ._limits import MAX_JSON_DEPTH, BodyLimits
@@ -217,6 +217,8 @@ def create_app(options: ApiOptions) -> Litestar:
         _executions.cancel_execution,
         _executions.signal_execution,
         _executions.execution_events,
+        _approvals.list_approvals,
+        _approvals.decide_approval,
     ]
     if STATIC.is_dir():
         routes.append(

@@ -164,3 +164,28 @@ class ProblemBody(Api):
 class ErrorResponse(Api):
     error: str
     problems: list[ProblemBody] = []
+
+
+class ApprovalBody(Api):
+    """A tool call of a durable agent that needed a human's approval (docs/agents.md)."""
+
+    tool_call_id: str
+    tool_name: str
+    args: Any
+    agent: str
+    requested_at: int
+    status: str  # "pending", "approved", "denied"
+    decided: bool
+    reason: str | None = None
+    decided_at: int | None = None
+    position: int = 0  # of the `<agent>.approval_request` step that recorded it
+    signal: str = ""  # the signal that decides it
+
+
+class ApprovalList(Api):
+    approvals: list[ApprovalBody]
+
+
+class DecisionRequest(Api, forbid_unknown_fields=True):
+    approved: bool
+    reason: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None

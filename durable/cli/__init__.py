@@ -21,6 +21,7 @@ INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 def _commands() -> click.Group:
     """The `durable` group with every command registered (importing a module registers it)."""
     from durable.cli import (  # noqa: F401  (they register the commands)
+        _approvals,
         _control,
         _diff,
         _history,

@@ -7,6 +7,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from durable._approvals import Approval
 from durable._client import RUN_STATUSES
 from durable._views import EventView, RunInfo, RunSummary, event_view
 from durable.cli._app import (
@@ -19,6 +20,7 @@ from durable.cli._app import (
     reading,
     run,
 )
+from durable.cli._approvals import approvals_table
 from durable.cli._render import (
     duration,
     error_line,
@@ -99,11 +101,12 @@ def list_runs(
 def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> None:
     """Show a run: status, input, result or error, and its steps."""
 
-    async def go() -> RunInfo:
+    async def go() -> tuple[RunInfo, list[Approval]]:
         async with reading(chosen_url(ctx, db)) as engine:
-            return await engine.client.get_run(run_id)
+            info = await engine.client.get_run(run_id)
+            return info, [] if as_json else await engine.client.approvals(run_id)
 
-    info = run(go())
+    info, approvals = run(go())
     if as_json:
         emit_json(info)
         return
@@ -153,6 +156,9 @@ def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> 
         console.print(steps_table(info.steps))
     else:
         console.print("no steps yet", style="dim")
+    if approvals:  # the tool calls its agents asked approval for (`durable approve`)
+        console.print()
+        console.print(approvals_table(approvals))
 
 
 @cli.command("events")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from test_layers import ROOT, imported_modules
 
-AGENTS_ORDER = ["_records", "_tools", "_steps", "_capability", "_agent"]
+AGENTS_ORDER = ["_records", "_tools", "_steps", "_approvals", "_capability", "_agent"]
 ABOVE = ("sdk", "durable._worker", "durable._client", "durable._engine", "durable.api")
 
 

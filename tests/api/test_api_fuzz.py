@@ -98,4 +98,6 @@ def test_the_schema_covers_every_route(server: Served) -> None:
         "/executions/{run_id}/cancel",
         "/executions/{run_id}/signals/{name}",
         "/executions/{run_id}/events",
+        "/executions/{run_id}/approvals",
+        "/executions/{run_id}/approvals/{tool_call_id}",
     }

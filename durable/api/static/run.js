@@ -3,6 +3,7 @@
 // timeline is fed by the SSE stream (falling back to polling if the stream fails).
 
 import { api, streamEvents } from "./api.js";
+import { conversationView } from "./conversation.js";
 import { badge, formatDuration, formatTime, h, isFinished, json, jsonCell, runDuration } from "./format.js";
 import { renderGraph } from "./graph.js";
 import { every, flash, showError } from "./ui.js";
@@ -14,11 +15,13 @@ export function renderRunView(view, runId, signal) {
   const results = h("div", { "data-testid": "step-results-box" });
   const timeline = new Timeline();
   const actions = buildActions(path, signal);
+  const conversation = conversationView(path, signal);
   view.append(
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     header,
     actions.element,
     h("section", { class: "card" }, h("h2", { text: "Steps" }), graph, results),
+    conversation.element,
     h("section", { class: "card" }, h("h2", { text: "Events" }), timeline.element),
   );
 
@@ -34,6 +37,7 @@ export function renderRunView(view, runId, signal) {
     graph.replaceChildren(visual.steps.length ? renderGraph(visual.steps) : h("p", { class: "muted", text: "No steps yet." }));
     results.replaceChildren(resultsTable(run.stepResults || {}));
     actions.update(run);
+    await conversation.refresh();
     const finished = isFinished(run.status);
     if (!streaming && (streamFailed || finished || timeline.lastSeq === 0)) {
       // The JSON list: the first load, after a finished run, or when the stream is unavailable.
