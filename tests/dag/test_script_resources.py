@@ -4,6 +4,8 @@ the child), so scripts running side by side in one worker never count each other
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -138,3 +140,28 @@ async def test_dag_script_steps_record_cpu_and_peak_memory(tmp_path: Path) -> No
         assert 0.29 <= busy["cpu_seconds"] <= 0.5 and busy["max_rss_kb"] < 60 * MB
         assert big["max_rss_kb"] >= 100 * MB and big["cpu_seconds"] < 0.3
         assert isinstance(result.steps["quick"].result["cpu_seconds"], float)
+        usage = await app.usage(result.run_id)
+    # The run's totals: CPU summed over the three scripts, the largest peak.
+    assert usage.usage is None and usage.max_rss_kb == big["max_rss_kb"]
+    assert usage.cpu_seconds is not None
+    assert busy["cpu_seconds"] + big["cpu_seconds"] < usage.cpu_seconds < 0.8
+    assert [s.name for s in usage.steps] == ["busy", "big", "quick"]
+
+    # `durable runs show`: the totals, and each script's figures on its line.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    shown = subprocess.run(
+        [sys.executable, "-m", "durable", "runs", "show", result.run_id, "--db", db],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert f"cpu {usage.cpu_seconds:.2f}s, peak {big['max_rss_kb'] / 1024:.1f} MiB" in out, out
+    assert "(3 script steps)" in out, out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.strip()[:1].isdigit()}
+    assert f"cpu {busy['cpu_seconds']:.2f}s, peak" in lines["busy"], out
+    assert f"peak {big['max_rss_kb'] / 1024:.1f} MiB" in lines["big"], out
