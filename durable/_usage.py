@@ -76,7 +76,9 @@ def script_resources(result: object) -> tuple[float, int] | None:
     if not isinstance(result, Mapping):
         return None
     cpu, rss = result.get("cpu_seconds"), result.get("max_rss_kb")
-    if not isinstance(cpu, int | float) or isinstance(cpu, bool) or not _counter(rss):
+    if not isinstance(cpu, int | float) or isinstance(cpu, bool) or cpu < 0:
+        return None
+    if not isinstance(rss, int) or isinstance(rss, bool) or rss < 0:
         return None
     return float(cpu), rss
 

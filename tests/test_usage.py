@@ -77,7 +77,7 @@ def _raw(value: object) -> msgspec.Raw:
     return msgspec.Raw(encode_value(value, "a test value"))
 
 
-def _completed(pos: int, name: str, result: object) -> list[ev.Event]:
+def _completed(pos: int, name: str, result: object) -> list[ev.AnyEvent]:
     return [
         ev.StepStarted(pos=pos, name=name, attempt=1, input=_raw(None)),
         ev.StepCompleted(pos=pos, result=_raw(result)),
@@ -90,7 +90,7 @@ def test_a_runs_usage_folds_its_log() -> None:
         message="exit 3",
         details={"exit_code": 3, "cpu_seconds": 1.5, "max_rss_kb": 2048},
     )
-    log: list[ev.Event] = [
+    log: list[ev.AnyEvent] = [
         ev.RunStarted(workflow="w", version="1", input=_raw(None)),
         *_completed(0, "a.model_request", ENVELOPE),
         *_completed(1, "plain", {"usage": {"requests": 1}}),
@@ -99,9 +99,7 @@ def test_a_runs_usage_folds_its_log() -> None:
         ev.StepStarted(pos=4, name="bad", attempt=1, input=_raw(None)),
         ev.StepFailed(pos=4, error=failed_script, attempt=1, retryable=False),
     ]
-    logged = [
-        ev.LoggedEvent(run_id="r", seq=i + 1, at=0.0, event=e) for i, e in enumerate(log)
-    ]
+    logged = [ev.LoggedEvent(run_id="r", seq=i + 1, at=0.0, event=e) for i, e in enumerate(log)]
     usage = run_usage(fold("r", logged))
     assert usage.usage == {
         "requests": 2,

@@ -319,10 +319,10 @@ async def run_script(
             assert pipe is not None  # stdout=PIPE, stderr=PIPE
             closed: asyncio.Future[None] = loop.create_future()
             closing.append(closed)
-            transport, _ = await loop.connect_read_pipe(
+            reader, _ = await loop.connect_read_pipe(
                 functools.partial(_Pipe, capture, closed), pipe
             )
-            transports.append(transport)
+            transports.append(reader)
         timed_out = False
         try:
             async with asyncio.timeout(timeout):

@@ -32,6 +32,21 @@ def figures(result: ScriptResult) -> tuple[float, int]:
     return result.cpu_seconds, result.max_rss_kb
 
 
+def _runs_show(tmp_path: Path, run_id: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    shown = subprocess.run(
+        [sys.executable, "-m", "durable", "runs", "show", run_id, "--db", db],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout
+
+
 def _scripts(tmp_path: Path) -> tuple[str, str]:
     burn, alloc = tmp_path / "burn.py", tmp_path / "alloc.py"
     burn.write_text(BURN)
@@ -148,18 +163,7 @@ async def test_dag_script_steps_record_cpu_and_peak_memory(tmp_path: Path) -> No
     assert [s.name for s in usage.steps] == ["busy", "big", "quick"]
 
     # `durable runs show`: the totals, and each script's figures on its line.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    db = f"sqlite:///{tmp_path / 'runs.db'}"
-    shown = subprocess.run(
-        [sys.executable, "-m", "durable", "runs", "show", result.run_id, "--db", db],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert shown.returncode == 0, shown.stderr
-    out = shown.stdout
+    out = _runs_show(tmp_path, result.run_id)
     assert f"cpu {usage.cpu_seconds:.2f}s, peak {big['max_rss_kb'] / 1024:.1f} MiB" in out, out
     assert "(3 script steps)" in out, out
     lines = {line.split()[1]: line for line in out.splitlines() if line.strip()[:1].isdigit()}
