@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from durable._options import WorkerOptions
     from durable._replay import Divergence, ReplayReport, replay, state_at
     from durable._state import RunState, StepState, apply, fold
+    from durable._usage import RunUsage, StepUsage
     from durable._views import RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
     from durable.runtime._context import Context, StepContext, current_step
@@ -104,6 +105,8 @@ _WHERE = {
     "StepState": "durable._state",
     "apply": "durable._state",
     "fold": "durable._state",
+    "RunUsage": "durable._usage",
+    "StepUsage": "durable._usage",
     "RunInfo": "durable._views",
     "RunSummary": "durable._views",
     "StepInfo": "durable._views",
@@ -146,6 +149,7 @@ __all__ = [
     "RunState",
     "RunSummary",
     "RunTimedOut",
+    "RunUsage",
     "Selected",
     "SerializationError",
     "Step",
@@ -155,6 +159,7 @@ __all__ = [
     "StepInfo",
     "StepState",
     "StepTimeoutError",
+    "StepUsage",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
     "Worker",

@@ -33,6 +33,7 @@ from durable._events import (
 from durable._ids import check_id, check_lookup
 from durable._notify import Notifier
 from durable._state import RunState, apply, fold
+from durable._usage import RunUsage, run_usage
 from durable._views import RunInfo, RunSummary, run_info, summary
 from durable.runtime._registry import Registry, WorkflowDef
 from storage import (
@@ -380,6 +381,14 @@ class Client:
         events = await self.store.read_events(run_id)
         state = fold(run_id, [decode_record(r) for r in events])
         return run_info(record, state, (await self._waiting_for([record])).get(run_id))
+
+    async def usage(self, run_id: str) -> RunUsage:
+        """The run's token usage and script resources, in total and per step (durable._usage)."""
+        check_lookup("run id", run_id)
+        if await self.store.get_run(run_id) is None:
+            raise RunNotFoundError(run_id)
+        events = await self.store.read_events(run_id)
+        return run_usage(fold(run_id, [decode_record(r) for r in events]))
 
     async def _waiting_for(self, records: list[RunRecord]) -> dict[str, str]:
         """Unfinished runs nobody executes whose (workflow, version) no live worker has:

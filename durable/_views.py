@@ -11,6 +11,7 @@ from durable._codec import decode_value
 from durable._errors import CorruptEventError, ErrorInfo
 from durable._events import LoggedEvent
 from durable._state import RunState, StepState
+from durable._usage import add_usage, model_usage
 from storage import RunRecord
 
 
@@ -25,6 +26,8 @@ class StepInfo(msgspec.Struct, frozen=True):
     result: Any = None
     error: ErrorInfo | None = None
     next_attempt_at: dt.datetime | None = None
+    # A model request's token counters (durable._usage); None for every other step.
+    usage: dict[str, int] | None = None
 
 
 class RunSummary(msgspec.Struct, frozen=True):
@@ -65,6 +68,8 @@ class RunInfo(msgspec.Struct, frozen=True):
     fork_point: str = ""
     # `durable retry`: the seqs of the RunResumed events, one per retry.
     retries: list[int] = []
+    # The run's token counters, summed over its model requests (None: it made none).
+    usage: dict[str, int] | None = None
 
 
 def ts(value: float | None) -> dt.datetime | None:
@@ -91,6 +96,7 @@ def summary(record: RunRecord, waiting_for: str | None = None) -> RunSummary:
 
 
 def step_info(step: StepState) -> StepInfo:
+    result = decode_value(step.result) if step.result is not None else None
     return StepInfo(
         position=step.pos,
         name=step.name,
@@ -99,9 +105,10 @@ def step_info(step: StepState) -> StepInfo:
         started_at=ts(step.started_at),
         finished_at=ts(step.finished_at),
         duration=_duration(step.started_at, step.finished_at),
-        result=decode_value(step.result) if step.result is not None else None,
+        result=result,
         error=step.error,
         next_attempt_at=ts(step.next_attempt_at),
+        usage=model_usage(result),
     )
 
 
@@ -132,6 +139,10 @@ def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None)
     error = state.error
     if error is None and record.error is not None:
         error = msgspec.msgpack.decode(record.error, type=ErrorInfo)
+    steps = [step_info(s) for _, s in sorted(state.steps.items())]
+    usage: dict[str, int] | None = None
+    for step in steps:
+        usage = add_usage(usage, step.usage)
     return RunInfo(
         run_id=record.run_id,
         workflow=record.workflow,
@@ -143,7 +154,7 @@ def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None)
         created_at=created,
         finished_at=ts(record.finished_at),
         duration=_duration(record.created_at, record.finished_at),
-        steps=[step_info(s) for _, s in sorted(state.steps.items())],
+        steps=steps,
         parent_run_id=record.parent_run_id,
         owner=record.owner if record.status in ("pending", "running") else None,
         events=state.last_seq,
@@ -154,6 +165,7 @@ def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None)
         forked_from=state.forked_from,
         fork_point=state.fork_point,
         retries=list(state.resumed),
+        usage=usage,
     )
 
 

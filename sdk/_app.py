@@ -17,6 +17,7 @@ from durable import (
     RunHandle,
     RunInfo,
     RunSummary,
+    RunUsage,
     Step,
     WorkerOptions,
     resolve_url,
@@ -416,6 +417,11 @@ class App:
 
     async def get_run(self, run_id: str) -> RunInfo:
         return await self.engine.client.get_run(run_id)
+
+    async def usage(self, run_id: str) -> RunUsage:
+        """What the run cost: its model requests' token counters and its script steps' CPU
+        time and peak memory, in total and per step (docs/agents.md, "Cost and usage")."""
+        return await self.engine.client.usage(run_id)
 
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 50

@@ -228,6 +228,11 @@ def test_a_stop_signal_releases_the_run_and_the_same_id_resumes_it(tmp_path: Pat
         for line in proc.stdout:
             if line.startswith("▶ b"):
                 break
+        # "▶ b" is the step's start in the log; its script starts a moment later (through
+        # the launcher that measures its resources): stop the run once the script runs.
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "b.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 130
     assert (tmp_path / "side.txt").read_text() == "a\n"

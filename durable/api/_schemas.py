@@ -94,6 +94,23 @@ class ExecutionList(Api):
     next_cursor: str | None
 
 
+Counters = Annotated[
+    dict[str, int],
+    msgspec.Meta(
+        description="Token counters of model requests (durable agents), summed: `requests`, "
+        "`input_tokens`, `output_tokens` and any other integer counter the model reported."
+    ),
+]
+
+
+class Resources(Api):
+    """A script's own process tree's CPU time and peak memory (of several: CPU summed, the
+    largest peak)."""
+
+    cpu_seconds: float  # user + system
+    max_rss_kb: int  # peak resident set size, KiB
+
+
 class StepResult(Api):
     step_id: str
     status: str  # success, failed, running, retrying, skipped, pending, cancelled
@@ -101,6 +118,10 @@ class StepResult(Api):
     duration: int | None = None
     result: Any = None
     error: ErrorBody | None = None
+    # A model request's tokens / a script's resources (a DAG step's: over its instances);
+    # null for every other step.
+    usage: Counters | None = None
+    resources: Resources | None = None
 
 
 class ExecutionDetail(Api):
@@ -120,6 +141,9 @@ class ExecutionDetail(Api):
     parent_execution_id: str | None = None
     forked_from: str | None = None
     retries: int = 0
+    # The run's totals over its steps; null when it made no model request / ran no script.
+    usage: Counters | None = None
+    resources: Resources | None = None
 
 
 class VisualStep(Api):

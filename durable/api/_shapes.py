@@ -17,6 +17,7 @@ from durable._codec import decode_value
 from durable._errors import ErrorInfo
 from durable._events import LoggedEvent
 from durable._state import CANCELLED, RunState, StepState
+from durable._usage import StepUsage, Totals, step_usage, steps_usage, totals
 from durable._views import event_view, plain
 from durable.dag._report import parse_name
 from durable.dag._result import dag_result
@@ -28,6 +29,7 @@ from ._schemas import (
     EventBody,
     ExecutionDetail,
     ExecutionSummary,
+    Resources,
     StepResult,
     Visualization,
     VisualStep,
@@ -90,6 +92,13 @@ class _Step(msgspec.Struct):
     result: Any
     error: ErrorBody | None
     dependencies: list[str]
+    cost: Totals = Totals()
+
+
+def _resources(cost: Totals) -> Resources | None:
+    if cost.cpu_seconds is None or cost.max_rss_kb is None:
+        return None
+    return Resources(cpu_seconds=cost.cpu_seconds, max_rss_kb=cost.max_rss_kb)
 
 
 def _python_steps(state: RunState) -> list[_Step]:
@@ -100,14 +109,14 @@ def _python_steps(state: RunState) -> list[_Step]:
         start = step.started_at
         before = [i for f, i in ended if start is not None and f <= start]
         deps = before[-1:]  # the latest step that had ended: a chain, parallel where overlapped
-        out.append(_from_state(sid, step.name, step, deps))
+        out.append(_from_state(sid, step.name, step, deps, totals([step_usage(pos, step)])))
         if step.finished_at is not None:
             ended.append((step.finished_at, sid))
             ended.sort()
     return out
 
 
-def _from_state(sid: str, name: str, step: StepState, deps: list[str]) -> _Step:
+def _from_state(sid: str, name: str, step: StepState, deps: list[str], cost: Totals) -> _Step:
     result = decode_value(step.result) if step.result is not None else None
     error = None if step.status in ("succeeded", "skipped") else _error(step.error)
     return _Step(
@@ -119,6 +128,7 @@ def _from_state(sid: str, name: str, step: StepState, deps: list[str]) -> _Step:
         result=plain(result),
         error=error,
         dependencies=deps,
+        cost=cost,
     )
 
 
@@ -131,6 +141,11 @@ def _dag_steps(wf: WorkflowDef, state: RunState) -> list[_Step]:
         for s in state.steps.values()
         if _step_status(s) == "cancelled" and (parsed := parse_name(s.name)) is not None
     }
+    # A step's cost is its instances' (matrix entries, loop iterations) together.
+    costs: dict[str, list[StepUsage]] = {}
+    for pos, state_step in state.steps.items():
+        if (parsed := parse_name(state_step.name)) is not None:
+            costs.setdefault(parsed[0], []).append(step_usage(pos, state_step))
     out: list[_Step] = []
     for step in definition.steps:
         report = reports.get(step.id)
@@ -150,6 +165,7 @@ def _dag_steps(wf: WorkflowDef, state: RunState) -> list[_Step]:
                 result=plain(report.result) if report is not None else None,
                 error=error,
                 dependencies=list(step.depends_on),
+                cost=totals(costs.get(step.id, [])),
             )
         )
     return out
@@ -163,6 +179,7 @@ def steps_of(wf: WorkflowDef | None, state: RunState) -> list[_Step]:
 
 def detail(record: RunRecord, state: RunState, wf: WorkflowDef | None) -> ExecutionDetail:
     steps = steps_of(wf, state)
+    run = totals(steps_usage(state))
     inputs = decode_value(state.input) if state.input is not None else None
     context: dict[str, Any] = dict(inputs) if isinstance(inputs, dict) else {"input": inputs}
     for step in steps:
@@ -190,6 +207,8 @@ def detail(record: RunRecord, state: RunState, wf: WorkflowDef | None) -> Execut
                 duration=s.duration,
                 result=s.result,
                 error=s.error,
+                usage=s.cost.usage,
+                resources=_resources(s.cost),
             )
             for s in steps
             if s.status != "pending"
@@ -199,6 +218,8 @@ def detail(record: RunRecord, state: RunState, wf: WorkflowDef | None) -> Execut
         parent_execution_id=record.parent_run_id,
         forked_from=state.forked_from,
         retries=len(state.resumed),
+        usage=run.usage,
+        resources=_resources(run),
     )
 
 

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from durable._errors import ErrorInfo
+from durable._usage import script_resources
 from durable._views import EventView, StepInfo, plain
 from durable.cli._escape import escape_controls
 
@@ -117,6 +118,47 @@ def events_table(views: Sequence[EventView]) -> Table:
     return table
 
 
+def _extras(usage: dict[str, int]) -> str:
+    """The counters beyond requests/input/output (cache reads, audio...), as `name value`."""
+    known = ("requests", "input_tokens", "output_tokens")
+    return "".join(f", {k} {v}" for k, v in usage.items() if k not in known)
+
+
+def usage_text(usage: dict[str, int]) -> str:
+    """A run's token total: `2 model requests, 43 tokens (31 input, 12 output)`."""
+    requests = usage.get("requests", 0)
+    inp, out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+    plural = "" if requests == 1 else "s"
+    return (
+        f"{requests} model request{plural}, {inp + out} tokens ({inp} input, {out} output)"
+        + _extras(usage)
+    )
+
+
+def resources_text(cpu_seconds: float, max_rss_kb: int) -> str:
+    return f"cpu {cpu_seconds:.2f}s, peak {max_rss_kb / 1024:.1f} MiB"
+
+
+def step_usage_text(step: StepInfo) -> Text:
+    """A step's cost: a model request's tokens (`16 tokens (11 in, 5 out)`), a script's CPU
+    time and peak memory, or nothing."""
+    if step.usage is not None:
+        inp, out = step.usage.get("input_tokens", 0), step.usage.get("output_tokens", 0)
+        return safe_text(f"{inp + out} tokens ({inp} in, {out} out){_extras(step.usage)}")
+    resources = step_resources(step)
+    if resources is not None:
+        return Text(resources_text(*resources))
+    return Text("")
+
+
+def step_resources(step: StepInfo) -> tuple[float, int] | None:
+    """A script step's (cpu_seconds, max_rss_kb): from its result, or its error's details."""
+    found = script_resources(step.result)
+    if found is None and step.error is not None:
+        found = script_resources(step.error.details)
+    return found
+
+
 def steps_table(steps: Sequence[StepInfo]) -> Table:
     table = Table(
         box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="steps", title_justify="left"
@@ -126,8 +168,11 @@ def steps_table(steps: Sequence[StepInfo]) -> Table:
     table.add_column("status", no_wrap=True)
     table.add_column("attempts", justify="right")
     table.add_column("duration", justify="right")
+    costs = [step_usage_text(step) for step in steps]
+    if any(cost.plain for cost in costs):  # only runs with model requests or scripts
+        table.add_column("usage", no_wrap=True)
     table.add_column("result")
-    for step in steps:
+    for step, cost in zip(steps, costs, strict=True):
         outcome: Text
         if step.error is not None and step.status == "retrying":
             at = when(step.next_attempt_at).plain
@@ -138,12 +183,14 @@ def steps_table(steps: Sequence[StepInfo]) -> Table:
             outcome = safe_text(preview(step.result))
         else:
             outcome = Text("-", style="dim")
-        table.add_row(
-            str(step.position),
+        cells = [
+            Text(str(step.position)),
             safe_text(step.name),
             status_text(step.status),
-            str(step.attempts),
+            Text(str(step.attempts)),
             duration(step.duration),
-            outcome,
-        )
+        ]
+        if len(table.columns) == 7:
+            cells.append(cost)
+        table.add_row(*cells, outcome)
     return table

@@ -27,8 +27,12 @@ from durable.cli._render import (
     events_table,
     make_console,
     preview,
+    resources_text,
+    safe_text,
     status_text,
+    step_resources,
     steps_table,
+    usage_text,
     when,
 )
 
@@ -143,6 +147,13 @@ def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> 
     grid.add_row("finished", when(info.finished_at))
     grid.add_row("duration", duration(info.duration))
     grid.add_row("events", str(info.events))
+    if info.usage is not None:
+        grid.add_row("usage", safe_text(usage_text(info.usage)))
+    scripts = [r for r in map(step_resources, info.steps) if r is not None]
+    if scripts:
+        cpu, peak = sum(c for c, _ in scripts), max(r for _, r in scripts)
+        steps = f"{len(scripts)} script step" + ("" if len(scripts) == 1 else "s")
+        grid.add_row("resources", Text(f"{resources_text(cpu, peak)} ({steps})"))
     grid.add_row("input", Text(preview(info.input, 200)))
     if info.status == "succeeded":
         grid.add_row("result", Text(preview(info.result, 200)))

@@ -69,6 +69,8 @@ class ScriptFailed(Exception):
             "stderr": cut(result.stderr),
             "timed_out": result.timed_out,
             "signal": result.signal,
+            "cpu_seconds": result.cpu_seconds,
+            "max_rss_kb": result.max_rss_kb,
         }
 
 
@@ -130,6 +132,9 @@ async def _script(call: StepCall, env: dict[str, str]) -> Any:
         "stdout": result.stdout,
         "stderr": result.stderr,
         "duration_seconds": round(result.duration, 6),
+        # The script's own process tree (durable.dag._script): cost per step, not per worker.
+        "cpu_seconds": result.cpu_seconds,
+        "max_rss_kb": result.max_rss_kb,
     }
 
 

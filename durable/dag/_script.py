@@ -24,16 +24,21 @@ Semantics (see `run_script`):
   allocations use, so a Python `bytearray` larger than the limit raises MemoryError. It is
   preferred to RLIMIT_AS because address-space reservations that use no memory (thread
   stacks, malloc arenas, runtimes such as the JVM or Go that reserve large ranges up front)
-  do not count. The limit is applied in a `preexec_fn`; CPython documents `preexec_fn` as
-  not safe in the presence of threads (the child runs Python code between fork and exec, and
-  a lock held by another thread at fork time could deadlock it). Our function only calls
-  `resource.setrlimit`, `prctl` (through a ctypes handle made in the parent) and
-  `os.getppid`, none of which takes a Python-level lock.
-* Worker death. The child asks the kernel (PR_SET_PDEATHSIG) for SIGKILL when the worker dies,
-  so a worker killed with SIGKILL does not leave its script running beside the attempt the
-  next worker starts. It covers the process the worker started (the interpreter for `.py`,
-  else the shell); a shell's own children are not covered (use `exec` in a script to make the
-  long-running program the one the worker started).
+  do not count. The limit is set in the script's process between fork and exec by the
+  launcher (durable.dag._launcher), which is single-threaded, so none of `preexec_fn`'s
+  thread hazards applies; the launcher itself is not limited.
+* Launcher. The worker does not start the script itself but a small launcher (Python, -S -I,
+  about 10 ms), which forks and execs the script and reports how it ended with its CPU time
+  and peak memory (see Resources; durable.dag._launcher says why). The worker's own
+  `preexec_fn` for the launcher only calls `prctl` (through a ctypes handle made in the
+  parent) and `os.getppid`, neither of which takes a Python-level lock (CPython documents
+  `preexec_fn` as not safe with threads: a lock held at fork time could deadlock the child).
+* Worker death. The launcher asks the kernel (PR_SET_PDEATHSIG) for SIGKILL when the worker
+  dies, and the script for SIGKILL when the launcher dies, so a worker killed with SIGKILL
+  does not leave its script running beside the attempt the next worker starts. It covers the
+  process the launcher started (the interpreter for `.py`, else the shell); a shell's own
+  children are not covered (use `exec` in a script to make the long-running program the one
+  the launcher started).
 * Output. stdout and stderr are read concurrently while the script runs (no pipe deadlock
   for large output). Each keeps at most `output_limit` bytes (durable._limits): its first
   and last halves, with the marker of durable._limits.cut between them saying how many bytes
@@ -42,6 +47,12 @@ Semantics (see `run_script`):
 * Result. A non-zero exit is a normal result; the caller decides what failure means. If the
   script was ended by a signal, `signal` is its number and `exit_code` is `128 + signal`
   (the shell convention), so `exit_code` is always a non-negative int.
+* Resources. `cpu_seconds` (user + system) and `max_rss_kb` (peak resident set size, KiB) are
+  the script's own: those of the process the launcher started and of every descendant it
+  waited for (a shell's commands, a pipeline's stages), from `os.wait4` on that one process,
+  never a worker-wide measure. A background process the script left behind (the group kill
+  ends it) is not counted, as its parent did not wait for it. Both are None when the
+  launcher was killed before it could report (SIGKILL after a timeout's grace period).
 """
 
 from __future__ import annotations
@@ -49,12 +60,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
-import resource
 import shlex
 import signal as _signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -62,6 +74,8 @@ from pathlib import Path
 
 from durable._limits import MAX_SCRIPT_OUTPUT_BYTES, marker
 from durable._policy import inherited_environment
+
+from ._launcher import Outcome, launcher_argv, read_outcome
 
 __all__ = ["ScriptResult", "run_script"]
 
@@ -81,7 +95,9 @@ class ScriptResult:
     `exit_code` is the process's exit status, or `128 + signal` if a signal ended it (then
     `signal` is the signal number, otherwise None). `stdout` and `stderr` are decoded text,
     each cut to `output_limit` bytes with a truncation marker. `duration` is in seconds.
-    `timed_out` says the run was ended because it exceeded its timeout.
+    `timed_out` says the run was ended because it exceeded its timeout. `cpu_seconds` (user +
+    system) and `max_rss_kb` (peak resident set size, in KiB) are the script's process tree's
+    (see the module docstring).
     """
 
     exit_code: int
@@ -90,6 +106,8 @@ class ScriptResult:
     duration: float
     timed_out: bool
     signal: int | None
+    cpu_seconds: float | None = None
+    max_rss_kb: int | None = None
 
 
 def script_argv(script: str) -> list[str]:
@@ -125,19 +143,17 @@ _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup(memory_mb: int | None) -> Callable[[], None]:
-    limit = memory_mb * 1024 * 1024 if memory_mb is not None else None
+def _child_setup() -> Callable[[], None]:
     parent = os.getpid()
 
-    def setup() -> None:  # runs in the child between fork and exec
+    def setup() -> None:  # runs in the launcher between fork and exec
         if _libc is not None:
-            # A worker killed with SIGKILL takes its script with it: left running, the
-            # orphan would overlap the attempt the next worker starts for the same step.
+            # A worker killed with SIGKILL takes its script with it (the launcher, and the
+            # script through the launcher): left running, the orphan would overlap the
+            # attempt the next worker starts for the same step.
             _libc.prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:  # the worker died before prctl took effect
                 os._exit(137)
-        if limit is not None:
-            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
     return setup
 
@@ -175,31 +191,55 @@ class _Capture:
         return head + marker(dropped, self.total) + tail
 
 
-class _ScriptProtocol(asyncio.SubprocessProtocol):
-    """Captures stdout/stderr as they arrive and reports exit apart from pipe closing.
+class _Pipe(asyncio.Protocol):
+    """Reads one of the script's output pipes into its capture as the bytes arrive."""
 
-    `asyncio.subprocess.Process.wait()` only returns once the pipes are closed too, which a
-    background child holding stdout would delay; here `exited` resolves when the script
-    itself exits and `closed` when the pipes are closed as well.
-    """
+    def __init__(self, capture: _Capture, closed: asyncio.Future[None]) -> None:
+        self.capture = capture
+        self.closed = closed
 
-    def __init__(self, output_limit: int) -> None:
-        loop = asyncio.get_running_loop()
-        self.out = _Capture(output_limit)
-        self.err = _Capture(output_limit)
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        (self.out if fd == 1 else self.err).add(data)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
+    def data_received(self, data: bytes) -> None:
+        self.capture.add(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _reap(process: subprocess.Popen[bytes], report_fd: int) -> asyncio.Future[Outcome]:
+    """A future of how the script ended, with its figures (durable.dag._launcher).
+
+    The launcher is started with subprocess.Popen, not loop.subprocess_exec, and reaped here
+    by a thread of its own blocked in waitpid (as asyncio's ThreadedChildWatcher does, on
+    every platform): no asyncio child watcher knows the pid, so none competes to reap it.
+    The thread holds the Popen and sets its returncode, so subprocess never reaps it either.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Outcome] = loop.create_future()
+
+    def deliver(outcome: Outcome | BaseException) -> None:
+        if done.done():
+            return
+        if isinstance(outcome, BaseException):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
+
+    def wait() -> None:
+        outcome: Outcome | BaseException
+        try:
+            _, status = os.waitpid(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            outcome = read_outcome(report_fd, process.returncode)
+        except BaseException as exc:  # never leave the step waiting for nothing
+            outcome = exc
+        finally:
+            os.close(report_fd)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(deliver, outcome)
+
+    threading.Thread(target=wait, name=f"durable-script-{process.pid}", daemon=True).start()
+    return done
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -207,7 +247,7 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-async def _terminate_group(pgid: int, exited: asyncio.Future[None], grace: float) -> None:
+async def _terminate_group(pgid: int, exited: asyncio.Future[Outcome], grace: float) -> None:
     """SIGTERM the group, give the leader `grace` seconds, then SIGKILL the group."""
     _kill_group(pgid, _signal.SIGTERM)
     with contextlib.suppress(TimeoutError):
@@ -248,49 +288,77 @@ async def run_script(
 
     loop = asyncio.get_running_loop()
     started = time.monotonic()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _ScriptProtocol(output_limit),
-        *script_argv(script),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=script_env(env, inherit=inherit_env, secrets=secrets),
-        start_new_session=True,
-        preexec_fn=_child_setup(memory_mb),
-    )
-    pgid = transport.get_pid()  # the leader of a new session leads its process group
-    timed_out = False
+    report_read, report_write = os.pipe()
+    memory = memory_mb * 1024 * 1024 if memory_mb is not None else None
     try:
+        # Popen, not loop.subprocess_exec (see _reap); which calls this same Popen, blocking
+        # the loop for the same fork and exec.
+        process = subprocess.Popen(  # noqa: ASYNC220
+            launcher_argv(report_write, memory, script_argv(script)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=script_env(env, inherit=inherit_env, secrets=secrets),
+            start_new_session=True,
+            pass_fds=(report_write,),
+            preexec_fn=_child_setup(),
+        )
+    except BaseException:
+        os.close(report_read)
+        raise
+    finally:
+        os.close(report_write)  # the launcher holds the write end now
+    exited = _reap(process, report_read)
+    pgid = process.pid  # the leader of a new session leads its process group
+    out, err = _Capture(output_limit), _Capture(output_limit)
+    closing: list[asyncio.Future[None]] = []
+    transports: list[asyncio.BaseTransport] = []
+    try:
+        for pipe, capture in ((process.stdout, out), (process.stderr, err)):
+            assert pipe is not None  # stdout=PIPE, stderr=PIPE
+            closed: asyncio.Future[None] = loop.create_future()
+            closing.append(closed)
+            reader, _ = await loop.connect_read_pipe(
+                functools.partial(_Pipe, capture, closed), pipe
+            )
+            transports.append(reader)
+        timed_out = False
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(protocol.exited)
+                await asyncio.shield(exited)
         except TimeoutError:
             timed_out = True
-            await _terminate_group(pgid, protocol.exited, TERMINATE_GRACE_SECONDS)
+            await _terminate_group(pgid, exited, TERMINATE_GRACE_SECONDS)
         # The leader is gone; background children it left in the group go with it.
         _kill_group(pgid, _signal.SIGKILL)
         # Pipes still open now are held by a process that escaped the group: stop waiting.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(protocol.closed), _DRAIN_SECONDS)
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*closing)), _DRAIN_SECONDS)
     except BaseException:
         # Cancellation (or anything unexpected): the group must not outlive us.
         _kill_group(pgid, _signal.SIGKILL)
         with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(protocol.exited), TERMINATE_GRACE_SECONDS)
+            await asyncio.wait_for(asyncio.shield(exited), TERMINATE_GRACE_SECONDS)
         raise
     finally:
-        transport.close()
+        for transport in transports:
+            transport.close()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
     duration = time.monotonic() - started
 
-    returncode = transport.get_returncode()
-    assert returncode is not None
+    outcome = exited.result()
+    returncode = outcome.returncode
     sig = -returncode if returncode < 0 else None
     return ScriptResult(
         exit_code=128 + sig if sig is not None else returncode,
-        stdout=protocol.out.text(),
-        stderr=protocol.err.text(),
+        stdout=out.text(),
+        stderr=err.text(),
         duration=duration,
         timed_out=timed_out,
         signal=sig,
+        cpu_seconds=outcome.cpu_seconds,
+        max_rss_kb=outcome.max_rss_kb,
     )

@@ -110,6 +110,8 @@ def test_the_003_flow_register_start_watch_visualize(tmp_path: Path, web: Web) -
             "duration": done["stepResults"]["double"]["duration"],
             "result": 40,
             "error": None,
+            "usage": None,  # no model request (tests/api/test_usage_api.py)
+            "resources": None,  # no script
         }
         assert done["stepResults"]["wait"]["duration"] >= 200
         assert done["context"]["orderId"] == "o-1" and done["context"]["double"] == 40

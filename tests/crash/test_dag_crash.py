@@ -335,10 +335,14 @@ def check_final_log(events: list[LoggedEvent]) -> dict[str, Instance]:
 # -- results -------------------------------------------------------------------------------
 
 
+# What differs from run to run in a script's result: its duration and resources measured.
+MEASURED = ("duration_seconds", "cpu_seconds", "max_rss_kb")
+
+
 def strip_timing(value: Any) -> Any:
-    """A script's result without the one thing that differs from run to run: its duration."""
+    """A script's result without what differs from run to run: its measured figures."""
     if isinstance(value, dict):
-        return {k: strip_timing(v) for k, v in value.items() if k != "duration_seconds"}
+        return {k: strip_timing(v) for k, v in value.items() if k not in MEASURED}
     if isinstance(value, list):
         return [strip_timing(v) for v in value]
     return value

@@ -6,6 +6,7 @@ import { api, streamEvents } from "./api.js";
 import { conversationView } from "./conversation.js";
 import { badge, formatDuration, formatTime, h, isFinished, json, jsonCell, runDuration } from "./format.js";
 import { renderGraph } from "./graph.js";
+import { stepUsageCell, usageSummary } from "./usage.js";
 import { every, flash, showError } from "./ui.js";
 
 export function renderRunView(view, runId, signal) {
@@ -84,7 +85,8 @@ function renderHeader(header, run) {
   const children = [
     h("h1", {}, h("span", { "data-testid": "run-id", text: run.executionId }), " ", badge(run.status)),
     h("dl", { class: "facts" }, ...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
-  ];
+    usageSummary(run),
+  ].filter(Boolean);
   if (run.error) {
     children.push(
       h("div", { class: "run-error", "data-testid": "run-error" },
@@ -98,7 +100,7 @@ function renderHeader(header, run) {
 function resultsTable(stepResults) {
   const steps = Object.values(stepResults);
   if (!steps.length) return h("p", { class: "muted", text: "No step results yet." });
-  const head = ["Step", "Status", "Attempts", "Duration", "Result", "Error"];
+  const head = ["Step", "Status", "Attempts", "Duration", "Usage", "Result", "Error"];
   return h(
     "table",
     { class: "results", "data-testid": "step-results" },
@@ -114,6 +116,7 @@ function resultsTable(stepResults) {
           h("td", {}, badge(step.status)),
           h("td", { text: step.attempts ?? "" }),
           h("td", { text: formatDuration(step.duration) }),
+          stepUsageCell(step),
           h("td", {}, jsonCell(step.result)),
           h("td", { class: "error-cell" }, step.error ? jsonCell(step.error) : ""),
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 import msgspec
@@ -27,6 +28,8 @@ class DagChildConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def amain(cfg: DagChildConfig) -> None:
+    # The steps' scripts inherit it: each side-effect line names the worker that ran it.
+    os.environ["DAG_CRASH_WORKER"] = str(os.getpid())
     app = App(f"sqlite:///{cfg.db}", lease_ttl=cfg.lease_ttl, poll_interval=cfg.poll_interval)
     name = app.register_dag(cfg.dag)
     async with app:
