@@ -13,6 +13,7 @@ the invariant the worker checks before it parks.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,6 +24,15 @@ from durable.runtime._waits import Waits
 
 # Consecutive quiet looks (each one loop iteration apart) before a run is deemed idle.
 LOOKS_BEFORE_IDLE = 3
+# Seconds a run blocked on a future the watch cannot trace (see RunWatch.blocked_on) must
+# stay quiet before it is deemed idle: a library's internal hop (a thread, a queue) ends
+# well within it; a run waiting for a signal through a library's own task parks after it.
+UNKNOWN_GRACE = 0.3
+
+
+def _from_thread(callback: object) -> bool:
+    """A future asyncio chained to a concurrent one (run_in_executor, to_thread)."""
+    return getattr(callback, "__qualname__", "").startswith("_chain_future.")
 
 
 class WatchHost(Protocol):
@@ -59,6 +69,7 @@ class RunWatch:
         self._pending = False
         self._seen: tuple[int, int] | None = None
         self._quiet_looks = 0
+        self._quiet_since = 0.0
 
     def poke(self) -> None:
         """Something changed: look once the workflow's task has yielded."""
@@ -92,14 +103,23 @@ class RunWatch:
             self._seen = None
             return
         seen = (host.progress, host.positions_used)
-        if seen != self._seen or not self.only_waits():
+        blocked = self.blocked_on()
+        now = time.monotonic()
+        if seen != self._seen or blocked == "work":
             self._seen = seen
             self._quiet_looks = 0
+            self._quiet_since = now
             self.poke()
             return
         self._quiet_looks += 1
         if self._quiet_looks < LOOKS_BEFORE_IDLE:
             self.poke()
+            return
+        if blocked == "unknown" and now - self._quiet_since < UNKNOWN_GRACE:
+            if not self._pending:
+                self._pending = True
+                remaining = UNKNOWN_GRACE - (now - self._quiet_since)
+                asyncio.get_running_loop().call_later(remaining, self._look)
             return
         self._seen = None
         on_idle(host)
@@ -119,43 +139,48 @@ class RunWatch:
         if self.task_runnable():
             return "its workflow's task is runnable"
         problem = host.waits.park_problem()
-        if problem is None and not self.only_waits():
+        if problem is None and self.blocked_on() == "work":
             problem = "a task of the run works on something its log does not know of"
         return problem
 
-    def only_waits(self) -> bool:
-        """Nothing but the run's durable waits can move its workflow's task: it is blocked on
-        one of them, or on tasks (a ctx.wait's, an asyncio.gather's, one it awaits) that all
-        are, recursively. A task that is runnable or blocked on anything else (a thread, a
-        socket, an asyncio.Event) is working: parking the run would throw that work away and
-        leave the run asleep until its next timer."""
+    def blocked_on(self) -> str:
+        """What holds the workflow's task: "waits" (only the run's durable waits: it is
+        blocked on one of them, or on tasks (a ctx.wait's, an asyncio.gather's, one it
+        awaits) that all are, recursively), "work" (a task is runnable, or waits for a thread:
+        work the log knows nothing of, that parking would throw away and that would leave the
+        run asleep until its next timer), or "unknown" (a future of something else: a
+        library's event or queue, a socket: maybe set by another task that waits durably,
+        maybe by work; the run is idle only once that has stayed quiet for UNKNOWN_GRACE)."""
         task = self.host.workflow_task
         if task is None or task.done():
-            return False
+            return "work"
         durable = {id(f) for f in self.host.waits.futures.values()}
         races = self.host.races
         seen: set[int] = set()
+        found = "waits"
 
-        def waits_only(fut: asyncio.Future[Any]) -> bool:
-            if id(fut) in seen:
+        def visit(fut: asyncio.Future[Any]) -> bool:  # False: work found, stop
+            nonlocal found
+            if id(fut) in seen or id(fut) in durable:
                 return True
             seen.add(id(fut))
             if fut.done():
                 return False  # its awaiter is about to run
-            if id(fut) in durable:
-                return True
             if isinstance(fut, asyncio.Task):
                 # CPython's Task keeps the future it is blocked on here (C and Python tasks).
                 blocker = getattr(fut, "_fut_waiter", None)
-                return blocker is not None and waits_only(blocker)
+                return blocker is not None and visit(blocker)
             members = races.get(id(fut))
             if members is None:
                 members = getattr(fut, "_children", None)  # asyncio.gather's future
-            if members is None:
-                return False
-            return all(waits_only(m) for m in members if not m.done())
+            if members is not None:
+                return all(visit(m) for m in members if not m.done())
+            if any(_from_thread(cb) for cb, _ in getattr(fut, "_callbacks", None) or ()):
+                return False  # run_in_executor / to_thread: a thread works for it
+            found = "unknown"
+            return True
 
-        return waits_only(task)
+        return found if visit(task) else "work"
 
     def task_runnable(self) -> bool:
         """The workflow's task is scheduled to run (not blocked on an unfinished future)."""
