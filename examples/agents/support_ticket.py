@@ -1,12 +1,13 @@
-"""A support ticket, triaged by an AI agent, handled durably: `python examples/agents/support_ticket.py`.
+"""A support ticket, triaged by an AI agent, handled durably:
+`python examples/agents/support_ticket.py`.
 
 Every step is recorded in ./support.db (or $DURABLE_DATABASE_URL): the tool calls, the agent's
 model requests and its own tool calls, each branch decision. Kill the process at any point and
 run it again: run "ticket-1" resumes from its log, nothing recorded runs again.
 
 Offline by default: the agent's model is Pydantic AI's TestModel. To use a real model, set
-DURABLE_AGENT_MODEL to its name (e.g. openai:gpt-4o) after `pip install 'pydantic-ai-slim[openai]'`
-with OPENAI_API_KEY set.
+DURABLE_AGENT_MODEL to its name (e.g. openai:gpt-4o) after
+`pip install 'pydantic-ai-slim[openai]'`, with OPENAI_API_KEY set.
 """
 
 from __future__ import annotations

@@ -105,3 +105,9 @@ def test_running_an_example_again_replays_its_runs_without_running_a_tool_again(
     assert [e["tool"] for e in done] == ["process_item"] * 3
     assert run(tmp_path, "loop_step") == first  # the same run id: its recorded result
     assert effects(tmp_path) == done
+
+
+def test_the_readme_shows_the_support_ticket_example_as_it_is() -> None:
+    """The README's complete agent workflow example is the file tests/test_readme.py runs."""
+    readme = (EXAMPLES.parents[1] / "README.md").read_text()
+    assert (EXAMPLES / "support_ticket.py").read_text() in readme
