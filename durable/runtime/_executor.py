@@ -304,13 +304,11 @@ class RunExecutor:
             self.poke()
         try:
             value = await body
-        except Exception:
+        except BaseException as exc:
             self._ended_live()
-            refuse_raw_race(self, pos)
-            await self.order.after_recorded()
-            raise
-        except BaseException:
-            self._ended_live()
+            if isinstance(exc, Exception):  # an outcome: handed back in its turn, as a value
+                refuse_raw_race(self, pos)
+                await self.order.after_recorded()
             raise
         self._ended_live()
         await self.order.after_recorded()  # a replay's recorded outcomes first (see _order)
@@ -455,17 +453,12 @@ class RunExecutor:
             raise EndOfHistory()
         elif self._ending:  # a branch left running: the run's end is being recorded
             raise ExecutionStopped()
-        live = not rec.done
         refuse_raw_race(self, rec.pos)
         try:
             value = await self.waits.wait(rec, decode)
         except Exception:
             refuse_raw_race(self, rec.pos)
-            if live:
-                await self.order.after_recorded()
             raise
-        if live:  # a replay's recorded outcomes first (see _order)
-            await self.order.after_recorded()
         refuse_raw_race(self, rec.pos)
         return value
 

@@ -28,6 +28,7 @@ from durable._events import (
 )
 from durable._runlog import ChildOutcome, RunLog
 from durable._state import RunState, WaitState
+from durable.runtime._order import ReplayOrder
 from storage import InboxItem
 
 
@@ -38,6 +39,7 @@ class WaitsOwner(Protocol):
     log: RunLog | None  # None: replay only
     cancelling: bool  # the run's cancellation is being delivered
     progress: int  # bumped whenever a durable awaitable ends
+    order: ReplayOrder  # a live wait's end comes after a replay's recorded outcomes
 
     def poke(self) -> None:
         """Something moved: the executor looks again whether the run is idle."""
@@ -81,6 +83,7 @@ class Waits:
                 self._cancelled_live(rec)
             elif self.futures:  # other waits remain (gathered): the run may be idle for long
                 self.ex.poke()
+        await self.ex.order.after_recorded()  # a replay's recorded outcomes first (_order)
         return self._recorded(rec, decode)
 
     def arm(self, rec: WaitState) -> asyncio.Future[Any]:
