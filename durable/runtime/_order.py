@@ -13,6 +13,11 @@ workflow always awaits the next one: it never waits (the fast path, no suspensio
 several at once is safe: the released tasks resume in the order their futures were resolved,
 the order of the log, and each runs until it blocks, as it did live.
 
+Two more rules keep a replay on the live path (settle, after_recorded): an outcome taken at
+once is handed back only after the other ready tasks ran until they blocked, as they did live
+while the command ran; and an outcome produced live during a replay (a step the crash
+interrupted, run again) waits until every recorded outcome has been taken: it is newer.
+
 What the order keys: a step's final outcome (StepCompleted, a final StepFailed), a wait's end
 (TimerFired, WaitCompleted, ChildCompleted, CommandCancelled), and a child run's start
 (ChildStarted: the starting task resumed once it was recorded). If the workflow stops asking
