@@ -91,7 +91,7 @@ asyncio.run(main())
 SUMMARY_KEYS = "run_id workflow version status created_at finished_at duration waiting_for"
 INFO_KEYS = (
     f"{SUMMARY_KEYS} input result error steps parent_run_id owner events"
-    " waiting_on fingerprint code_changes forked_from fork_point retries"
+    " waiting_on fingerprint code_changes forked_from fork_point retries usage"
 )
 OK_EVENTS = ["RunStarted", *["StepStarted", "StepCompleted"] * 3, "RunCompleted"]
 
