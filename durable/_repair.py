@@ -42,6 +42,10 @@ from durable._state import CANCELLED, RunState
 from durable.dag._report import DELIVERY_PREFIX, parse_name
 
 # Events that take a new position the first time they name it: the workflow moving on.
+# The markers durable.flow's interpreter records (a step's result, the workflow's end, a
+# lambda's decision): its bookkeeping, see retry_plan.
+FLOW_MARKERS = "flow."
+
 _POSITIONED = (
     StepStarted,
     MarkerRecorded,
@@ -202,9 +206,16 @@ def retry_plan(state: RunState, events: Sequence[LoggedEvent]) -> RunResumed:
     child_end: dict[str, int] = {}
     cancelled_at: dict[int, int] = {}  # waits the cancellation (or the deadline) ended
     cancels: list[int] = []  # seqs of the commands the cancellation ended, since the last retry
+    bookkeeping: dict[int, int] = {}  # a builder workflow's own records: position -> seq
     for logged in events:
         event = logged.event
-        if isinstance(event, _POSITIONED) and event.pos not in seen:
+        if isinstance(event, MarkerRecorded) and event.kind.startswith(FLOW_MARKERS):
+            # What durable.flow's interpreter records of a step's end and the workflow's:
+            # not the code going on from a failure, so they don't hide it from the retry.
+            if event.pos not in seen:
+                seen.add(event.pos)
+                bookkeeping[event.pos] = logged.seq
+        elif isinstance(event, _POSITIONED) and event.pos not in seen:
             seen.add(event.pos)
             moved_on = logged.seq
         if isinstance(event, StepFailed) and not event.retryable:
@@ -235,7 +246,10 @@ def retry_plan(state: RunState, events: Sequence[LoggedEvent]) -> RunResumed:
         end = state.children.get(wait.child_run_id)
         if wait.kind == "child" and (end is None or end.status in ("failed", "cancelled")):
             children.add(wait.child_run_id)
-    return RunResumed(retry=retry, children=sorted(children), reopen=reopen)
+    # A builder workflow's records of what a retried step led to are decided again.
+    first = min((failed_at[p] for p in retry), default=None)
+    forget = [] if first is None else sorted(p for p, q in bookkeeping.items() if q > first)
+    return RunResumed(retry=retry, forget=forget, children=sorted(children), reopen=reopen)
 
 
 def _check_cancel_not_handled(state: RunState, moved_on: int, cancels: list[int]) -> None:

@@ -293,6 +293,7 @@ def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
             step.retry_base = step.failures
     for pos in event.forget:
         state.steps.pop(pos, None)
+        state.markers.pop(pos, None)  # a builder workflow's records (durable._repair)
         state.forgotten.add(pos)
     for run_id in event.children:
         state.children.pop(run_id, None)

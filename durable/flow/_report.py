@@ -37,7 +37,7 @@ async def step_results(events: AsyncIterator[LoggedEvent]) -> AsyncIterator[Step
 def workflow_result(
     run_id: str, workflow_id: str, events: Iterable[LoggedEvent], total_steps: int
 ) -> WorkflowResult:
-    every: list[StepResult] = []
+    every: dict[int, StepResult] = {}  # by the position of its record
     end: dict[str, Any] | None = None
     finished: str | None = None
     error: str | None = None
@@ -45,7 +45,8 @@ def workflow_result(
         event = logged.event
         result = step_result(logged)
         if result is not None:
-            every.append(result)
+            assert isinstance(event, MarkerRecorded)
+            every[event.pos] = result
         elif isinstance(event, MarkerRecorded) and event.kind == END_MARKER:
             end = decode_value(event.value)
         elif isinstance(event, RunCompleted):
@@ -56,6 +57,8 @@ def workflow_result(
             finished, error = "cancelled", event.reason or "cancelled"
         elif isinstance(event, RunResumed):  # `durable retry`: it goes on from its log
             finished, error, end = None, None, None
+            for pos in event.forget:  # what the retried steps led to is decided again
+                every.pop(pos, None)
     status: Any = finished or "running"
     context = WorkflowContext(workflow_id=workflow_id)
     elapsed = 0.0
@@ -69,10 +72,10 @@ def workflow_result(
         workflow_id=workflow_id,
         run_id=run_id,
         status=status,
-        steps=[r for r in every if r.parent_id is None],
+        steps=[r for _, r in sorted(every.items()) if r.parent_id is None],
         context=context,
         execution_time_ms=elapsed,
         error=error,
         total_steps=total_steps,
-        all_steps=every,
+        all_steps=[r for _, r in sorted(every.items())],
     )

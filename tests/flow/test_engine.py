@@ -202,12 +202,6 @@ async def test_a_cancelled_run_ends_its_stream_and_reports_cancelled(tmp_path: P
 BROKEN = {"on": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="durable retry resumes only failures the code did not go on from; the builder's "
-    "interpreter records each failure as a flow.step marker and flow.end, so a retried "
-    "builder run replays to the same failure without trying the step again (durable/_repair)",
-)
 async def test_durable_retry_of_a_failed_builder_run_tries_the_failed_step_again(
     tmp_path: Path,
 ) -> None:
@@ -237,3 +231,4 @@ async def test_durable_retry_of_a_failed_builder_run_tries_the_failed_step_again
         result = await engine.result(workflow, "r1")
     assert calls == ["flaky", "flaky"]
     assert result.status == "completed", result.error
+    assert [(s.step_id, s.status) for s in result.steps] == [("a", "success"), ("flaky", "success")]
