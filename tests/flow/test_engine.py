@@ -13,6 +13,7 @@ import pytest
 from flow_helpers import by_id, make_app, run
 from pydantic_ai import Tool
 
+from durable import replay
 from sdk import App
 from sdk.workflows import (
     ConditionalStep,
@@ -229,6 +230,8 @@ async def test_durable_retry_of_a_failed_builder_run_tries_the_failed_step_again
         with contextlib.suppress(Exception):
             await handle.result(10)
         result = await engine.result(workflow, "r1")
+        report = await replay("r1", await engine.app.events("r1"), engine.app.registry)
+    assert report.deterministic, report.divergence
     assert calls == ["flaky", "flaky"]
     assert result.status == "completed", result.error
     assert [(s.step_id, s.status) for s in result.steps] == [("a", "success"), ("flaky", "success")]
