@@ -96,4 +96,8 @@ def __getattr__(name: str) -> Any:
                 "sdk.DurableAgent needs Pydantic AI: pip install 'durable[agents]'", name=exc.name
             ) from exc
         return DurableAgent
+    if name == "workflows":  # the agent workflow builder (`from sdk.workflows import ...`)
+        import importlib
+
+        return importlib.import_module("sdk.workflows")
     raise AttributeError(f"module 'sdk' has no attribute {name!r}")
