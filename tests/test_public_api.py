@@ -114,6 +114,7 @@ STORAGE = {
     "RunStatusError",
     "RunUpdate",
     "SQLiteStore",
+    "ScheduleRecord",
     "SequenceConflictError",
     "StorageError",
     "Store",
