@@ -67,6 +67,7 @@ class Engine:
         self.definitions = DefinitionSync(self.store, registry)
         self.follow_definitions = run_worker if follow_definitions is None else follow_definitions
         self._follower: asyncio.Task[None] | None = None
+        self._scheduler: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> Client:
@@ -101,9 +102,18 @@ class Engine:
                 self.store, self.registry, self.notifier, self.options, database_url=self.url
             )
         self._client = Client(self.store, self.registry, self.notifier, self.worker)
+        if self.registry.schedules and not read_only:
+            from durable.schedules._loop import declare
+
+            try:
+                await declare(self._client, list(self.registry.schedules.values()))
+            except BaseException:
+                await self.close()
+                raise
         if self.worker is not None:
             self.worker.start_child_run = self._client.start_child
             await self.worker.start()  # its first claim picks up every unfinished run
+            self._scheduler = asyncio.get_running_loop().create_task(self._schedules())
 
     async def close(self) -> None:
         if self._client is None:
@@ -114,12 +124,22 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._follower
                 self._follower = None
+            if self._scheduler is not None:
+                self._scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._scheduler
+                self._scheduler = None
             if self.worker is not None:
                 await self.worker.stop()
         finally:
             self._client = None
             self.worker = None
             await self.store.close()
+
+    async def _schedules(self) -> None:
+        from durable.schedules._loop import run_schedules
+
+        await run_schedules(self.client, self.registry.schedules)
 
     async def _follow(self) -> None:
         while True:

@@ -31,6 +31,7 @@ SDK = {
     "RunNotFoundError",
     "RunSummary",
     "RunTimedOut",
+    "ScheduleError",
     "RunUsage",
     "SerializationError",
     "Step",
