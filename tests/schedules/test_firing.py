@@ -237,7 +237,7 @@ async def test_a_bad_declaration_is_refused_before_anything_runs(tmp_path: Path)
     @app.workflow
     async def no_input(ctx: Context) -> None: ...
 
-    with pytest.raises(ScheduleError, match="invalid"):
+    with pytest.raises(ScheduleError, match="is not valid"):
         app.add_schedule(no_input, "99 * * * *")
     app.add_schedule(no_input, "* * * * *")
     with pytest.raises(ScheduleError, match="takes no input"):
