@@ -231,7 +231,7 @@ async def test_a_bad_declaration_is_refused_before_anything_runs(tmp_path: Path)
 
     async def loose(ctx: Context, tick: dict[str, Any]) -> None: ...
 
-    with pytest.raises(ScheduleError, match="put @app.schedule"):
+    with pytest.raises(ScheduleError, match=r"put @app\.schedule"):
         app.schedule("* * * * *")(loose)
 
     @app.workflow
