@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from durable import ScheduleError
+from durable import ScheduleError, decode_value
+from durable.events import RunStarted
 from durable.schedules._cron import parse_time
 from sdk import App, Context
 
@@ -69,9 +70,12 @@ async def test_each_tick_runs_once_with_its_scheduled_time_as_input(tmp_path: Pa
             info = await app.get_run(r.run_id)
             if info.status == "succeeded":
                 assert await app.handle(r.run_id).result() == r.run_id.split("@", 1)[1]
-        events = await app.events(runs[0].run_id)
-        started = events[0].event
-        assert started.input is not None  # type: ignore[attr-defined]
+            started = (await app.events(r.run_id))[0].event
+            assert isinstance(started, RunStarted)
+            given = decode_value(started.input)
+            assert given["schedule"] == "beat" and given["manual"] is False
+            assert given["scheduled_at"] == r.run_id.split("@", 1)[1]
+            assert given["timezone"] == "UTC"
 
 
 async def _at_least(app: App, n: int, workflow: str = "tick") -> bool:
@@ -123,7 +127,7 @@ async def test_catch_up_after_downtime(
 
 async def test_real_downtime_with_catchup_all(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    spec = {"catchup": "all", "catchup_limit": 3, "grace": 0.5}
+    spec: dict[str, Any] = {"catchup": "all", "catchup_limit": 3, "grace": 0.5}
     async with build(url, **spec) as app:
         await until(lambda: _at_least(app, 1))
     async with build(url, worker=False) as app:
