@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from durable._errors import ScheduleError
+from durable._errors import ScheduleError, ScheduleNotFoundError
 from durable._ids import check_lookup
 from durable.schedules._cron import (
     check_timezone,
@@ -18,7 +18,7 @@ from durable.schedules._cron import (
     utc_text,
 )
 from durable.schedules._fire import run_id, start_tick
-from durable.schedules._spec import MAX_CATCHUP
+from durable.schedules._spec import MAX_BACKFILL
 from storage import ScheduleRecord
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ async def get_schedule(client: Client, name: str) -> ScheduleRecord:
     if record is None:
         known = [r.name for r in await client.store.list_schedules()]
         have = f"the schedules are {known}" if known else "there are none yet"
-        raise ScheduleError(
+        raise ScheduleNotFoundError(
             f"no schedule named {name!r}: {have} (a schedule exists once a process declaring "
             "it, with @app.schedule, app.add_schedule or `schedule:` in a definition, opened)"
         )
@@ -118,9 +118,9 @@ async def backfill(client: Client, name: str, start: object, end: object) -> lis
     ticks = []
     for tick in ticks_between(record.cron, zone, begin, finish):
         ticks.append(tick)
-        if len(ticks) > MAX_CATCHUP:
+        if len(ticks) > MAX_BACKFILL:
             raise ScheduleError(
-                f"{where}: the range holds more than {MAX_CATCHUP} ticks; backfill it in "
+                f"{where}: the range holds more than {MAX_BACKFILL} ticks; backfill it in "
                 "shorter ranges"
             )
     started = []

@@ -91,20 +91,26 @@ def local_text(at: float, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(at, zone).isoformat()
 
 
+# Instants a schedule deals in: from 1970 to the end of year 9999 (what datetime can show).
+LATEST = 253402300799.0
+
+
 def parse_time(text: object, where: str) -> float:
     """An instant given as ISO 8601 text (an offset or Z; without one: UTC) or Unix seconds."""
+    value: float | None = None
     if isinstance(text, int | float) and not isinstance(text, bool):
-        return float(text)
-    if isinstance(text, str):
+        value = float(text)
+    elif isinstance(text, str):
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            pass
-        else:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            return moment.timestamp()
+            value = moment.timestamp()
+        except (ValueError, OverflowError):
+            pass
+    if value is not None and 0 <= value <= LATEST - 86400 * 2:
+        return value
     raise ScheduleError(
-        f"{where}: {text!r} is not a time; give ISO 8601 such as '2026-12-01T00:00:00Z' "
-        "or '2026-12-01T01:00:00+01:00'"
+        f"{where}: {text!r} is not a time from 1970 to 9999; give ISO 8601 such as "
+        "'2026-12-01T00:00:00Z' or '2026-12-01T01:00:00+01:00'"
     )

@@ -27,8 +27,9 @@ Overlap = Literal["skip", "queue", "cancel_previous", "allow"]
 CATCHUP: tuple[str, ...] = get_args(Catchup)
 OVERLAP: tuple[str, ...] = get_args(Overlap)
 
-# Bounds: a catch-up or backfill never starts more runs than this in one go.
+# Bounds: a catch-up never starts more runs than this in one go, nor one backfill call.
 MAX_CATCHUP = 10_000
+MAX_BACKFILL = 1_000
 
 
 @dataclass(frozen=True, slots=True)

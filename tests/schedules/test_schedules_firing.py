@@ -226,7 +226,7 @@ async def test_pause_resume_trigger_backfill(tmp_path: Path) -> None:
             await app.backfill_schedule("nightly", "2026-03-30T00:00Z", "2026-03-28T00:00Z")
         with pytest.raises(ScheduleError, match="is not a time"):
             await app.backfill_schedule("nightly", "yesterday", "2026-03-28T00:00Z")
-        with pytest.raises(ScheduleError, match="more than 10000 ticks"):
+        with pytest.raises(ScheduleError, match="more than 1000 ticks"):
             await app.backfill_schedule("nightly", "1990-01-01T00:00Z", "2026-12-01T00:00Z")
 
 
