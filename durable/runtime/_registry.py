@@ -284,6 +284,13 @@ class Registry:
             dag=program,
         )
         self._workflows[key] = wf
+        if definition.schedule is not None:
+            from durable.schedules._spec import schedule_from_mapping
+
+            spec = schedule_from_mapping(
+                definition.schedule, workflow=definition.name, where=f"workflow {definition.name!r}"
+            )
+            self.schedules[spec.name] = spec
         return wf
 
     def function_problems(self, definition: DagDefinition) -> list[Problem]:
