@@ -13,8 +13,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from durable._errors import ScheduleError
-from durable.schedules._fire import fire_due
+from durable._codec import checked, encode_value
+from durable._errors import ScheduleError, SerializationError
+from durable.schedules._fire import fire_due, tick_input
 from durable.schedules._spec import ScheduleSpec
 
 if TYPE_CHECKING:
@@ -29,16 +30,25 @@ MIN_SLEEP = 0.02
 
 
 async def declare(client: Client, specs: list[ScheduleSpec]) -> None:
-    """Write the declarations (insert, or update a changed spec; the state stays)."""
+    """Write the declarations (insert, or update a changed spec; the state stays). A workflow
+    that cannot take a tick as input is refused here, not at every tick."""
+    hint = (
+        "a scheduled run gets its tick as input ({'schedule': ..., 'scheduled_at': ...}); "
+        "give the workflow a parameter for it, e.g. `tick: dict[str, Any]`"
+    )
     for spec in specs:
         wf = client.registry.workflow(spec.workflow)
+        where = f"schedule {spec.name!r}: workflow {spec.workflow!r}"
         if not wf.takes_input:
-            raise ScheduleError(
-                f"schedule {spec.name!r}: workflow {spec.workflow!r} takes no input, but a "
-                "scheduled run gets its tick as input ({'scheduled_at': ...}); give the "
-                "workflow a parameter for it, e.g. `tick: dict[str, Any]`"
-            )
-        await client.store.put_schedule(spec.record())
+            raise ScheduleError(f"{where} takes no input, but {hint}")
+        record = spec.record()
+        if wf.dag is None:
+            sample = encode_value(tick_input(record, time.time()), "a tick")
+            try:
+                checked(sample, wf.input_type, "its input")
+            except SerializationError as exc:
+                raise ScheduleError(f"{where}: {exc}; {hint}") from None
+        await client.store.put_schedule(record)
 
 
 async def run_schedules(client: Client, specs: dict[str, ScheduleSpec]) -> None:

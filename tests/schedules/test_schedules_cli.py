@@ -117,7 +117,7 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
                 "--app",
                 "wfmod:app",
             ),
-            "'yesterday' is not a time; give ISO 8601",
+            "start: 'yesterday' is not a time from 1970 to 9999; give ISO 8601",
         ),
         (
             (

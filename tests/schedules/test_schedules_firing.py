@@ -247,3 +247,13 @@ async def test_a_bad_declaration_is_refused_before_anything_runs(tmp_path: Path)
     with pytest.raises(ScheduleError, match="takes no input"):
         await app.open()
     assert not app.is_open
+
+    other = App(f"sqlite:///{tmp_path / 'r2.db'}")
+
+    @other.workflow
+    async def counts(ctx: Context, n: int) -> None: ...
+
+    other.add_schedule(counts, "* * * * *")
+    with pytest.raises(ScheduleError, match=r"its input does not match its annotation int"):
+        await other.open()
+    assert not other.is_open
