@@ -79,3 +79,31 @@ def test_schedules_over_http(tmp_path: Path) -> None:
             answer = admin.post("/schedules/nightly/backfill", json=bad)
             assert answer.status_code == 400 and says in answer.json()["error"], answer.text
         assert admin.post("/schedules/nightly/backfill", json={"start": 1}).status_code == 400
+
+
+def test_a_json_definition_posted_with_a_schedule_is_fired(tmp_path: Path) -> None:
+    """`schedule:` in a definition registered over HTTP: a bad one is a 422 naming where it
+    is; a good one is followed by the server's worker and fires, one run per tick."""
+    steps = [{"id": "a", "action": "transform", "params": {"code": "return 1"}}]
+    with serve(tmp_path, env=TOKENS) as server, server.client(ADMIN) as admin:
+        bad = {"id": "beat", "schedule": {"cron": "* * * * * *", "timezone": "Mars/Base"}}
+        refused = admin.post("/workflows", json={**bad, "steps": steps})
+        assert refused.status_code == 422, refused.text  # as every definition problem
+        (problem,) = refused.json()["problems"]
+        assert (
+            problem["path"] == "$.schedule" and "unknown timezone 'Mars/Base'" in problem["message"]
+        )
+
+        good = {"id": "beat", "schedule": {"cron": "* * * * * *", "overlap": "allow"}}
+        assert admin.post("/workflows", json={**good, "steps": steps}).status_code == 201
+        deadline = time.monotonic() + 30
+        while True:
+            runs = admin.get("/executions", params={"workflowId": "beat"}).json()["executions"]
+            done = [r for r in runs if r["status"] == "succeeded"]
+            if len(done) >= 2:
+                break
+            assert time.monotonic() < deadline, runs
+            time.sleep(0.2)
+        assert all(r["executionId"].startswith("beat@") for r in runs)
+        (listed,) = admin.get("/schedules").json()["schedules"]
+        assert listed["name"] == "beat" and listed["lastRunId"].startswith("beat@")
