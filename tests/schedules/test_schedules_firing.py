@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,16 @@ from durable.schedules._cron import parse_time
 from sdk import App, Context
 
 EVERY_SECOND = "* * * * * *"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """URLs of fresh databases of one backend: a file each on SQLite, a schema on PostgreSQL."""
+    if request.param == "postgres":
+        schemas = request.getfixturevalue("pg_schema_factory")
+        urls: dict[str, str] = {}
+        return lambda name: urls.setdefault(name, schemas.fresh_url())
+    return lambda name: f"sqlite:///{tmp_path / name}.db"
 
 
 def build(url: str, *, worker: bool = True, **schedule: Any) -> App:
@@ -55,8 +66,10 @@ def tick_of(run_id: str) -> float:
     return parse_time(run_id.split("@", 1)[1], run_id)
 
 
-async def test_each_tick_runs_once_with_its_scheduled_time_as_input(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+async def test_each_tick_runs_once_with_its_scheduled_time_as_input(
+    db: Callable[[str], str],
+) -> None:
+    url = db("runs")
     async with build(url, workflow="tick", name="beat") as app:
         await until(lambda: _at_least(app, 3))
         await asyncio.sleep(0.3)
@@ -93,12 +106,12 @@ async def _at_least(app: App, n: int, workflow: str = "tick") -> bool:
     ],
 )
 async def test_catch_up_after_downtime(
-    tmp_path: Path, catchup: str, late: float, fired: list[str]
+    db: Callable[[str], str], catchup: str, late: float, fired: list[str]
 ) -> None:
     """fire_due's `now` is the clock seam: the downtime is told, not waited for."""
     from durable.schedules._fire import fire_due
 
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    url = db("runs")
     # overlap="allow": no worker runs them here, and "skip" would skip ticks after the first.
     app = build(
         url,
@@ -125,8 +138,8 @@ async def test_catch_up_after_downtime(
         assert await fire_due(client, "s", now=t0 + 30 * 60 + late) == []
 
 
-async def test_real_downtime_with_catchup_all(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+async def test_real_downtime_with_catchup_all(db: Callable[[str], str]) -> None:
+    url = db("runs")
     spec: dict[str, Any] = {"catchup": "all", "catchup_limit": 3, "grace": 0.5}
     async with build(url, **spec) as app:
         await until(lambda: _at_least(app, 1))
@@ -143,8 +156,10 @@ async def test_real_downtime_with_catchup_all(tmp_path: Path) -> None:
     assert new == [new[0] + i for i in range(len(new))]
 
 
-async def test_overlap_skip_runs_nothing_while_the_previous_runs(tmp_path: Path) -> None:
-    async with build(f"sqlite:///{tmp_path / 'r.db'}", workflow="slow", overlap="skip") as app:
+async def test_overlap_skip_runs_nothing_while_the_previous_runs(
+    db: Callable[[str], str],
+) -> None:
+    async with build(db("runs"), workflow="slow", overlap="skip") as app:
         await until(lambda: _count(app, 1))
         await asyncio.sleep(2.5)
         (first,) = await runs_of(app, "slow")
@@ -158,8 +173,10 @@ async def _count(app: App, n: int, workflow: str = "slow") -> bool:
     return len(await runs_of(app, workflow)) >= n
 
 
-async def test_overlap_queue_starts_the_held_tick_when_the_previous_ends(tmp_path: Path) -> None:
-    async with build(f"sqlite:///{tmp_path / 'r.db'}", workflow="slow", overlap="queue") as app:
+async def test_overlap_queue_starts_the_held_tick_when_the_previous_ends(
+    db: Callable[[str], str],
+) -> None:
+    async with build(db("runs"), workflow="slow", overlap="queue") as app:
         await until(lambda: _count(app, 1))
         (first,) = await runs_of(app, "slow")
         await asyncio.sleep(2.5)
@@ -172,8 +189,8 @@ async def test_overlap_queue_starts_the_held_tick_when_the_previous_ends(tmp_pat
         assert tick_of(second) == tick_of(first) + 1  # the tick that waited, not a later one
 
 
-async def test_overlap_cancel_previous_and_allow(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+async def test_overlap_cancel_previous_and_allow(db: Callable[[str], str]) -> None:
+    url = db("cancel")
     async with build(url, workflow="slow", overlap="cancel_previous") as app:
         await until(lambda: _count(app, 3))
         await asyncio.sleep(0.5)
@@ -182,14 +199,14 @@ async def test_overlap_cancel_previous_and_allow(tmp_path: Path) -> None:
         assert runs[newest] in ("pending", "running")
         older = [s for r, s in runs.items() if tick_of(r) < tick_of(newest) - 1.5]
         assert older and set(older) == {"cancelled"}
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = db("allow")
     async with build(url, workflow="slow", overlap="allow") as app:
         await until(lambda: _count(app, 3))
         assert set((await runs_of(app, "slow")).values()) <= {"pending", "running"}
 
 
-async def test_pause_resume_trigger_backfill(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+async def test_pause_resume_trigger_backfill(db: Callable[[str], str]) -> None:
+    url = db("runs")
     app = build(url, cron="0 3 * * *", timezone="Europe/Berlin", name="nightly")
     app.add_schedule("tick", "0 0 1 1 *", name="yearly")
     async with app:
