@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +29,8 @@ tasks:
   sweep:
     code: "return 1"
 """
+
+ROOT = Path(__file__).resolve().parents[2]
 
 JSON = {
     "id": "export",
@@ -102,3 +107,26 @@ async def test_a_yaml_schedule_fires_runs_with_their_tick(tmp_path: Path) -> Non
             tick = decode_value(started.input)
             assert r.run_id == f"cleanup@{tick['scheduled_at']}"
             assert tick["scheduled_at_local"].endswith(("+01:00", "+02:00"))
+
+
+def test_durable_run_of_a_scheduled_definition_runs_it_once(tmp_path: Path) -> None:
+    """`durable run FILE` executes one run: it neither declares nor fires the schedule."""
+    (tmp_path / "cleanup.yaml").write_text(YAML)
+    env = {**os.environ, "DURABLE_DATABASE_URL": f"sqlite:///{tmp_path / 'runs.db'}"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "durable", "run", "cleanup.yaml", "--run-id", "once"]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    time.sleep(1.5)  # a scheduler would have fired by now (every second)
+    listed = subprocess.run(
+        [sys.executable, "-m", "durable", "runs", "list", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == ["once"]
+    schedules = subprocess.run(
+        [sys.executable, "-m", "durable", "schedules", "list", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(schedules.stdout) == []
