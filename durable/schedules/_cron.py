@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-from croniter import CroniterError, croniter
 
 from durable._errors import ScheduleError
 
@@ -23,12 +22,22 @@ CRON_HELP = (
 )
 
 
+def croniter(expression: str, start: datetime | None = None) -> Any:
+    # Imported on first use: `import sdk` stays as quick as before (croniter and dateutil
+    # cost some 25 ms, paid by a process that declares or controls a schedule).
+    from croniter import croniter as make
+
+    return make(expression, start)
+
+
 def check_cron(expression: object, where: str) -> str:
     """`expression` if croniter accepts it, else ScheduleError saying why and how to fix it."""
     if not isinstance(expression, str) or not expression.strip():
         raise ScheduleError(
             f"{where}: the cron expression {expression!r} is not a text; {CRON_HELP}"
         )
+    from croniter import CroniterError
+
     try:
         croniter(expression)
     except (CroniterError, ValueError, KeyError) as exc:
@@ -52,7 +61,7 @@ def check_timezone(name: object, where: str) -> ZoneInfo:
         ) from None
 
 
-def _iter(expression: str, zone: ZoneInfo, at: float) -> croniter:
+def _iter(expression: str, zone: ZoneInfo, at: float) -> Any:
     return croniter(expression, datetime.fromtimestamp(at, zone))
 
 
