@@ -52,10 +52,12 @@ class Engine:
         run_worker: bool = True,
         options: WorkerOptions | None = None,
         follow_definitions: bool | None = None,
+        schedules: bool = True,
     ) -> None:
         """`follow_definitions`: keep loading the workflow definitions stored in the database
         (registered through the HTTP API) into the registry, every second; by default when
-        the engine runs a worker."""
+        the engine runs a worker. `schedules`: declare the registry's cron schedules and, with
+        a worker, fire them (`durable run FILE` executes one run: it does neither)."""
         self.url = resolve_url(url)
         self.registry = registry
         self.options = options or WorkerOptions()
@@ -67,6 +69,8 @@ class Engine:
         self.definitions = DefinitionSync(self.store, registry)
         self.follow_definitions = run_worker if follow_definitions is None else follow_definitions
         self._follower: asyncio.Task[None] | None = None
+        self._scheduler: asyncio.Task[None] | None = None
+        self.schedules = schedules
 
     @property
     def client(self) -> Client:
@@ -101,9 +105,19 @@ class Engine:
                 self.store, self.registry, self.notifier, self.options, database_url=self.url
             )
         self._client = Client(self.store, self.registry, self.notifier, self.worker)
+        if self.schedules and self.registry.schedules and not read_only:
+            from durable.schedules._loop import declare
+
+            try:
+                await declare(self._client, list(self.registry.schedules.values()))
+            except BaseException:
+                await self.close()
+                raise
         if self.worker is not None:
             self.worker.start_child_run = self._client.start_child
             await self.worker.start()  # its first claim picks up every unfinished run
+            if self.schedules:
+                self._scheduler = asyncio.get_running_loop().create_task(self._schedules())
 
     async def close(self) -> None:
         if self._client is None:
@@ -114,12 +128,22 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._follower
                 self._follower = None
+            if self._scheduler is not None:
+                self._scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._scheduler
+                self._scheduler = None
             if self.worker is not None:
                 await self.worker.stop()
         finally:
             self._client = None
             self.worker = None
             await self.store.close()
+
+    async def _schedules(self) -> None:
+        from durable.schedules._loop import run_schedules
+
+        await run_schedules(self.client, self.registry.schedules)
 
     async def _follow(self) -> None:
         while True:

@@ -266,6 +266,16 @@ class InvalidIdError(DurableError, ValueError):
         self.problem = problem
 
 
+class ScheduleError(DurableError, ValueError):
+    """A schedule that cannot be declared or changed as asked: a bad cron expression or
+    timezone, an unknown policy or schedule, a backfill range that is wrong or too long. The
+    message says what, where (which schedule), and how to fix it; nothing was written."""
+
+
+class ScheduleNotFoundError(ScheduleError, LookupError):
+    """No schedule of that name is in the database (the message lists those that are)."""
+
+
 class ApprovalError(DurableError, ValueError):
     """A decision on an agent's tool call that cannot be taken: the run has no pending request
     for that tool call id (unknown, or already decided), or the run has ended. Nothing was

@@ -32,6 +32,7 @@ from durable.dag import (
     validate_definition,
 )
 from durable.runtime._registry import check_max_crashes
+from sdk._schedules import ScheduleMethods
 
 if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() is called
     from pydantic_ai.agent import AbstractAgent, EventStreamHandler
@@ -51,7 +52,7 @@ DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
 
-class App:
+class App(ScheduleMethods):
     """A durable application.
 
     App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:

@@ -1,4 +1,5 @@
-"""Persistence of runs, event logs, run inboxes, the worker registry and workflow definitions.
+"""Persistence of runs, event logs, run inboxes, the worker registry, workflow definitions and
+schedules.
 Knows nothing of what events mean; never imports `durable` or `sdk`.
 
 PostgresStore (asyncpg, SQLAlchemy) is loaded on first use: a SQLite application never pays
@@ -42,6 +43,7 @@ from storage._records import (
     RunUpdate,
     WorkerRecord,
 )
+from storage._schedule_ops import ScheduleRecord
 from storage._sqlite import SQLiteStore
 from storage._url import DEFAULT_URL, open_store
 
@@ -73,6 +75,7 @@ __all__ = [
     "RunStatusError",
     "RunUpdate",
     "SQLiteStore",
+    "ScheduleRecord",
     "SequenceConflictError",
     "StorageError",
     "Store",

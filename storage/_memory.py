@@ -37,6 +37,7 @@ from storage._records import (
     check_reopen,
     created_record,
 )
+from storage._schedule_ops import ScheduleRecord
 
 
 class MemoryStore:
@@ -50,6 +51,7 @@ class MemoryStore:
         self._last_inbox_id = 0
         self._workers: dict[str, WorkerRecord] = {}
         self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
+        self._schedules: dict[str, ScheduleRecord] = {}
         self._open = False
 
     @property
@@ -365,6 +367,52 @@ class MemoryStore:
     async def count_definitions(self) -> int:
         self._check_open()
         return len(self._definitions)
+
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        self._check_open()
+        old = self._schedules.get(record.name)
+        if old is None:
+            self._schedules[record.name] = record
+            return record
+        spec = ("workflow", "cron", "timezone", "catchup", "catchup_limit", "grace", "overlap")
+        if all(getattr(old, f) == getattr(record, f) for f in spec):
+            return old
+        restart = (old.cron, old.timezone) != (record.cron, record.timezone)
+        new = msgspec.structs.replace(
+            old,
+            **{f: getattr(record, f) for f in spec},
+            updated_at=record.updated_at,
+            revision=old.revision + 1,
+            next_tick=record.next_tick if restart else old.next_tick,
+            holding=False if restart else old.holding,
+        )
+        self._schedules[record.name] = new
+        return new
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None:
+        self._check_open()
+        return self._schedules.get(name)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        self._check_open()
+        return [self._schedules[n] for n in sorted(self._schedules)]
+
+    async def update_schedule(self, record: ScheduleRecord, expected_revision: int) -> bool:
+        self._check_open()
+        old = self._schedules.get(record.name)
+        if old is None or old.revision != expected_revision:
+            return False
+        self._schedules[record.name] = msgspec.structs.replace(
+            old,
+            paused=record.paused,
+            next_tick=record.next_tick,
+            last_tick=record.last_tick,
+            last_run_id=record.last_run_id,
+            holding=record.holding,
+            updated_at=record.updated_at,
+            revision=expected_revision + 1,
+        )
+        return True
 
 
 def _replace(run: RunRecord, changes: dict[str, object]) -> RunRecord:

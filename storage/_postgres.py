@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from storage import _postgres_ops as ops
+from storage import _schedule_ops as sched
 from storage._checksum import verified
 from storage._errors import (
     DatabaseOpenError,
@@ -60,6 +61,7 @@ from storage._records import (
     already_stored,
     worker_from_row,
 )
+from storage._schedule_ops import ScheduleRecord
 
 CHANNEL = "durable_runs"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -456,6 +458,28 @@ class PostgresStore:
 
     def _translate(self, exc: BaseException, during: str) -> BaseException:
         return translate(exc, self._url, during)
+
+    # ------------------------------------------------------------------------ schedules
+
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        # Single statements on a pooled connection: ON CONFLICT makes concurrent declarations
+        # of one schedule safe, and the row is read back after.
+        await self._execute("put_schedule", sched.PG_UPSERT, *sched.insert_args(record))
+        stored = await self.get_schedule(record.name)
+        assert stored is not None  # rows are never deleted
+        return stored
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None:
+        rows = await self._fetch(sched.PG_SELECT, name)
+        return sched.row_to_schedule(rows[0]) if rows else None
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return [sched.row_to_schedule(r) for r in await self._fetch(sched.PG_LIST)]
+
+    async def update_schedule(self, record: ScheduleRecord, expected_revision: int) -> bool:
+        args = sched.update_args(record, expected_revision)
+        won: object = await self._execute("update_schedule", sched.PG_UPDATE, *args)
+        return won == 1
 
 
 def translate(exc: BaseException, where: str, during: str) -> BaseException:

@@ -39,6 +39,7 @@ from storage._schema import (
     MIGRATION_2_TABLES,
     MIGRATION_3_TABLES,
     MIGRATION_4_COLUMNS,
+    MIGRATION_5_TABLES,
     SCHEMA_VERSION,
     metadata,
 )
@@ -86,6 +87,11 @@ def _to_version_4() -> list[str]:
     ]
 
 
+def _to_version_5() -> list[str]:
+    """4 -> 5: the schedules table."""
+    return _create_tables(MIGRATION_5_TABLES)
+
+
 # Events per round trip when computing the checksums of the events already stored.
 _FILL_BATCH = 5000
 _UNCHECKED = (
@@ -115,7 +121,12 @@ async def _fill_checksums(conn: Any) -> None:
         after = (rows[-1][0], rows[-1][1])
 
 
-MIGRATIONS: Mapping[int, Migration] = {1: _to_version_2, 2: _to_version_3, 3: _to_version_4}
+MIGRATIONS: Mapping[int, Migration] = {
+    1: _to_version_2,
+    2: _to_version_3,
+    3: _to_version_4,
+    4: _to_version_5,
+}
 FILLS: Mapping[int, Fill] = {3: _fill_checksums}
 
 

@@ -25,6 +25,7 @@ from storage._records import (
     RunRecord,
     WorkerRecord,
 )
+from storage._schedule_ops import ScheduleRecord
 
 
 class Store(Protocol):
@@ -189,6 +190,27 @@ class Store(Protocol):
     async def count_definitions(self) -> int:
         """How many definitions are stored: one cheap query, for processes that poll to know
         when to reload (definitions are never deleted, so a change in count is a new one)."""
+        ...
+
+    # ------------------------------------------------------------------------ schedules
+
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Declare a schedule: insert `record`, or update the spec (workflow, cron, timezone,
+        policies) of the schedule of that name, keeping its state (paused, last tick...). A
+        changed cron or timezone restarts its ticks at record.next_tick. Returns the row."""
+        ...
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None: ...
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        ...
+
+    async def update_schedule(self, record: ScheduleRecord, expected_revision: int) -> bool:
+        """Write record's state (paused, next_tick, last_tick, last_run_id, holding,
+        updated_at) if the row's revision is still `expected_revision`, incrementing it;
+        False, having written nothing, if it changed (another process wrote first) or the row
+        is gone. Atomic between processes: of two updates from one revision, one wins."""
         ...
 
 

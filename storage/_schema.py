@@ -21,7 +21,8 @@ from sqlalchemy import (
 # The version lives apart (no SQLAlchemy there): a current SQLite database opens without this
 # module. 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
 # 3: workflow definitions (MIGRATION_3). 4: a checksum per event (MIGRATION_4: the column, then
-# the checksum of every existing event, computed by the backend's migration).
+# the checksum of every existing event, computed by the backend's migration). 5: schedules
+# (MIGRATION_5).
 from storage._schema_version import SCHEMA_VERSION as SCHEMA_VERSION
 
 metadata = MetaData()
@@ -134,6 +135,31 @@ definitions = Table(
     PrimaryKeyConstraint("name", "version"),
 )
 
+# Cron schedules: what each one is (written by the processes that declare it) and where it
+# stands (paused, the next tick to handle), advanced by compare-and-set on `revision` so two
+# workers never both handle a tick. Booleans are 0/1 integers, as every backend reads them.
+schedules = Table(
+    "durable_schedules",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("workflow", String(255), nullable=False),
+    Column("cron", String(255), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("catchup", String(16), nullable=False),
+    Column("catchup_limit", Integer, nullable=False),
+    Column("grace", Float, nullable=False),
+    Column("overlap", String(16), nullable=False),
+    Column("paused", Integer, nullable=False),
+    Column("next_tick", Float, nullable=True),  # the oldest tick not handled yet
+    Column("last_tick", Float, nullable=True),
+    Column("last_run_id", String(255), nullable=True),
+    # 1: next_tick waits for the previous run to end (overlap policy "queue").
+    Column("holding", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -146,3 +172,6 @@ MIGRATION_3_TABLES: tuple[Table, ...] = (definitions,)
 
 # What version 4 added to a version-3 database: the events' checksum column (then filled in).
 MIGRATION_4_COLUMNS: tuple[Column[Any], ...] = (events.c.checksum,)
+
+# What version 5 added to a version-4 database: the schedules table.
+MIGRATION_5_TABLES: tuple[Table, ...] = (schedules,)

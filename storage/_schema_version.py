@@ -5,8 +5,8 @@ definition (storage._schema) at all."""
 from __future__ import annotations
 
 # 1: runs, events. 2: inbox, workers, the finished_at index. 3: workflow definitions.
-# 4: a checksum per event. storage._schema says what each version added.
-SCHEMA_VERSION = 4
+# 4: a checksum per event. 5: cron schedules. storage._schema says what each version added.
+SCHEMA_VERSION = 5
 
 TABLES = (
     "durable_runs",
@@ -15,4 +15,5 @@ TABLES = (
     "durable_inbox",
     "durable_workers",
     "durable_definitions",
+    "durable_schedules",
 )

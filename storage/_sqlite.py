@@ -22,6 +22,7 @@ from contextlib import closing
 
 import aiosqlite
 
+from storage import _schedule_ops as sched
 from storage import _sqlite_ops as ops
 from storage._checksum import verified
 from storage._errors import (
@@ -43,6 +44,7 @@ from storage._records import (
     WorkerRecord,
     worker_from_row,
 )
+from storage._schedule_ops import ScheduleRecord
 from storage._sqlite_lock import LockWaits, begin_immediate
 from storage._sqlite_open import (
     Target,
@@ -381,3 +383,25 @@ class SQLiteStore:
         rows = await self._read("SELECT count(*) FROM durable_definitions", ())
         count: int = rows[0][0]
         return count
+
+    # ------------------------------------------------------------------------ schedules
+
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        result: ScheduleRecord = await self._w().submit(
+            functools.partial(sched.put_schedule, record=record)
+        )
+        return result
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None:
+        rows = await self._read(sched.SQLITE_SELECT, (name,))
+        return sched.row_to_schedule(rows[0]) if rows else None
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return [sched.row_to_schedule(r) for r in await self._read(sched.SQLITE_LIST, ())]
+
+    async def update_schedule(self, record: ScheduleRecord, expected_revision: int) -> bool:
+        op = functools.partial(
+            sched.update_schedule, record=record, expected_revision=expected_revision
+        )
+        result: bool = await self._w().submit(op)
+        return result

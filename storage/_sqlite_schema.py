@@ -20,6 +20,7 @@ from storage._schema import (
     MIGRATION_2_TABLES,
     MIGRATION_3_TABLES,
     MIGRATION_4_COLUMNS,
+    MIGRATION_5_TABLES,
     SCHEMA_VERSION,
     metadata,
 )
@@ -83,10 +84,16 @@ def _checksum_or_null(run_id: object, seq: object, tag: object, data: object) ->
     return None
 
 
+def _to_version_5(conn: sqlite3.Connection) -> None:
+    """4 -> 5: the schedules table."""
+    _create_tables(conn, MIGRATION_5_TABLES)
+
+
 MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {
     1: _to_version_2,
     2: _to_version_3,
     3: _to_version_4,
+    4: _to_version_5,
 }
 
 

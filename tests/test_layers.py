@@ -38,6 +38,9 @@ FLOW_ORDER = [
     "_workflow",
 ]
 
+# durable/schedules, likewise.
+SCHEDULES_ORDER = ["_cron", "_spec", "_plan", "_fire", "_control", "_loop"]
+
 
 def imported_modules(path: Path) -> set[str]:
     """Every absolute module name `path` imports (relative imports resolved)."""
@@ -103,4 +106,16 @@ def test_flow_modules_import_only_those_below_them() -> None:
         above = {f"durable.flow.{n}" for n in FLOW_ORDER[rank:]}
         for module in imported_modules(flow / f"{name}.py") & above:
             problems.append(f"durable/flow/{name}.py imports {module}")
+    assert problems == []
+
+
+def test_schedules_modules_import_only_those_below_them() -> None:
+    package = ROOT / "durable" / "schedules"
+    found = sorted(p.stem for p in package.glob("_*.py") if p.stem != "__init__")
+    assert found == sorted(SCHEDULES_ORDER), "list every module of durable/schedules"
+    problems = []
+    for rank, name in enumerate(SCHEDULES_ORDER):
+        above = {f"durable.schedules.{n}" for n in SCHEDULES_ORDER[rank:]}
+        for module in imported_modules(package / f"{name}.py") & above:
+            problems.append(f"durable/schedules/{name}.py imports {module}")
     assert problems == []

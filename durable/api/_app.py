@@ -35,6 +35,8 @@ from durable._errors import (
     RepairError,
     RunIdConflictError,
     RunNotFoundError,
+    ScheduleError,
+    ScheduleNotFoundError,
     SerializationError,
     UnknownWorkflowError,
     WorkflowDefinitionError,
@@ -51,7 +53,7 @@ from storage import (
     StorageError,
 )
 
-from . import _approvals, _executions, _workflows
+from . import _approvals, _executions, _schedules, _workflows
 from ._auth import Tokens, guard
 from ._docs import docs_page
 from ._limits import MAX_JSON_DEPTH, BodyLimits
@@ -219,6 +221,12 @@ def create_app(options: ApiOptions) -> Litestar:
         _executions.execution_events,
         _approvals.list_approvals,
         _approvals.decide_approval,
+        _schedules.list_all,
+        _schedules.get_one,
+        _schedules.pause,
+        _schedules.resume,
+        _schedules.trigger_now,
+        _schedules.backfill_range,
     ]
     if STATIC.is_dir():
         routes.append(
@@ -266,6 +274,8 @@ def create_app(options: ApiOptions) -> Litestar:
             DefinitionConflictError: _mapped(409),
             RunStatusError: _mapped(409),
             RepairError: _mapped(409),
+            ScheduleNotFoundError: _mapped(404),
+            ScheduleError: _mapped(400),
             SerializationError: _mapped(400),
             InvalidIdError: _mapped(400),
             DatabaseUnavailableError: _mapped(503),

@@ -213,3 +213,44 @@ class ApprovalList(Api):
 class DecisionRequest(Api, forbid_unknown_fields=True):
     approved: bool
     reason: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
+
+
+class ScheduleBody(Api):
+    """A cron schedule (docs/schedules.md): times are epoch ms, nextRunAt null while paused."""
+
+    name: str
+    workflow: str
+    cron: str
+    timezone: str
+    catchup: str  # "skip", "one", "all"
+    catchup_limit: int
+    grace_ms: int
+    overlap: str  # "skip", "queue", "cancel_previous", "allow"
+    paused: bool
+    next_run_at: int | None
+    waiting_for_previous: bool
+    last_tick_at: int | None
+    last_run_id: str | None
+
+
+class ScheduleList(Api):
+    schedules: list[ScheduleBody]
+
+
+class TriggerResponse(Api):
+    execution_id: str
+
+
+Instant = Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | float
+
+
+class BackfillRequest(Api, forbid_unknown_fields=True):
+    """A time range, both ends included: ISO 8601 text (e.g. "2026-12-01T00:00:00Z") or epoch
+    seconds."""
+
+    start: Instant
+    end: Instant
+
+
+class BackfillResponse(Api):
+    execution_ids: list[str]

@@ -29,6 +29,7 @@ def _commands() -> click.Group:
         _replay,
         _run,
         _runs,
+        _schedules,
         _serve,
         _validate,
         _visualize,

@@ -174,7 +174,7 @@ def _write_output(path: str, result: DagResult) -> None:
 
 async def _execute(job: _Job, file: str) -> tuple[DagResult | None, int]:
     """Run (or resume) the run; (its result, 0), or (None, signal) if a signal stopped it."""
-    engine = Engine(job.url, job.registry, options=job.options)
+    engine = Engine(job.url, job.registry, options=job.options, schedules=False)
     stopped: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from ._cron_key import check_schedule
 from ._model import (
     DagDefinition,
     DagStep,
@@ -128,6 +129,7 @@ class _Workflow(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_o
     webhooks: _Webhooks = _Webhooks()
     parallelism: Positive | None = None
     inherit_environment: bool | None = None
+    schedule: str | dict[str, Any] | None = None
 
 
 _VOCABULARY = field_names(_Retry, _Loop, _Step, _Webhooks, _Workflow)
@@ -328,6 +330,10 @@ def parse_json(text: str, file: str | None = None) -> DagDefinition:
             steps.append(_step(raw, file, groups.get(at, lines), at))
         except DagDefinitionError as exc:
             problems.extend(without_echoes(unknown, exc.problems))
+    schedule, wrong = check_schedule(
+        wf.schedule, name or "", file=file, lines=lines, at=("schedule",)
+    )
+    problems.extend(wrong)
     if problems or not name:
         raise DagDefinitionError(in_order(problems))
     hooks = wf.webhooks
@@ -340,5 +346,6 @@ def parse_json(text: str, file: str | None = None) -> DagDefinition:
         webhooks=Webhooks(hooks.on_complete, hooks.on_failure, hooks.on_step),
         parallelism=wf.parallelism,
         inherit_environment=wf.inherit_environment,
+        schedule=schedule,
         source=Location(file, lines.get(()), "$"),
     )

@@ -147,6 +147,9 @@ class DagDefinition(msgspec.Struct, frozen=True, kw_only=True):
     # Values steps can read as `ctx.config` (JavaScript) or `config` (expressions).
     config: dict[str, Any] = {}
     inherit_environment: bool | None = None  # the steps' default; None means True
+    # `schedule:` (durable.schedules): a cron text or {cron, timezone, ...}, checked when
+    # parsed. Not behaviour of a run: left out of the fingerprint and the canonical JSON.
+    schedule: str | dict[str, Any] | None = None
     source: Location = Location()
 
     def step(self, step_id: str) -> DagStep:
@@ -184,6 +187,7 @@ def _strip_unset(payload: dict[str, Any]) -> None:
 def _strip_locations(payload: dict[str, Any]) -> None:
     # Structural, not a blind walk: user params may well contain a key named "source".
     payload.pop("source", None)
+    payload.pop("schedule", None)
     for step in payload.get("steps", []):
         step.pop("location", None)
     for kind in ("on_success", "on_failure"):

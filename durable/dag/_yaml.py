@@ -8,6 +8,7 @@ import msgspec
 import yaml
 from msgspec.structs import replace
 
+from ._cron_key import check_schedule
 from ._model import (
     BackoffKind,
     DagDefinition,
@@ -105,6 +106,7 @@ class _Workflow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     notifications: _Notes = _Notes()
     parallelism: Positive | None = None
     inherit_environment: bool | None = None
+    schedule: str | dict[str, Any] | None = None
 
 
 _VOCABULARY = field_names(_Task, _Loop, _Note, _Notes, _Workflow)
@@ -390,6 +392,10 @@ def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
             steps.append(_step(task_id, raw, file, groups.get(at, lines), at))
         except DagDefinitionError as exc:
             problems.extend(without_echoes(unknown, exc.problems))
+    schedule, wrong = check_schedule(
+        wf.schedule, wf.name, file=file, lines=lines, at=(*root, "schedule")
+    )
+    problems.extend(wrong)
     if problems:
         raise DagDefinitionError(in_order(problems))
     notes_at = (*root, "notifications")
@@ -404,5 +410,6 @@ def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
         ),
         parallelism=wf.parallelism,
         inherit_environment=wf.inherit_environment,
+        schedule=schedule,
         source=Location(file, line_of(lines, root), path_str(root)),
     )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from durable.dag._model import DagDefinition
     from durable.dag._problems import Problem
     from durable.dag._program import DagProgram
+    from durable.schedules._spec import ScheduleSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -138,6 +139,8 @@ class Registry:
         self.policy = CodePolicy()
         # The default of @app.step(max_crashes=...): App(max_step_crashes=...).
         self.max_step_crashes = DEFAULT_MAX_CRASHES
+        # Cron schedules this process declares (and, when it runs a worker, fires), by name.
+        self.schedules: dict[str, ScheduleSpec] = {}
 
     def add_step(
         self,
@@ -281,6 +284,13 @@ class Registry:
             dag=program,
         )
         self._workflows[key] = wf
+        if definition.schedule is not None:
+            from durable.schedules._spec import schedule_from_mapping
+
+            spec = schedule_from_mapping(
+                definition.schedule, workflow=definition.name, where=f"workflow {definition.name!r}"
+            )
+            self.schedules[spec.name] = spec
         return wf
 
     def function_problems(self, definition: DagDefinition) -> list[Problem]:

@@ -100,4 +100,10 @@ def test_the_schema_covers_every_route(server: Served) -> None:
         "/executions/{run_id}/events",
         "/executions/{run_id}/approvals",
         "/executions/{run_id}/approvals/{tool_call_id}",
+        "/schedules",
+        "/schedules/{name}",
+        "/schedules/{name}/pause",
+        "/schedules/{name}/resume",
+        "/schedules/{name}/trigger",
+        "/schedules/{name}/backfill",
     }

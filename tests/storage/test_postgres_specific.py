@@ -27,6 +27,7 @@ from storage import (
     RunRecord,
     RunStatusError,
     RunUpdate,
+    ScheduleRecord,
     SequenceConflictError,
     Store,
     open_store,
@@ -546,6 +547,14 @@ async def test_a_version_2_database_is_migrated_on_open(pg_fresh_url: str) -> No
         with pytest.raises(DefinitionConflictError):
             await c.put_definition(DefinitionRecord("etl", "2", "other", "yaml", "", T0))
         assert await c.list_definitions() == [etl]
+        # And the schedules table of version 5.
+        assert await a.list_schedules() == []
+        nightly = ScheduleRecord(
+            "nightly", "etl", "0 3 * * *", "UTC", "one", 100, 60.0, "skip", False,
+            T0 + 60, None, None, False, 0, T0, T0,
+        )  # fmt: skip
+        assert await c.put_schedule(nightly) == nightly
+        assert await a.update_schedule(nightly, 0) and not await c.update_schedule(nightly, 0)
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     row = await admin(

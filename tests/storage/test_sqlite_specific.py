@@ -20,6 +20,7 @@ from storage import (
     Fence,
     NewInboxItem,
     Release,
+    ScheduleRecord,
     SQLiteStore,
     open_store,
 )
@@ -273,6 +274,14 @@ async def test_a_version_2_database_gains_the_definitions_table_on_open(tmp_path
         with pytest.raises(DefinitionConflictError):
             await b.put_definition(DefinitionRecord("etl", "2", "other", "yaml", "", T0))
         assert await b.list_definitions() == [etl]
+        # And the schedules table of version 5.
+        assert await a.list_schedules() == []
+        nightly = ScheduleRecord(
+            "nightly", "etl", "0 3 * * *", "UTC", "one", 100, 60.0, "skip", False,
+            T0 + 60, None, None, False, 0, T0, T0,
+        )  # fmt: skip
+        assert await b.put_schedule(nightly) == nightly
+        assert await a.update_schedule(nightly, 0) and not await b.update_schedule(nightly, 0)
         # And what version 2 did still works: inbox ids go on after the old ones.
         sent = await a.send(NewInboxItem("old", "signal", "again", b"y", T0 + 2))
         assert sent.id == 8

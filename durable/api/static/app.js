@@ -1,8 +1,10 @@
-// The dashboard: a hash router over two views, the runs list (#/) and a run (#/runs/<id>).
+// The dashboard: a hash router over three views, the runs list (#/), a run (#/runs/<id>) and
+// the schedules (#/schedules).
 // Each view gets an AbortController; leaving the view aborts its timers, requests and stream.
 
 import { renderRunsView } from "./runs.js";
 import { renderRunView } from "./run.js";
+import { renderSchedulesView } from "./schedules.js";
 
 let current = null;
 
@@ -14,6 +16,7 @@ function route() {
   // The id is decoded after matching: run ids may contain "/" (links encode it).
   const match = location.hash.match(/^#\/runs\/(.+)$/);
   if (match) renderRunView(view, decodeURIComponent(match[1]), current.signal);
+  else if (location.hash === "#/schedules") renderSchedulesView(view, current.signal);
   else renderRunsView(view, current.signal);
 }
 
