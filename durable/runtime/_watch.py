@@ -92,7 +92,9 @@ class RunWatch:
             and not host.cancelling
             and not host.ending
         ):
-            if host.order.settling:  # a replayed outcome pausing (see _order.settle)
+            if host.order.settling or host.order.active:
+                # A replay: live, the cancel reached the command the workflow awaited when
+                # it arrived, and the replay has not reached it yet (see _order.settle).
                 self.poke()
                 return
             host.cancelling = True

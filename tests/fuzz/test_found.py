@@ -44,3 +44,29 @@ async def test_a_run_cancelled_before_it_is_picked_up_ends(tmp_path: Path) -> No
         except Exception:
             status = await app.handle("r").status()
     assert status == "cancelled", status
+
+
+CANCEL_DURING_REPLAY = (
+    '{"prog":{"type":"Seq","items":[{"type":"Try","body":{"type":"Seq","items":['
+    '{"type":"Child","body":{"type":"Seq","items":[]},"abandon":false,"id":2},'
+    '{"type":"Select","fast":{"type":"Child","body":{"type":"Seq","items":[]},'
+    '"abandon":false,"id":4},"rivals":1,"timeout_ms":null,"as_completed":false,"id":3},'
+    '{"type":"Hold","id":5}]},"comp":{"type":"Step","retries":1,"fail_first":0,'
+    '"sync":false,"ms":0,"id":6},"swallow":true,"id":1}]},"schedule":{"signal_ms":{},'
+    '"cancel_ms":0,"random_cancel_ms":null,"kills":[{"kind":"time","n":300}],'
+    '"park_after":1.0}}'
+)
+
+
+async def test_a_cancel_recorded_before_a_crash_reaches_the_wait_it_reached_live(
+    tmp_path: Path,
+) -> None:
+    """Found by the fuzzer (the README's run), fixed: a run cancelled while it held at a
+    signal wait, its worker then killed; the next worker's replay paused between recorded
+    outcomes (the replay order's settle) and the recorded cancel was delivered there, before
+    the replay reached the wait: its compensation step asked for the wait's position
+    (NonDeterminismError). A recorded cancel now waits until the replay has caught up."""
+    from fuzz_harness import example_from_json, run_example
+
+    counts = await run_example(example_from_json(CANCEL_DURING_REPLAY), tmp_path, None)
+    assert counts["ended cancelled"] == 1, counts
