@@ -5,13 +5,14 @@ stores on one database (the exactly-once of a tick) on the two SQL backends."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import msgspec
 import pytest
-from conftest import StoreFactory
+from pgserver import PgSession
 from storekit import T0
 
-from storage import MemoryStore, ScheduleRecord, Store
+from storage import ScheduleRecord, Store, open_store
 
 
 def schedule(name: str = "nightly", cron: str = "0 3 * * *", **changes: object) -> ScheduleRecord:
@@ -79,12 +80,19 @@ async def test_update_is_a_compare_and_set_on_the_revision(store: Store) -> None
     assert not await store.update_schedule(schedule("missing"), 0)
 
 
-async def test_of_many_stores_racing_from_one_revision_exactly_one_wins(
-    store_factory: StoreFactory,
-) -> None:
-    stores = [store_factory() for _ in range(4)]
-    if isinstance(stores[0], MemoryStore):
-        pytest.skip("a memory store is one process's")
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One database URL several stores open (as other processes would)."""
+    if request.param == "postgres":
+        schemas: PgSession = request.getfixturevalue("pg_schema_factory")
+        return schemas.fresh_url()
+    return f"sqlite:///{tmp_path / 'shared.db'}"
+
+
+async def test_of_many_stores_racing_from_one_revision_exactly_one_wins(shared_url: str) -> None:
+    """Four stores of one database (as four workers' processes would have) update the same
+    schedule from the same revision at once, round after round: exactly one wins each time."""
+    stores = [open_store(shared_url) for _ in range(4)]
     for s in stores:
         await s.open()
     try:
