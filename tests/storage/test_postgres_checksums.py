@@ -7,8 +7,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from pg_helpers import admin, schema_of
 from storekit import append, create
-from test_postgres_specific import VERSION_2_DDL, admin, schema_of
+from test_postgres_schema import VERSION_2_DDL
 
 from storage import EventChecksumError, PostgresStore
 from storage import _postgres_schema as pg_schema
