@@ -113,8 +113,21 @@ def composite(
     """A composite step's result: it ran from its first child's start to its last's end."""
     starts = [c.started_at for c in children if c.started_at is not None]
     ends = [c.finished_at for c in children if c.finished_at is not None]
-    started = min(starts) if starts else None
-    finished = max(ends) if ends else None
+    span = (min(starts) if starts else None, max(ends) if ends else None)
+    return timed(step, parent, status, output, error, span, handling)
+
+
+def timed(
+    step: Any,
+    parent: str | None,
+    status: Any,
+    output: Any,
+    error: str | None,
+    span: tuple[float | None, float | None],
+    handling: dict[str, Any] | None = None,
+) -> StepResult:
+    """A step's result, its execution time the span (start, end) its log records."""
+    started, finished = span
     return StepResult(
         step.step_id,
         status,

@@ -24,7 +24,7 @@ from durable._errors import DurableError, NonDeterminismError, StepFailed
 from durable.flow._context import WorkflowContext
 from durable.flow._parallel import run_parallel
 from durable.flow._plan import Plan
-from durable.flow._results import StepResult, composite, elapsed_ms
+from durable.flow._results import StepResult, composite, elapsed_ms, timed
 from durable.flow._steps import (
     AgentStep,
     ConditionalStep,
@@ -232,19 +232,8 @@ class _Flow:
         except StepFailed as exc:  # out of attempts: its last error, as the log has it
             status, error = "failed", str(exc.error)
         record = self.executor.state.steps.get(pos)
-        started = record.started_at if record else None
-        finished = record.finished_at if record else None
-        return StepResult(
-            step.step_id,
-            status,
-            output=output,
-            error=error,
-            step_type=step.kind,
-            parent_id=parent,
-            started_at=started,
-            finished_at=finished,
-            execution_time_ms=elapsed_ms(started, finished),
-        )
+        span = (record.started_at, record.finished_at) if record else (None, None)
+        return timed(step, parent, status, output, error, span)
 
     async def _agent(
         self, step: AgentStep, context: WorkflowContext, parent: str | None
@@ -256,19 +245,10 @@ class _Flow:
             kwargs["deps"] = step.context_function(context)
         first = self.executor.positions_used
         result = await agent.run(prompt, **kwargs)
-        started, finished = self._span(first, f"{agent.name}.")
         from pydantic_core import to_jsonable_python
 
-        return StepResult(
-            step.step_id,
-            "success",
-            output=to_jsonable_python(result.output),
-            step_type=step.kind,
-            parent_id=parent,
-            started_at=started,
-            finished_at=finished,
-            execution_time_ms=elapsed_ms(started, finished),
-        )
+        output = to_jsonable_python(result.output)
+        return timed(step, parent, "success", output, None, self._span(first, f"{agent.name}."))
 
     def _span(self, first: int, prefix: str) -> tuple[float | None, float | None]:
         """When the steps this one took (from position `first`, named `prefix`...) ran."""
