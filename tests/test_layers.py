@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom first: a module may import only modules before it in this list.
@@ -62,18 +64,6 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_runtime_modules_import_only_those_below_them() -> None:
-    runtime = ROOT / "durable" / "runtime"
-    found = sorted(p.stem for p in runtime.glob("_*.py") if p.stem != "__init__")
-    assert found == sorted(RUNTIME_ORDER), "list the new module in RUNTIME_ORDER"
-    problems = []
-    for rank, name in enumerate(RUNTIME_ORDER):
-        above = {f"durable.runtime.{n}" for n in RUNTIME_ORDER[rank:]}
-        for module in imported_modules(runtime / f"{name}.py") & above:
-            problems.append(f"durable/runtime/{name}.py imports {module}")
-    assert problems == []
-
-
 def test_the_runtime_does_not_import_what_sits_above_it() -> None:
     """The worker, the client, the CLI, the API and the SDK use the runtime, never the reverse."""
     above = ("durable._worker", "durable._client", "durable.cli", "durable.api", "sdk")
@@ -97,25 +87,18 @@ def test_storage_imports_neither_durable_nor_sdk_and_durable_not_sdk() -> None:
     assert problems == []
 
 
-def test_flow_modules_import_only_those_below_them() -> None:
-    flow = ROOT / "durable" / "flow"
-    found = sorted(p.stem for p in flow.glob("_*.py") if p.stem != "__init__")
-    assert found == sorted(FLOW_ORDER), "list every module of durable/flow in FLOW_ORDER"
+@pytest.mark.parametrize(
+    ("package", "order"),
+    [("runtime", RUNTIME_ORDER), ("flow", FLOW_ORDER), ("schedules", SCHEDULES_ORDER)],
+)
+def test_a_packages_modules_import_only_those_below_them(package: str, order: list[str]) -> None:
+    """Each module of durable/<package> imports only the modules listed before it."""
+    folder = ROOT / "durable" / package
+    found = sorted(p.stem for p in folder.glob("_*.py") if p.stem != "__init__")
+    assert found == sorted(order), f"list every module of durable/{package} in its ORDER"
     problems = []
-    for rank, name in enumerate(FLOW_ORDER):
-        above = {f"durable.flow.{n}" for n in FLOW_ORDER[rank:]}
-        for module in imported_modules(flow / f"{name}.py") & above:
-            problems.append(f"durable/flow/{name}.py imports {module}")
-    assert problems == []
-
-
-def test_schedules_modules_import_only_those_below_them() -> None:
-    package = ROOT / "durable" / "schedules"
-    found = sorted(p.stem for p in package.glob("_*.py") if p.stem != "__init__")
-    assert found == sorted(SCHEDULES_ORDER), "list every module of durable/schedules"
-    problems = []
-    for rank, name in enumerate(SCHEDULES_ORDER):
-        above = {f"durable.schedules.{n}" for n in SCHEDULES_ORDER[rank:]}
-        for module in imported_modules(package / f"{name}.py") & above:
-            problems.append(f"durable/schedules/{name}.py imports {module}")
+    for rank, name in enumerate(order):
+        above = {f"durable.{package}.{n}" for n in order[rank:]}
+        for module in imported_modules(folder / f"{name}.py") & above:
+            problems.append(f"durable/{package}/{name}.py imports {module}")
     assert problems == []
