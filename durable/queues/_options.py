@@ -84,5 +84,5 @@ def queue_start(
         partition_key=part,
         dedupe_key=dedupe,
         delay=float(delay),
-        if_duplicate=if_duplicate,  # type: ignore[arg-type]
+        if_duplicate=if_duplicate,
     )

@@ -62,11 +62,12 @@ def queue_spec(
     check_id("queue name", name)
     rate: tuple[int, float] | None = None
     if rate_limit is not None:
-        ok = isinstance(rate_limit, tuple | list) and len(rate_limit) == 2
-        count, period = rate_limit if ok else (None, None)  # type: ignore[misc]
+        count: object = None
+        period: object = None
+        if isinstance(rate_limit, tuple | list) and len(rate_limit) == 2:
+            count, period = rate_limit
         if (
-            not ok
-            or isinstance(count, bool)
+            isinstance(count, bool)
             or not isinstance(count, int)
             or count < 1
             or isinstance(period, bool)

@@ -90,7 +90,7 @@ async def test_list_and_show_queues(url: str) -> None:
         (info,) = await app.list_queues()
         assert (info.name, info.concurrency, info.waiting, info.running) == ("emails", 3, 1, 0)
         assert info.oldest_waiting is not None
-        with pytest.raises(QueueError, match="no queue 'nope'.*declared: emails"):
+        with pytest.raises(QueueError, match=r"no queue 'nope'.*declared: emails"):
             await app.queue_info("nope")
 
 
