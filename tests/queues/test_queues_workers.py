@@ -5,6 +5,7 @@ the runs go and measured from the steps' own start and end times, and every run 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import sys
@@ -58,8 +59,8 @@ def overlap(lines: list[list[str]], pid: str | None = None) -> int:
 async def start_and_sample(url: str) -> list[int]:
     """Start the runs (queued), then sample the queue's running count until all ended."""
     samples: list[int] = []
-    from wfmod import app as workers_app  # the workers' workflows, to start them by name
-
+    # The workers' module (written to the test's directory): its workflows, to start by name.
+    workers_app: App = importlib.import_module("wfmod").app
     app = App(url, worker=False)
     app.registry._workflows.update(workers_app.registry._workflows)
     app.queue("emails", concurrency=4, worker_concurrency=2)
