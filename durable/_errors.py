@@ -282,6 +282,10 @@ class QueueError(DurableError, ValueError):
     where and how to fix it; nothing was written."""
 
 
+class QueueNotFoundError(QueueError, LookupError):
+    """No queue of that name is declared in the database (the message lists those that are)."""
+
+
 class DuplicateRunError(QueueError):
     """A start with a dedupe_key that an unfinished run of the same queue already holds.
     `existing_run_id` names that run; start(..., if_duplicate="return") returns its handle

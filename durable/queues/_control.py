@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from durable._errors import QueueError
+from durable._errors import QueueNotFoundError
 from storage import QueueRecord, QueueStats, Store
 
 
@@ -61,6 +61,8 @@ async def show_queue(store: Store, name: str, now: float | None = None) -> Queue
     record = await store.get_queue(name)
     if record is None:
         known = ", ".join(r.name for r in await store.list_queues()) or "none"
-        raise QueueError(f"no queue {name!r} is declared in this database (declared: {known})")
+        raise QueueNotFoundError(
+            f"no queue {name!r} is declared in this database (declared: {known})"
+        )
     at = time.time() if now is None else now
     return info(record, await store.queue_stats(name, now=at))
