@@ -1,0 +1,101 @@
+"""The admission state survives SIGKILL: three worker processes on PostgreSQL share a queue of
+concurrency 3, one is killed while it holds admitted runs. The running count sampled from the
+database never exceeds 3 (the dead worker's runs keep their slots until taken over, and are not
+admitted twice), and every run ends: nothing lost, nothing stuck."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from procenv import Env, until
+
+from sdk import App
+
+WORKFLOWS = """
+import asyncio, os, time
+from sdk import App, Context
+
+app = App(poll_interval=0.2, lease_ttl=2.0)
+app.queue("emails", concurrency=3, worker_concurrency=2)
+
+
+@app.step()
+async def send(n: int) -> int:
+    with open(os.environ["QUEUE_EFFECTS"], "a") as out:
+        out.write(f"start {n} {os.getpid()} {time.time()}\\n")
+    await asyncio.sleep(1.0)  # long enough that the victim is killed mid-step
+    return n
+
+
+@app.workflow
+async def email(ctx: Context, n: int) -> int:
+    return await send(n)
+"""
+RUNS = 12
+
+
+async def start_runs(url: str) -> None:
+    workers_app: App = importlib.import_module("wfmod").app
+    app = App(url, worker=False)
+    app.registry._workflows.update(workers_app.registry._workflows)
+    app.queue("emails", concurrency=3, worker_concurrency=2)
+    async with app:
+        for n in range(RUNS):
+            await app.start("email", n, queue="emails", run_id=f"k{n:02}")
+
+
+async def sample_until_done(url: str, samples: list[int]) -> list[str]:
+    async with App(url, worker=False) as app:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            info = await app.queue_info("emails")
+            samples.append(info.running)
+            if info.waiting == 0 and info.running == 0:
+                break
+            await asyncio.sleep(0.05)
+        return sorted(r.status for r in await app.list_runs(workflow="email", limit=100))
+
+
+def test_a_killed_worker_neither_overfills_nor_loses_runs(
+    pg_fresh_url: str, tmp_path: Path
+) -> None:
+    env = Env(tmp_path, WORKFLOWS)
+    env.db = pg_fresh_url
+    effects = tmp_path / "effects.txt"
+    effects.touch()
+    os.environ["QUEUE_EFFECTS"] = str(effects)
+    sys.path.insert(0, str(tmp_path))
+    samples: list[int] = []
+    try:
+        asyncio.run(start_runs(env.db))
+        workers = [env.spawn("") for _ in range(3)]
+        victim = workers[0]
+        try:
+            until(lambda: f" {victim.pid} " in effects.read_text(), 60, "the victim's step")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+            statuses = asyncio.run(sample_until_done(env.db, samples))
+        finally:
+            for proc in workers[1:]:
+                proc.send_signal(signal.SIGTERM)
+            for proc in workers[1:]:
+                proc.wait(timeout=30)
+    finally:
+        del os.environ["QUEUE_EFFECTS"]
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("wfmod", None)
+    assert statuses == ["succeeded"] * RUNS
+    assert samples and max(samples) <= 3, samples
+    lines = [line.split() for line in effects.read_text().splitlines()]
+    started = {x[1] for x in lines}
+    assert started == {str(n) for n in range(RUNS)}
+    # The victim's runs were taken over by the survivors (their steps ran again there).
+    victims = {x[1] for x in lines if x[2] == str(victim.pid)}
+    survivors = {x[1] for x in lines if x[2] != str(victim.pid)}
+    assert victims and victims <= survivors
