@@ -30,6 +30,8 @@ async def send(n: int) -> int:
     with open(os.environ["QUEUE_EFFECTS"], "a") as out:
         out.write(f"start {n} {os.getpid()} {time.time()}\\n")
     await asyncio.sleep(1.0)  # long enough that the victim is killed mid-step
+    with open(os.environ["QUEUE_EFFECTS"], "a") as out:
+        out.write(f"end {n} {os.getpid()} {time.time()}\\n")
     return n
 
 
@@ -80,6 +82,7 @@ def test_a_killed_worker_neither_overfills_nor_loses_runs(
             until(lambda: f" {victim.pid} " in effects.read_text(), 60, "the victim's step")
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
+            killed_at = time.time()
             statuses = asyncio.run(sample_until_done(env.db, samples))
         finally:
             for proc in workers[1:]:
@@ -93,6 +96,17 @@ def test_a_killed_worker_neither_overfills_nor_loses_runs(
     assert statuses == ["succeeded"] * RUNS
     assert samples and max(samples) <= 3, samples
     lines = [line.split() for line in effects.read_text().splitlines()]
+    # Steps in progress at once, from their own times (a killed step ends at the kill): never
+    # more than the queue's 3, whichever processes ran them.
+    ended = {(x[1], x[2]) for x in lines if x[0] == "end"}
+    points = [(float(x[3]), 1) for x in lines if x[0] == "start"]
+    points += [(float(x[3]), -1) for x in lines if x[0] == "end"]
+    points += [(killed_at, -1) for x in lines if x[0] == "start" and (x[1], x[2]) not in ended]
+    level = peak = 0
+    for _, step in sorted(points):
+        level += step
+        peak = max(peak, level)
+    assert 2 <= peak <= 3, peak
     started = {x[1] for x in lines}
     assert started == {str(n) for n in range(RUNS)}
     # The victim's runs were taken over by the survivors (their steps ran again there).
