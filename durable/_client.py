@@ -36,6 +36,7 @@ from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import RunInfo, RunSummary, run_info, summary
+from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
 from durable.runtime._registry import Registry, WorkflowDef
 from storage import (
@@ -401,7 +402,14 @@ class Client:
             raise RunNotFoundError(run_id)
         events = await self.store.read_events(run_id)
         state = fold(run_id, [decode_record(r) for r in events])
-        return run_info(record, state, (await self._waiting_for([record])).get(run_id))
+        info = run_info(record, state, (await self._waiting_for([record])).get(run_id))
+        place = await self.store.run_queue(run_id)
+        if place is None:
+            return info
+        queued = None
+        if place.admitted_at is None and record.status in ("pending", "running"):
+            queued = await waiting_reason(self.store, place)
+        return msgspec.structs.replace(info, queue=place.queue, queued=queued)
 
     async def usage(self, run_id: str) -> RunUsage:
         """The run's token usage and script resources, in total and per step (durable._usage)."""

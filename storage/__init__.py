@@ -26,7 +26,7 @@ from storage._errors import (
 )
 from storage._memory import MemoryStore
 from storage._protocol import Store, WorkSignal
-from storage._queue_ops import QueueRecord, QueueStats
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -74,6 +74,7 @@ __all__ = [
     "Release",
     "RunNotFoundError",
     "RunQuery",
+    "RunQueue",
     "RunRecord",
     "RunStatusError",
     "RunUpdate",

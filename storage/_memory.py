@@ -16,7 +16,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._memory_queues import MemoryQueues
-from storage._queue_ops import QueueRecord, QueueStats
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -449,6 +449,10 @@ class MemoryStore:
     async def queue_stats(self, name: str, *, now: float) -> QueueStats:
         self._check_open()
         return self._queues.stats(name, self._runs, now)
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        self._check_open()
+        return self._queues.place(run_id, self._runs)
 
 
 def _replace(run: RunRecord, changes: dict[str, object]) -> RunRecord:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from storage._queue_ops import QueueRecord, QueueStats, free_slots
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue, free_slots
 from storage._records import ACTIVE_STATUSES, NewRun, RunRecord
 
 
@@ -149,3 +149,26 @@ class MemoryQueues:
             else:
                 running += 1
         return QueueStats(name, waiting, running, recent, oldest)
+
+    def place(self, run_id: str, runs: Mapping[str, RunRecord]) -> RunQueue | None:
+        e = self.entries.get(run_id)
+        run = runs.get(run_id)
+        if e is None or run is None:
+            return None
+        ahead = 0
+        if e.admitted_at is None:
+            mine = (run.ready_at or 0.0, run.created_at, run_id)
+            for i, o in self.entries.items():
+                r = runs.get(i)
+                if (
+                    r is None
+                    or o.queue != e.queue
+                    or o.admitted_at is not None
+                    or r.status not in ACTIVE_STATUSES
+                ):
+                    continue
+                if o.priority > e.priority or (
+                    o.priority == e.priority and (r.ready_at or 0.0, r.created_at, i) < mine
+                ):
+                    ahead += 1
+        return RunQueue(e.queue, e.priority, e.partition_key, e.dedupe_key, e.admitted_at, ahead)

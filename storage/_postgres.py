@@ -47,7 +47,7 @@ from storage._errors import (
 from storage._pgurl import SCHEMES, mask_url
 from storage._postgres_schema import migrate
 from storage._postgres_writer import PostgresWriter, is_dead, no_reset
-from storage._queue_ops import QueueRecord, QueueStats, queue_args, row_to_queue
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue, queue_args, row_to_queue
 from storage._records import (
     Append,
     Claim,
@@ -500,6 +500,17 @@ class PostgresStore:
         window = now - (queue.rate_period or 0.0) if queue is not None else now
         row = (await self._fetch(pgqueues.PG_STATS, window, name))[0]
         return QueueStats(name, row[0], row[1], row[2], row[3])
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        rows = await self._fetch(pgqueues.PG_RUN_QUEUE, run_id)
+        if not rows:
+            return None
+        queue, priority, part, dedupe, admitted, ready, created = tuple(rows[0])
+        ahead = 0
+        if admitted is None:
+            found = await self._fetch(pgqueues.PG_AHEAD, queue, priority, ready, created, run_id)
+            ahead = found[0][0]
+        return RunQueue(queue, priority, part, dedupe, admitted, ahead)
 
 
 def translate(exc: BaseException, where: str, during: str) -> BaseException:

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
-from storage._queue_ops import QueueRecord, QueueStats
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
     Claim,
@@ -234,6 +234,11 @@ class Store(Protocol):
     async def queue_stats(self, name: str, *, now: float) -> QueueStats:
         """Where the queue stands: waiting, running (admitted, unfinished), admitted within
         its rate window ending at `now`, the oldest waiting run's created_at."""
+        ...
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        """The queue columns of a queued run and, while it waits, how many waiting runs of
+        its queue come before it; None for a run that is not queued (or does not exist)."""
         ...
 
 

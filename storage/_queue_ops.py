@@ -49,6 +49,18 @@ class QueueStats(msgspec.Struct, frozen=True):
     oldest_waiting: float | None
 
 
+class RunQueue(msgspec.Struct, frozen=True):
+    """A queued run's place: its queue columns, and (while it waits) how many waiting runs of
+    the queue come before it by priority and age (partition fairness aside)."""
+
+    queue: str
+    priority: int
+    partition_key: str | None
+    dedupe_key: str | None
+    admitted_at: float | None
+    ahead: int
+
+
 ACTIVE = "('pending', 'running')"
 # The ordinary claim's extra condition: a queued run is claimable only once admitted.
 ADMITTED = "(queue IS NULL OR admitted_at IS NOT NULL)"
@@ -79,6 +91,15 @@ SELECT
     coalesce(sum(CASE WHEN admitted_at > ? THEN 1 ELSE 0 END), 0),
     min(CASE WHEN admitted_at IS NULL AND status IN {ACTIVE} THEN created_at END)
 FROM durable_runs WHERE queue = ?
+"""
+SQLITE_RUN_QUEUE = (
+    "SELECT queue, coalesce(priority, 0), partition_key, dedupe_key, admitted_at, ready_at, "
+    "created_at FROM durable_runs WHERE run_id = ? AND queue IS NOT NULL"
+)
+SQLITE_AHEAD = f"""
+SELECT count(*) FROM durable_runs WHERE queue = ? AND admitted_at IS NULL AND status IN {ACTIVE}
+    AND (coalesce(priority, 0) > ? OR (coalesce(priority, 0) = ?
+        AND (ready_at, created_at, run_id) < (?, ?, ?)))
 """
 _LIVE_HOLDER = (
     f"SELECT run_id FROM durable_runs WHERE queue = ? AND dedupe_key = ? AND status IN {ACTIVE}"

@@ -43,6 +43,15 @@ SELECT
     min(created_at) FILTER (WHERE admitted_at IS NULL AND status IN {ACTIVE})
 FROM durable_runs WHERE queue = $2
 """
+PG_RUN_QUEUE = (
+    "SELECT queue, coalesce(priority, 0), partition_key, dedupe_key, admitted_at, ready_at, "
+    "created_at FROM durable_runs WHERE run_id = $1 AND queue IS NOT NULL"
+)
+PG_AHEAD = f"""
+SELECT count(*) FROM durable_runs WHERE queue = $1 AND admitted_at IS NULL AND status IN {ACTIVE}
+    AND (coalesce(priority, 0) > $2 OR (coalesce(priority, 0) = $2
+        AND (ready_at, created_at, run_id) < ($3, $4, $5)))
+"""
 _LOCK_KEY = "SELECT pg_advisory_xact_lock($1)"
 _LIVE_HOLDER = (
     f"SELECT run_id FROM durable_runs WHERE queue = $1 AND dedupe_key = $2 AND status IN {ACTIVE}"

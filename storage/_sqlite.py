@@ -31,7 +31,7 @@ from storage._errors import (
     DatabaseUnavailableError,
     StoreClosedError,
 )
-from storage._queue_ops import QueueRecord, QueueStats
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
     Claim,
@@ -425,3 +425,14 @@ class SQLiteStore:
         window = now - (queue.rate_period or 0.0) if queue is not None else now
         row = (await self._read(queues.SQLITE_STATS, (window, name)))[0]
         return QueueStats(name, row[0], row[1], row[2], row[3])
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        rows = await self._read(queues.SQLITE_RUN_QUEUE, (run_id,))
+        if not rows:
+            return None
+        queue, priority, part, dedupe, admitted, ready, created = rows[0]
+        ahead = 0
+        if admitted is None:
+            params = (queue, priority, priority, ready, created, run_id)
+            ahead = (await self._read(queues.SQLITE_AHEAD, params))[0][0]
+        return RunQueue(queue, priority, part, dedupe, admitted, ahead)

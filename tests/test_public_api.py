@@ -120,6 +120,7 @@ STORAGE = {
     "ScheduleRecord",
     "QueueRecord",
     "QueueStats",
+    "RunQueue",
     "SequenceConflictError",
     "StorageError",
     "Store",

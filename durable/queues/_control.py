@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from durable._errors import QueueNotFoundError
-from storage import QueueRecord, QueueStats, Store
+from storage import QueueRecord, QueueStats, RunQueue, Store
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,15 @@ async def show_queue(store: Store, name: str, now: float | None = None) -> Queue
         )
     at = time.time() if now is None else now
     return info(record, await store.queue_stats(name, now=at))
+
+
+async def waiting_reason(store: Store, place: RunQueue, now: float | None = None) -> str:
+    """Why a waiting run waits, and its place: "queued: emails is at its limit 10; 3 runs
+    ahead"."""
+    at = time.time() if now is None else now
+    record = await store.get_queue(place.queue)
+    if record is None:
+        return f"queued: {place.queue} is not declared by any process yet"
+    why = info(record, await store.queue_stats(place.queue, now=at)).why_waiting
+    ahead = "no run" if place.ahead == 0 else f"{place.ahead} run" + "s" * (place.ahead != 1)
+    return f"{why}; {ahead} ahead"

@@ -1,5 +1,6 @@
-"""`durable queues list|show` against a real SQLite file holding waiting and running runs; an
-unknown queue gets a one-line error and exit code 2, never a traceback."""
+"""`durable queues list|show` against a real SQLite file holding waiting and running runs, and
+`durable runs show` of a waiting run saying why it waits; an unknown queue gets a one-line
+error and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ async def fill(url: str) -> None:
 
     async with app:
         for n in range(3):
-            await app.start("email", n, queue="emails")
+            await app.start("email", n, queue="emails", run_id=f"q{n}")
         store = app.engine.client.store
         claims = await store.claim_runs("gone", limit=5, lease_ttl=300.0, now=time.time())
         assert len(claims) == 1
@@ -46,6 +47,15 @@ def test_list_and_show(tmp_path: Path) -> None:
     assert "queued: emails is at its limit 1" in shown.stdout
     as_json = json.loads(env.cli("queues", "show", "emails", "--json").stdout)
     assert as_json["why_waiting"] == "queued: emails is at its limit 1"
+    # A waiting run says why it waits, and its place.
+    run = env.cli("runs", "show", "q2")
+    assert run.returncode == 0, run.stderr
+    assert "queued: emails is at its limit 1; 1 run ahead" in " ".join(run.stdout.split())
+    as_json = json.loads(env.cli("runs", "show", "q1", "--json").stdout)
+    assert as_json["queue"] == "emails"
+    assert as_json["queued"] == "queued: emails is at its limit 1; no run ahead"
+    admitted = json.loads(env.cli("runs", "show", "q0", "--json").stdout)
+    assert (admitted["queue"], admitted["queued"]) == ("emails", None)
     missing = env.cli("queues", "show", "nope")
     assert missing.returncode == 2
     assert "no queue 'nope'" in missing.stderr and "declared: emails" in missing.stderr

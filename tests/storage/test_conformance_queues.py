@@ -12,7 +12,7 @@ import pytest
 from pgserver import PgSession
 from storekit import T0, event, new_run
 
-from storage import Append, Fence, QueueRecord, RunRecord, RunUpdate, Store, open_store
+from storage import Append, Fence, QueueRecord, RunQueue, RunRecord, RunUpdate, Store, open_store
 
 
 def queued(run_id: str, queue: str = "emails", *, at: float = T0, **extra: object) -> object:
@@ -195,3 +195,18 @@ async def test_many_stores_never_admit_over_the_limit(shared_url: str) -> None:
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_run_queue_gives_a_waiting_run_its_place(store: Store) -> None:
+    await store.put_queue(QueueRecord("emails", concurrency=1))
+    await start(store, "old", at=T0)
+    await start(store, "mid", at=T0 + 1, partition_key="t1", dedupe_key="k")
+    await start(store, "urgent", at=T0 + 2, priority=3)
+    assert await store.run_queue("nope") is None
+    place = await store.run_queue("mid")
+    assert place == RunQueue("emails", 0, "t1", "k", None, 2)  # urgent, then old, before it
+    assert (await store.run_queue("urgent")).ahead == 0  # type: ignore[union-attr]
+    assert await claim(store, "w1") == ["urgent"]
+    admitted = await store.run_queue("urgent")
+    assert admitted is not None and admitted.admitted_at == T0 + 10 and admitted.ahead == 0
+    assert (await store.run_queue("mid")).ahead == 1  # type: ignore[union-attr]
