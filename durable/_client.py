@@ -15,6 +15,7 @@ from durable._codec import checked, decode_value, encode_value
 from durable._durations import check_duration
 from durable._errors import (
     RUN_FAILURES,
+    DuplicateRunError,
     ErrorInfo,
     InvalidInputError,
     RunCancelled,
@@ -35,6 +36,8 @@ from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import RunInfo, RunSummary, run_info, summary
+from durable.queues._control import waiting_reason
+from durable.queues._options import QueueStart
 from durable.runtime._registry import Registry, WorkflowDef
 from storage import (
     FINAL_STATUSES,
@@ -128,11 +131,13 @@ class Client:
         timeout: float | None = None,
         parent_run_id: str | None = None,
         record_definition: bool = False,
+        queued: QueueStart | None = None,
     ) -> RunHandle:
         """Start a run (see App.start). `timeout`: seconds the whole run may take; past
         them it fails, timed out, whatever it is doing. `record_definition`: a DAG run keeps
         its definition in its log (`durable run FILE`: stored nowhere else), so tools read
-        it without the application."""
+        it without the application. `queued`: the run waits in that queue until it admits
+        it (durable.queues), never executed here at once."""
         wf = self.registry.workflow(workflow, version)
         if timeout is not None:
             timeout = check_duration("start() timeout", timeout, positive=True)
@@ -147,7 +152,7 @@ class Client:
             checked(data, wf.input_type, f"the input of workflow {wf.name!r}", InvalidInputError)
         now = time.time()
         worker = self.worker
-        local = worker is not None and worker.has_capacity
+        local = worker is not None and worker.has_capacity and queued is None
         started = RunStarted(
             workflow=wf.name,
             version=wf.version,
@@ -172,7 +177,24 @@ class Client:
             owner=worker.owner if local and worker else None,
             lease_expires_at=now + worker.options.lease_ttl if local and worker else None,
         )
+        if queued is not None:
+            new = msgspec.structs.replace(
+                new,
+                queue=queued.queue,
+                priority=queued.priority,
+                partition_key=queued.partition_key,
+                dedupe_key=queued.dedupe_key,
+                ready_at=now + queued.delay,
+            )
         record, created = await self.store.create_run(new, first)
+        if not created and record.run_id != rid and queued is not None:
+            # Another unfinished run of the queue holds the dedupe key.
+            assert queued.dedupe_key is not None
+            if queued.if_duplicate == "return":
+                return RunHandle(
+                    self, record.run_id, self.registry.get(record.workflow, record.version)
+                )
+            raise DuplicateRunError(queued.queue, queued.dedupe_key, record.run_id)
         if not created:
             if record.workflow != wf.name:
                 raise RunIdConflictError(
@@ -380,7 +402,14 @@ class Client:
             raise RunNotFoundError(run_id)
         events = await self.store.read_events(run_id)
         state = fold(run_id, [decode_record(r) for r in events])
-        return run_info(record, state, (await self._waiting_for([record])).get(run_id))
+        info = run_info(record, state, (await self._waiting_for([record])).get(run_id))
+        place = await self.store.run_queue(run_id)
+        if place is None:
+            return info
+        queued = None
+        if place.admitted_at is None and record.status in ("pending", "running"):
+            queued = await waiting_reason(self.store, place)
+        return msgspec.structs.replace(info, queue=place.queue, queued=queued)
 
     async def usage(self, run_id: str) -> RunUsage:
         """The run's token usage and script resources, in total and per step (durable._usage)."""

@@ -105,6 +105,14 @@ class Engine:
                 self.store, self.registry, self.notifier, self.options, database_url=self.url
             )
         self._client = Client(self.store, self.registry, self.notifier, self.worker)
+        if self.registry.queues and not read_only:
+            from durable.queues._declare import declare as declare_queues
+
+            try:
+                await declare_queues(self.store, self.registry.queues.values())
+            except BaseException:
+                await self.close()
+                raise
         if self.schedules and self.registry.schedules and not read_only:
             from durable.schedules._loop import declare
 

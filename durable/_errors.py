@@ -276,6 +276,32 @@ class ScheduleNotFoundError(ScheduleError, LookupError):
     """No schedule of that name is in the database (the message lists those that are)."""
 
 
+class QueueError(DurableError, ValueError):
+    """A queue that cannot be declared as asked (a bad limit), or a start that cannot go in
+    the queue it names (undeclared queue, bad priority, delay or key). The message says what,
+    where and how to fix it; nothing was written."""
+
+
+class QueueNotFoundError(QueueError, LookupError):
+    """No queue of that name is declared in the database (the message lists those that are)."""
+
+
+class DuplicateRunError(QueueError):
+    """A start with a dedupe_key that an unfinished run of the same queue already holds.
+    `existing_run_id` names that run; start(..., if_duplicate="return") returns its handle
+    instead."""
+
+    def __init__(self, queue: str, dedupe_key: str, existing_run_id: str) -> None:
+        super().__init__(
+            f"queue {queue!r} already has run {existing_run_id!r} with dedupe_key "
+            f"{dedupe_key!r}, queued or running; wait for it to end, use another key, or pass "
+            'if_duplicate="return" to get its handle'
+        )
+        self.queue = queue
+        self.dedupe_key = dedupe_key
+        self.existing_run_id = existing_run_id
+
+
 class ApprovalError(DurableError, ValueError):
     """A decision on an agent's tool call that cannot be taken: the run has no pending request
     for that tool call id (unknown, or already decided), or the run has ended. Nothing was

@@ -70,6 +70,10 @@ class RunInfo(msgspec.Struct, frozen=True):
     retries: list[int] = []
     # The run's token counters, summed over its model requests (None: it made none).
     usage: dict[str, int] | None = None
+    # A queued run (docs/queues.md): its queue, and while it waits there, why and its place
+    # ("queued: emails is at its limit 10; 3 runs ahead").
+    queue: str | None = None
+    queued: str | None = None
 
 
 def ts(value: float | None) -> dt.datetime | None:

@@ -31,7 +31,9 @@ from durable.dag import (
     load_definition,
     validate_definition,
 )
+from durable.queues._options import IfDuplicate, queue_start
 from durable.runtime._registry import check_max_crashes
+from sdk._queues import QueueMethods
 from sdk._schedules import ScheduleMethods
 
 if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() is called
@@ -52,7 +54,7 @@ DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
 
-class App(ScheduleMethods):
+class App(ScheduleMethods, QueueMethods):
     """A durable application.
 
     App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:
@@ -311,11 +313,32 @@ class App(ScheduleMethods):
         version: str | None = None,
         parallelism: int | None = None,
         timeout: float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        partition_key: str | None = None,
+        dedupe_key: str | None = None,
+        delay: float | None = None,
+        if_duplicate: IfDuplicate = "error",
     ) -> RunHandle:
         """Start a run. Idempotent on run_id: an existing run's handle is returned instead.
         New runs take the newest registered version unless `version` says which.
         `parallelism` caps the steps of a DAG run running at once. `timeout`: seconds the
-        whole run may take (a deadline, kept across restarts); past it the run fails."""
+        whole run may take (a deadline, kept across restarts); past it the run fails.
+
+        `queue`: the run waits in that declared queue (app.queue) until it admits it, by
+        `priority` (higher first, default 0), fairly between `partition_key`s, not before
+        `delay` seconds. `dedupe_key`: refused (DuplicateRunError, naming the run) while an
+        unfinished run of the queue has the same key, or that run's handle is returned
+        with if_duplicate="return"."""
+        queued = queue_start(
+            self._registry.queues,
+            queue,
+            priority=priority,
+            partition_key=partition_key,
+            dedupe_key=dedupe_key,
+            delay=delay,
+            if_duplicate=if_duplicate,
+        )
         return await self.engine.client.start(
             self._ref(workflow),
             input,
@@ -323,6 +346,7 @@ class App(ScheduleMethods):
             version=version,
             parallelism=parallelism,
             timeout=timeout,
+            queued=queued,
         )
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:

@@ -1,5 +1,5 @@
 """Persistence of runs, event logs, run inboxes, the worker registry, workflow definitions and
-schedules.
+schedules and queues.
 Knows nothing of what events mean; never imports `durable` or `sdk`.
 
 PostgresStore (asyncpg, SQLAlchemy) is loaded on first use: a SQLite application never pays
@@ -26,6 +26,7 @@ from storage._errors import (
 )
 from storage._memory import MemoryStore
 from storage._protocol import Store, WorkSignal
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -68,9 +69,12 @@ __all__ = [
     "NewInboxItem",
     "NewRun",
     "PostgresStore",
+    "QueueRecord",
+    "QueueStats",
     "Release",
     "RunNotFoundError",
     "RunQuery",
+    "RunQueue",
     "RunRecord",
     "RunStatusError",
     "RunUpdate",

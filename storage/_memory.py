@@ -15,6 +15,8 @@ from storage._errors import (
     SequenceConflictError,
     StoreClosedError,
 )
+from storage._memory_queues import MemoryQueues
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -52,6 +54,7 @@ class MemoryStore:
         self._workers: dict[str, WorkerRecord] = {}
         self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
+        self._queues = MemoryQueues()
         self._open = False
 
     @property
@@ -77,11 +80,17 @@ class MemoryStore:
             if history:
                 check_history(run, first_event, history)
             existing = self._runs.get(run.run_id)
+            queued = run.queue is not None and not history
+            holder = self._queues.holder(run, self._runs) if queued else None
+            if existing is None and holder is not None:
+                existing = self._runs[holder]
             if existing is not None:
                 fut.set_result((existing, False))
                 return fut
             record = created_record(run, first_event, history)
             self._runs[run.run_id] = record
+            if queued:
+                self._queues.add(run)
             self._events[run.run_id] = [(e, checksum_of(e)) for e in (first_event, *history)]
             fut.set_result((record, True))
         except Exception as exc:
@@ -231,6 +240,7 @@ class MemoryStore:
                 and r.ready_at <= now
                 and (allowed is None or (r.workflow, r.version) in allowed)
                 and r.run_id not in excluded
+                and not self._queues.waiting(r.run_id)
             ),
             key=lambda r: (r.ready_at or 0.0, r.created_at, r.run_id),
         )
@@ -240,6 +250,14 @@ class MemoryStore:
                 run, {"owner": owner, "epoch": run.epoch + 1, "lease_expires_at": now + lease_ttl}
             )
             self._runs[run.run_id] = claimed
+            claims.append(Claim(run=claimed, fence=Fence(owner, claimed.epoch)))
+        # Then the queues admit what they can into the slots left.
+        for run_id in self._queues.admit(self._runs, owner, limit - len(claims), now, allowed):
+            run = self._runs[run_id]
+            claimed = _replace(
+                run, {"owner": owner, "epoch": run.epoch + 1, "lease_expires_at": now + lease_ttl}
+            )
+            self._runs[run_id] = claimed
             claims.append(Claim(run=claimed, fence=Fence(owner, claimed.epoch)))
         return claims
 
@@ -413,6 +431,28 @@ class MemoryStore:
             revision=expected_revision + 1,
         )
         return True
+
+    # ------------------------------------------------------------------------ queues
+
+    async def put_queue(self, record: QueueRecord) -> None:
+        self._check_open()
+        self._queues.queues[record.name] = record
+
+    async def get_queue(self, name: str) -> QueueRecord | None:
+        self._check_open()
+        return self._queues.queues.get(name)
+
+    async def list_queues(self) -> list[QueueRecord]:
+        self._check_open()
+        return [self._queues.queues[n] for n in sorted(self._queues.queues)]
+
+    async def queue_stats(self, name: str, *, now: float) -> QueueStats:
+        self._check_open()
+        return self._queues.stats(name, self._runs, now)
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        self._check_open()
+        return self._queues.place(run_id, self._runs)
 
 
 def _replace(run: RunRecord, changes: dict[str, object]) -> RunRecord:

@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from storage import _postgres_ops as ops
+from storage import _queue_pg as pgqueues
 from storage import _schedule_ops as sched
 from storage._checksum import verified
 from storage._errors import (
@@ -46,6 +47,7 @@ from storage._errors import (
 from storage._pgurl import SCHEMES, mask_url
 from storage._postgres_schema import migrate
 from storage._postgres_writer import PostgresWriter, is_dead, no_reset
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue, queue_args, row_to_queue
 from storage._records import (
     Append,
     Claim,
@@ -480,6 +482,35 @@ class PostgresStore:
         args = sched.update_args(record, expected_revision)
         won: object = await self._execute("update_schedule", sched.PG_UPDATE, *args)
         return won == 1
+
+    # ------------------------------------------------------------------------ queues
+
+    async def put_queue(self, record: QueueRecord) -> None:
+        await self._execute("put_queue", pgqueues.PG_UPSERT, *queue_args(record))
+
+    async def get_queue(self, name: str) -> QueueRecord | None:
+        rows = await self._fetch(pgqueues.PG_GET, name)
+        return row_to_queue(tuple(rows[0])) if rows else None
+
+    async def list_queues(self) -> list[QueueRecord]:
+        return [row_to_queue(tuple(r)) for r in await self._fetch(pgqueues.PG_LIST)]
+
+    async def queue_stats(self, name: str, *, now: float) -> QueueStats:
+        queue = await self.get_queue(name)
+        window = now - (queue.rate_period or 0.0) if queue is not None else now
+        row = (await self._fetch(pgqueues.PG_STATS, window, name))[0]
+        return QueueStats(name, row[0], row[1], row[2], row[3])
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        rows = await self._fetch(pgqueues.PG_RUN_QUEUE, run_id)
+        if not rows:
+            return None
+        queue, priority, part, dedupe, admitted, ready, created = tuple(rows[0])
+        ahead = 0
+        if admitted is None:
+            found = await self._fetch(pgqueues.PG_AHEAD, queue, priority, ready, created, run_id)
+            ahead = found[0][0]
+        return RunQueue(queue, priority, part, dedupe, admitted, ahead)
 
 
 def translate(exc: BaseException, where: str, during: str) -> BaseException:

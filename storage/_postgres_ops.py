@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from storage import _queue_pg as queues
 from storage._checksum import checksum_of
 from storage._errors import (
     InvalidAppendError,
@@ -19,6 +20,7 @@ from storage._errors import (
     RunNotFoundError,
     SequenceConflictError,
 )
+from storage._queue_ops import ADMITTED
 from storage._records import (
     FINAL_STATUSES,
     FORGET_WORKERS_AFTER,
@@ -168,7 +170,7 @@ UPDATE durable_runs AS r SET owner = $1, epoch = r.epoch + 1, lease_expires_at =
 FROM (
     SELECT run_id FROM durable_runs
     WHERE status IN {active} AND (owner IS NULL OR lease_expires_at < $3)
-        AND ready_at IS NOT NULL AND ready_at <= $3
+        AND ready_at IS NOT NULL AND ready_at <= $3 AND {admitted}
         AND run_id <> ALL($4::text[]){eligible}
     ORDER BY ready_at, created_at
     LIMIT $5
@@ -182,8 +184,10 @@ _ELIGIBLE = (
     "(SELECT w, v FROM unnest($6::text[], $7::text[]) AS e(w, v))"
 )
 _RETURNING = ", ".join(f"r.{c}" for c in _COLUMNS)
-CLAIM_ANY = _CLAIM.format(active=_ACTIVE, eligible="", columns=_RETURNING)
-CLAIM_ELIGIBLE = _CLAIM.format(active=_ACTIVE, eligible=_ELIGIBLE, columns=_RETURNING)
+CLAIM_ANY = _CLAIM.format(active=_ACTIVE, eligible="", columns=_RETURNING, admitted=ADMITTED)
+CLAIM_ELIGIBLE = _CLAIM.format(
+    active=_ACTIVE, eligible=_ELIGIBLE, columns=_RETURNING, admitted=ADMITTED
+)
 
 _RENEW = f"UPDATE durable_runs SET lease_expires_at = $1 WHERE owner = $2 AND status IN {_ACTIVE}"
 _RENEW_LISTED = _RENEW + " AND run_id = ANY($3::text[])"
@@ -335,6 +339,8 @@ async def create_run(
 ) -> tuple[RunRecord, bool]:
     if history:
         check_history(run, first, history)
+    if run.queue is not None and not history:
+        return await queues.create_queued(conn, run, first, SELECT_RUN, row_to_run)
     record = created_record(run, first, history)
     args: tuple[Any, ...] = (
         run.run_id,
@@ -540,6 +546,10 @@ async def claim(
         args += [[w for w, _ in eligible], [v for _, v in eligible]]
         rows = await conn.fetch(CLAIM_ELIGIBLE, *args)
     claims = [Claim(run=row_to_run(r), fence=Fence(owner, r["epoch"])) for r in rows]
+    # Then the queues admit what they can into the slots left (storage._queue_pg).
+    claims += await queues.admit(
+        conn, owner, limit - len(claims), lease_ttl, now, eligible, RUN_COLUMNS, _ACTIVE, row_to_run
+    )
     claims.sort(key=lambda c: (c.run.ready_at or 0.0, c.run.created_at, c.run.run_id))
     return claims
 

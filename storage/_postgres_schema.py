@@ -40,6 +40,9 @@ from storage._schema import (
     MIGRATION_3_TABLES,
     MIGRATION_4_COLUMNS,
     MIGRATION_5_TABLES,
+    MIGRATION_6_COLUMNS,
+    MIGRATION_6_INDEXES,
+    MIGRATION_6_TABLES,
     SCHEMA_VERSION,
     metadata,
 )
@@ -92,6 +95,16 @@ def _to_version_5() -> list[str]:
     return _create_tables(MIGRATION_5_TABLES)
 
 
+def _to_version_6() -> list[str]:
+    """5 -> 6: the runs' queue columns and indexes, the queues table."""
+    statements = [
+        f"ALTER TABLE {c.table.name} ADD COLUMN {c.name} {c.type.compile(dialect=_DIALECT)}"
+        for c in MIGRATION_6_COLUMNS
+    ]
+    statements += [ddl(CreateIndex(index)) for index in MIGRATION_6_INDEXES]
+    return statements + _create_tables(MIGRATION_6_TABLES)
+
+
 # Events per round trip when computing the checksums of the events already stored.
 _FILL_BATCH = 5000
 _UNCHECKED = (
@@ -126,6 +139,7 @@ MIGRATIONS: Mapping[int, Migration] = {
     2: _to_version_3,
     3: _to_version_4,
     4: _to_version_5,
+    5: _to_version_6,
 }
 FILLS: Mapping[int, Fill] = {3: _fill_checksums}
 

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
     Claim,
@@ -100,7 +101,11 @@ class Store(Protocol):
         whose ready_at has come, restricted to (workflow, version) pairs in `eligible` and
         leaving out the run ids in `exclude` (those the claimer is still executing, whose
         lease a late heartbeat let lapse). Each claim increments the run's epoch, fencing out
-        the previous holder."""
+        the previous holder.
+
+        A queued run (NewRun.queue) is claimed only once admitted: the slots the ordinary
+        claim leaves are offered to the queues, each admitting waiting runs within its limits
+        (storage._queue_ops); an admitted run stays admitted, and counted, until it ends."""
         ...
 
     async def renew_leases(
@@ -211,6 +216,29 @@ class Store(Protocol):
         updated_at) if the row's revision is still `expected_revision`, incrementing it;
         False, having written nothing, if it changed (another process wrote first) or the row
         is gone. Atomic between processes: of two updates from one revision, one wins."""
+        ...
+
+    # ------------------------------------------------------------------------ queues
+
+    async def put_queue(self, record: QueueRecord) -> None:
+        """Declare a queue: insert it or replace its limits. Claims admit its runs (a run of
+        a queue nobody declared waits) within the limits stored here."""
+        ...
+
+    async def get_queue(self, name: str) -> QueueRecord | None: ...
+
+    async def list_queues(self) -> list[QueueRecord]:
+        """Every declared queue, by name."""
+        ...
+
+    async def queue_stats(self, name: str, *, now: float) -> QueueStats:
+        """Where the queue stands: waiting, running (admitted, unfinished), admitted within
+        its rate window ending at `now`, the oldest waiting run's created_at."""
+        ...
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        """The queue columns of a queued run and, while it waits, how many waiting runs of
+        its queue come before it; None for a run that is not queued (or does not exist)."""
         ...
 
 

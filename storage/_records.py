@@ -61,6 +61,13 @@ class NewRun(msgspec.Struct, frozen=True):
     parent_run_id: str | None = None
     owner: str | None = None
     lease_expires_at: float | None = None
+    # Queued runs (storage._queue_ops): created unowned, claimable only once their queue admits
+    # them. `ready_at` (None: created_at) puts the first claim off: a delayed start.
+    queue: str | None = None
+    priority: int = 0
+    partition_key: str | None = None
+    dedupe_key: str | None = None
+    ready_at: float | None = None
 
 
 class Fence(msgspec.Struct, frozen=True):
@@ -155,7 +162,7 @@ def created_record(
         owner=run.owner,
         epoch=1 if owned else 0,
         lease_expires_at=run.lease_expires_at,
-        ready_at=run.created_at,
+        ready_at=run.created_at if run.ready_at is None else run.ready_at,
     )
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
 # module. 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
 # 3: workflow definitions (MIGRATION_3). 4: a checksum per event (MIGRATION_4: the column, then
 # the checksum of every existing event, computed by the backend's migration). 5: schedules
-# (MIGRATION_5).
+# (MIGRATION_5). 6: queues (MIGRATION_6).
 from storage._schema_version import SCHEMA_VERSION as SCHEMA_VERSION
 
 metadata = MetaData()
@@ -48,11 +48,31 @@ runs = Table(
     Column("lease_expires_at", Float, nullable=True),
     # When an unfinished run should next be picked up (NULL: never on its own, e.g. finished).
     Column("ready_at", Float, nullable=True),
+    # Queues (version 6): the queue a run waits in (NULL: none), its priority (higher first),
+    # fairness partition, dedupe key, and when its queue admitted it (NULL: still waiting).
+    Column("queue", String(255), nullable=True),
+    Column("priority", Integer, nullable=True),
+    Column("partition_key", String(255), nullable=True),
+    Column("dedupe_key", String(255), nullable=True),
+    Column("admitted_at", Float, nullable=True),
     Index("ix_durable_runs_claim", "status", "ready_at"),
     Index("ix_durable_runs_workflow", "workflow", "status"),
     Index("ix_durable_runs_created", "created_at", "run_id"),
     # prune_runs: the oldest finished runs first (NULL for unfinished runs).
     Index("ix_durable_runs_finished", "finished_at"),
+    # Admission: a queue's waiting and admitted runs.
+    Index("ix_durable_runs_queue", "queue", "status", "admitted_at"),
+)
+# A dedupe key names at most one unfinished run of its queue: the index is the arbiter when two
+# starts race (a finished run leaves the index, freeing its key).
+_LIVE_DEDUPE = (runs.c.dedupe_key.isnot(None)) & runs.c.status.in_(("pending", "running"))
+Index(
+    "ux_durable_runs_dedupe",
+    runs.c.queue,
+    runs.c.dedupe_key,
+    unique=True,
+    sqlite_where=_LIVE_DEDUPE,
+    postgresql_where=_LIVE_DEDUPE,
 )
 
 events = Table(
@@ -160,6 +180,20 @@ schedules = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# Queues declared by the application (durable.queues), upserted by every process declaring one
+# and read by every claim; on PostgreSQL a queue's row is also the lock admissions take.
+queues = Table(
+    "durable_queues",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("concurrency", Integer, nullable=True),  # NULL: unlimited
+    Column("worker_concurrency", Integer, nullable=True),
+    Column("rate_limit", Integer, nullable=True),  # starts per rate_period seconds
+    Column("rate_period", Float, nullable=True),
+    Column("partition_concurrency", Integer, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -175,3 +209,20 @@ MIGRATION_4_COLUMNS: tuple[Column[Any], ...] = (events.c.checksum,)
 
 # What version 5 added to a version-4 database: the schedules table.
 MIGRATION_5_TABLES: tuple[Table, ...] = (schedules,)
+
+# What version 6 added to a version-5 database: the runs' queue columns, their indexes, and the
+# queues table.
+MIGRATION_6_COLUMNS: tuple[Column[Any], ...] = (
+    runs.c.queue,
+    runs.c.priority,
+    runs.c.partition_key,
+    runs.c.dedupe_key,
+    runs.c.admitted_at,
+)
+MIGRATION_6_INDEXES: tuple[Index, ...] = tuple(
+    sorted(
+        (i for i in runs.indexes if i.name in ("ix_durable_runs_queue", "ux_durable_runs_dedupe")),
+        key=lambda i: str(i.name),
+    )
+)
+MIGRATION_6_TABLES: tuple[Table, ...] = (queues,)

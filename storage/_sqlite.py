@@ -22,6 +22,7 @@ from contextlib import closing
 
 import aiosqlite
 
+from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
 from storage import _sqlite_ops as ops
 from storage._checksum import verified
@@ -30,6 +31,7 @@ from storage._errors import (
     DatabaseUnavailableError,
     StoreClosedError,
 )
+from storage._queue_ops import QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
     Claim,
@@ -405,3 +407,32 @@ class SQLiteStore:
         )
         result: bool = await self._w().submit(op)
         return result
+
+    # ------------------------------------------------------------------------ queues
+
+    async def put_queue(self, record: QueueRecord) -> None:
+        await self._w().submit(functools.partial(queues.put_queue, record=record))
+
+    async def get_queue(self, name: str) -> QueueRecord | None:
+        rows = await self._read(queues.SQLITE_GET, (name,))
+        return queues.row_to_queue(rows[0]) if rows else None
+
+    async def list_queues(self) -> list[QueueRecord]:
+        return [queues.row_to_queue(r) for r in await self._read(queues.SQLITE_LIST, ())]
+
+    async def queue_stats(self, name: str, *, now: float) -> QueueStats:
+        queue = await self.get_queue(name)
+        window = now - (queue.rate_period or 0.0) if queue is not None else now
+        row = (await self._read(queues.SQLITE_STATS, (window, name)))[0]
+        return QueueStats(name, row[0], row[1], row[2], row[3])
+
+    async def run_queue(self, run_id: str) -> RunQueue | None:
+        rows = await self._read(queues.SQLITE_RUN_QUEUE, (run_id,))
+        if not rows:
+            return None
+        queue, priority, part, dedupe, admitted, ready, created = rows[0]
+        ahead = 0
+        if admitted is None:
+            params = (queue, priority, priority, ready, created, run_id)
+            ahead = (await self._read(queues.SQLITE_AHEAD, params))[0][0]
+        return RunQueue(queue, priority, part, dedupe, admitted, ahead)

@@ -7,6 +7,7 @@ import json
 import sqlite3
 from collections.abc import Collection, Sequence
 
+from storage import _queue_ops as queues
 from storage._checksum import checksum_of
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
 from storage._records import (
@@ -134,6 +135,8 @@ def create_run(
 ) -> tuple[RunRecord, bool]:
     if history:
         check_history(run, first, history)
+    if run.queue is not None and not history:
+        return queues.create_queued(cur, run, first, _SELECT_RUN, row_to_run)
     record = created_record(run, first, history)
     cur.execute(
         _INSERT_RUN,
@@ -271,7 +274,7 @@ def claim(
         return []
     where = (
         f"status IN {_ACTIVE} AND (owner IS NULL OR lease_expires_at < ?) "
-        "AND ready_at IS NOT NULL AND ready_at <= ?"
+        f"AND ready_at IS NOT NULL AND ready_at <= ? AND {queues.ADMITTED}"
     )
     params: list[object] = [owner, now + lease_ttl, now, now]
     if eligible is not None:
@@ -293,6 +296,10 @@ def claim(
         params,
     ).fetchall()
     claims = [Claim(run=row_to_run(r), fence=Fence(owner, r[13])) for r in rows]
+    # Then the queues admit what they can into the slots left (storage._queue_ops).
+    claims += queues.admit(
+        cur, owner, limit - len(claims), lease_ttl, now, eligible, RUN_COLUMNS, row_to_run
+    )
     claims.sort(key=lambda c: (c.run.ready_at or 0.0, c.run.created_at, c.run.run_id))
     return claims
 

@@ -21,6 +21,9 @@ from storage._schema import (
     MIGRATION_3_TABLES,
     MIGRATION_4_COLUMNS,
     MIGRATION_5_TABLES,
+    MIGRATION_6_COLUMNS,
+    MIGRATION_6_INDEXES,
+    MIGRATION_6_TABLES,
     SCHEMA_VERSION,
     metadata,
 )
@@ -89,11 +92,22 @@ def _to_version_5(conn: sqlite3.Connection) -> None:
     _create_tables(conn, MIGRATION_5_TABLES)
 
 
+def _to_version_6(conn: sqlite3.Connection) -> None:
+    """5 -> 6: the runs' queue columns and indexes, the queues table."""
+    for column in MIGRATION_6_COLUMNS:
+        kind = column.type.compile(dialect=_DIALECT)
+        conn.execute(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}")
+    for index in MIGRATION_6_INDEXES:
+        conn.execute(_ddl(CreateIndex(index)))
+    _create_tables(conn, MIGRATION_6_TABLES)
+
+
 MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {
     1: _to_version_2,
     2: _to_version_3,
     3: _to_version_4,
     4: _to_version_5,
+    5: _to_version_6,
 }
 
 

@@ -43,6 +43,9 @@ FLOW_ORDER = [
 # durable/schedules, likewise.
 SCHEDULES_ORDER = ["_cron", "_spec", "_plan", "_fire", "_control", "_loop"]
 
+# durable/queues, likewise.
+QUEUES_ORDER = ["_spec", "_options", "_control", "_declare"]
+
 
 def imported_modules(path: Path) -> set[str]:
     """Every absolute module name `path` imports (relative imports resolved)."""
@@ -101,4 +104,16 @@ def test_a_packages_modules_import_only_those_below_them(package: str, order: li
         above = {f"durable.{package}.{n}" for n in order[rank:]}
         for module in imported_modules(folder / f"{name}.py") & above:
             problems.append(f"durable/{package}/{name}.py imports {module}")
+    assert problems == []
+
+
+def test_queues_modules_import_only_those_below_them() -> None:
+    package = ROOT / "durable" / "queues"
+    found = sorted(p.stem for p in package.glob("_*.py") if p.stem != "__init__")
+    assert found == sorted(QUEUES_ORDER), "list every module of durable/queues"
+    problems = []
+    for rank, name in enumerate(QUEUES_ORDER):
+        above = {f"durable.queues.{n}" for n in QUEUES_ORDER[rank:]}
+        for module in imported_modules(package / f"{name}.py") & above:
+            problems.append(f"durable/queues/{name}.py imports {module}")
     assert problems == []

@@ -32,6 +32,8 @@ from durable._engine import Engine
 from durable._errors import (
     CorruptEventError,
     InvalidIdError,
+    QueueError,
+    QueueNotFoundError,
     RepairError,
     RunIdConflictError,
     RunNotFoundError,
@@ -53,7 +55,7 @@ from storage import (
     StorageError,
 )
 
-from . import _approvals, _executions, _schedules, _workflows
+from . import _approvals, _executions, _queues, _schedules, _workflows
 from ._auth import Tokens, guard
 from ._docs import docs_page
 from ._limits import MAX_JSON_DEPTH, BodyLimits
@@ -221,6 +223,8 @@ def create_app(options: ApiOptions) -> Litestar:
         _executions.execution_events,
         _approvals.list_approvals,
         _approvals.decide_approval,
+        _queues.list_all,
+        _queues.get_one,
         _schedules.list_all,
         _schedules.get_one,
         _schedules.pause,
@@ -275,6 +279,8 @@ def create_app(options: ApiOptions) -> Litestar:
             RunStatusError: _mapped(409),
             RepairError: _mapped(409),
             ScheduleNotFoundError: _mapped(404),
+            QueueNotFoundError: _mapped(404),
+            QueueError: _mapped(400),
             ScheduleError: _mapped(400),
             SerializationError: _mapped(400),
             InvalidIdError: _mapped(400),

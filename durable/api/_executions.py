@@ -24,9 +24,15 @@ from litestar.status_codes import (
 )
 
 from durable._client import RUN_STATUSES
-from durable._errors import InvalidIdError, InvalidInputError, RunIdConflictError
+from durable._errors import (
+    DuplicateRunError,
+    InvalidIdError,
+    InvalidInputError,
+    RunIdConflictError,
+)
 from durable._events import decode_record
 from durable._state import fold
+from durable.queues._options import queue_start
 from storage import RunQuery
 
 from ._responses import WITH_BODY, errors
@@ -74,9 +80,23 @@ async def start_execution(data: StartRequest, services: Services) -> Response[St
         return Response(StartResponse(execution_id=record.run_id), status_code=HTTP_200_OK)
     await services.find_workflow(data.workflow_id, data.version)
     try:
-        handle = await client.start(
-            data.workflow_id, data.context, run_id=data.execution_id, version=data.version
+        queued = queue_start(
+            services.registry.queues,
+            data.queue,
+            priority=data.priority,
+            partition_key=data.partition_key,
+            dedupe_key=data.dedupe_key,
+            delay=data.delay,
         )
+        handle = await client.start(
+            data.workflow_id,
+            data.context,
+            run_id=data.execution_id,
+            version=data.version,
+            queued=queued,
+        )
+    except DuplicateRunError as exc:  # names the unfinished run holding the key
+        raise ClientException(str(exc), status_code=HTTP_409_CONFLICT) from None
     except InvalidInputError as exc:  # the input does not fit the workflow's annotation
         raise ClientException(str(exc), status_code=HTTP_422_UNPROCESSABLE_ENTITY) from None
     except (TypeError, ValueError) as exc:  # e.g. a workflow that takes no input got some

@@ -21,6 +21,12 @@ class StartRequest(Api, forbid_unknown_fields=True):
     context: Any = None
     version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     execution_id: Id | None = None
+    # Queued start (docs/queues.md): the queue must be declared by the serving application.
+    queue: Id | None = None
+    priority: int | None = None
+    partition_key: Id | None = None
+    dedupe_key: Id | None = None
+    delay: Annotated[float, msgspec.Meta(ge=0)] | None = None  # seconds
 
 
 class StartResponse(Api):
@@ -254,3 +260,25 @@ class BackfillRequest(Api, forbid_unknown_fields=True):
 
 class BackfillResponse(Api):
     execution_ids: list[str]
+
+
+class QueueBody(Api):
+    """A queue (docs/queues.md): its limits (null: none) and where it stands. oldestWaitingAt:
+    epoch ms of the oldest waiting run's creation; whyWaiting: why its runs wait (null when
+    none does)."""
+
+    name: str
+    concurrency: int | None
+    worker_concurrency: int | None
+    rate_limit: int | None
+    rate_period_ms: int | None
+    partition_concurrency: int | None
+    waiting: int
+    running: int
+    admitted_recently: int
+    oldest_waiting_at: int | None
+    why_waiting: str | None
+
+
+class QueueList(Api):
+    queues: list[QueueBody]

@@ -25,6 +25,7 @@ def _commands() -> click.Group:
         _control,
         _diff,
         _history,
+        _queues,
         _repair,
         _replay,
         _run,

@@ -125,6 +125,10 @@ def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> 
         grid.add_row("waiting for", Text(info.waiting_for, "yellow"))
     for what in info.waiting_on:
         grid.add_row("waiting on", Text(what))
+    if info.queued is not None:
+        grid.add_row("queue", Text(info.queued, "yellow"))
+    elif info.queue is not None:
+        grid.add_row("queue", Text(info.queue))
     if info.code_changes:
         # Each change reads "<new fingerprint> at event <seq>" (RunInfo.code_changes).
         started = info.fingerprint[:12] or "?"

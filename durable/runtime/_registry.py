@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from durable.dag._model import DagDefinition
     from durable.dag._problems import Problem
     from durable.dag._program import DagProgram
+    from durable.queues._spec import QueueSpec
     from durable.schedules._spec import ScheduleSpec
 
 P = ParamSpec("P")
@@ -141,6 +142,8 @@ class Registry:
         self.max_step_crashes = DEFAULT_MAX_CRASHES
         # Cron schedules this process declares (and, when it runs a worker, fires), by name.
         self.schedules: dict[str, ScheduleSpec] = {}
+        # Queues this process declares (written to the store when its engine opens), by name.
+        self.queues: dict[str, QueueSpec] = {}
 
     def add_step(
         self,

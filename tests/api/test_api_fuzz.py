@@ -100,6 +100,8 @@ def test_the_schema_covers_every_route(server: Served) -> None:
         "/executions/{run_id}/events",
         "/executions/{run_id}/approvals",
         "/executions/{run_id}/approvals/{tool_call_id}",
+        "/queues",
+        "/queues/{name}",
         "/schedules",
         "/schedules/{name}",
         "/schedules/{name}/pause",

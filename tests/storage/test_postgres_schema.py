@@ -17,8 +17,11 @@ from storage import (
     DatabaseOpenError,
     DefinitionConflictError,
     DefinitionRecord,
+    EventRecord,
     NewInboxItem,
+    NewRun,
     PostgresStore,
+    QueueRecord,
     ScheduleRecord,
 )
 from storage._postgres_schema import migrate
@@ -244,6 +247,17 @@ async def test_a_version_2_database_is_migrated_on_open(pg_fresh_url: str) -> No
         )  # fmt: skip
         assert await c.put_schedule(nightly) == nightly
         assert await a.update_schedule(nightly, 0) and not await c.update_schedule(nightly, 0)
+        # And the queues of version 6: the old run is not queued and stays claimable; a
+        # queued one waits for its queue, keeps its dedupe key, and is admitted.
+        await c.put_queue(QueueRecord("emails", concurrency=1))
+        queued = NewRun("q1", "etl", "2", b"", T0, queue="emails", dedupe_key="k")
+        assert (await a.create_run(queued, EventRecord("q1", 1, "S", b"", T0)))[1]
+        again = NewRun("q2", "etl", "2", b"", T0, queue="emails", dedupe_key="k")
+        assert (await c.create_run(again, EventRecord("q2", 1, "S", b"", T0)))[0].run_id == "q1"
+        claimed = await c.claim_runs("w9", limit=5, lease_ttl=30.0, now=T0 + 5)
+        # ("old" too: the signal sent above made it claimable, queues or not.)
+        assert sorted(c.run.run_id for c in claimed) == ["old", "q1"]
+        assert (await a.queue_stats("emails", now=T0 + 5)).running == 1
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     row = await admin(

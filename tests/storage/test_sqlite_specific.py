@@ -17,8 +17,11 @@ from storage import (
     Claim,
     DefinitionConflictError,
     DefinitionRecord,
+    EventRecord,
     Fence,
     NewInboxItem,
+    NewRun,
+    QueueRecord,
     Release,
     ScheduleRecord,
     SQLiteStore,
@@ -282,6 +285,16 @@ async def test_a_version_2_database_gains_the_definitions_table_on_open(tmp_path
         )  # fmt: skip
         assert await b.put_schedule(nightly) == nightly
         assert await a.update_schedule(nightly, 0) and not await b.update_schedule(nightly, 0)
+        # And the queues of version 6: the old run is not queued and stays claimable; a
+        # queued one waits for its queue, keeps its dedupe key, and is admitted.
+        await b.put_queue(QueueRecord("emails", concurrency=1))
+        queued = NewRun("q1", "etl", "2", b"", T0, queue="emails", dedupe_key="k")
+        assert (await a.create_run(queued, EventRecord("q1", 1, "S", b"", T0)))[1]
+        again = NewRun("q2", "etl", "2", b"", T0, queue="emails", dedupe_key="k")
+        assert (await b.create_run(again, EventRecord("q2", 1, "S", b"", T0)))[0].run_id == "q1"
+        claimed = await b.claim_runs("w9", limit=5, lease_ttl=30.0, now=T0 + 5)
+        assert sorted(c.run.run_id for c in claimed) == ["q1"]
+        assert (await a.queue_stats("emails", now=T0 + 5)).running == 1
         # And what version 2 did still works: inbox ids go on after the old ones.
         sent = await a.send(NewInboxItem("old", "signal", "again", b"y", T0 + 2))
         assert sent.id == 8

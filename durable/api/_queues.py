@@ -1,0 +1,46 @@
+"""/queues: the queues declared in the database, their limits, depth, running runs and why
+their waiting runs wait (reads: a read token suffices when tokens are configured)."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.params import Parameter
+
+from durable.queues._control import QueueInfo, list_queues, show_queue
+
+from ._responses import errors
+from ._schemas import QueueBody, QueueList
+from ._services import Services
+from ._shapes import ms
+
+Name = Parameter(
+    min_length=1, max_length=255, pattern=r"^[^\x00]+$", description="The queue's name."
+)
+
+
+def queue_body(q: QueueInfo) -> QueueBody:
+    return QueueBody(
+        name=q.name,
+        concurrency=q.concurrency,
+        worker_concurrency=q.worker_concurrency,
+        rate_limit=q.rate_limit,
+        rate_period_ms=ms(q.rate_period),
+        partition_concurrency=q.partition_concurrency,
+        waiting=q.waiting,
+        running=q.running,
+        admitted_recently=q.admitted_recently,
+        oldest_waiting_at=ms(q.oldest_waiting),
+        why_waiting=q.why_waiting if q.waiting else None,
+    )
+
+
+@get("/queues", summary="List the queues with their limits, depth and running runs")
+async def list_all(services: Services) -> QueueList:
+    """By name. A queue is listed once a process declaring it (app.queue) has opened the
+    database."""
+    return QueueList(queues=[queue_body(q) for q in await list_queues(services.client.store)])
+
+
+@get("/queues/{name:str}", summary="One queue", responses=errors(404))
+async def get_one(services: Services, name: str = Name) -> QueueBody:
+    return queue_body(await show_queue(services.client.store, name))

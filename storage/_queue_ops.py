@@ -1,0 +1,277 @@
+"""Queue rows and queued runs: the records, the SQL both SQL backends share, and the SQLite
+writer's operations (storage._queue_pg has PostgreSQL's).
+
+A queued run is created unowned with `queue` set and `admitted_at` NULL. The ordinary claim
+never takes it (ADMITTED below); `admit` does, queue by queue, in the claim's write
+transaction: it counts the queue's admitted unfinished runs (a slot is held until the run
+ends, whoever holds its lease), the claimer's own, and the admissions of the rate window, and
+takes at most what every limit leaves free, by priority (higher first), then a fairness rank
+(each partition's first waiting run before any partition's second), then ready_at. Setting
+admitted_at is what admits: from then on the run is claimed like any other, so an admitted run
+whose worker died is taken over without being counted twice.
+
+SQLite's writer holds the database's write lock for the whole transaction, so two admissions
+never interleave. PostgreSQL locks the queue's row first (storage._queue_pg).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from storage._checksum import checksum_of
+from storage._records import Claim, EventRecord, Fence, NewRun, RunRecord, created_record
+
+
+class QueueRecord(msgspec.Struct, frozen=True):
+    """A declared queue. None: no such limit. rate_limit starts per rate_period seconds."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
+    partition_concurrency: int | None = None
+    updated_at: float = 0.0
+
+
+class QueueStats(msgspec.Struct, frozen=True):
+    """Where a queue stands: runs waiting (delayed ones included), admitted and unfinished,
+    admitted within the rate window, and the oldest waiting run's created_at."""
+
+    name: str
+    waiting: int
+    running: int
+    admitted_recently: int
+    oldest_waiting: float | None
+
+
+class RunQueue(msgspec.Struct, frozen=True):
+    """A queued run's place: its queue columns, and (while it waits) how many waiting runs of
+    the queue come before it by priority and age (partition fairness aside)."""
+
+    queue: str
+    priority: int
+    partition_key: str | None
+    dedupe_key: str | None
+    admitted_at: float | None
+    ahead: int
+
+
+ACTIVE = "('pending', 'running')"
+# The ordinary claim's extra condition: a queued run is claimable only once admitted.
+ADMITTED = "(queue IS NULL OR admitted_at IS NOT NULL)"
+QUEUE_COLUMNS = (
+    "name, concurrency, worker_concurrency, rate_limit, rate_period, partition_concurrency, "
+    "updated_at"
+)
+# Columns a queued run's insert writes beyond a plain run's (the queued insert names them all).
+INSERT_QUEUED_COLUMNS = (
+    "run_id, workflow, version, status, input, parent_run_id, created_at, updated_at, "
+    "last_seq, epoch, ready_at, queue, priority, partition_key, dedupe_key"
+)
+
+_SQLITE_UPSERT = f"""
+INSERT INTO durable_queues ({QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+    worker_concurrency = excluded.worker_concurrency, rate_limit = excluded.rate_limit,
+    rate_period = excluded.rate_period, partition_concurrency = excluded.partition_concurrency,
+    updated_at = excluded.updated_at
+"""
+SQLITE_LIST = f"SELECT {QUEUE_COLUMNS} FROM durable_queues ORDER BY name"
+SQLITE_GET = f"SELECT {QUEUE_COLUMNS} FROM durable_queues WHERE name = ?"
+# One pass over a queue's unfinished runs (and its recent admissions) for list/show.
+SQLITE_STATS = f"""
+SELECT
+    coalesce(sum(CASE WHEN admitted_at IS NULL AND status IN {ACTIVE} THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN admitted_at IS NOT NULL AND status IN {ACTIVE} THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN admitted_at > ? THEN 1 ELSE 0 END), 0),
+    min(CASE WHEN admitted_at IS NULL AND status IN {ACTIVE} THEN created_at END)
+FROM durable_runs WHERE queue = ?
+"""
+SQLITE_RUN_QUEUE = (
+    "SELECT queue, coalesce(priority, 0), partition_key, dedupe_key, admitted_at, ready_at, "
+    "created_at FROM durable_runs WHERE run_id = ? AND queue IS NOT NULL"
+)
+SQLITE_AHEAD = f"""
+SELECT count(*) FROM durable_runs WHERE queue = ? AND admitted_at IS NULL AND status IN {ACTIVE}
+    AND (coalesce(priority, 0) > ? OR (coalesce(priority, 0) = ?
+        AND (ready_at, created_at, run_id) < (?, ?, ?)))
+"""
+_LIVE_HOLDER = (
+    f"SELECT run_id FROM durable_runs WHERE queue = ? AND dedupe_key = ? AND status IN {ACTIVE}"
+)
+_INSERT_QUEUED = (
+    f"INSERT INTO durable_runs ({INSERT_QUEUED_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVENT = (
+    "INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+# The queues with a waiting run that is ready; the eligibility filter is added by `admit`.
+_WAITING_QUEUES = (
+    "SELECT DISTINCT queue FROM durable_runs WHERE queue IS NOT NULL AND admitted_at IS NULL "
+    f"AND status IN {ACTIVE} AND ready_at IS NOT NULL AND ready_at <= ?"
+)
+_COUNTS = f"""
+SELECT
+    coalesce(sum(CASE WHEN admitted_at IS NOT NULL AND status IN {ACTIVE} THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN admitted_at IS NOT NULL AND status IN {ACTIVE} AND owner = ?
+        AND lease_expires_at >= ? THEN 1 ELSE 0 END), 0),
+    coalesce(sum(CASE WHEN admitted_at > ? THEN 1 ELSE 0 END), 0)
+FROM durable_runs WHERE queue = ?
+"""
+# Waiting runs in admission order. `held` is how many admitted unfinished runs the run's
+# partition already has: with a partition limit, rank + held must stay within it.
+_CANDIDATES = f"""
+SELECT run_id FROM (
+    SELECT run_id, priority, ready_at, created_at, partition_key,
+        row_number() OVER (PARTITION BY partition_key
+            ORDER BY coalesce(priority, 0) DESC, ready_at, created_at, run_id) AS rank,
+        (SELECT count(*) FROM durable_runs AS a WHERE a.queue = w.queue
+            AND a.partition_key = w.partition_key AND a.admitted_at IS NOT NULL
+            AND a.status IN {ACTIVE}) AS held
+    FROM durable_runs AS w
+    WHERE queue = ? AND admitted_at IS NULL AND status IN {ACTIVE}
+        AND ready_at IS NOT NULL AND ready_at <= ?{{eligible}}
+) WHERE ? IS NULL OR partition_key IS NULL OR rank + held <= ?
+ORDER BY coalesce(priority, 0) DESC, rank, ready_at, created_at, run_id
+LIMIT ?
+"""
+_ELIGIBLE = (
+    " AND (workflow, version) IN (SELECT json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]') FROM json_each(?))"
+)
+
+
+def row_to_queue(row: Sequence[object]) -> QueueRecord:
+    return QueueRecord(*row)  # type: ignore[arg-type]  # column order matches the struct
+
+
+def queue_args(record: QueueRecord) -> tuple[object, ...]:
+    return (
+        record.name,
+        record.concurrency,
+        record.worker_concurrency,
+        record.rate_limit,
+        record.rate_period,
+        record.partition_concurrency,
+        record.updated_at,
+    )
+
+
+def free_slots(queue: QueueRecord, running: int, mine: int, recent: int, wanted: int) -> int:
+    """How many waiting runs one admission may take: what every limit leaves."""
+    free = wanted
+    if queue.concurrency is not None:
+        free = min(free, queue.concurrency - running)
+    if queue.worker_concurrency is not None:
+        free = min(free, queue.worker_concurrency - mine)
+    if queue.rate_limit is not None:
+        free = min(free, queue.rate_limit - recent)
+    return max(free, 0)
+
+
+def queued_args(run: NewRun, record: RunRecord) -> tuple[object, ...]:
+    return (
+        run.run_id,
+        run.workflow,
+        run.version,
+        record.status,
+        run.input,
+        run.parent_run_id,
+        run.created_at,
+        run.created_at,
+        record.last_seq,
+        record.epoch,
+        record.ready_at,
+        run.queue,
+        run.priority,
+        run.partition_key,
+        run.dedupe_key,
+    )
+
+
+def put_queue(cur: sqlite3.Cursor, record: QueueRecord) -> None:
+    cur.execute(_SQLITE_UPSERT, queue_args(record))
+
+
+def create_queued(
+    cur: sqlite3.Cursor,
+    run: NewRun,
+    first: EventRecord,
+    select_run: str,
+    row_to_run: Callable[[Sequence[object]], RunRecord],
+) -> tuple[RunRecord, bool]:
+    """Create a queued run, or return the run that has its id or holds its dedupe key (with
+    False). Read then write is safe: the writer's BEGIN IMMEDIATE holds the write lock."""
+    found = cur.execute(select_run, (run.run_id,)).fetchone()
+    if found is None and run.dedupe_key is not None:
+        holder = cur.execute(_LIVE_HOLDER, (run.queue, run.dedupe_key)).fetchone()
+        if holder is not None:
+            found = cur.execute(select_run, (holder[0],)).fetchone()
+    if found is not None:
+        return row_to_run(found), False
+    record = created_record(run, first)
+    cur.execute(_INSERT_QUEUED, queued_args(run, record))
+    cur.execute(
+        _INSERT_EVENT,
+        (first.run_id, first.seq, first.type, first.data, first.created_at, checksum_of(first)),
+    )
+    return record, True
+
+
+def admit(
+    cur: sqlite3.Cursor,
+    owner: str,
+    limit: int,
+    lease_ttl: float,
+    now: float,
+    eligible: Sequence[tuple[str, str]] | None,
+    columns: str,
+    row_to_run: Callable[[Sequence[object]], RunRecord],
+) -> list[Claim]:
+    """Admit up to `limit` waiting runs of the queues that have some, each queue within its
+    limits; they come back claimed by `owner`."""
+    if limit <= 0:
+        return []
+    elig_sql, elig_params = "", []
+    if eligible is not None:
+        elig_sql = _ELIGIBLE
+        elig_params = [json.dumps([list(pair) for pair in eligible])]
+    claims: list[Claim] = []
+    names = [r[0] for r in cur.execute(_WAITING_QUEUES + elig_sql, [now, *elig_params])]
+    for name in sorted(names):
+        if len(claims) >= limit:
+            break
+        row = cur.execute(SQLITE_GET, (name,)).fetchone()
+        if row is None:
+            continue  # not declared (yet) by any process: its runs wait
+        queue = row_to_queue(row)
+        window = now - (queue.rate_period or 0.0)
+        running, mine, recent = cur.execute(_COUNTS, (owner, now, window, name)).fetchone()
+        free = free_slots(queue, running, mine, recent, limit - len(claims))
+        if free <= 0:
+            continue
+        part = queue.partition_concurrency
+        ids = [
+            r[0]
+            for r in cur.execute(
+                _CANDIDATES.format(eligible=elig_sql),
+                [name, now, *elig_params, part, part, free],
+            )
+        ]
+        if not ids:
+            continue
+        rows = cur.execute(
+            "UPDATE durable_runs SET owner = ?, epoch = epoch + 1, lease_expires_at = ?, "
+            "admitted_at = ? WHERE run_id IN (SELECT value FROM json_each(?)) "
+            f"RETURNING {columns}",
+            (owner, now + lease_ttl, now, json.dumps(ids)),
+        ).fetchall()
+        claims += [Claim(run=row_to_run(r), fence=Fence(owner, r[13])) for r in rows]
+    return claims

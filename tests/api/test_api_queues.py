@@ -1,0 +1,80 @@
+"""/queues through a real `durable serve --app`: the declared queue with its limits and depth
+(a read token suffices), queued starts through /executions/start (the reason a run waits, a
+duplicate refused with 409 naming the run, an undeclared queue refused with 400), and a clear
+404 for an unknown queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving import serve, wait_status
+
+ADMIN, READER = "a" * 32, "r" * 32
+TOKENS = {"DURABLE_API_TOKEN": ADMIN, "DURABLE_API_READ_TOKEN": READER}
+# Rate-limited to 1 start a day: the second run stays queued while the test looks.
+APP = """
+from sdk import App, Context
+
+app = App(poll_interval=0.2)
+app.queue("emails", concurrency=10, worker_concurrency=2, rate_limit=(1, 86400.0))
+
+
+@app.workflow
+async def email(ctx: Context, n: int) -> int:
+    return n
+"""
+
+
+def test_queues_over_http(tmp_path: Path) -> None:
+    (tmp_path / "queue_app.py").write_text(APP)
+    with (
+        serve(tmp_path, "--app", "queue_app:app", env=TOKENS) as server,
+        server.client(ADMIN) as admin,
+        server.client(READER) as reader,
+        server.client() as anonymous,
+    ):
+        listed = reader.get("/queues")
+        assert listed.status_code == 200, listed.text
+        (emails,) = listed.json()["queues"]
+        assert (emails["name"], emails["concurrency"], emails["workerConcurrency"]) == (
+            "emails",
+            10,
+            2,
+        )
+        assert (emails["rateLimit"], emails["ratePeriodMs"]) == (1, 86_400_000)
+        assert anonymous.get("/queues").status_code == 401
+        missing = reader.get("/queues/nope")
+        assert missing.status_code == 404
+        assert "no queue 'nope'" in missing.json()["error"]
+        one = reader.get("/queues/emails")
+        assert one.status_code == 200 and one.json()["whyWaiting"] is None
+
+        # Queued starts: the first is admitted and runs, the second waits for the rate.
+        first = admin.post(
+            "/executions/start",
+            json={"workflowId": "email", "context": 1, "queue": "emails", "dedupeKey": "o-1"},
+        )
+        assert first.status_code == 201, first.text
+        wait_status(reader, first.json()["executionId"], {"succeeded"})
+        second = admin.post(
+            "/executions/start", json={"workflowId": "email", "context": 2, "queue": "emails"}
+        )
+        assert second.status_code == 201, second.text
+        waiting = reader.get("/queues/emails").json()
+        assert (waiting["waiting"], waiting["admittedRecently"]) == (1, 1)
+        assert waiting["whyWaiting"] == "queued: emails is at its rate limit 1 per 86400 s"
+
+        third = admin.post(
+            "/executions/start",
+            json={"workflowId": "email", "context": 3, "queue": "emails", "dedupeKey": "k"},
+        )
+        dup = admin.post(
+            "/executions/start",
+            json={"workflowId": "email", "context": 4, "queue": "emails", "dedupeKey": "k"},
+        )
+        assert dup.status_code == 409 and third.json()["executionId"] in dup.json()["error"]
+        undeclared = admin.post(
+            "/executions/start", json={"workflowId": "email", "context": 5, "queue": "bulk"}
+        )
+        assert undeclared.status_code == 400
+        assert "queue 'bulk' is not declared" in undeclared.json()["error"]
