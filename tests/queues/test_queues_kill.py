@@ -89,7 +89,7 @@ def test_a_killed_worker_neither_overfills_nor_loses_runs(
         try:
             # The victim is a worker caught mid-step (whichever: which worker wins the first
             # admissions is a race, and a worker that never got a run proves nothing).
-            until(lambda: in_progress(effects) & by_pid.keys(), 60, "a worker mid-step")
+            until(lambda: bool(in_progress(effects) & by_pid.keys()), 60, "a worker mid-step")
             victim = by_pid[sorted(in_progress(effects) & by_pid.keys())[0]]
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
