@@ -71,7 +71,13 @@ class MemoryQueues:
                 and (eligible is None or (r.workflow, r.version) in eligible)
             ):
                 by_queue.setdefault(e.queue, []).append(run_id)
-        for name in sorted(by_queue):
+
+        # Queues take turns by their oldest ready waiting run (name order would let a busy
+        # queue early in the alphabet take every slot).
+        def oldest(name: str) -> tuple[float, str]:
+            return (min(runs[i].ready_at or 0.0 for i in by_queue[name]), name)
+
+        for name in sorted(by_queue, key=oldest):
             queue = self.queues.get(name)
             if queue is None or len(chosen) >= limit:
                 continue

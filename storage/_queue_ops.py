@@ -112,11 +112,14 @@ _INSERT_EVENT = (
     "INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-# The queues with a waiting run that is ready; the eligibility filter is added by `admit`.
+# The queues with a waiting run that is ready, the one with the oldest such run first (in
+# name order, a busy queue early in the alphabet would take every slot of a worker and starve
+# the others); the eligibility filter is added by `admit`, the grouping after it.
 _WAITING_QUEUES = (
-    "SELECT DISTINCT queue FROM durable_runs WHERE queue IS NOT NULL AND admitted_at IS NULL "
-    f"AND status IN {ACTIVE} AND ready_at IS NOT NULL AND ready_at <= ?"
+    "SELECT queue, min(ready_at) AS oldest FROM durable_runs WHERE queue IS NOT NULL "
+    f"AND admitted_at IS NULL AND status IN {ACTIVE} AND ready_at IS NOT NULL AND ready_at <= ?"
 )
+_BY_OLDEST = " GROUP BY queue ORDER BY oldest, queue"
 _COUNTS = f"""
 SELECT
     coalesce(sum(CASE WHEN admitted_at IS NOT NULL AND status IN {ACTIVE} THEN 1 ELSE 0 END), 0),
@@ -244,8 +247,9 @@ def admit(
         elig_sql = _ELIGIBLE
         elig_params = [json.dumps([list(pair) for pair in eligible])]
     claims: list[Claim] = []
-    names = [r[0] for r in cur.execute(_WAITING_QUEUES + elig_sql, [now, *elig_params])]
-    for name in sorted(names):
+    sql = _WAITING_QUEUES + elig_sql + _BY_OLDEST
+    names = [r[0] for r in cur.execute(sql, [now, *elig_params])]
+    for name in names:
         if len(claims) >= limit:
             break
         row = cur.execute(SQLITE_GET, (name,)).fetchone()

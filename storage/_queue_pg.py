@@ -70,9 +70,11 @@ _ELIGIBLE = (
     "($2::text[] IS NULL OR (workflow, version) IN "
     "(SELECT w, v FROM unnest($2::text[], $3::text[]) AS e(w, v)))"
 )
+# Oldest waiting run's queue first (storage._queue_ops._WAITING_QUEUES says why).
 _WAITING_QUEUES = (
-    "SELECT DISTINCT queue FROM durable_runs WHERE queue IS NOT NULL AND admitted_at IS NULL "
-    f"AND status IN {ACTIVE} AND ready_at IS NOT NULL AND ready_at <= $1 AND {_ELIGIBLE}"
+    "SELECT queue FROM durable_runs WHERE queue IS NOT NULL AND admitted_at IS NULL "
+    f"AND status IN {ACTIVE} AND ready_at IS NOT NULL AND ready_at <= $1 AND {_ELIGIBLE} "
+    "GROUP BY queue ORDER BY min(ready_at), queue"
 )
 _LOCK_QUEUE = f"SELECT {QUEUE_COLUMNS} FROM durable_queues WHERE name = $1 FOR UPDATE SKIP LOCKED"
 _COUNTS = f"""
@@ -164,7 +166,7 @@ async def admit(
     elig: list[Any] = [None, None]
     if eligible is not None:
         elig = [[w for w, _ in eligible], [v for _, v in eligible]]
-    names = sorted(r[0] for r in await conn.fetch(_WAITING_QUEUES, now, *elig))
+    names = [r[0] for r in await conn.fetch(_WAITING_QUEUES, now, *elig)]
     claims: list[Claim] = []
     admit_sql = _ADMIT.format(active=active, columns=columns)
     for name in names:

@@ -210,3 +210,16 @@ async def test_run_queue_gives_a_waiting_run_its_place(store: Store) -> None:
     admitted = await store.run_queue("urgent")
     assert admitted is not None and admitted.admitted_at == T0 + 10 and admitted.ahead == 0
     assert (await store.run_queue("mid")).ahead == 1  # type: ignore[union-attr]
+
+
+async def test_queues_take_turns_by_their_oldest_waiting_run(store: Store) -> None:
+    # A worker with one free slot and two queues: the queue whose waiting run is older goes
+    # first, whatever the names. (In name order, an unlimited queue "a" that always has work
+    # would take every slot and "z" would never start.)
+    await store.put_queue(QueueRecord("a"))
+    await store.put_queue(QueueRecord("z"))
+    await start(store, "z1", "z", at=T0)
+    for i in range(3):
+        await start(store, f"a{i}", "a", at=T0 + 1 + i)
+    assert await claim(store, "w1", limit=1) == ["z1"]
+    assert await claim(store, "w1", limit=1) == ["a0"]
