@@ -6,10 +6,11 @@ from __future__ import annotations
 from litestar import get
 from litestar.params import Parameter
 
-from durable.queues._control import QueueInfo, list_queues, show_queue
+from durable.queues._control import QueueInfo, list_queues, show_queue, waiting_reason
+from storage import RunRecord, Store
 
 from ._responses import errors
-from ._schemas import QueueBody, QueueList
+from ._schemas import QueueBody, QueueList, QueuePlace
 from ._services import Services
 from ._shapes import ms
 
@@ -31,6 +32,24 @@ def queue_body(q: QueueInfo) -> QueueBody:
         admitted_recently=q.admitted_recently,
         oldest_waiting_at=ms(q.oldest_waiting),
         why_waiting=q.why_waiting if q.waiting else None,
+    )
+
+
+async def run_place(store: Store, record: RunRecord) -> QueuePlace | None:
+    """A run's place in its queue for its page (None: not queued); why it waits only while it
+    does (not yet admitted, not ended), as Client.get_run says it."""
+    place = await store.run_queue(record.run_id)
+    if place is None:
+        return None
+    waiting = place.admitted_at is None and record.status in ("pending", "running")
+    return QueuePlace(
+        name=place.queue,
+        priority=place.priority,
+        partition_key=place.partition_key,
+        dedupe_key=place.dedupe_key,
+        admitted_at=ms(place.admitted_at),
+        ahead=place.ahead if waiting else None,
+        why_waiting=await waiting_reason(store, place) if waiting else None,
     )
 
 

@@ -1,9 +1,10 @@
-// The dashboard: a hash router over three views, the runs list (#/), a run (#/runs/<id>) and
-// the schedules (#/schedules).
+// The dashboard: a hash router over four views, the runs list (#/), a run (#/runs/<id>), the
+// schedules (#/schedules) and the queues (#/queues).
 // Each view gets an AbortController; leaving the view aborts its timers, requests and stream.
 
 import { renderRunsView } from "./runs.js";
 import { renderRunView } from "./run.js";
+import { renderQueuesView } from "./queues.js";
 import { renderSchedulesView } from "./schedules.js";
 
 let current = null;
@@ -17,6 +18,7 @@ function route() {
   const match = location.hash.match(/^#\/runs\/(.+)$/);
   if (match) renderRunView(view, decodeURIComponent(match[1]), current.signal);
   else if (location.hash === "#/schedules") renderSchedulesView(view, current.signal);
+  else if (location.hash === "#/queues") renderQueuesView(view, current.signal);
   else renderRunsView(view, current.signal);
 }
 

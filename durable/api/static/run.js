@@ -85,6 +85,7 @@ function renderHeader(header, run) {
   const children = [
     h("h1", {}, h("span", { "data-testid": "run-id", text: run.executionId }), " ", badge(run.status)),
     h("dl", { class: "facts" }, ...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    queueFacts(run.queue),
     usageSummary(run),
   ].filter(Boolean);
   if (run.error) {
@@ -95,6 +96,30 @@ function renderHeader(header, run) {
   }
   header.dataset.status = run.status;
   header.replaceChildren(...children);
+}
+
+// A queued run: its queue (linked to the queues page), priority, partition and dedupe keys,
+// when it was admitted, and while it waits, why and its place ("queued: emails is at its
+// limit 10; 3 runs ahead"). Nothing for a run started outside a queue.
+function queueFacts(queue) {
+  if (!queue) return null;
+  const facts = [["Queue", h("a", { href: "#/queues", "data-testid": "run-queue", text: queue.name })]];
+  facts.push(["Priority", h("span", { "data-testid": "run-priority", text: String(queue.priority) })]);
+  if (queue.partitionKey !== null) {
+    facts.push(["Partition", h("code", { "data-testid": "run-partition", text: queue.partitionKey })]);
+  }
+  if (queue.dedupeKey !== null) {
+    facts.push(["Dedupe key", h("code", { "data-testid": "run-dedupe", text: queue.dedupeKey })]);
+  }
+  if (queue.admittedAt !== null) facts.push(["Admitted", formatTime(queue.admittedAt)]);
+  return h(
+    "div",
+    { class: "queue-facts", "data-testid": "run-queue-facts" },
+    h("dl", { class: "facts" }, ...facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)])),
+    queue.whyWaiting
+      ? h("p", { class: "queued", "data-testid": "run-queued", text: queue.whyWaiting })
+      : null,
+  );
 }
 
 function resultsTable(stepResults) {
