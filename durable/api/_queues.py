@@ -3,14 +3,15 @@ their waiting runs wait (reads: a read token suffices when tokens are configured
 
 from __future__ import annotations
 
+import msgspec
 from litestar import get
 from litestar.params import Parameter
 
 from durable.queues._control import QueueInfo, list_queues, show_queue, waiting_reason
-from storage import RunRecord, Store
+from storage import QueuedRun, RunRecord, Store
 
 from ._responses import errors
-from ._schemas import QueueBody, QueueList, QueuePlace
+from ._schemas import QueueBody, QueueDetail, QueuedRunBody, QueueList, QueuePlace
 from ._services import Services
 from ._shapes import ms
 
@@ -60,6 +61,37 @@ async def list_all(services: Services) -> QueueList:
     return QueueList(queues=[queue_body(q) for q in await list_queues(services.client.store)])
 
 
-@get("/queues/{name:str}", summary="One queue", responses=errors(404))
-async def get_one(services: Services, name: str = Name) -> QueueBody:
-    return queue_body(await show_queue(services.client.store, name))
+def queued_run(r: QueuedRun) -> QueuedRunBody:
+    return QueuedRunBody(
+        execution_id=r.run_id,
+        workflow_id=r.workflow,
+        status=r.status,
+        priority=r.priority,
+        partition_key=r.partition_key,
+        admitted_at=ms(r.admitted_at),
+        ready_at=ms(r.ready_at),
+        start_time=ms(r.created_at) or 0,
+    )
+
+
+@get(
+    "/queues/{name:str}",
+    summary="One queue, with its admitted and waiting runs",
+    responses=errors(404),
+)
+async def get_one(
+    services: Services,
+    name: str = Name,
+    limit: int = Parameter(query="limit", default=100, ge=1, le=1000),
+) -> QueueDetail:
+    """The queue as GET /queues lists it, and its unfinished runs: those holding its slots and
+    those waiting, in the order they come (at most `limit` of each)."""
+    store = services.client.store
+    body = queue_body(await show_queue(store, name))
+    admitted = await store.queue_runs(name, waiting=False, limit=limit)
+    waiting = await store.queue_runs(name, waiting=True, limit=limit)
+    return QueueDetail(
+        **msgspec.structs.asdict(body),
+        admitted_runs=[queued_run(r) for r in admitted],
+        waiting_runs=[queued_run(r) for r in waiting],
+    )

@@ -299,3 +299,27 @@ class QueueBody(Api):
 
 class QueueList(Api):
     queues: list[QueueBody]
+
+
+class QueuedRunBody(Api):
+    """An unfinished run of a queue. admittedAt: epoch ms, null while it waits; readyAt: not
+    admitted before this (a delayed start)."""
+
+    execution_id: str
+    workflow_id: str
+    status: str
+    priority: int
+    partition_key: str | None
+    admitted_at: int | None
+    ready_at: int | None
+    start_time: int
+
+
+class QueueDetail(QueueBody):
+    """One queue with its runs, at most `limit` of each kind (`waiting` and `running` count
+    them all): admittedRuns hold its slots (by admission); waitingRuns in the order of priority,
+    then age, as a run's `ahead` counts them (within a priority, partitions take turns at
+    admission, which this order leaves aside)."""
+
+    admitted_runs: list[QueuedRunBody]
+    waiting_runs: list[QueuedRunBody]

@@ -113,6 +113,24 @@ def test_queues_over_http(tmp_path: Path) -> None:
         )
         assert place["whyWaiting"].endswith("; no run ahead")
 
+        # The queue's own page: its waiting runs in the order they come, at most `limit`.
+        detail = reader.get("/queues/emails").json()
+        ids = [second.json()["executionId"], third.json()["executionId"]]
+        assert [r["executionId"] for r in detail["waitingRuns"]] == [
+            urgent.json()["executionId"],
+            *ids,
+        ]
+        top = detail["waitingRuns"][0]
+        assert (top["workflowId"], top["status"], top["priority"]) == ("email", "pending", 5)
+        assert (top["partitionKey"], top["admittedAt"]) == ("tenant-<i>7", None)
+        assert isinstance(top["readyAt"], int) and isinstance(top["startTime"], int)
+        assert detail["admittedRuns"] == []  # the first has ended: it holds no slot
+        assert (detail["waiting"], detail["whyWaiting"]) == (3, waiting["whyWaiting"])
+        assert len(reader.get("/queues/emails?limit=1").json()["waitingRuns"]) == 1
+        assert reader.get("/queues/emails?limit=0").status_code == 400
+        assert anonymous.get("/queues/emails").status_code == 401
+        assert anonymous.get(f"/executions/{ids[0]}").status_code == 401
+
 
 def test_a_run_outside_a_queue_has_no_place(tmp_path: Path) -> None:
     (tmp_path / "queue_app.py").write_text(APP)

@@ -1,8 +1,9 @@
-"""The dashboard's queues view and a queued run's page in a real headless Chromium against a
-real `durable serve` (SQLite file, its in-process worker): each queue's limits, depth, running
-runs, admissions and why its runs wait; a waiting run's queue, priority, partition and place
-("queued: emails is at its limit 1; 1 run ahead"), updated live when a slot frees; and markup
-in a queue name, a workflow name, a partition key and a dedupe key shown as text, never run."""
+"""The dashboard's queues view, a queue's page and a queued run's page in a real headless
+Chromium against a real `durable serve` (SQLite file, its in-process worker): each queue's
+limits, depth, running runs, admissions and why its runs wait; the runs holding a queue's slots
+and those waiting, in order; a waiting run's queue, priority, partition and place ("queued:
+emails is at its limit 1; 1 run ahead"), updated live when a slot frees; and markup in a queue
+name, a workflow name, a partition key and a dedupe key shown as text, never run."""
 
 from __future__ import annotations
 
@@ -140,14 +141,42 @@ def test_queues_page_and_a_waiting_runs_place(browser: Browser, tmp_path: Path) 
         not_run(page)
         page.screenshot(path=str(artifacts_dir() / "queues-01-list.png"), full_page=True)
 
-        # The second waiting run: behind the first (higher priority), at the queue's limit.
-        page.goto(f"{server.url}/#/runs/{second}")
+        # The markup queue's page, from its name: the names (markup) as text.
+        marked_row.get_by_test_id("queue-name").locator("a").click()
+        expect(page.get_by_test_id("queue-title")).to_have_text(MARKUP_QUEUE)
+        holding = page.get_by_test_id("admitted-runs")
+        expect(holding.locator(f"tr[data-run-id='{marked_holder}']")).to_contain_text(
+            MARKUP_WORKFLOW
+        )
+        not_run(page)
+
+        # The emails queue's page: the run holding its slot, then the waiting ones in the order
+        # they come (the first has the higher priority), each linked to its page.
+        page.get_by_test_id("nav-queues").click()
+        emails.get_by_test_id("queue-name").locator("a").click()
+        expect(page.get_by_test_id("queue-title")).to_have_text("emails")
+        header = page.get_by_test_id("queue-header")
+        expect(header.get_by_test_id("why-waiting")).to_have_text(
+            "queued: emails is at its limit 1"
+        )
+        expect(holding.locator("tbody tr")).to_have_count(1)
+        expect(holding.locator(f"tr[data-run-id='{holder}']")).to_contain_text("running")
+        rows = page.get_by_test_id("waiting-runs").locator("tbody tr")
+        expect(rows).to_have_count(2)
+        assert [rows.nth(i).get_attribute("data-run-id") for i in range(2)] == [first, second]
+        expect(rows.nth(0)).to_contain_text(MARKUP_PARTITION)
+        not_run(page)
+        page.screenshot(path=str(artifacts_dir() / "queues-02-queue.png"), full_page=True)
+
+        # The second waiting run, from its link: behind the first, at the queue's limit.
+        rows.nth(1).locator("a").click()
+        expect(page.get_by_test_id("run-id")).to_have_text(second)
         expect(page.get_by_test_id("run-queue")).to_have_text("emails")
         expect(page.get_by_test_id("run-priority")).to_have_text("0")
         queued = page.get_by_test_id("run-queued")
         expect(queued).to_have_text("queued: emails is at its limit 1; 1 run ahead")
         expect(page.get_by_test_id("run-partition")).to_have_count(0)
-        page.screenshot(path=str(artifacts_dir() / "queues-02-waiting-run.png"), full_page=True)
+        page.screenshot(path=str(artifacts_dir() / "queues-03-waiting-run.png"), full_page=True)
 
         # The first: its partition and dedupe keys (markup) as text; nothing ahead of it.
         page.goto(f"{server.url}/#/runs/{first}")
@@ -162,7 +191,11 @@ def test_queues_page_and_a_waiting_runs_place(browser: Browser, tmp_path: Path) 
         expect(queued).to_have_count(0)
         facts = page.get_by_test_id("run-queue-facts")
         expect(facts).to_contain_text("Admitted")
-        page.screenshot(path=str(artifacts_dir() / "queues-03-admitted.png"), full_page=True)
+        page.screenshot(path=str(artifacts_dir() / "queues-04-admitted.png"), full_page=True)
+        # Its queue's page, from the run's queue link: the first now holds the slot.
+        page.get_by_test_id("run-queue").click()
+        expect(holding.locator(f"tr[data-run-id='{first}']")).to_have_count(1)
+        expect(rows).to_have_count(1)
 
         # The markup workflow's waiting run: workflow and queue names as text.
         page.goto(f"{server.url}/#/runs/{marked_waiting}")

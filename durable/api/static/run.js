@@ -6,6 +6,7 @@ import { api, streamEvents } from "./api.js";
 import { conversationView } from "./conversation.js";
 import { badge, formatDuration, formatTime, h, isFinished, json, jsonCell, runDuration } from "./format.js";
 import { renderGraph } from "./graph.js";
+import { queueHref } from "./queues.js";
 import { stepUsageCell, usageSummary } from "./usage.js";
 import { every, flash, showError } from "./ui.js";
 
@@ -98,12 +99,12 @@ function renderHeader(header, run) {
   header.replaceChildren(...children);
 }
 
-// A queued run: its queue (linked to the queues page), priority, partition and dedupe keys,
+// A queued run: its queue (linked to the queue's page), priority, partition and dedupe keys,
 // when it was admitted, and while it waits, why and its place ("queued: emails is at its
 // limit 10; 3 runs ahead"). Nothing for a run started outside a queue.
 function queueFacts(queue) {
   if (!queue) return null;
-  const facts = [["Queue", h("a", { href: "#/queues", "data-testid": "run-queue", text: queue.name })]];
+  const facts = [["Queue", h("a", { href: queueHref(queue.name), "data-testid": "run-queue", text: queue.name })]];
   facts.push(["Priority", h("span", { "data-testid": "run-priority", text: String(queue.priority) })]);
   if (queue.partitionKey !== null) {
     facts.push(["Partition", h("code", { "data-testid": "run-partition", text: queue.partitionKey })]);
