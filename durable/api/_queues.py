@@ -1,5 +1,6 @@
 """/queues: the queues declared in the database, their limits, depth, running runs and why
-their waiting runs wait (reads: a read token suffices when tokens are configured)."""
+their waiting runs wait, one queue's runs, and a run's place in its queue for its page (reads:
+a read token suffices when tokens are configured)."""
 
 from __future__ import annotations
 
@@ -84,8 +85,8 @@ async def get_one(
     name: str = Name,
     limit: int = Parameter(query="limit", default=100, ge=1, le=1000),
 ) -> QueueDetail:
-    """The queue as GET /queues lists it, and its unfinished runs: those holding its slots and
-    those waiting, in the order they come (at most `limit` of each)."""
+    """The queue as GET /queues lists it, and its unfinished runs: those holding its slots (by
+    admission) and those waiting, by priority then age (at most `limit` of each)."""
     store = services.client.store
     body = queue_body(await show_queue(store, name))
     admitted = await store.queue_runs(name, waiting=False, limit=limit)
