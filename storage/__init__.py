@@ -26,7 +26,7 @@ from storage._errors import (
 )
 from storage._memory import MemoryStore
 from storage._protocol import Store, WorkSignal
-from storage._queue_ops import QueueRecord, QueueStats, RunQueue
+from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -71,6 +71,7 @@ __all__ = [
     "PostgresStore",
     "QueueRecord",
     "QueueStats",
+    "QueuedRun",
     "Release",
     "RunNotFoundError",
     "RunQuery",

@@ -16,7 +16,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._memory_queues import MemoryQueues
-from storage._queue_ops import QueueRecord, QueueStats, RunQueue
+from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -453,6 +453,10 @@ class MemoryStore:
     async def run_queue(self, run_id: str) -> RunQueue | None:
         self._check_open()
         return self._queues.place(run_id, self._runs)
+
+    async def queue_runs(self, name: str, *, waiting: bool, limit: int) -> list[QueuedRun]:
+        self._check_open()
+        return self._queues.runs(name, self._runs, waiting=waiting)[:limit]
 
 
 def _replace(run: RunRecord, changes: dict[str, object]) -> RunRecord:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from storage._queue_ops import QueueRecord, QueueStats, RunQueue, free_slots
+from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue, free_slots
 from storage._records import ACTIVE_STATUSES, NewRun, RunRecord
 
 
@@ -178,3 +178,33 @@ class MemoryQueues:
                 ):
                     ahead += 1
         return RunQueue(e.queue, e.priority, e.partition_key, e.dedupe_key, e.admitted_at, ahead)
+
+    def runs(self, name: str, runs: Mapping[str, RunRecord], *, waiting: bool) -> list[QueuedRun]:
+        """The queue's unfinished runs in storage._queue_ops.QUEUE_RUNS's order."""
+        found = [
+            QueuedRun(
+                i,
+                r.workflow,
+                r.status,
+                e.priority,
+                e.partition_key,
+                e.admitted_at,
+                r.ready_at,
+                r.created_at,
+            )
+            for i, e in self.entries.items()
+            if e.queue == name
+            and (r := runs.get(i)) is not None
+            and r.status in ACTIVE_STATUSES
+            and (e.admitted_at is None) == waiting
+        ]
+        return sorted(
+            found,
+            key=lambda q: (
+                q.admitted_at or 0.0,
+                -q.priority,
+                q.ready_at or 0.0,
+                q.created_at,
+                q.run_id,
+            ),
+        )

@@ -47,7 +47,15 @@ from storage._errors import (
 from storage._pgurl import SCHEMES, mask_url
 from storage._postgres_schema import migrate
 from storage._postgres_writer import PostgresWriter, is_dead, no_reset
-from storage._queue_ops import QueueRecord, QueueStats, RunQueue, queue_args, row_to_queue
+from storage._queue_ops import (
+    QUEUE_RUNS,
+    QueuedRun,
+    QueueRecord,
+    QueueStats,
+    RunQueue,
+    queue_args,
+    row_to_queue,
+)
 from storage._records import (
     Append,
     Claim,
@@ -511,6 +519,10 @@ class PostgresStore:
             found = await self._fetch(pgqueues.PG_AHEAD, queue, priority, ready, created, run_id)
             ahead = found[0][0]
         return RunQueue(queue, priority, part, dedupe, admitted, ahead)
+
+    async def queue_runs(self, name: str, *, waiting: bool, limit: int) -> list[QueuedRun]:
+        sql = QUEUE_RUNS.format("$1", "$2", "" if waiting else "NOT")
+        return [QueuedRun(*tuple(row)) for row in await self._fetch(sql, name, limit)]
 
 
 def translate(exc: BaseException, where: str, during: str) -> BaseException:

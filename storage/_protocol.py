@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
-from storage._queue_ops import QueueRecord, QueueStats, RunQueue
+from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
     Claim,
@@ -239,6 +239,12 @@ class Store(Protocol):
     async def run_queue(self, run_id: str) -> RunQueue | None:
         """The queue columns of a queued run and, while it waits, how many waiting runs of
         its queue come before it; None for a run that is not queued (or does not exist)."""
+        ...
+
+    async def queue_runs(self, name: str, *, waiting: bool, limit: int) -> list[QueuedRun]:
+        """The queue's unfinished runs, at most `limit`: the waiting ones in the order
+        run_queue counts ahead (priority, then ready_at, created_at), or the admitted ones by
+        admission time."""
         ...
 
 

@@ -61,6 +61,19 @@ class RunQueue(msgspec.Struct, frozen=True):
     ahead: int
 
 
+class QueuedRun(msgspec.Struct, frozen=True):
+    """An unfinished run of a queue, as the queue's page lists it (Store.queue_runs)."""
+
+    run_id: str
+    workflow: str
+    status: str
+    priority: int
+    partition_key: str | None
+    admitted_at: float | None
+    ready_at: float | None
+    created_at: float
+
+
 ACTIVE = "('pending', 'running')"
 # The ordinary claim's extra condition: a queued run is claimable only once admitted.
 ADMITTED = "(queue IS NULL OR admitted_at IS NOT NULL)"
@@ -96,6 +109,15 @@ SQLITE_RUN_QUEUE = (
     "SELECT queue, coalesce(priority, 0), partition_key, dedupe_key, admitted_at, ready_at, "
     "created_at FROM durable_runs WHERE run_id = ? AND queue IS NOT NULL"
 )
+# A queue's unfinished runs: the admitted ones by admission, or the waiting ones in the order
+# SQLITE_AHEAD counts (priority, then age): the SQL backends fill in their placeholders.
+QUEUE_RUNS = f"""
+SELECT run_id, workflow, status, coalesce(priority, 0), partition_key, admitted_at, ready_at,
+    created_at
+FROM durable_runs WHERE queue = {{0}} AND status IN {ACTIVE} AND admitted_at IS {{2}} NULL
+ORDER BY admitted_at, coalesce(priority, 0) DESC, coalesce(ready_at, 0), created_at, run_id
+LIMIT {{1}}
+"""
 SQLITE_AHEAD = f"""
 SELECT count(*) FROM durable_runs WHERE queue = ? AND admitted_at IS NULL AND status IN {ACTIVE}
     AND (coalesce(priority, 0) > ? OR (coalesce(priority, 0) = ?

@@ -31,7 +31,7 @@ from storage._errors import (
     DatabaseUnavailableError,
     StoreClosedError,
 )
-from storage._queue_ops import QueueRecord, QueueStats, RunQueue
+from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
     Claim,
@@ -436,3 +436,7 @@ class SQLiteStore:
             params = (queue, priority, priority, ready, created, run_id)
             ahead = (await self._read(queues.SQLITE_AHEAD, params))[0][0]
         return RunQueue(queue, priority, part, dedupe, admitted, ahead)
+
+    async def queue_runs(self, name: str, *, waiting: bool, limit: int) -> list[QueuedRun]:
+        sql = queues.QUEUE_RUNS.format("?", "?", "" if waiting else "NOT")
+        return [QueuedRun(*row) for row in await self._read(sql, (name, limit))]

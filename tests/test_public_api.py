@@ -121,6 +121,7 @@ STORAGE = {
     "QueueRecord",
     "QueueStats",
     "RunQueue",
+    "QueuedRun",
     "SequenceConflictError",
     "StorageError",
     "Store",

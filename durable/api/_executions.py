@@ -35,6 +35,7 @@ from durable._state import fold
 from durable.queues._options import queue_start
 from storage import RunQuery
 
+from ._queues import run_place
 from ._responses import WITH_BODY, errors
 from ._schemas import (
     Accepted,
@@ -150,7 +151,9 @@ async def _load(services: Services, run_id: str) -> tuple[Any, Any, Any]:
 )
 async def get_execution(services: Services, run_id: str = RunId) -> ExecutionDetail:
     record, state, wf = await _load(services, run_id)
-    return detail(record, state, wf)
+    body = detail(record, state, wf)
+    place = await run_place(services.client.store, record)
+    return body if place is None else msgspec.structs.replace(body, queue=place)
 
 
 @get(

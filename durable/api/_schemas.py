@@ -130,6 +130,21 @@ class StepResult(Api):
     resources: Resources | None = None
 
 
+class QueuePlace(Api):
+    """A queued run's place in its queue (docs/queues.md). admittedAt: epoch ms of its
+    admission, null while it waits; ahead: the waiting runs before it by priority and age, null
+    once admitted; whyWaiting: why it waits and its place, as `durable runs show` says it
+    ("queued: emails is at its limit 10; 3 runs ahead"), null unless it is waiting."""
+
+    name: str
+    priority: int
+    partition_key: str | None
+    dedupe_key: str | None
+    admitted_at: int | None
+    ahead: int | None
+    why_waiting: str | None
+
+
 class ExecutionDetail(Api):
     execution_id: str
     workflow_id: str
@@ -150,6 +165,8 @@ class ExecutionDetail(Api):
     # The run's totals over its steps; null when it made no model request / ran no script.
     usage: Counters | None = None
     resources: Resources | None = None
+    # Started in a queue (app.start(..., queue=...)): where it stands there; null otherwise.
+    queue: QueuePlace | None = None
 
 
 class VisualStep(Api):
@@ -282,3 +299,27 @@ class QueueBody(Api):
 
 class QueueList(Api):
     queues: list[QueueBody]
+
+
+class QueuedRunBody(Api):
+    """An unfinished run of a queue. admittedAt: epoch ms, null while it waits; readyAt: not
+    admitted before this (a delayed start)."""
+
+    execution_id: str
+    workflow_id: str
+    status: str
+    priority: int
+    partition_key: str | None
+    admitted_at: int | None
+    ready_at: int | None
+    start_time: int
+
+
+class QueueDetail(QueueBody):
+    """One queue with its runs, at most `limit` of each kind (`waiting` and `running` count
+    them all): admittedRuns hold its slots (by admission); waitingRuns in the order of priority,
+    then age, as a run's `ahead` counts them (within a priority, partitions take turns at
+    admission, which this order leaves aside)."""
+
+    admitted_runs: list[QueuedRunBody]
+    waiting_runs: list[QueuedRunBody]

@@ -1,7 +1,7 @@
 """/queues through a real `durable serve --app`: the declared queue with its limits and depth
 (a read token suffices), queued starts through /executions/start (the reason a run waits, a
-duplicate refused with 409 naming the run, an undeclared queue refused with 400), and a clear
-404 for an unknown queue."""
+duplicate refused with 409 naming the run, an undeclared queue refused with 400), a clear
+404 for an unknown queue, and a run's place in its queue on GET /executions/{id}."""
 
 from __future__ import annotations
 
@@ -78,3 +78,77 @@ def test_queues_over_http(tmp_path: Path) -> None:
         )
         assert undeclared.status_code == 400
         assert "queue 'bulk' is not declared" in undeclared.json()["error"]
+
+        # A run's place, on its page: the admitted one says when, the waiting ones why and
+        # how many runs come before them (by priority, then age).
+        urgent = admin.post(
+            "/executions/start",
+            json={
+                "workflowId": "email",
+                "context": 6,
+                "queue": "emails",
+                "priority": 5,
+                "partitionKey": "tenant-<i>7",
+            },
+        )
+        assert urgent.status_code == 201, urgent.text
+        place = reader.get(f"/executions/{first.json()['executionId']}").json()["queue"]
+        assert place["name"] == "emails" and isinstance(place["admittedAt"], int)
+        assert (place["ahead"], place["whyWaiting"], place["dedupeKey"]) == (None, None, "o-1")
+        place = reader.get(f"/executions/{third.json()['executionId']}").json()["queue"]
+        assert place == {
+            "name": "emails",
+            "priority": 0,
+            "partitionKey": None,
+            "dedupeKey": "k",
+            "admittedAt": None,
+            "ahead": 2,  # the second (older) and the urgent one (higher priority)
+            "whyWaiting": "queued: emails is at its rate limit 1 per 86400 s; 2 runs ahead",
+        }
+        place = reader.get(f"/executions/{urgent.json()['executionId']}").json()["queue"]
+        assert (place["priority"], place["partitionKey"], place["ahead"]) == (
+            5,
+            "tenant-<i>7",
+            0,
+        )
+        assert place["whyWaiting"].endswith("; no run ahead")
+
+        # The queue's own page: its waiting runs in the order they come, at most `limit`.
+        detail = reader.get("/queues/emails").json()
+        ids = [second.json()["executionId"], third.json()["executionId"]]
+        assert [r["executionId"] for r in detail["waitingRuns"]] == [
+            urgent.json()["executionId"],
+            *ids,
+        ]
+        top = detail["waitingRuns"][0]
+        assert (top["workflowId"], top["status"], top["priority"]) == ("email", "pending", 5)
+        assert (top["partitionKey"], top["admittedAt"]) == ("tenant-<i>7", None)
+        assert isinstance(top["readyAt"], int) and isinstance(top["startTime"], int)
+        assert detail["admittedRuns"] == []  # the first has ended: it holds no slot
+        assert (detail["waiting"], detail["whyWaiting"]) == (3, waiting["whyWaiting"])
+        assert len(reader.get("/queues/emails?limit=1").json()["waitingRuns"]) == 1
+        assert reader.get("/queues/emails?limit=0").status_code == 400
+        assert anonymous.get("/queues/emails").status_code == 401
+        assert anonymous.get(f"/executions/{ids[0]}").status_code == 401
+
+
+def test_a_run_outside_a_queue_has_no_place(tmp_path: Path) -> None:
+    (tmp_path / "queue_app.py").write_text(APP)
+    with serve(tmp_path, "--app", "queue_app:app") as server, server.client() as api:
+        started = api.post("/executions/start", json={"workflowId": "email", "context": 1})
+        assert started.status_code == 201, started.text
+        done = wait_status(api, started.json()["executionId"], {"succeeded"})
+        assert done["queue"] is None
+        schema = api.get("/openapi.json").json()["components"]["schemas"]
+        detail = next(v for k, v in schema.items() if k.endswith("ExecutionDetail"))
+        place = next(v for k, v in schema.items() if k.endswith("QueuePlace"))
+        assert "queue" in detail["properties"]
+        assert set(place["properties"]) == {
+            "name",
+            "priority",
+            "partitionKey",
+            "dedupeKey",
+            "admittedAt",
+            "ahead",
+            "whyWaiting",
+        }

@@ -12,7 +12,17 @@ import pytest
 from pgserver import PgSession
 from storekit import T0, event, new_run
 
-from storage import Append, Fence, QueueRecord, RunQueue, RunRecord, RunUpdate, Store, open_store
+from storage import (
+    Append,
+    Fence,
+    QueuedRun,
+    QueueRecord,
+    RunQueue,
+    RunRecord,
+    RunUpdate,
+    Store,
+    open_store,
+)
 
 
 def queued(run_id: str, queue: str = "emails", *, at: float = T0, **extra: object) -> object:
@@ -223,3 +233,35 @@ async def test_queues_take_turns_by_their_oldest_waiting_run(store: Store) -> No
         await start(store, f"a{i}", "a", at=T0 + 1 + i)
     assert await claim(store, "w1", limit=1) == ["z1"]
     assert await claim(store, "w1", limit=1) == ["a0"]
+
+
+async def test_queue_runs_lists_the_admitted_and_the_waiting_in_order(store: Store) -> None:
+    await store.put_queue(QueueRecord("emails", concurrency=2))
+    await store.put_queue(QueueRecord("other"))
+    await start(store, "old", at=T0)
+    await start(store, "mid", at=T0 + 1, partition_key="t1")
+    await start(store, "urgent", at=T0 + 2, priority=3)
+    await start(store, "late", at=T0 + 3)
+    await start(store, "elsewhere", "other", at=T0)
+    waiting = await store.queue_runs("emails", waiting=True, limit=10)
+    assert [r.run_id for r in waiting] == ["urgent", "old", "mid", "late"]
+    mid = waiting[2]
+    assert mid == QueuedRun("mid", "wf", "pending", 0, "t1", None, mid.ready_at, T0 + 1)
+    assert waiting[0].priority == 3
+    assert await store.queue_runs("emails", waiting=False, limit=10) == []
+    assert [r.run_id for r in await store.queue_runs("emails", waiting=True, limit=2)] == [
+        "urgent",
+        "old",
+    ]
+    # Partitions take turns (urgent is the no-partition runs' first, mid t1's first): the
+    # claim admits urgent and mid, which the list shows by admission, then priority.
+    assert await claim(store, "w1", now=T0 + 10) == ["elsewhere", "mid", "urgent"]
+    admitted = await store.queue_runs("emails", waiting=False, limit=10)
+    assert [(r.run_id, r.admitted_at) for r in admitted] == [("urgent", T0 + 10), ("mid", T0 + 10)]
+    assert [r.run_id for r in await store.queue_runs("emails", waiting=True, limit=10)] == [
+        "old",
+        "late",
+    ]
+    await finish(store, "urgent")  # a finished run is no longer listed
+    assert [r.run_id for r in await store.queue_runs("emails", waiting=False, limit=10)] == ["mid"]
+    assert await store.queue_runs("nope", waiting=True, limit=10) == []

@@ -6,6 +6,7 @@ import { api, streamEvents } from "./api.js";
 import { conversationView } from "./conversation.js";
 import { badge, formatDuration, formatTime, h, isFinished, json, jsonCell, runDuration } from "./format.js";
 import { renderGraph } from "./graph.js";
+import { queueHref } from "./queues.js";
 import { stepUsageCell, usageSummary } from "./usage.js";
 import { every, flash, showError } from "./ui.js";
 
@@ -85,6 +86,7 @@ function renderHeader(header, run) {
   const children = [
     h("h1", {}, h("span", { "data-testid": "run-id", text: run.executionId }), " ", badge(run.status)),
     h("dl", { class: "facts" }, ...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    queueFacts(run.queue),
     usageSummary(run),
   ].filter(Boolean);
   if (run.error) {
@@ -95,6 +97,30 @@ function renderHeader(header, run) {
   }
   header.dataset.status = run.status;
   header.replaceChildren(...children);
+}
+
+// A queued run: its queue (linked to the queue's page), priority, partition and dedupe keys,
+// when it was admitted, and while it waits, why and its place ("queued: emails is at its
+// limit 10; 3 runs ahead"). Nothing for a run started outside a queue.
+function queueFacts(queue) {
+  if (!queue) return null;
+  const facts = [["Queue", h("a", { href: queueHref(queue.name), "data-testid": "run-queue", text: queue.name })]];
+  facts.push(["Priority", h("span", { "data-testid": "run-priority", text: String(queue.priority) })]);
+  if (queue.partitionKey !== null) {
+    facts.push(["Partition", h("code", { "data-testid": "run-partition", text: queue.partitionKey })]);
+  }
+  if (queue.dedupeKey !== null) {
+    facts.push(["Dedupe key", h("code", { "data-testid": "run-dedupe", text: queue.dedupeKey })]);
+  }
+  if (queue.admittedAt !== null) facts.push(["Admitted", formatTime(queue.admittedAt)]);
+  return h(
+    "div",
+    { class: "queue-facts", "data-testid": "run-queue-facts" },
+    h("dl", { class: "facts" }, ...facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)])),
+    queue.whyWaiting
+      ? h("p", { class: "queued", "data-testid": "run-queued", text: queue.whyWaiting })
+      : null,
+  );
 }
 
 function resultsTable(stepResults) {
