@@ -144,6 +144,10 @@ async def test_many_stores_calling_at_once_make_one_run_per_burst(shared_url: st
         results = await asyncio.gather(*calls)
         assert sum(created for _, created in results) == 1
         assert len({row.run_id for row, _ in results}) == 1
+        # Each call wrote its own input (the row it got back is the one it left): no call was
+        # folded into another's without rearming.
+        sent = [f"{n}.{i}".encode() for i in range(10) for n in range(len(stores))]
+        assert [row.input for row, _ in results] == sent
         (row, _) = results[0]
         final = await stores[0].get_run(row.run_id)
         assert final is not None and final.last_seq == 1
