@@ -4,7 +4,8 @@ store's).
 
 A debounced run is a queued run (storage._queue_ops) whose dedupe key names its burst. A call
 finds the live run holding the key and, if that run still waits (status pending, never
-admitted, never claimed: no owner, its log still only its first event), *rearms* it: its input
+admitted, never claimed: no owner, its log still only its first event, nothing in its inbox),
+*rearms* it: its input
 and its first event (RunStarted, which carries the input) are replaced by the call's, its
 version by the call's, and its ready_at pushed to the call's (capped at created_at + max_wait:
 the burst's first call is the run's creation). The UPDATE itself checks "still waiting", so a
@@ -39,10 +40,13 @@ from storage._records import EventRecord, NewRun, RunRecord
 HOLDER = (
     "SELECT run_id FROM durable_runs WHERE queue = ? AND dedupe_key = ? AND status IN " + ACTIVE
 )
-# The guard: only a run that still waits, unclaimed and unadmitted, is rearmed.
+# The guard: only a run that still waits, unclaimed and unadmitted, is rearmed; and not one
+# with something in its inbox (a cancel request, a signal): that burst is over, the call
+# begins a new one (a rearm would put the cancel off to the new ready_at).
 STILL_WAITING = (
     "run_id = ? AND workflow = ? AND status = 'pending' AND admitted_at IS NULL "
-    "AND owner IS NULL AND last_seq = 1"
+    "AND owner IS NULL AND last_seq = 1 "
+    "AND NOT EXISTS (SELECT 1 FROM durable_inbox AS i WHERE i.run_id = durable_runs.run_id)"
 )
 REARM = (
     "UPDATE durable_runs SET input = ?, version = ?, ready_at = ?, updated_at = ? "

@@ -114,6 +114,7 @@ class MemoryStore:
                     and self._queues.waiting(holder)
                     and old.owner is None
                     and old.last_seq == 1
+                    and not any(i.run_id == holder for i in self._inbox.values())
                 ):
                     ready = rearmed_ready_at(run, old.created_at, max_wait)
                     changes = {"input": run.input, "version": run.version, "ready_at": ready}

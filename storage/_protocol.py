@@ -246,7 +246,8 @@ class Store(Protocol):
     ) -> asyncio.Future[tuple[RunRecord, bool]]:
         """A debounced start (storage._debounce_ops): `run` is queued, its dedupe_key names
         the burst, its ready_at is when it may start. If a run of run.queue holds the key and
-        still waits (pending, never admitted nor claimed, nothing after its first event), it
+        still waits (pending, never admitted nor claimed, nothing after its first event nor in
+        its inbox), it
         is rearmed, atomically: its input and version become run's, its first event becomes
         `first_event` (checksum recomputed, created_at kept), its ready_at run.ready_at capped
         at its created_at + max_wait; gives (its row, False). Otherwise a live holder (admitted,

@@ -15,7 +15,16 @@ import pytest
 from pgserver import PgSession
 from storekit import T0, new_run
 
-from storage import Append, EventRecord, QueueRecord, RunRecord, RunUpdate, Store, open_store
+from storage import (
+    Append,
+    EventRecord,
+    NewInboxItem,
+    QueueRecord,
+    RunRecord,
+    RunUpdate,
+    Store,
+    open_store,
+)
 
 Q = "debounce"
 KEY = "\x1fwf:k"  # as the engine builds them: no user dedupe key can look like it
@@ -113,6 +122,17 @@ async def test_a_run_whose_log_moved_on_is_not_rearmed(store: Store) -> None:
     assert created and row.run_id == "r2"
     old = await store.get_run("r1")
     assert old is not None and old.input == b"a"
+
+
+async def test_a_run_with_a_cancel_in_its_inbox_is_not_rearmed(store: Store) -> None:
+    """A cancel request ends the burst: the call does not put the cancel off, it begins anew."""
+    await store.put_queue(QueueRecord(Q))
+    await debounce(store, "r1", b"a", at=T0)
+    await store.send(NewInboxItem("r1", "cancel", "cancel", b"", T0 + 1, dedupe_key="cancel"))
+    row, created = await debounce(store, "r2", b"b", at=T0 + 2)
+    assert created and row.run_id == "r2"
+    old = await store.get_run("r1")
+    assert old is not None and old.input == b"a" and old.ready_at == T0 + 1
 
 
 async def test_bad_calls_are_refused(store: Store) -> None:
