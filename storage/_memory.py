@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 import msgspec
 
 from storage._checksum import checksum_of, verified
+from storage._debounce_ops import check_debounced, rearmed_ready_at
 from storage._errors import (
     LeaseLostError,
     RunNotFoundError,
@@ -93,6 +94,38 @@ class MemoryStore:
                 self._queues.add(run)
             self._events[run.run_id] = [(e, checksum_of(e)) for e in (first_event, *history)]
             fut.set_result((record, True))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
+
+    def debounce_run(
+        self, run: NewRun, first_event: EventRecord, *, max_wait: float | None = None
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
+        fut: asyncio.Future[tuple[RunRecord, bool]] = asyncio.get_running_loop().create_future()
+        try:
+            self._check_open()
+            check_debounced(run, first_event, max_wait)
+            holder = self._queues.holder(run, self._runs)
+            if holder is not None:
+                old = self._runs[holder]
+                if (
+                    old.workflow == run.workflow
+                    and old.status == "pending"
+                    and self._queues.waiting(holder)
+                    and old.owner is None
+                    and old.last_seq == 1
+                    and not any(i.run_id == holder for i in self._inbox.values())
+                ):
+                    ready = rearmed_ready_at(run, old.created_at, max_wait)
+                    changes = {"input": run.input, "version": run.version, "ready_at": ready}
+                    self._runs[holder] = _replace(old, {**changes, "updated_at": run.created_at})
+                    created = self._events[holder][0][0].created_at
+                    event = EventRecord(holder, 1, first_event.type, first_event.data, created)
+                    self._events[holder][0] = (event, checksum_of(event))
+                    fut.set_result((self._runs[holder], False))
+                    return fut
+                self._queues.next_generation(holder)
+            fut.set_result(self.create_run(run, first_event).result())
         except Exception as exc:
             fut.set_exception(exc)
         return fut

@@ -45,6 +45,11 @@ class MemoryQueues:
         assert run.queue is not None
         self.entries[run.run_id] = Entry(run.queue, run.priority, run.partition_key, run.dedupe_key)
 
+    def next_generation(self, run_id: str) -> None:
+        """A started debounced run gives its key up to the next burst (storage._debounce_ops)."""
+        e = self.entries[run_id]
+        e.dedupe_key = f"{e.dedupe_key}#{run_id}"
+
     def waiting(self, run_id: str) -> bool:
         e = self.entries.get(run_id)
         return e is not None and e.admitted_at is None

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from storage import _debounce_pg as pgdebounce
 from storage import _postgres_ops as ops
 from storage import _queue_pg as pgqueues
 from storage import _schedule_ops as sched
@@ -236,6 +237,19 @@ class PostgresStore:
     ) -> asyncio.Future[tuple[RunRecord, bool]]:
         op = functools.partial(ops.create_run, run=run, first=first_event, history=tuple(history))
         return self._w().submit(op, notify=run.owner is None)
+
+    def debounce_run(
+        self, run: NewRun, first_event: EventRecord, *, max_wait: float | None = None
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
+        op = functools.partial(
+            pgdebounce.debounce_run,
+            run=run,
+            first=first_event,
+            max_wait=max_wait,
+            select_run=ops.SELECT_RUN,
+            row_to_run=ops.row_to_run,
+        )
+        return self._w().submit(op, notify=True)
 
     async def reopen_run(
         self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float

@@ -245,6 +245,21 @@ class Store(Protocol):
         """The queue's unfinished runs, at most `limit`: the waiting ones in the order
         run_queue counts ahead (priority, then ready_at, created_at), or the admitted ones by
         admission time."""
+
+    def debounce_run(
+        self, run: NewRun, first_event: EventRecord, *, max_wait: float | None = None
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
+        """A debounced start (storage._debounce_ops): `run` is queued, its dedupe_key names
+        the burst, its ready_at is when it may start. If a run of run.queue holds the key and
+        still waits (pending, never admitted nor claimed, nothing after its first event nor in
+        its inbox), it is rearmed, atomically: its input and version become run's, its first
+        event becomes `first_event` (checksum recomputed, created_at kept), its ready_at
+        run.ready_at capped at its created_at + max_wait; gives (its row, False). Otherwise a
+        live holder (admitted, running) is moved to the key `key#<its run id>` and `run` is
+        created: (new row, True).
+        Atomic between processes: calls of one key serialize, and a rearm never takes a run a
+        claim admitted (the new burst begins instead). ValueError for a run without queue,
+        dedupe_key or ready_at."""
         ...
 
 

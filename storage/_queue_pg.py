@@ -101,15 +101,17 @@ SELECT run_id FROM (
 ORDER BY coalesce(priority, 0) DESC, rank, ready_at, created_at, run_id
 LIMIT $6
 """
-# Re-checked by the UPDATE itself: a run cancelled meanwhile is not admitted.
+# Re-checked by the UPDATE itself: a run cancelled meanwhile is not admitted, nor one whose
+# ready_at a debounced call pushed back meanwhile (storage._debounce_pg).
 _ADMIT = """
 UPDATE durable_runs SET owner = $1, epoch = epoch + 1, lease_expires_at = $2, admitted_at = $3
 WHERE run_id = ANY($4::text[]) AND admitted_at IS NULL AND status IN {active}
+    AND ready_at <= $3
 RETURNING {columns}
 """
 
 
-def _dedupe_lock(queue: str, key: str) -> int:
+def dedupe_lock(queue: str, key: str) -> int:
     digest = hashlib.blake2b(f"durable.dedupe:{queue}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -124,7 +126,7 @@ async def create_queued(
     """Create a queued run, or return the run that has its id or holds its dedupe key."""
     assert run.queue is not None
     if run.dedupe_key is not None:
-        await conn.execute(_LOCK_KEY, _dedupe_lock(run.queue, run.dedupe_key))
+        await conn.execute(_LOCK_KEY, dedupe_lock(run.queue, run.dedupe_key))
     found = await conn.fetchrow(select_run, run.run_id)
     if found is None and run.dedupe_key is not None:
         holder = await conn.fetchval(_LIVE_HOLDER, run.queue, run.dedupe_key)

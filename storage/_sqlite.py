@@ -22,6 +22,7 @@ from contextlib import closing
 
 import aiosqlite
 
+from storage import _debounce_ops as debounce
 from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
 from storage import _sqlite_ops as ops
@@ -221,6 +222,19 @@ class SQLiteStore:
 
     def append(self, append: Append) -> asyncio.Future[None]:
         return self._w().submit(functools.partial(ops.append, app=append))
+
+    def debounce_run(
+        self, run: NewRun, first_event: EventRecord, *, max_wait: float | None = None
+    ) -> asyncio.Future[tuple[RunRecord, bool]]:
+        op = functools.partial(
+            debounce.debounce_run,
+            run=run,
+            first=first_event,
+            max_wait=max_wait,
+            select_run=ops._SELECT_RUN,
+            row_to_run=ops.row_to_run,
+        )
+        return self._w().submit(op)
 
     async def reopen_run(
         self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float

@@ -7,7 +7,8 @@ durable and as shared between workers as the runs themselves).
 Modules, bottom first (each imports only those before it; tests/test_layers.py checks):
 _spec (a queue's declaration, checked, and its row), _options (a start's queue options,
 checked against the declared queues), _control (list and show: limits, depth, why a run
-waits), _declare (writing an engine's declarations to the store).
+waits), _declare (writing an engine's declarations to the store), _debounce (app.debounce:
+a burst of calls starts one run, with the last input).
 """
 
 from durable.queues._options import QueueStart
