@@ -138,6 +138,20 @@ def execute(job: Job, python: str, db: str) -> None:
     job.result = json.loads(lines[-1].removeprefix(bc.RESULT_PREFIX))
 
 
+def over_limit(job: Job, sizes: Sizes) -> str:
+    """What an engine did beyond its queue's limit ('' if nothing): a figure from a queue
+    that did not hold its limit is no figure, so the benchmark fails."""
+    figures = job.result.get("figures", {})
+    if job.scenario == "concurrency" and figures["max_in_progress"] > 10:
+        return f"{figures['max_in_progress']} steps in progress at once, over the limit 10"
+    if job.scenario == "rate" and figures["max_admitted_in_window"] > sizes.rate_limit:
+        return (
+            f"{figures['max_admitted_in_window']} admitted within {sizes.rate_period:g} s, "
+            f"over the limit {sizes.rate_limit}"
+        )
+    return ""
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -196,6 +210,8 @@ def main() -> int:
     print(text)
     if args.json is not None:
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    for job in jobs:
+        job.error = job.error or over_limit(job, sizes)
     failed = [j for j in jobs if j.error]
     for job in failed:
         print(f"\n{job.engine} {job.scenario} {job.args} failed:\n{job.error}", file=sys.stderr)
