@@ -133,7 +133,7 @@ async def fairness(app: App, sleeper: Any, gate: asyncio.Event, ns: Any) -> dict
     """(4) the big tenant's runs queued, then the small tenant's; the gate holds the first
     admitted runs (and with them every slot) until everything is queued, so the small tenant
     finds the whole backlog ahead of it. Its wait: from the gate's opening to its step."""
-    big = await asyncio.gather(
+    await asyncio.gather(
         *(
             app.start(sleeper, f"big{i}", queue=qc.QUEUE, partition_key=qc.BIG)
             for i in range(ns.runs)
@@ -147,7 +147,6 @@ async def fairness(app: App, sleeper: Any, gate: asyncio.Event, ns: Any) -> dict
     await asyncio.gather(*(h.result(timeout=600) for h in small))
     waits = [STARTED[f"small{i}"] - opened for i in range(ns.small)]
     before = sum(1 for k, t in STARTED.items() if k.startswith("big") and t <= opened + max(waits))
-    del big
     return {"small_wait": qc.summary_ms(waits), "big_started_before_last_small": before}
 
 

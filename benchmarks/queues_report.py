@@ -107,7 +107,7 @@ def render(
     out += _section(
         jobs,
         "overhead",
-        "(5) the start call alone, from the same runs; median",
+        "(5) the start call alone, from the same runs; median (the ratio: of the queued call)",
         ["plain", "queued", "extra"],
         start_cost,
         higher_is_better=False,
