@@ -85,6 +85,9 @@ class Worker:
         # Runs put aside while they wait: run id -> when the store should wake them (None:
         # only when something arrives in their inbox).
         self._parked: dict[str, float | None] = {}
+        # Runs executing here that were admitted by a queue: when one ends or is put aside, a
+        # slot of its queue frees, which no other event would tell a worker.
+        self._queued: set[str] = set()
         self.start_child_run: ChildStarter | None = None  # the client's, set by the engine
         self._inbox_wake = asyncio.Event()
 
@@ -248,6 +251,9 @@ class Worker:
     def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
         executor = self.executors.pop(run_id, None)
         self.tasks.pop(run_id, None)
+        if run_id in self._queued:
+            self._queued.discard(run_id)
+            self._queue_slot_freed()
         if run_id in self._parked:
             if executor is not None:
                 self._park(run_id, executor)
@@ -284,6 +290,14 @@ class Worker:
             task2 = asyncio.ensure_future(self.store.release_leases([release]))
             task2.add_done_callback(_ignore_result)
 
+    def _queue_slot_freed(self) -> None:
+        """A queued run ended (or was put aside) here: admit again now rather than at the next
+        poll, here and, through the store, in every other worker."""
+        self.wake()
+        if isinstance(self.store, WorkSignal):
+            task = asyncio.ensure_future(self.store.notify_work())
+            task.add_done_callback(_ignore_result)
+
     async def _claim_loop(self) -> None:
         opts = self.options
         while self._running:
@@ -316,7 +330,21 @@ class Worker:
                 self._starved = len(self.executors) >= opts.max_concurrent_runs
             if claimed >= opts.claim_batch:
                 continue
-            await self._idle(self.poll_interval)
+            await self._idle(await self._idle_timeout())
+
+    async def _idle_timeout(self) -> float:
+        """The poll, or less if a queued run's delay ends or a queue's rate window frees a
+        start before it (nothing else would wake the claim then)."""
+        if self._starved:
+            return self.poll_interval  # no slot to admit into: a finishing run wakes us
+        try:
+            soon = await self.store.next_admission(now=time.time())
+        except StorageError:
+            return self.poll_interval
+        if soon is None:
+            return self.poll_interval
+        # A millisecond past: the rate window counts admissions after now - period.
+        return min(self.poll_interval, max(soon - time.time() + 0.001, 0.0))
 
     async def _idle(self, timeout: float) -> None:
         """Sleep until there may be work: woken by this process (a run started here, a slot
@@ -371,6 +399,8 @@ class Worker:
         items = await self._read_inbox([run_id])
         # Delivered before the execution's task first runs: the replay finds them recorded.
         if self.execute(state, claim.fence) is not None:
+            if claim.run.queue is not None:
+                self._queued.add(run_id)  # (its task's end runs later: _finished finds it)
             for item in items:
                 self._deliver(item)
 

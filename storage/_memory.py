@@ -479,6 +479,10 @@ class MemoryStore:
         self._check_open()
         return [self._queues.queues[n] for n in sorted(self._queues.queues)]
 
+    async def next_admission(self, *, now: float) -> float | None:
+        self._check_open()
+        return self._queues.next_admission(self._runs, now)
+
     async def queue_stats(self, name: str, *, now: float) -> QueueStats:
         self._check_open()
         return self._queues.stats(name, self._runs, now)

@@ -141,6 +141,34 @@ class MemoryQueues:
             self.entries[i].admitted_at = now
         return ids
 
+    def next_admission(self, runs: Mapping[str, RunRecord], now: float) -> float | None:
+        """As storage._queue_ops.NEXT_ADMISSION."""
+        times: list[float] = []
+        waiting_now: set[str] = set()
+        for i, e in self.entries.items():
+            r = runs.get(i)
+            if r is None or e.admitted_at is not None or r.status not in ACTIVE_STATUSES:
+                continue
+            if e.queue not in self.queues or r.ready_at is None:
+                continue
+            if r.ready_at > now:
+                times.append(r.ready_at)
+            else:
+                waiting_now.add(e.queue)
+        for name in waiting_now:
+            queue = self.queues[name]
+            if queue.rate_limit is None or queue.rate_period is None:
+                continue
+            window = now - queue.rate_period
+            admitted = [
+                e.admitted_at
+                for e in self.entries.values()
+                if e.queue == name and e.admitted_at is not None and e.admitted_at > window
+            ]
+            if admitted:
+                times.append(min(admitted) + queue.rate_period)
+        return min(times, default=None)
+
     def stats(self, name: str, runs: Mapping[str, RunRecord], now: float) -> QueueStats:
         queue = self.queues.get(name)
         window = now - (queue.rate_period or 0.0) if queue is not None else now

@@ -313,6 +313,11 @@ class PostgresStore:
             op = functools.partial(ops.release, releases=tuple(releases))
             await writer.submit(op, notify=True)
 
+    async def notify_work(self) -> None:
+        # An empty write whose commit notifies: queued after the writes already submitted (a
+        # run's final append), so a woken worker sees what they changed.
+        await self._w().submit(_nothing, notify=True)
+
     async def send(self, item: NewInboxItem) -> InboxItem:
         op = functools.partial(ops.send, item=item)
         result: InboxItem = await self._w().submit(op, notify=True)
@@ -517,6 +522,10 @@ class PostgresStore:
     async def list_queues(self) -> list[QueueRecord]:
         return [row_to_queue(tuple(r)) for r in await self._fetch(pgqueues.PG_LIST)]
 
+    async def next_admission(self, *, now: float) -> float | None:
+        found = await self._fetchval(pgqueues.PG_NEXT_ADMISSION, now)
+        return None if found is None else float(found)
+
     async def queue_stats(self, name: str, *, now: float) -> QueueStats:
         queue = await self.get_queue(name)
         window = now - (queue.rate_period or 0.0) if queue is not None else now
@@ -579,3 +588,7 @@ def translate(exc: BaseException, where: str, during: str) -> BaseException:
 
 def _add_query(url: str, extra: str) -> str:
     return url + ("&" if "?" in url else "?") + extra if extra else url
+
+
+async def _nothing(conn: Any) -> None:
+    """The op of notify_work: the notification is the whole point."""

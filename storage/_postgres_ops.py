@@ -58,7 +58,9 @@ _COLUMNS = (
     "lease_expires_at",
     "ready_at",
 )
-RUN_COLUMNS = ", ".join(_COLUMNS)
+# Written by a plain create; a run's reads and RETURNINGs also give its queue (RunRecord.queue).
+INSERT_RUN_COLUMNS = ", ".join(_COLUMNS)
+RUN_COLUMNS = INSERT_RUN_COLUMNS + ", queue"
 _ACTIVE = "('pending', 'running')"
 _FINAL = FINAL_STATUSES
 _FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES)) + ")"
@@ -76,7 +78,7 @@ ANYTHING_CLAIMABLE = (
 # The run row and its first event in one statement; ON CONFLICT makes a repeated id a no-op.
 _CREATE_RUN = f"""
 WITH r AS (
-    INSERT INTO durable_runs ({RUN_COLUMNS})
+    INSERT INTO durable_runs ({INSERT_RUN_COLUMNS})
     VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7, NULL, $8, $9, $10, $11, $7)
     ON CONFLICT (run_id) DO NOTHING
     RETURNING 1
@@ -91,7 +93,7 @@ SELECT count(*) FROM r
 # last one's seq). A separate text, so the plain create keeps its own prepared statement.
 _CREATE_RUN_WITH_HISTORY = f"""
 WITH r AS (
-    INSERT INTO durable_runs ({RUN_COLUMNS})
+    INSERT INTO durable_runs ({INSERT_RUN_COLUMNS})
     VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $7, NULL, $8, $9, $10, $11, $7)
     ON CONFLICT (run_id) DO NOTHING
     RETURNING 1

@@ -236,6 +236,12 @@ class Store(Protocol):
         its rate window ending at `now`, the oldest waiting run's created_at."""
         ...
 
+    async def next_admission(self, *, now: float) -> float | None:
+        """The soonest time after `now` at which the clock alone may make a waiting queued run
+        admissible (its delay ends, or a rate window with runs waiting frees a start), for an
+        idle worker to wake then; None if there is no such time."""
+        ...
+
     async def run_queue(self, run_id: str) -> RunQueue | None:
         """The queue columns of a queued run and, while it waits, how many waiting runs of
         its queue come before it; None for a run that is not queued (or does not exist)."""
@@ -270,4 +276,9 @@ class WorkSignal(Protocol):
 
     async def wait_for_work(self, timeout: float) -> bool:
         """Return True when woken by a notification, False after `timeout` seconds."""
+        ...
+
+    async def notify_work(self) -> None:
+        """Wake every idle worker (after the writes submitted before this one commit): a
+        queued run ended, so its queue may admit another."""
         ...

@@ -123,6 +123,23 @@ SELECT count(*) FROM durable_runs WHERE queue = ? AND admitted_at IS NULL AND st
     AND (coalesce(priority, 0) > ? OR (coalesce(priority, 0) = ?
         AND (ready_at, created_at, run_id) < (?, ?, ?)))
 """
+# When a waiting run may next become admissible by the clock alone, for an idle worker's sleep:
+# the soonest end of a waiting run's delay, or the soonest moment a rate window with runs
+# waiting lets its oldest admission go. (Slots freed by runs ending wake workers directly.)
+NEXT_ADMISSION = f"""
+SELECT min(t) FROM (
+    SELECT (SELECT min(r.ready_at) FROM durable_runs AS r WHERE r.queue = q.name
+        AND r.status IN {ACTIVE} AND r.admitted_at IS NULL AND r.ready_at > {{now}}) AS t
+    FROM durable_queues AS q
+    UNION ALL
+    SELECT (SELECT min(r.admitted_at) FROM durable_runs AS r WHERE r.queue = q.name
+        AND r.admitted_at > {{now}} - q.rate_period) + q.rate_period
+    FROM durable_queues AS q WHERE q.rate_limit IS NOT NULL AND EXISTS (
+        SELECT 1 FROM durable_runs AS w WHERE w.queue = q.name AND w.status IN {ACTIVE}
+            AND w.admitted_at IS NULL AND w.ready_at <= {{now}})
+) AS soon
+"""
+SQLITE_NEXT_ADMISSION = NEXT_ADMISSION.format(now="?")  # three times: (now, now, now)
 _LIVE_HOLDER = (
     f"SELECT run_id FROM durable_runs WHERE queue = ? AND dedupe_key = ? AND status IN {ACTIVE}"
 )

@@ -18,6 +18,7 @@ from storage._checksum import checksum_of
 from storage._queue_ops import (
     ACTIVE,
     INSERT_QUEUED_COLUMNS,
+    NEXT_ADMISSION,
     QUEUE_COLUMNS,
     QueueRecord,
     free_slots,
@@ -52,6 +53,7 @@ SELECT count(*) FROM durable_runs WHERE queue = $1 AND admitted_at IS NULL AND s
     AND (coalesce(priority, 0) > $2 OR (coalesce(priority, 0) = $2
         AND (ready_at, created_at, run_id) < ($3, $4, $5)))
 """
+PG_NEXT_ADMISSION = NEXT_ADMISSION.format(now="$1::float8")
 _LOCK_KEY = "SELECT pg_advisory_xact_lock($1)"
 _LIVE_HOLDER = (
     f"SELECT run_id FROM durable_runs WHERE queue = $1 AND dedupe_key = $2 AND status IN {ACTIVE}"

@@ -47,6 +47,9 @@ class RunRecord(msgspec.Struct, frozen=True):
     epoch: int
     lease_expires_at: float | None
     ready_at: float | None
+    # The queue the run was started in (storage._queue_ops), None for a plain run: a worker
+    # that ends a queued run frees a slot of that queue and wakes the admissions.
+    queue: str | None = None
 
 
 class NewRun(msgspec.Struct, frozen=True):
@@ -163,6 +166,7 @@ def created_record(
         epoch=1 if owned else 0,
         lease_expires_at=run.lease_expires_at,
         ready_at=run.created_at if run.ready_at is None else run.ready_at,
+        queue=run.queue,
     )
 
 

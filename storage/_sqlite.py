@@ -434,6 +434,10 @@ class SQLiteStore:
     async def list_queues(self) -> list[QueueRecord]:
         return [queues.row_to_queue(r) for r in await self._read(queues.SQLITE_LIST, ())]
 
+    async def next_admission(self, *, now: float) -> float | None:
+        rows = await self._read(queues.SQLITE_NEXT_ADMISSION, (now, now, now))
+        return None if rows[0][0] is None else float(rows[0][0])
+
     async def queue_stats(self, name: str, *, now: float) -> QueueStats:
         queue = await self.get_queue(name)
         window = now - (queue.rate_period or 0.0) if queue is not None else now

@@ -30,14 +30,16 @@ from storage._records import (
     created_record,
 )
 
-RUN_COLUMNS = (
+_INSERT_RUN_COLUMNS = (
     "run_id, workflow, version, status, input, result, error, parent_run_id, created_at, "
     "updated_at, finished_at, last_seq, owner, epoch, lease_expires_at, ready_at"
 )
+# Reads and RETURNINGs also give the run's queue (RunRecord.queue); a plain create writes none.
+RUN_COLUMNS = _INSERT_RUN_COLUMNS + ", queue"
 _ACTIVE = "('pending', 'running')"
 
 _INSERT_RUN = (
-    f"INSERT INTO durable_runs ({RUN_COLUMNS}) "
+    f"INSERT INTO durable_runs ({_INSERT_RUN_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, NULL, ?, ?, ?, ?, ?) "
     "ON CONFLICT (run_id) DO NOTHING"
 )

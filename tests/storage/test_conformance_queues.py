@@ -265,3 +265,36 @@ async def test_queue_runs_lists_the_admitted_and_the_waiting_in_order(store: Sto
     await finish(store, "urgent")  # a finished run is no longer listed
     assert [r.run_id for r in await store.queue_runs("emails", waiting=False, limit=10)] == ["mid"]
     assert await store.queue_runs("nope", waiting=True, limit=10) == []
+
+
+async def test_a_queued_run_record_names_its_queue(store: Store) -> None:
+    # Workers learn from the record that ending the run frees a slot (and wake admissions).
+    created = await start(store, "q1")
+    assert created.queue == "emails"
+    await store.put_queue(QueueRecord("emails"))
+    claims = await store.claim_runs("w1", limit=5, lease_ttl=30.0, now=T0 + 10)
+    assert [c.run.queue for c in claims] == ["emails"]
+    got = await store.get_run("q1")
+    assert got is not None and got.queue == "emails"
+
+
+async def test_next_admission_is_when_a_delay_ends_or_the_rate_window_frees(
+    store: Store,
+) -> None:
+    assert await store.next_admission(now=T0) is None
+    await store.put_queue(QueueRecord("later"))
+    await start(store, "d1", "later", ready_at=T0 + 50)
+    await start(store, "d2", "later", ready_at=T0 + 40)
+    assert await store.next_admission(now=T0 + 10) == T0 + 40
+    # A rate-limited queue that admitted its 2 in the window, and a third waits: the window
+    # frees a start when its oldest admission leaves it.
+    await store.put_queue(QueueRecord("rated", rate_limit=2, rate_period=60.0))
+    for i in range(3):
+        await start(store, f"r{i}", "rated", at=T0 + i)
+    assert await claim(store, "w1", now=T0 + 12, limit=2) == ["r0", "r1"]
+    assert await store.next_admission(now=T0 + 13) == T0 + 40  # the sooner of the two
+    # Past the delays, only the window is left; with nothing waiting, nothing.
+    assert await store.next_admission(now=T0 + 55) == T0 + 72
+    # (r0 and r1 come back too: their leases ran out meanwhile.)
+    assert {"d1", "d2", "r2"} <= set(await claim(store, "w1", now=T0 + 73))
+    assert await store.next_admission(now=T0 + 74) is None
