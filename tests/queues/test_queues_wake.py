@@ -68,11 +68,12 @@ async def test_a_run_ending_in_one_process_wakes_the_workers_of_another(
 ) -> None:
     # Two apps whose workers run different workflows share a queue of one: the second's run
     # is admitted only when the first's ends, which only the database can tell its worker.
-    async with make_app(pg_fresh_url, "first", concurrency=1) as one:
-        async with make_app(pg_fresh_url, "second", concurrency=1) as two:
-            first = await one.start("first", 1.5, queue="jobs")
-            await asyncio.sleep(0.5)  # "first" holds the slot while "second" is queued
-            second = await two.start("second", 0.05, queue="jobs")
-            first_end = await first.result(timeout=20)
-            second_end = await second.result(timeout=20)
+    one = make_app(pg_fresh_url, "first", concurrency=1)
+    two = make_app(pg_fresh_url, "second", concurrency=1)
+    async with one, two:
+        first = await one.start("first", 1.5, queue="jobs")
+        await asyncio.sleep(0.5)  # "first" holds the slot while "second" is queued
+        second = await two.start("second", 0.05, queue="jobs")
+        first_end = await first.result(timeout=20)
+        second_end = await second.result(timeout=20)
     assert 0 <= second_end - first_end < 8.0
