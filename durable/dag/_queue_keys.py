@@ -72,7 +72,7 @@ def check_queues(
         wrong = False
         for key, limit in limits.items():
             snake = _CAMEL.get(key, key) if camel else key
-            if snake not in _KEYS or (not camel and key in _CAMEL):
+            if snake not in _KEYS or key in (spell if camel else _CAMEL):
                 problems.extend(
                     fail(
                         f"queue {name!r}: unknown limit {key!r} (a queue takes {known})",
