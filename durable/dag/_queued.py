@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -132,10 +132,18 @@ def declared_queues(
             )
             continue
         specs.append(spec)
+    return specs, problems + undeclared_queues(definition, declared)
+
+
+def undeclared_queues(definition: DagDefinition, declared: Iterable[str]) -> list[Problem]:
+    """A problem for each queue `definition` uses (a step's, its default) that neither it nor
+    the application (`declared`) declares: its runs would wait there forever."""
+    top = definition.source
+    problems: list[Problem] = []
     names = set(declared) | set(definition.queues)
     hint = (
         "declare it under `queues:` in the definition, or with app.queue(...) before the "
-        "definition is registered"
+        "definition is registered (`durable validate --queue NAME` if the application does)"
     )
     if definition.queue is not None and definition.queue not in names:
         where = Location(top.file, top.line, "$.queue")
@@ -149,7 +157,7 @@ def declared_queues(
                     "queue",
                 )
             )
-    return specs, problems
+    return problems
 
 
 def _limits(spec: QueueSpec) -> str:

@@ -5,6 +5,8 @@ limits across runs and worker processes are in tests/queues/test_queues_dag.py."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -174,7 +176,7 @@ def test_registration_needs_every_queue_declared_once(tmp_path: Path) -> None:
     found = [(p.line, p.path, p.message) for p in caught.value.problems]
     hint = (
         "declare it under `queues:` in the definition, or with app.queue(...) before the "
-        "definition is registered"
+        "definition is registered (`durable validate --queue NAME` if the application does)"
     )
     assert found == [
         (1, "$.queue", f"queue 'nightly' is not declared: {hint}"),
@@ -266,3 +268,18 @@ async def test_a_queued_step_fails_with_its_own_error_after_its_retries(tmp_path
     )
     # Expressions see the failure as if the step had failed here (its exit code).
     assert run.steps["fallback"].result["stdout"] == "send ended 3\n"
+
+
+def test_durable_validate_refuses_an_undeclared_queue_unless_named(tmp_path: Path) -> None:
+    file = tmp_path / "mail.yaml"
+    file.write_text('name: mail\ntasks:\n  a: {script: "echo", queue: emails}\n')
+
+    def validate(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "durable", "validate", str(file), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    refused = validate()
+    assert refused.returncode == 2
+    assert f"{file}:3: step 'a': queue 'emails' is not declared" in refused.stderr
+    assert "--queue NAME" in refused.stderr
+    assert validate("--queue", "emails").returncode == 0
