@@ -5,8 +5,7 @@ child run started in the queue, so admission is the queue's own claim (durable.q
 limits hold across every run and worker, and across a worker's kill -9 (a run holds its slot
 until it ends). The parent:
 - takes the instance's position as for any step (StepStarted), then creates the child with
-  a run id made of its own id, the position and the attempt (`<run>.<pos>`, `.<n>` from the
-  second attempt on: a `durable retry` starts a new child), and records ChildStarted. A
+  the run id `<run>.<pos>` (as ctx.start_child names children) and records ChildStarted. A
   replay, or a worker continuing after a crash, finds the ChildStarted (or, if the crash came
   between the two, creates the same child again: creation is idempotent on its run id);
 - waits for the child's end, which reaches its inbox in the child's final commit and is
@@ -14,6 +13,8 @@ until it ends). The parent:
   woken by that end;
 - records the child's result as the instance's result, or its failure as the instance's
   failure (the step's retries and timeout run in the child, which has the step's policy).
+  `durable retry` of the run resumes a failed child with it (RunResumed.children, as for any
+  child run), and the instance's new attempt waits for that same child again.
 
 The child is a one-step DAG workflow, `<dag>/<step>`, registered with the DAG (any worker that
 has the DAG has it): the step without its dependencies, condition, matrix, loop or queue. Its
@@ -67,8 +68,8 @@ def queued_workflow(dag: str, step: str) -> str:
     return f"{dag}/{step}"
 
 
-def child_run_id(run_id: str, pos: int, attempt: int) -> str:
-    return f"{run_id}.{pos}" if attempt <= 1 else f"{run_id}.{pos}.{attempt}"
+def child_run_id(run_id: str, pos: int) -> str:
+    return f"{run_id}.{pos}"
 
 
 def queued_programs(program: DagProgram) -> list[DagProgram]:
@@ -191,8 +192,7 @@ async def run_queued(ex: DagExecutor, planned: Planned) -> Any:
     assert step is not None and step.queue is not None
     state = ex.state
     pos = planned.pos
-    attempt = state.steps[pos].failures + 1
-    child = child_run_id(state.run_id, pos, attempt)
+    child = child_run_id(state.run_id, pos)
     wait = state.waits.get(pos)
     if wait is None or wait.kind != "child" or wait.child_run_id != child:
         start = ex.services.start_queued

@@ -270,6 +270,36 @@ async def test_a_queued_step_fails_with_its_own_error_after_its_retries(tmp_path
     assert run.steps["fallback"].result["stdout"] == "send ended 3\n"
 
 
+@pytest.mark.asyncio
+async def test_retrying_a_run_resumes_its_failed_queued_child(tmp_path: Path) -> None:
+    file = tmp_path / "flaky.yaml"
+    marker = tmp_path / "fixed"
+    file.write_text(
+        textwrap.dedent(f"""\
+        name: flaky
+        queues:
+          emails: {{concurrency: 1}}
+        tasks:
+          send:
+            queue: emails
+            script: 'test -f {marker} || exit 3; echo fixed'
+        """)
+    )
+    app = App(f"sqlite:///{tmp_path / 'runs.db'}", poll_interval=0.1)
+    name = app.register_dag(file)
+    async with app:
+        failed = await app.run_dag(name, None, run_id="r1", timeout=30)
+        assert failed.status == "failed"
+        marker.touch()
+        handle = await app.retry("r1")
+        assert (await handle.result(timeout=30))["stdout"] == "fixed\n"
+        runs = {r.run_id: r.status for r in await app.list_runs(workflow="flaky/send")}
+        child_events = [e.type for e in await app.events("r1.0")]
+    # The same child, resumed with its parent: no second child for the new attempt.
+    assert runs == {"r1.0": "succeeded"}
+    assert "RunResumed" in child_events
+
+
 def test_durable_validate_refuses_an_undeclared_queue_unless_named(tmp_path: Path) -> None:
     file = tmp_path / "mail.yaml"
     file.write_text('name: mail\ntasks:\n  a: {script: "echo", queue: emails}\n')
