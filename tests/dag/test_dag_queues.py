@@ -300,6 +300,30 @@ async def test_retrying_a_run_resumes_its_failed_queued_child(tmp_path: Path) ->
     assert "RunResumed" in child_events
 
 
+@pytest.mark.asyncio
+async def test_each_loop_iteration_of_a_queued_step_is_a_child(tmp_path: Path) -> None:
+    file = tmp_path / "poll.yaml"
+    file.write_text(
+        textwrap.dedent("""\
+        name: poll
+        queues:
+          api: {rate_limit: [100, 1]}
+        tasks:
+          check:
+            queue: api
+            code: "return ctx.iteration * 10;"
+            loop: {until: "result >= 30", max_iterations: 5}
+        """)
+    )
+    app = App(f"sqlite:///{tmp_path / 'runs.db'}", poll_interval=0.1)
+    name = app.register_dag(file)
+    async with app:
+        run = await app.run_dag(name, None, run_id="p1", timeout=30)
+        children = sorted(r.run_id for r in await app.list_runs(workflow="poll/check"))
+    assert run.status == "succeeded" and run.steps["check"].result == 30
+    assert children == ["p1.0", "p1.1", "p1.2"]  # one per iteration, each saw its number
+
+
 def test_durable_validate_refuses_an_undeclared_queue_unless_named(tmp_path: Path) -> None:
     file = tmp_path / "mail.yaml"
     file.write_text('name: mail\ntasks:\n  a: {script: "echo", queue: emails}\n')
