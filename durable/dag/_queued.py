@@ -4,10 +4,10 @@ Each instance of such a step (the step, one matrix combination, one loop iterati
 child run started in the queue, so admission is the queue's own claim (durable.queues): its
 limits hold across every run and worker, and across a worker's kill -9 (a run holds its slot
 until it ends). The parent:
-- takes the instance's position as for any step (StepStarted), then creates the child with
-  the run id `<run>.<pos>` (as ctx.start_child names children) and records ChildStarted. A
-  replay, or a worker continuing after a crash, finds the ChildStarted (or, if the crash came
-  between the two, creates the same child again: creation is idempotent on its run id);
+- takes the instance's position as for any step (StepStarted), records ChildStarted with
+  the run id `<run>.<pos>` (as ctx.start_child names children), and creates the child. A
+  replay, or a worker continuing after a crash, finds the ChildStarted and creates the child
+  only if it does not exist yet (creation is idempotent on its run id): never a second one;
 - waits for the child's end, which reaches its inbox in the child's final commit and is
   recorded as ChildCompleted; meanwhile the run can be parked (nothing else to do) and is
   woken by that end;
@@ -193,21 +193,25 @@ async def run_queued(ex: DagExecutor, planned: Planned) -> Any:
     state = ex.state
     pos = planned.pos
     child = child_run_id(state.run_id, pos)
+    name = queued_workflow(ex.definition.name, step.id)
+    version = ex.workflow.version
     wait = state.waits.get(pos)
     if wait is None or wait.kind != "child" or wait.child_run_id != child:
+        # Recorded before the child is created: the run's end (or cancellation) then asks
+        # the child to cancel even if it is cancelled while the creation is in flight.
+        ex.log.append(
+            ChildStarted(pos=pos, run_id=child, workflow=name, version=version, at_call=True)
+        )
+    if child not in state.children:
+        # Idempotent on the run id: after a crash or a park, the existing child is found
+        # (and one whose creation the crash cut short is created now).
         start = ex.services.start_queued
         if start is None:
             raise RuntimeError(
                 f"step {step.id!r} waits in queue {step.queue!r}: only an engine with a "
                 "database can start it (open the app, or run a worker)"
             )
-        name = queued_workflow(ex.definition.name, step.id)
-        rid, workflow, version = await start(
-            name, instance_input(ex, planned), child, ex.workflow.version, state.run_id, step.queue
-        )
-        ex.log.append(
-            ChildStarted(pos=pos, run_id=rid, workflow=workflow, version=version, at_call=True)
-        )
+        await start(name, instance_input(ex, planned), child, version, state.run_id, step.queue)
     while child not in state.children:
         waiter = ex.child_waiters.get(child)
         if waiter is None or waiter.done():
