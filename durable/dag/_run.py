@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from durable._children import cancel_requests
 from durable._codec import NONE_RAW, decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, StepFailed
 from durable._events import (
@@ -134,7 +135,8 @@ class DagExecutor:
             child_ended(self, item)
         elif item.kind == "cancel":
             reason = item.payload.decode(errors="replace")
-            self.log.append(CancelRequested(reason=reason, inbox_id=item.id), consume=item.id)
+            asked = cancel_requests(self.state, reason, time.time())  # queued steps' children
+            self.log.append(CancelRequested(reason, item.id), consume=item.id, send=asked)
             self.cancelling = True
             # Before _main begins (items read when the run is resumed are delivered first),
             # a cancel would stop the task before its handler is in place, and _main finds

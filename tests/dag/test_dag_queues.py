@@ -5,6 +5,7 @@ limits across runs and worker processes are in tests/queues/test_queues_dag.py."
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -322,6 +323,39 @@ async def test_each_loop_iteration_of_a_queued_step_is_a_child(tmp_path: Path) -
         children = sorted(r.run_id for r in await app.list_runs(workflow="poll/check"))
     assert run.status == "succeeded" and run.steps["check"].result == 30
     assert children == ["p1.0", "p1.1", "p1.2"]  # one per iteration, each saw its number
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_run_cancels_its_queued_children(tmp_path: Path) -> None:
+    file = tmp_path / "slow.yaml"
+    file.write_text(
+        textwrap.dedent("""\
+        name: slow
+        queues:
+          one: {concurrency: 1}
+        tasks:
+          wait:
+            queue: one
+            matrix: {n: [1, 2]}
+            script: "sleep 30"
+        """)
+    )
+    app = App(f"sqlite:///{tmp_path / 'runs.db'}", poll_interval=0.1)
+    name = app.register_dag(file)
+    async with app:
+        handle = await app.start(name, None, run_id="c1")
+        for _ in range(100):  # until the first child runs (the second waits for the slot)
+            if (await app.queue_info("one")).running == 1:
+                break
+            await asyncio.sleep(0.05)
+        await app.cancel("c1")
+        for _ in range(200):
+            runs = {r.run_id: r.status for r in await app.list_runs(limit=10)}
+            if all(s not in ("pending", "running") for s in runs.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert (await app.get_run(handle.run_id)).status == "cancelled"
+    assert runs == {"c1": "cancelled", "c1.0": "cancelled", "c1.1": "cancelled"}
 
 
 def test_durable_validate_refuses_an_undeclared_queue_unless_named(tmp_path: Path) -> None:
