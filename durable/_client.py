@@ -139,6 +139,8 @@ class Client:
         it without the application. `queued`: the run waits in that queue until it admits
         it (durable.queues), never executed here at once."""
         wf = self.registry.workflow(workflow, version)
+        if queued is None and wf.dag is not None and wf.dag.definition.queue is not None:
+            queued = QueueStart(wf.dag.definition.queue)  # the definition's `queue:`
         if timeout is not None:
             timeout = check_duration("start() timeout", timeout, positive=True)
         if parallelism is not None and (wf.dag is None or parallelism < 1):
@@ -219,8 +221,10 @@ class Client:
         version: str | None,
         parent_run_id: str,
         timeout: float | None = None,
+        queued: QueueStart | None = None,
     ) -> tuple[str, str, str]:
-        """A parent run's ctx.start_child(): (run id, workflow, version) of the child."""
+        """A parent run's ctx.start_child(): (run id, workflow, version) of the child.
+        `queued`: the child waits in that queue (a DAG's queued step: see dag/_queued)."""
         handle = await self.start(
             workflow,
             input,
@@ -228,6 +232,7 @@ class Client:
             version=version,
             parent_run_id=parent_run_id,
             timeout=timeout,
+            queued=queued,
         )
         record = await self.store.get_run(handle.run_id)
         assert record is not None

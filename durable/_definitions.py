@@ -9,6 +9,7 @@ registering changed content without a version creates the next version.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -29,8 +30,14 @@ log = logging.getLogger("durable")
 
 
 def content_fingerprint(definition: DagDefinition) -> str:
-    """What the definition does, whatever version it is registered under."""
-    return msgspec.structs.replace(definition, version="").fingerprint()
+    """What the definition does, whatever version it is registered under; with the queues it
+    declares and its default queue, if any (not part of a run's fingerprint, but a definition
+    posted again with other limits is other content, not the stored one again)."""
+    base = msgspec.structs.replace(definition, version="").fingerprint()
+    if not definition.queues and definition.queue is None:
+        return base
+    extra = msgspec.json.encode([definition.queues, definition.queue], order="sorted")
+    return hashlib.sha256(base.encode() + extra).hexdigest()
 
 
 def _explicit_version(text: str, fmt: Format) -> str | None:
@@ -60,6 +67,12 @@ async def store_definition(
     from durable.dag._load import parse_definition  # the parsers and validator: when used
 
     definition = parse_definition(text, None, format=fmt, known_actions=registry.actions)
+    from durable.dag._problems import DagDefinitionError
+    from durable.dag._queued import declared_queues
+
+    _, wrong = declared_queues(definition, registry.queues)  # refused before it is stored
+    if wrong:
+        raise DagDefinitionError(wrong)
     fingerprint = content_fingerprint(definition)
     explicit = _explicit_version(text, fmt)
     if len(definition.name) > 255 or (explicit is not None and len(explicit) > 64):
@@ -71,7 +84,9 @@ async def store_definition(
         stored = await store.list_definitions(definition.name)
         same = [r for r in stored if r.fingerprint == fingerprint]
         if explicit is None and same:
-            return _load(registry, same[-1]), False
+            wf = _load(registry, same[-1])
+            await declare_queues(store, registry, wf)
+            return wf, False
         version = explicit if explicit is not None else _next_version(stored)
         code = registry.get(definition.name, version)
         if code is not None and code.dag is None:
@@ -93,11 +108,24 @@ async def store_definition(
             if explicit is not None:
                 raise
             continue
-        return _load(registry, found), created
+        wf = _load(registry, found)
+        await declare_queues(store, registry, wf)
+        return wf, created
     raise WorkflowDefinitionError(
         f"could not find a free version for workflow {definition.name!r}: too many "
         "concurrent registrations; try again"
     )
+
+
+async def declare_queues(store: Store, registry: Registry, wf: WorkflowDef) -> None:
+    """Write the queues a stored definition declares (`queues:`) to the store: the claim
+    admits only by stored queues, and this process's engine declared its own when it opened,
+    before the definition was loaded."""
+    if wf.dag is None or not wf.dag.definition.queues:
+        return
+    from durable.queues._declare import declare
+
+    await declare(store, [registry.queues[n] for n in wf.dag.definition.queues])
 
 
 def _load(registry: Registry, record: DefinitionRecord) -> WorkflowDef:
@@ -131,9 +159,14 @@ class DefinitionSync:
             if key in self._refused or self.registry.get(*key) is not None:
                 continue
             try:
-                _load(self.registry, record)
+                wf = _load(self.registry, record)
             except WorkflowDefinitionError as exc:
                 # e.g. it uses an action this process does not have: other processes may.
                 self._refused.add(key)
                 log.warning("stored workflow %s@%s not loaded here: %s", *key, exc)
+                continue
+            try:
+                await declare_queues(self.store, self.registry, wf)
+            except Exception:  # a read-only database: the processes that can write declare
+                log.warning("stored workflow %s@%s: could not declare its queues", *key)
         self._count = count

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from durable._client import Client
 from durable._definitions import DefinitionSync
@@ -18,6 +18,7 @@ from storage import DEFAULT_URL, DatabaseOpenError, Store, open_store
 
 if TYPE_CHECKING:
     from durable._worker import Worker
+    from durable.queues._spec import QueueSpec
 
 log = logging.getLogger("durable")
 
@@ -71,6 +72,7 @@ class Engine:
         self._follower: asyncio.Task[None] | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self.schedules = schedules
+        self._declared_queues: dict[str, QueueSpec] = {}  # as written to the store
 
     @property
     def client(self) -> Client:
@@ -113,6 +115,7 @@ class Engine:
             except BaseException:
                 await self.close()
                 raise
+            self._declared_queues = dict(self.registry.queues)
         if self.schedules and self.registry.schedules and not read_only:
             from durable.schedules._loop import declare
 
@@ -123,6 +126,7 @@ class Engine:
                 raise
         if self.worker is not None:
             self.worker.start_child_run = self._client.start_child
+            self.worker.dag_services.start_queued = self._start_queued
             await self.worker.start()  # its first claim picks up every unfinished run
             if self.schedules:
                 self._scheduler = asyncio.get_running_loop().create_task(self._schedules())
@@ -147,6 +151,23 @@ class Engine:
             self._client = None
             self.worker = None
             await self.store.close()
+
+    async def _start_queued(
+        self, workflow: str, input: Any, run_id: str, version: str, parent: str, queue: str
+    ) -> tuple[str, str, str]:
+        """Start a queued DAG step instance's child run in `queue` (see dag/_queued). A queue
+        declared after the engine opened (a definition stored through the HTTP API and loaded
+        since) is written to the store first: the claim admits only by what is stored."""
+        from durable.queues._declare import declare as declare_queues
+        from durable.queues._options import QueueStart
+
+        spec = self.registry.queues.get(queue)
+        if spec is not None and self._declared_queues.get(queue) != spec:
+            await declare_queues(self.store, [spec])
+            self._declared_queues[queue] = spec
+        return await self.client.start_child(
+            workflow, input, run_id, version, parent, queued=QueueStart(queue)
+        )
 
     async def _schedules(self) -> None:
         from durable.schedules._loop import run_schedules

@@ -186,8 +186,8 @@ def retry_plan(state: RunState, events: Sequence[LoggedEvent]) -> RunResumed:
     ended on, i.e. final failures recorded after the workflow last took a new position (a
     failure the code caught and went on from is part of its history, not retried); if the
     code itself raised, nothing is retried and the (fixed) code runs on from its log. A DAG
-    run: every failed instance gets a new attempt, and skipped instances and notification
-    deliveries are decided again."""
+    run: every failed instance gets a new attempt (a queued step's failed child run is resumed
+    too), and skipped instances and notification deliveries are decided again."""
     if state.kind == "dag":
         retry = [
             p
@@ -199,7 +199,17 @@ def retry_plan(state: RunState, events: Sequence[LoggedEvent]) -> RunResumed:
             for p, s in sorted(state.steps.items())
             if s.status == "skipped" or s.name.startswith(DELIVERY_PREFIX)
         ]
-        return RunResumed(retry=retry, forget=forget)
+        # A queued step's instance failed with its child run (durable.dag._queued): the
+        # child is resumed with the run, and the instance's new attempt waits for it again.
+        ended = {
+            w.child_run_id
+            for p in retry
+            if (w := state.waits.get(p)) is not None
+            and w.kind == "child"
+            and (end := state.children.get(w.child_run_id)) is not None
+            and end.status in ("failed", "cancelled")
+        }
+        return RunResumed(retry=retry, forget=forget, children=sorted(ended))
     seen: set[int] = set()
     moved_on = 0  # the seq at which the workflow last took a new position
     failed_at: dict[int, int] = {}

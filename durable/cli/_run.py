@@ -98,8 +98,8 @@ def run_command(
     app = load_app(app_path) if app_path else None
     registry = app.registry if app is not None else Registry()
     apply_policy(registry, allow_module, expose_env)
-    # Custom actions must be known before the file is checked: they are the app's.
-    definition = load_or_exit(file, registry.actions, as_json=as_json)
+    # Custom actions (and queues) must be known before the file is checked: they are the app's.
+    definition = load_or_exit(file, registry.actions, as_json=as_json, queues=registry.queues)
     # So are the functions `function:` steps may call: refused before anything runs.
     refused = registry.function_problems(definition)
     if refused:

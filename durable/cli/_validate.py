@@ -44,7 +44,9 @@ class ValidationReport(msgspec.Struct, frozen=True):
     bodies: dict[str, list[list[str]]] = {}
 
 
-def load_or_exit(file: str, actions: Iterable[str], *, as_json: bool = False) -> DagDefinition:
+def load_or_exit(
+    file: str, actions: Iterable[str], *, as_json: bool = False, queues: Iterable[str] = ()
+) -> DagDefinition:
     """The validated definition, checked as a run would check it before its first step
     (script files, JavaScript syntax); or the problems reported (one `error:` line each, or
     an invalid ValidationReport with --json) and exit status 2."""
@@ -54,7 +56,7 @@ def load_or_exit(file: str, actions: Iterable[str], *, as_json: bool = False) ->
         report_problems(file, [str(p) for p in exc.problems], as_json=as_json)
     # What only the run would otherwise find (script files, JavaScript syntax): a run of
     # this definition could only fail, so it is refused before anything is written.
-    problems = preflight(definition)
+    problems = preflight(definition, queues)
     if problems:
         report_problems(file, [str(p) for p in problems], as_json=as_json)
     return definition
@@ -122,14 +124,21 @@ def print_plan(report: ValidationReport, definition: DagDefinition) -> None:
     metavar="NAME",
     help="An action your application registers (repeatable).",
 )
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="A queue your application declares (app.queue), for steps that name it (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(file: str, actions: tuple[str, ...], as_json: bool) -> None:
+def validate(file: str, actions: tuple[str, ...], queues: tuple[str, ...], as_json: bool) -> None:
     """Check a YAML or JSON workflow definition: structure, types, dependencies (cycles,
     unknown steps), actions, script files, and the JavaScript of expressions and {{ }}
     templates (compiled in a sandbox, never run). Prints the plan: which steps can run
     together, group by group (a matrix step shows its number of instances). Runs nothing.
     Exit status: 0 valid, 2 invalid."""
-    definition = load_or_exit(file, actions, as_json=as_json)
+    definition = load_or_exit(file, actions, as_json=as_json, queues=queues)
     report = plan_report(file, definition)
     if as_json:
         emit_json(report)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -21,15 +22,17 @@ if TYPE_CHECKING:
 class IdleWatch:
     def __init__(self, run: DagExecutor) -> None:
         self._run = run
-        # Called with the earliest end of the delays when the run only waits for them.
-        self.on_idle: Callable[[DagExecutor, float], None] | None = None
+        # Called with the earliest end of the delays when the run only waits for them (None:
+        # it waits for something sent to it, a queued step's child run's end).
+        self.on_idle: Callable[[DagExecutor, float | None], None] | None = None
         self.waiting = False  # the run's loop waits for an instance to finish
         self._sleeping: dict[int, float] = {}  # pos -> deadline, of the delays sleeping
         self._pending = False
 
     @contextlib.contextmanager
     def asleep(self, pos: int, deadline: float) -> Iterator[None]:
-        """The delay instance at `pos` sleeps until `deadline`, and does nothing else."""
+        """The instance at `pos` sleeps until `deadline` (a delay; math.inf: until something
+        is sent to the run), and does nothing else."""
         self._sleeping[pos] = deadline
         self.poke()
         try:
@@ -61,4 +64,5 @@ class IdleWatch:
         deadlines = [self._sleeping.get(p.pos) for p in run.tasks.values()]
         wake = [d for d in deadlines if d is not None]
         if len(wake) == len(deadlines):
-            self.on_idle(run, min(wake))
+            first = min(wake)
+            self.on_idle(run, None if math.isinf(first) else first)

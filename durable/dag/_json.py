@@ -22,6 +22,7 @@ from ._model import (
     Webhooks,
 )
 from ._problems import DagDefinitionError, Problem
+from ._queue_keys import check_queue_name, check_queues
 from ._source import (
     MAX_DEPTH,
     MAX_VALUES,
@@ -112,6 +113,7 @@ class _Step(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=
     loop: _Loop | None = None
     on_error: str | None = None
     inherit_environment: bool | None = None
+    queue: str | None = None
 
 
 class _Webhooks(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
@@ -130,6 +132,8 @@ class _Workflow(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_o
     parallelism: Positive | None = None
     inherit_environment: bool | None = None
     schedule: str | dict[str, Any] | None = None
+    queues: dict[str, Any] | None = None
+    queue: str | None = None
 
 
 _VOCABULARY = field_names(_Retry, _Loop, _Step, _Webhooks, _Workflow)
@@ -298,6 +302,7 @@ def _step(raw: _Step, file: str | None, lines: LineMap, at: Path) -> DagStep:
         else Loop(raw.loop.until, raw.loop.max_iterations, tuple(raw.loop.body)),
         on_error=raw.on_error,
         inherit_environment=raw.inherit_environment,
+        queue=raw.queue,
         location=where,
     )
 
@@ -334,6 +339,11 @@ def parse_json(text: str, file: str | None = None) -> DagDefinition:
         wf.schedule, name or "", file=file, lines=lines, at=("schedule",)
     )
     problems.extend(wrong)
+    queues, wrong = check_queues(wf.queues, camel=True, file=file, lines=lines, at=("queues",))
+    problems.extend(wrong)
+    problems.extend(
+        check_queue_name(wf.queue, "the workflow", file=file, lines=lines, at=("queue",))
+    )
     if problems or not name:
         raise DagDefinitionError(in_order(problems))
     hooks = wf.webhooks
@@ -347,5 +357,7 @@ def parse_json(text: str, file: str | None = None) -> DagDefinition:
         parallelism=wf.parallelism,
         inherit_environment=wf.inherit_environment,
         schedule=schedule,
+        queues=queues,
+        queue=wf.queue,
         source=Location(file, lines.get(()), "$"),
     )

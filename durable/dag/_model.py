@@ -107,6 +107,9 @@ class DagStep(msgspec.Struct, frozen=True, kw_only=True):
     parallelism: int | None = None
     loop: Loop | None = None
     on_error: str | None = None  # id of the fallback step run when this one fails for good
+    # A queue (durable.queues) each instance of the step waits in: it runs as a child run
+    # started in that queue, so the queue's limits hold across runs and workers (_queued).
+    queue: str | None = None
     # A script inherits the worker's environment (minus the engine's variables) unless this,
     # or else the definition's, is False; None: the definition decides.
     inherit_environment: bool | None = None
@@ -150,6 +153,12 @@ class DagDefinition(msgspec.Struct, frozen=True, kw_only=True):
     # `schedule:` (durable.schedules): a cron text or {cron, timezone, ...}, checked when
     # parsed. Not behaviour of a run: left out of the fingerprint and the canonical JSON.
     schedule: str | dict[str, Any] | None = None
+    # `queues:` (durable.queues): name -> limits as app.queue takes them (concurrency,
+    # worker_concurrency, rate_limit [n, seconds], partition_concurrency), checked when parsed;
+    # `queue:`: the queue runs of the definition start in unless the start names one. Neither
+    # is behaviour of a run: both are left out of the fingerprint, like `schedule:`.
+    queues: dict[str, dict[str, Any]] = {}
+    queue: str | None = None
     source: Location = Location()
 
     def step(self, step_id: str) -> DagStep:
@@ -182,12 +191,16 @@ def _strip_unset(payload: dict[str, Any]) -> None:
     for holder in (payload, *payload.get("steps", [])):
         if holder.get("inherit_environment", False) is None:
             del holder["inherit_environment"]
+        if holder.get("queue", False) is None:
+            del holder["queue"]
 
 
 def _strip_locations(payload: dict[str, Any]) -> None:
     # Structural, not a blind walk: user params may well contain a key named "source".
     payload.pop("source", None)
     payload.pop("schedule", None)
+    payload.pop("queues", None)
+    payload.pop("queue", None)
     for step in payload.get("steps", []):
         step.pop("location", None)
     for kind in ("on_success", "on_failure"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 from durable.js import JsSandboxPool, SandboxError
@@ -20,6 +21,7 @@ from ._expr import has_javascript, syntax_problems
 from ._model import DagDefinition, DagStep
 from ._problems import Problem, problem_at
 from ._program import DagProgram
+from ._queued import undeclared_queues
 
 # A first word with any of these is expanded by the shell: only the run can tell the file.
 _SHELL_SYNTAX = frozenset("$`~*?[]{}=")
@@ -89,8 +91,10 @@ async def javascript_problems(definition: DagDefinition) -> list[Problem]:
         ]
 
 
-def preflight(definition: DagDefinition) -> list[Problem]:
+def preflight(definition: DagDefinition, queues: Iterable[str] = ()) -> list[Problem]:
     """Every problem that would make a run of `definition` fail before its first step,
-    in file order."""
-    found = script_file_problems(definition) + asyncio.run(javascript_problems(definition))
+    in file order. `queues`: those the application declares (a queue nobody declares is
+    refused: its steps would wait forever)."""
+    found = script_file_problems(definition) + undeclared_queues(definition, queues)
+    found += asyncio.run(javascript_problems(definition))
     return sorted(found, key=lambda p: (p.line is None, p.line or 0))

@@ -20,6 +20,9 @@ class DagProgram:
     functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     # Set by Registry.add_dag; a program never registered resolves no `function:` at all.
     policy: CodePolicy | None = None
+    # The one-step DAG a queued step's instances run as (child runs: see _queued): its input
+    # is what the step sees, not a run input.
+    queued_step: bool = False
 
     def python_function(self, ref: str) -> Callable[..., Any]:
         """What a `function:` reference names, if the policy grants it (FunctionRefused)."""

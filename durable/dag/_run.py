@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from durable._children import cancel_requests
 from durable._codec import NONE_RAW, decode_value, encode_value, error_info
 from durable._errors import ErrorInfo, StepFailed
 from durable._events import (
@@ -44,7 +45,7 @@ from durable._events import StepFailed as StepFailedEvent
 from durable._runlog import RunLog, append_end
 from durable._state import RunState, StepState
 from durable.js import SandboxError
-from durable.runtime._registry import StepDef, WorkflowDef
+from durable.runtime._registry import NO_RETRY, StepDef, WorkflowDef
 from durable.runtime._step_runner import run_step
 from storage import InboxItem
 
@@ -57,6 +58,7 @@ from ._model import DagStep
 from ._notifications import Delivery, final_deliveries, step_delivery
 from ._outcome import end_event, sinks_output
 from ._problems import DagDefinitionError
+from ._queued import child_ended, instance_failed, run_queued
 from ._report import (
     DELIVERY_PREFIX,
     StepReport,
@@ -99,9 +101,12 @@ class DagExecutor:
         self.limit = state.parallelism or self.definition.parallelism
         self._next_pos = max([*state.steps, *state.forgotten], default=-1) + 1
         self._input = decode_value(state.input) if state.input is not None else None
+        given = self._input if self.program.queued_step else None  # see _queued
         self.view = StepScope(
-            self.definition, self.owners, self.reports, self._input, self.program.env
+            self.definition, self.owners, self.reports, self._input, self.program.env, given
         )
+        self._input = self.view.input
+        self.child_waiters: dict[str, asyncio.Future[None]] = {}  # queued instances' children
         self._deliveries_planned = False
         self._recorded_deliveries = {
             s.name: s for s in state.steps.values() if s.name.startswith(DELIVERY_PREFIX)
@@ -126,9 +131,12 @@ class DagExecutor:
         state = self.state
         if state.finished or item.id in state.inbox_ids:
             return
-        if item.kind == "cancel":
+        if item.kind == "child":
+            child_ended(self, item)
+        elif item.kind == "cancel":
             reason = item.payload.decode(errors="replace")
-            self.log.append(CancelRequested(reason=reason, inbox_id=item.id), consume=item.id)
+            asked = cancel_requests(self.state, reason, time.time())  # queued steps' children
+            self.log.append(CancelRequested(reason, item.id), consume=item.id, send=asked)
             self.cancelling = True
             # Before _main begins (items read when the run is resumed are delivered first),
             # a cancel would stop the task before its handler is in place, and _main finds
@@ -298,6 +306,9 @@ class DagExecutor:
             self.running_steps += 1
         else:
             timeout, policy = 60.0, DELIVERY_POLICY
+        queued = step is not None and step.queue is not None and not self.program.queued_step
+        if queued:  # its child run has the step's timeout and retries (see _queued)
+            timeout, policy = None, NO_RETRY
         definition = StepDef(
             name=planned.name,
             fn=functools.partial(self._body, planned),
@@ -314,7 +325,8 @@ class DagExecutor:
         # A delay only sleeps (its body cannot take the process down), and a parked run is
         # resumed mid-delay each time something wakes it early: it continues its recorded
         # start rather than counting as a crash-interrupted attempt (see run_step).
-        reattach = step is not None and step.kind == "action" and step.action == "delay"
+        # So does a queued instance, which only waits for its child.
+        reattach = queued or (step is not None and step.kind == "action" and step.action == "delay")
         coro = run_step(
             self, self.log, planned.pos, definition, (), {}, input_raw, prior, reattach=reattach
         )
@@ -326,23 +338,24 @@ class DagExecutor:
             return await planned.delivery.send(self, f"{self.state.run_id}:{planned.pos}")
         step = planned.step
         assert step is not None
+        if step.queue is not None and not self.program.queued_step:
+            return await run_queued(self, planned)
         started = self.state.steps[planned.pos].started_at or time.time()
+        matrix, iteration = self.view.place(planned.matrix, planned.iteration)
         call = StepCall(
             run_id=self.state.run_id,
             step=step,
             key=planned.name,
-            matrix=planned.matrix,
-            iteration=planned.iteration,
+            matrix=matrix,
+            iteration=iteration,
             input=self._input,
             deps=self.view.deps(step),
-            scope=functools.partial(self.view.scope, step, planned.matrix, planned.iteration),
+            scope=functools.partial(self.view.scope, step, matrix, iteration),
             program=self.program,
             services=self.services,
             idempotency_key=f"{self.state.run_id}:{planned.pos}",
             first_started_at=started,
-            http_results={
-                d: self.by_id[d].action == "http.request" for d in self.view.dep_ids(step)
-            },
+            http_results=self.view.http_results(step),
             sleeping=functools.partial(self.idle.asleep, planned.pos),
         )
         return await run_body(call)
@@ -578,5 +591,7 @@ class DagExecutor:
 
     def _end_event(self, outcome: RunOutcome) -> RunCompleted | RunFailed:
         # Body steps are summed up by their loop step's own error.
+        if self.program.queued_step and outcome.status == "failed":
+            return instance_failed(self, self.definition.steps[0])  # the step's own error
         top = [r for r in self.reports.values() if r.id not in self.owners]
         return end_event(outcome, top, self.output)

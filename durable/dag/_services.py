@@ -23,6 +23,8 @@ from ._problems import Problem
 
 if TYPE_CHECKING:
     import httpx
+
+    from ._queued import QueuedStarter
 else:
     httpx = lazy_module("httpx")  # loaded when first used
 
@@ -55,6 +57,8 @@ class DagServices:
         self._http: httpx.AsyncClient | None = None
         self._smtp: SmtpSettings | None = None
         self._checked: dict[str, list[Problem]] = {}  # definition fingerprint -> problems
+        # Starts a queued step instance's child run in its queue (set by the engine).
+        self.start_queued: QueuedStarter | None = None
 
     async def js(self) -> JsSandboxPool:
         async with self._js_lock:

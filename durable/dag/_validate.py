@@ -15,6 +15,9 @@ from typing import Any
 
 import msgspec
 
+from durable._errors import InvalidIdError
+from durable._ids import check_id
+
 from ._loops import loop_problems
 from ._model import BUILTIN_ACTIONS, DagDefinition, DagStep
 from ._problems import DagDefinitionError, Problem, problem_at
@@ -31,6 +34,14 @@ _NOTIFY_NEEDS = {
 _ID_RESERVED = frozenset("[]#@")
 _KIND_NEEDS = {"script": "script", "javascript": "code", "python": "function", "action": "action"}
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def id_problem(kind: str, value: str) -> str | None:
+    try:
+        check_id(kind, value)
+    except InvalidIdError as exc:
+        return str(exc)
+    return None
 
 
 def template_errors(text: str) -> list[str]:
@@ -150,6 +161,7 @@ def _check_step(
             )
     problems.extend(_delay_params(step, where))
     problems.extend(_duration_problems(step, where))
+    problems.extend(_queue_problems(step, where))
     # The loaders derive `kind` from the fields; the Python builder sets both, so check
     # that they agree and that a python target is importable-looking.
     needed = _KIND_NEEDS.get(step.kind)
@@ -234,6 +246,27 @@ def _check_step(
         for error in template_errors(text):
             problems.append(problem_at(f"{where}: bad template in {key}: {error}", loc, key))
     return msgspec.structs.replace(step, loop=loop, **fixed)
+
+
+def _queue_problems(step: DagStep, where: str) -> list[Problem]:
+    """A step's `queue`: a queue name, on a step that runs something itself (a loop over a
+    body runs its body's steps, each of which can name a queue of its own)."""
+    if step.queue is None:
+        return []
+    loc = step.location
+    problem = id_problem("queue name", step.queue)
+    if problem is not None:
+        return [problem_at(f"{where}: {problem}", loc, "queue")]
+    if step.loop is not None and step.loop.body:
+        return [
+            problem_at(
+                f"{where}: a loop over a body cannot wait in a queue (its body's steps run, "
+                "not the loop step); put `queue` on the body's steps instead",
+                loc,
+                "queue",
+            )
+        ]
+    return []
 
 
 def _delay_params(step: DagStep, where: str) -> list[Problem]:

@@ -23,6 +23,7 @@ from ._model import (
     TriggerRule,
 )
 from ._problems import DagDefinitionError, Problem
+from ._queue_keys import check_queue_name, check_queues
 from ._source import (
     MAX_DEPTH,
     MAX_VALUES,
@@ -81,6 +82,7 @@ class _Task(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     loop: _Loop | None = None
     on_error: str | None = None
     inherit_environment: bool | None = None
+    queue: str | None = None
 
 
 class _Note(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -107,6 +109,8 @@ class _Workflow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     parallelism: Positive | None = None
     inherit_environment: bool | None = None
     schedule: str | dict[str, Any] | None = None
+    queues: dict[str, Any] | None = None
+    queue: str | None = None
 
 
 _VOCABULARY = field_names(_Task, _Loop, _Note, _Notes, _Workflow)
@@ -330,6 +334,7 @@ def _step(task_id: str, raw: _Task, file: str | None, lines: LineMap, at: Path) 
         else Loop(raw.loop.until, raw.loop.max_iterations, tuple(raw.loop.body)),
         on_error=raw.on_error,
         inherit_environment=raw.inherit_environment,
+        queue=raw.queue,
         location=location(file, lines, at, _RENAME),
     )
 
@@ -396,6 +401,13 @@ def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
         wf.schedule, wf.name, file=file, lines=lines, at=(*root, "schedule")
     )
     problems.extend(wrong)
+    queues, wrong = check_queues(
+        wf.queues, camel=False, file=file, lines=lines, at=(*root, "queues")
+    )
+    problems.extend(wrong)
+    problems.extend(
+        check_queue_name(wf.queue, "the workflow", file=file, lines=lines, at=(*root, "queue"))
+    )
     if problems:
         raise DagDefinitionError(in_order(problems))
     notes_at = (*root, "notifications")
@@ -411,5 +423,7 @@ def parse_yaml(text: str, file: str | None = None) -> DagDefinition:
         parallelism=wf.parallelism,
         inherit_environment=wf.inherit_environment,
         schedule=schedule,
+        queues=queues,
+        queue=wf.queue,
         source=Location(file, line_of(lines, root), path_str(root)),
     )

@@ -258,6 +258,10 @@ class Registry:
         check_id("workflow name", definition.name)
         check_id("workflow version", definition.version)
         refused = self.function_problems(definition)
+        from durable.dag._queued import declared_queues, queued_programs
+
+        queues, wrong = declared_queues(definition, self.queues)
+        refused += wrong
         if refused:
             from durable.dag._problems import DagDefinitionError
 
@@ -287,6 +291,13 @@ class Registry:
             dag=program,
         )
         self._workflows[key] = wf
+        for queue in queues:
+            self.queues[queue.name] = queue
+        for sub in queued_programs(program):  # each queued step's child runs: see dag/_queued
+            sub_def = sub.definition
+            self._workflows[(sub_def.name, sub_def.version)] = dataclasses.replace(
+                wf, name=sub_def.name, fingerprint=sub_def.fingerprint(), dag=sub
+            )
         if definition.schedule is not None:
             from durable.schedules._spec import schedule_from_mapping
 
