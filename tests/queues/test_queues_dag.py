@@ -183,8 +183,8 @@ def test_a_queued_dag_step_never_overlaps_across_runs_and_workers(
     assert max(samples) <= 1, samples
     # Without the queue, the runs' instances would run side by side: five runs at once on
     # three workers (checked by breaking the queue: most_at_once was 9).
-    pids = {line.split()[2] for line in effects.read_text().splitlines()}
-    assert len(pids) >= 2, "the instances ran on more than one worker"
+    # (Which workers ran them is not asserted: a worker whose queued run ends admits the next
+    # at once, so one worker may well run every instance while the other two claim in vain.)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
