@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from storage._checksum import checksum_of
+from storage._errors import DedupeKeyHeldError
 from storage._records import Claim, EventRecord, Fence, NewRun, RunRecord, created_record
 
 
@@ -107,6 +108,14 @@ _LIVE_HOLDER = (
 _INSERT_QUEUED = (
     f"INSERT INTO durable_runs ({INSERT_QUEUED_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A reopened run is unfinished again, so it would hold its dedupe key again: refused while
+# another unfinished run of its queue holds it (started after this one ended). {p}: the
+# backend's placeholder of the run id.
+REOPEN_KEY = "SELECT queue, dedupe_key FROM durable_runs WHERE run_id = {p}"
+REOPEN_HOLDER = (
+    "SELECT run_id FROM durable_runs WHERE queue = {q} AND dedupe_key = {k} "
+    f"AND status IN {ACTIVE} AND run_id <> {{p}}"
 )
 _INSERT_EVENT = (
     "INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum) "
@@ -223,6 +232,18 @@ def create_queued(
         (first.run_id, first.seq, first.type, first.data, first.created_at, checksum_of(first)),
     )
     return record, True
+
+
+def check_reopen_key(cur: sqlite3.Cursor, run_id: str) -> None:
+    """Refuse to reopen a queued run whose dedupe key another unfinished run now holds (read
+    then write is safe: the writer holds the database's write lock)."""
+    queue, key = cur.execute(REOPEN_KEY.format(p="?"), (run_id,)).fetchone()
+    if queue is None or key is None:
+        return
+    sql = REOPEN_HOLDER.format(q="?", k="?", p="?")
+    holder = cur.execute(sql, (queue, key, run_id)).fetchone()
+    if holder is not None:
+        raise DedupeKeyHeldError(run_id, queue, key, holder[0])
 
 
 def admit(
