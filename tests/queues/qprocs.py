@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from procenv import Env
+from procenv import Env, until
 
 from sdk import App
 from storage import FINAL_STATUSES, open_store
@@ -76,9 +76,15 @@ class Workload:
         app.registry.queues.update(workers_app.registry.queues)
         return app
 
-    def spawn(self, count: int) -> list[subprocess.Popen[str]]:
+    def spawn(self, count: int, *, ready: bool = False) -> list[subprocess.Popen[str]]:
+        """Start `count` workers; with ready, wait until each has opened the database (on a
+        loaded machine a worker can take seconds to import and connect)."""
         new = [self.env.spawn("") for _ in range(count)]
         self.workers += new
+        if ready:
+            total = len(self.workers)
+            log = self.env.dir / "worker-.log"
+            until(lambda: log.read_text().count("(Ctrl-C to stop)") >= total, 60, "workers up")
         return new
 
     def steps(self, kind: str | None = None) -> list[Step]:
