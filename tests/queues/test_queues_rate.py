@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from qprocs import admissions, url_for, wait_all_ended, workload
+from qprocs import Workload, admissions, url_for, wait_all_ended, workload
 
 LIMIT, PERIOD = 5, 1.0
 RUNS = 25
@@ -24,15 +24,15 @@ def most_in_a_window(times: list[float], period: float) -> int:
     return best
 
 
-async def start_runs(work: object) -> list[str]:
-    async with work.app() as app:  # type: ignore[attr-defined]
+async def start_runs(work: Workload) -> list[str]:
+    async with work.app() as app:
         for n in range(RUNS):  # the run id is the step's input: its effects name the run
             await app.start("job", f"p{n:02}", queue="paced", run_id=f"p{n:02}")
     return [f"p{n:02}" for n in range(RUNS)]
 
 
-async def finish(work: object) -> list[str]:
-    async with work.app() as app:  # type: ignore[attr-defined]
+async def finish(work: Workload) -> list[str]:
+    async with work.app() as app:
         return await wait_all_ended(app, "job", RUNS, timeout=90)
 
 
