@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -244,6 +245,28 @@ def check_reopen_key(cur: sqlite3.Cursor, run_id: str) -> None:
     holder = cur.execute(sql, (queue, key, run_id)).fetchone()
     if holder is not None:
         raise DedupeKeyHeldError(run_id, queue, key, holder[0])
+
+
+async def could_admit(
+    read: Callable[[str, tuple[object, ...]], Awaitable[Sequence[Sequence[Any]]]],
+    owner: str,
+    now: float,
+) -> bool:
+    """Whether a queue with a waiting, ready run has room for `owner` to admit one (read-only:
+    SQLite's idle poll asks this before taking the write lock). Partition limits and the
+    worker's workflows are left to the admission itself: this may say yes when it then
+    admits nothing, never no when it would admit."""
+    for (name,) in await read(_WAITING_QUEUES, (now,)):
+        found = await read(SQLITE_GET, (name,))
+        if not found:
+            continue  # not declared: its runs wait
+        queue = row_to_queue(found[0])
+        window = now - (queue.rate_period or 0.0)
+        counts = await read(_COUNTS, (owner, now, window, name))
+        running, mine, recent = counts[0]
+        if free_slots(queue, running, mine, recent, 1) > 0:
+            return True
+    return False
 
 
 def admit(
