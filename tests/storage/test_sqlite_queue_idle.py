@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from storekit import T0
-from test_sqlite_specific import opened
 from test_conformance_queues import claim, finish, start
+from test_sqlite_specific import opened
 
 from storage import QueueRecord, SQLiteStore
 
