@@ -1,10 +1,11 @@
 """Retrying a failed queued run (app.retry, `durable retry`), on SQLite and PostgreSQL: the run
 waits in its queue again (it does not run at once over the queue's limit), and a retry whose
-dedupe key another unfinished run now holds is refused, naming that run."""
+dedupe key another unfinished run now holds is refused, naming that run (by the CLI too)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,14 @@ async def test_a_retry_whose_dedupe_key_is_held_names_the_holder(url: str) -> No
         message = str(refused.value)
         assert other.run_id in message and "order-7" in message and "emails" in message
         assert (await app.get_run(bad)).status == "failed"  # nothing changed
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "durable", "retry", bad, "--db", url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(cli.communicate(), 60)
+        said = err.decode()
+        assert cli.returncode == 2 and "Traceback" not in said, said
+        assert other.run_id in said and "order-7" in said
         GATE["other"].set()
         assert await other.result(timeout=30) == "other"
         await app.retry(bad)  # the key is free again
