@@ -30,7 +30,15 @@ from durable._replay import replay
 from durable._state import RunState, fold
 from durable.dag._loops import loop_owners
 from durable.runtime._registry import Registry, WorkflowDef
-from storage import FINAL_STATUSES, Append, EventRecord, NewRun, RunRecord, Store
+from storage import (
+    FINAL_STATUSES,
+    Append,
+    DedupeKeyHeldError,
+    EventRecord,
+    NewRun,
+    RunRecord,
+    Store,
+)
 
 
 async def _read(store: Store, run_id: str) -> tuple[RunRecord, list[LoggedEvent], RunState]:
@@ -147,7 +155,14 @@ async def retry_run(
     for child in retried:
         reopened += await retry_run(store, child, via_parent=True)
     event = EventRecord(run_id, last_seq + 1, "RunResumed", encode_event(plan), now)
-    await store.reopen_run(run_id, event, statuses=allowed, now=now)
+    try:
+        await store.reopen_run(run_id, event, statuses=allowed, now=now)
+    except DedupeKeyHeldError as exc:
+        raise RepairError(
+            f"run {run_id!r} cannot be retried: run {exc.holder!r}, started in queue "
+            f"{exc.queue!r} after it ended, holds its dedupe_key {exc.dedupe_key!r} and is "
+            f"queued or running; wait for {exc.holder!r} to end (or cancel it), then retry"
+        ) from None
     return [*reopened, (run_id, retry_summary(plan, state))]
 
 

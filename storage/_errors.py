@@ -76,6 +76,22 @@ class RunStatusError(StorageError):
         self.expected = expected
 
 
+class DedupeKeyHeldError(StorageError):
+    """A queued run cannot be reopened: another unfinished run of its queue now holds its
+    dedupe key (at most one may)."""
+
+    def __init__(self, run_id: str, queue: str, dedupe_key: str, holder: str) -> None:
+        super().__init__(
+            f"run {run_id!r} cannot be reopened: run {holder!r} of queue {queue!r} now holds "
+            f"its dedupe_key {dedupe_key!r} (queued or running); wait for {holder!r} to end "
+            "or cancel it, then retry"
+        )
+        self.run_id = run_id
+        self.queue = queue
+        self.dedupe_key = dedupe_key
+        self.holder = holder
+
+
 class InvalidAppendError(StorageError, ValueError):
     """An append whose events are not numbered expected_last_seq+1, +2, ... for its run: a
     caller's bug. Refused before anything is written."""

@@ -207,6 +207,7 @@ class MemoryStore:
         run = self._runs.get(run_id)
         check_reopen(run_id, event, None if run is None else (run.status, run.last_seq), statuses)
         assert run is not None
+        self._queues.reopen(run_id, self._runs)
         reopened = _replace(
             run,
             {

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from storage._errors import DedupeKeyHeldError
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue, free_slots
 from storage._records import ACTIVE_STATUSES, NewRun, RunRecord
 
@@ -40,6 +41,25 @@ class MemoryQueues:
             ):
                 return run_id
         return None
+
+    def reopen(self, run_id: str, runs: Mapping[str, RunRecord]) -> None:
+        """Put a reopened run back in its queue's waiting line; refused (DedupeKeyHeldError)
+        while another unfinished run holds its dedupe key."""
+        e = self.entries.get(run_id)
+        if e is None:
+            return
+        if e.dedupe_key is not None:
+            for other_id, o in self.entries.items():
+                other = runs.get(other_id)
+                if (
+                    other_id != run_id
+                    and o.queue == e.queue
+                    and o.dedupe_key == e.dedupe_key
+                    and other is not None
+                    and other.status in ACTIVE_STATUSES
+                ):
+                    raise DedupeKeyHeldError(run_id, e.queue, e.dedupe_key, other_id)
+        e.admitted_at = None
 
     def add(self, run: NewRun) -> None:
         assert run.queue is not None

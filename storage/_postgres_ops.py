@@ -115,8 +115,8 @@ _REOPEN_STATE = "SELECT status, last_seq FROM durable_runs WHERE run_id = $1 FOR
 _REOPEN = f"""
 WITH u AS (
     UPDATE durable_runs SET status = 'pending', result = NULL, error = NULL,
-        finished_at = NULL, owner = NULL, lease_expires_at = NULL, ready_at = $2,
-        updated_at = $2, last_seq = $3
+        admitted_at = NULL, finished_at = NULL, owner = NULL, lease_expires_at = NULL,
+        ready_at = $2, updated_at = $2, last_seq = $3
     WHERE run_id = $1
     RETURNING {RUN_COLUMNS}
 ), e AS (
@@ -382,6 +382,7 @@ async def reopen(
 ) -> RunRecord:
     found = await conn.fetchrow(_REOPEN_STATE, run_id)
     check_reopen(run_id, event, None if found is None else (found[0], found[1]), statuses)
+    await queues.check_reopen_key(conn, run_id)
     row = await conn.fetchrow(
         _REOPEN,
         run_id,

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import msgspec
 
 from storage._checksum import checksum_of
+from storage._errors import DedupeKeyHeldError
 from storage._records import Claim, EventRecord, Fence, NewRun, RunRecord, created_record
 
 
@@ -147,6 +149,14 @@ _INSERT_QUEUED = (
     f"INSERT INTO durable_runs ({INSERT_QUEUED_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A reopened run is unfinished again, so it would hold its dedupe key again: refused while
+# another unfinished run of its queue holds it (started after this one ended). {p}: the
+# backend's placeholder of the run id.
+REOPEN_KEY = "SELECT queue, dedupe_key FROM durable_runs WHERE run_id = {p}"
+REOPEN_HOLDER = (
+    "SELECT run_id FROM durable_runs WHERE queue = {q} AND dedupe_key = {k} "
+    f"AND status IN {ACTIVE} AND run_id <> {{p}}"
+)
 _INSERT_EVENT = (
     "INSERT INTO durable_events (run_id, seq, type, data, created_at, checksum) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -265,6 +275,40 @@ def create_queued(
         (first.run_id, first.seq, first.type, first.data, first.created_at, checksum_of(first)),
     )
     return record, True
+
+
+def check_reopen_key(cur: sqlite3.Cursor, run_id: str) -> None:
+    """Refuse to reopen a queued run whose dedupe key another unfinished run now holds (read
+    then write is safe: the writer holds the database's write lock)."""
+    queue, key = cur.execute(REOPEN_KEY.format(p="?"), (run_id,)).fetchone()
+    if queue is None or key is None:
+        return
+    sql = REOPEN_HOLDER.format(q="?", k="?", p="?")
+    holder = cur.execute(sql, (queue, key, run_id)).fetchone()
+    if holder is not None:
+        raise DedupeKeyHeldError(run_id, queue, key, holder[0])
+
+
+async def could_admit(
+    read: Callable[[str, tuple[object, ...]], Awaitable[Sequence[Sequence[Any]]]],
+    owner: str,
+    now: float,
+) -> bool:
+    """Whether a queue with a waiting, ready run has room for `owner` to admit one (read-only:
+    SQLite's idle poll asks this before taking the write lock). Partition limits and the
+    worker's workflows are left to the admission itself: this may say yes when it then
+    admits nothing, never no when it would admit."""
+    for (name,) in await read(_WAITING_QUEUES, (now,)):
+        found = await read(SQLITE_GET, (name,))
+        if not found:
+            continue  # not declared: its runs wait
+        queue = row_to_queue(found[0])
+        window = now - (queue.rate_period or 0.0)
+        counts = await read(_COUNTS, (owner, now, window, name))
+        running, mine, recent = counts[0]
+        if free_slots(queue, running, mine, recent, 1) > 0:
+            return True
+    return False
 
 
 def admit(

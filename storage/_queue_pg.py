@@ -15,11 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from storage._checksum import checksum_of
+from storage._errors import DedupeKeyHeldError
 from storage._queue_ops import (
     ACTIVE,
     INSERT_QUEUED_COLUMNS,
     NEXT_ADMISSION,
     QUEUE_COLUMNS,
+    REOPEN_HOLDER,
+    REOPEN_KEY,
     QueueRecord,
     free_slots,
     queued_args,
@@ -150,6 +153,20 @@ async def create_queued(
         checksum_of(first),
     )
     return record, True
+
+
+async def check_reopen_key(conn: Any, run_id: str) -> None:
+    """Refuse to reopen a queued run whose dedupe key another unfinished run now holds. Under
+    the key's advisory lock, as a queued create takes it: a start with the key waits for the
+    reopen to commit, then sees the reopened run as the holder."""
+    found = await conn.fetchrow(REOPEN_KEY.format(p="$1"), run_id)
+    if found is None or found[0] is None or found[1] is None:
+        return
+    queue, key = found[0], found[1]
+    await conn.execute(_LOCK_KEY, dedupe_lock(queue, key))
+    holder = await conn.fetchval(REOPEN_HOLDER.format(q="$1", k="$2", p="$3"), queue, key, run_id)
+    if holder is not None:
+        raise DedupeKeyHeldError(run_id, queue, key, holder)
 
 
 async def admit(

@@ -291,7 +291,7 @@ class SQLiteStore:
         exclude: Sequence[str] = (),
     ) -> list[Claim]:
         elig = None if eligible is None else tuple(eligible)
-        if not await self._anything_claimable(now, elig):
+        if not await self._anything_claimable(owner, now, elig):
             return []  # an idle poll stays a read: no write lock, no commit
         op = functools.partial(
             ops.claim,
@@ -306,17 +306,19 @@ class SQLiteStore:
         return result
 
     async def _anything_claimable(
-        self, now: float, eligible: tuple[tuple[str, str], ...] | None
+        self, owner: str, now: float, eligible: tuple[tuple[str, str], ...] | None
     ) -> bool:
         if eligible is not None and not eligible:
             return False
         rows = await self._read(
             "SELECT 1 FROM durable_runs WHERE status IN ('pending', 'running') "
             "AND (owner IS NULL OR lease_expires_at < ?) AND ready_at IS NOT NULL "
-            "AND ready_at <= ? LIMIT 1",
+            f"AND ready_at <= ? AND {queues.ADMITTED} LIMIT 1",
             (now, now),
         )
-        return bool(rows)
+        # Runs waiting in queues are worth the write lock only if a queue has room: a worker
+        # polling a full queue would otherwise take it (and commit) every poll interval.
+        return bool(rows) or await queues.could_admit(self._read, owner, now)
 
     async def renew_leases(
         self,

@@ -63,8 +63,9 @@ _UPDATE_ON_APPEND = (
 _FENCED = " AND owner = ? AND epoch = ?"
 _REOPEN_STATE = "SELECT status, last_seq FROM durable_runs WHERE run_id = ?"
 # A reopened run: unfinished, unowned, claimable at once; the epoch stays (a claim bumps it).
+# A queued one waits in its queue again (admitted_at NULL): a new admission, within the limits.
 _REOPEN = (
-    "UPDATE durable_runs SET status = 'pending', result = NULL, error = NULL, "
+    "UPDATE durable_runs SET status = 'pending', result = NULL, error = NULL, admitted_at = NULL, "
     "finished_at = NULL, owner = NULL, lease_expires_at = NULL, ready_at = ?, updated_at = ?, "
     f"last_seq = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}"
 )
@@ -173,6 +174,7 @@ def reopen(
     # Read then write is safe: the writer's BEGIN IMMEDIATE holds the database's write lock.
     found = cur.execute(_REOPEN_STATE, (run_id,)).fetchone()
     check_reopen(run_id, event, None if found is None else (found[0], found[1]), statuses)
+    queues.check_reopen_key(cur, run_id)
     updated = cur.execute(_REOPEN, (now, now, event.seq, run_id)).fetchone()
     cur.execute(_INSERT_EVENT, event_row(event))
     return row_to_run(updated)

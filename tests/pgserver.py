@@ -239,6 +239,23 @@ def stop(server: PgServer) -> None:
     shutil.rmtree(server.root, ignore_errors=True)
 
 
+def restart(server: PgServer, *, down: float = 1.0) -> None:
+    """Stop the server (`pg_ctl stop -m fast`: every connection is cut), stay down `down`
+    seconds, and start it again on the same port with the same options (from postmaster.opts,
+    which the first start wrote). Returns once it accepts connections again."""
+    ctl = [f"{server.bindir}/pg_ctl", "-D", server.datadir, "-w", "-t", "60"]
+    opts = Path(server.datadir, "postmaster.opts").read_text().split(None, 1)[1].strip()
+    _check(_as_user(server.user, [*ctl, "stop", "-m", "fast"]), what="pg_ctl stop")
+    time.sleep(down)
+    start = [*ctl, "start", "-l", server.logfile, "-o", _options_of(opts)]
+    _check(_as_user(server.user, start), what="pg_ctl start")
+
+
+def _options_of(opts: str) -> str:
+    """postmaster.opts' arguments without the -D "datadir" that pg_ctl passes itself."""
+    return re.sub(r'(^|\s)"?-D"?\s+"[^"]*"', " ", opts).replace('"', "").strip()
+
+
 def _kill_leftover(pidfile: str) -> None:
     try:
         pid = int(Path(pidfile).read_text().split()[0])
@@ -279,9 +296,10 @@ def with_schema(url: str, schema: str) -> str:
 class PgSession:
     """The session's server and the schemas handed out on it."""
 
-    def __init__(self, url: str, external: bool) -> None:
+    def __init__(self, url: str, external: bool, server: PgServer | None = None) -> None:
         self.url = url
         self.external = external
+        self.server = server  # None: someone else's server ($DURABLE_TEST_PG_URL)
         self.schemas: list[str] = []
 
     def fresh_url(self) -> str:
@@ -313,7 +331,7 @@ def _pg_session() -> Iterator[PgSession]:
             pytest.fail(f"CI=true but no PostgreSQL server could be started: {exc}")
         pytest.skip(f"PostgreSQL tests skipped: {exc}")
     try:
-        yield PgSession(server.url, external=False)
+        yield PgSession(server.url, external=False, server=server)
     finally:
         stop(server)
 
@@ -333,6 +351,15 @@ def pg_fresh_url(_pg_session: PgSession) -> str:
 @pytest.fixture
 def pg_schema_factory(_pg_session: PgSession) -> PgSession:
     """For tests that need several fresh schemas: call .fresh_url() for each."""
+    return _pg_session
+
+
+@pytest.fixture
+def pg_restartable(_pg_session: PgSession) -> PgSession:
+    """The session's server, for a test that restarts it (`restart(session.server)`): skipped
+    on someone else's server. Other tests' pools reconnect afterwards."""
+    if _pg_session.server is None:
+        pytest.skip(f"the server of {URL_ENV} is not this session's to restart")
     return _pg_session
 
 

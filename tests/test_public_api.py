@@ -97,6 +97,7 @@ STORAGE = {
     "DatabaseOpenError",
     "DatabaseURLError",
     "DatabaseUnavailableError",
+    "DedupeKeyHeldError",
     "DefinitionConflictError",
     "DefinitionRecord",
     "EventChecksumError",

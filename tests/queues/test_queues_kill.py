@@ -1,7 +1,7 @@
-"""The admission state survives SIGKILL: three worker processes on PostgreSQL share a queue of
-concurrency 3, one is killed while it holds admitted runs. The running count sampled from the
-database never exceeds 3 (the dead worker's runs keep their slots until taken over, and are not
-admitted twice), and every run ends: nothing lost, nothing stuck."""
+"""The admission state survives SIGKILL: three worker processes (SQLite, PostgreSQL) share a
+queue of concurrency 3, one is killed while it holds admitted runs. The running count sampled
+from the database never exceeds 3 (the dead worker's runs keep their slots until taken over,
+and are not admitted twice), and every run ends: nothing lost, nothing stuck."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from procenv import Env, until
+from qprocs import url_for
 
 from sdk import App
 
@@ -72,11 +74,12 @@ def in_progress(effects: Path) -> set[str]:
     return {pid for (_, pid), count in open_steps.items() if count > 0}
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_killed_worker_neither_overfills_nor_loses_runs(
-    pg_fresh_url: str, tmp_path: Path
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     env = Env(tmp_path, WORKFLOWS)
-    env.db = pg_fresh_url
+    env.db = url_for(backend, tmp_path, request)
     effects = tmp_path / "effects.txt"
     effects.touch()
     os.environ["QUEUE_EFFECTS"] = str(effects)
