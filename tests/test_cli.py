@@ -91,7 +91,7 @@ asyncio.run(main())
 SUMMARY_KEYS = "run_id workflow version status created_at finished_at duration waiting_for"
 INFO_KEYS = (
     f"{SUMMARY_KEYS} input result error steps parent_run_id owner events"
-    " waiting_on fingerprint code_changes forked_from fork_point retries usage"
+    " waiting_on fingerprint code_changes forked_from fork_point retries usage queue queued"
 )
 OK_EVENTS = ["RunStarted", *["StepStarted", "StepCompleted"] * 3, "RunCompleted"]
 
@@ -229,6 +229,7 @@ def test_runs_show_json_shape(populated: Project) -> None:
     assert set(info) == set(INFO_KEYS.split())
     assert (info["input"], info["result"], info["error"]) == (3, {"total": 12, "size": 3}, None)
     assert info["events"] == len(OK_EVENTS)
+    assert (info["queue"], info["queued"]) == (None, None)  # a plain run: in no queue
     steps = [(s["position"], s["name"], s["result"]) for s in info["steps"]]
     assert steps == [(0, "double", 6), (1, "double", 12), (2, "blob", "AwD/")]
     failed = populated.json("runs", "show", "bad-run")
