@@ -153,9 +153,11 @@ class DagBuilder:
         queue: str | None = None,
     ) -> StepRef:
         """Declare a JavaScript step from a string (`matrix`, `queue`: as do() takes them)."""
-        ref = self.do(name, depends, code=code, matrix=matrix, queue=queue)(_no_function)
         # Problems should point at the js() call, not at the placeholder function.
-        self._steps[-1] = msgspec.structs.replace(self._steps[-1], location=_caller(name))
+        where = _caller(name)
+        _matrix(name, matrix, where)
+        ref = self.do(name, depends, code=code, matrix=matrix, queue=queue)(_no_function)
+        self._steps[-1] = msgspec.structs.replace(self._steps[-1], location=where)
         return ref
 
     def loop(

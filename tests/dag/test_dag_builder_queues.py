@@ -129,8 +129,9 @@ def test_bad_queue_values_say_what_where_and_how() -> None:
     flow.js("a", "return 1", queue="")
     with pytest.raises(DagDefinitionError, match="step 'a': invalid queue name ''"):
         flow.definition()
-    with pytest.raises(DagDefinitionError, match="matrix 'n' must be a non-empty list"):
+    with pytest.raises(DagDefinitionError, match="matrix 'n' must be a non-empty list") as bad:
         app.dag("mail").js("a", "return 1", matrix={"n": []})
+    assert bad.value.file == __file__  # the js() call, not the builder's own code
     with pytest.raises(DagDefinitionError, match="matrix 'n' must be a non-empty list"):
         app.dag("mail").js("a", "return 1", matrix={"n": "abc"})
 
