@@ -152,6 +152,18 @@ class Engine:
             self.worker = None
             await self.store.close()
 
+    async def declare_new_queues(self) -> None:
+        """Write the queues declared since the engine opened to the store (a DAG registered
+        while it is open: App.start registers a builder then): the claim admits only by
+        stored queues, so a run started in one of them would wait for ever."""
+        new = [s for n, s in self.registry.queues.items() if self._declared_queues.get(n) != s]
+        if not new or getattr(self.store, "read_only", None):
+            return
+        from durable.queues._declare import declare as declare_queues
+
+        await declare_queues(self.store, new)
+        self._declared_queues.update((spec.name, spec) for spec in new)
+
     async def _start_queued(
         self, workflow: str, input: Any, run_id: str, version: str, parent: str, queue: str
     ) -> tuple[str, str, str]:

@@ -160,10 +160,23 @@ class App(ScheduleMethods, QueueMethods):
         api: Mapping[str, Callable[..., Any]] | None = None,
         config: Mapping[str, Any] | None = None,
         parallelism: int | None = None,
+        queues: Mapping[str, Mapping[str, Any] | None] | None = None,
+        queue: str | None = None,
     ) -> DagBuilder:
         """A DAG built in Python (steps are JavaScript; `api` functions are callable from it).
-        It is registered when first started (app.run/start/run_dag)."""
-        return DagBuilder(name, version=version, api=api, config=config, parallelism=parallelism)
+        It is registered when first started (app.run/start/run_dag). `queues`: queues it
+        declares, name -> app.queue's limits ({"emails": {"concurrency": 1}}); `queue`: the
+        queue its runs start in unless the start names one; a step's own `queue=` (do, js)
+        must name a queue declared there or with app.queue."""
+        return DagBuilder(
+            name,
+            version=version,
+            api=api,
+            config=config,
+            parallelism=parallelism,
+            queues=queues,
+            queue=queue,
+        )
 
     def register_dag(
         self,
@@ -330,6 +343,9 @@ class App(ScheduleMethods, QueueMethods):
         `delay` seconds. `dedupe_key`: refused (DuplicateRunError, naming the run) while an
         unfinished run of the queue has the same key, or that run's handle is returned
         with if_duplicate="return"."""
+        ref = self._ref(workflow)  # a builder is registered now, with the queues it declares
+        engine = self.engine
+        await engine.declare_new_queues()
         queued = queue_start(
             self._registry.queues,
             queue,
@@ -339,8 +355,8 @@ class App(ScheduleMethods, QueueMethods):
             delay=delay,
             if_duplicate=if_duplicate,
         )
-        return await self.engine.client.start(
-            self._ref(workflow),
+        return await engine.client.start(
+            ref,
             input,
             run_id=run_id,
             version=version,

@@ -6,11 +6,14 @@ partitionConcurrency in JSON). `queue:` (top level) names the queue runs of the 
 start in. Checked when the definition is parsed, with the queue's own checks
 (durable.queues._spec), so `durable validate` and a POST of the definition report a bad limit
 where it is written. Whether a queue a step names is declared somewhere (here or by the
-application) is known only when the definition is registered (Registry.add_dag).
+application) is known only when the definition is registered (Registry.add_dag). The Python
+builder's `queues=` and `queue=` go through the same checks (`python=True`: the messages then
+show Python's spelling).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from durable._errors import InvalidIdError, QueueError
@@ -29,7 +32,13 @@ _KEYS = ("concurrency", "worker_concurrency", "rate_limit", "partition_concurren
 
 
 def check_queues(
-    value: Any, *, camel: bool, file: str | None, lines: LineMap, at: Path
+    value: Any,
+    *,
+    camel: bool,
+    file: str | None,
+    lines: LineMap,
+    at: Path,
+    python: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
     """The declared queues, each as app.queue's keyword arguments (snake_case), or the
     problems they have (one per queue, at the queue's own line)."""
@@ -37,12 +46,14 @@ def check_queues(
         return {}, []
     spell = {v: k for k, v in _CAMEL.items()} if camel else {}
     known = ", ".join(spell.get(k, k) for k in _KEYS)
-    example = (
-        '"queues": {"emails": {"concurrency": 2, "rateLimit": [100, 60]}}'
-        if camel
-        else "queues:\n  emails: {concurrency: 2, rate_limit: [100, 60]}"
-    )
-    if not isinstance(value, dict):
+    if python:
+        example = 'queues={"emails": {"concurrency": 2, "rate_limit": (100, 60)}}'
+    elif camel:
+        example = '"queues": {"emails": {"concurrency": 2, "rateLimit": [100, 60]}}'
+    else:
+        example = "queues:\n  emails: {concurrency: 2, rate_limit: [100, 60]}"
+    under = "in queues=" if python else "under `queues`"
+    if not isinstance(value, Mapping):
         return {}, list(
             fail(
                 f"`queues` must map queue names to their limits ({known}), e.g. {example}",
@@ -57,7 +68,7 @@ def check_queues(
         here = (*at, str(name))
         if limits is None:
             limits = {}
-        if not isinstance(limits, dict):
+        if not isinstance(limits, Mapping):
             problems.extend(
                 fail(
                     f"queue {name!r}: its limits must be a mapping of {known}, not "
@@ -87,15 +98,20 @@ def check_queues(
         try:
             queue_spec(str(name), **kwargs)
         except (QueueError, InvalidIdError) as exc:
-            message = str(exc).replace("(or None: no limit)", "(or left out: no limit)")
-            message = message.replace("(starts, seconds)", "[starts, seconds]")
-            message = message.replace("(100, 60.0)", "[100, 60]")
+            message = str(exc)
+            if not python:  # app.queue's words, in the file's spelling
+                message = message.replace("(or None: no limit)", "(or left out: no limit)")
+                message = message.replace("(starts, seconds)", "[starts, seconds]")
+                message = message.replace("(100, 60.0)", "[100, 60]")
             for snake, source in spell.items():
                 message = message.replace(snake, source)
-            problems.extend(fail(f"{message}; fix it under `queues`", file, lines, here).problems)
+            problems.extend(fail(f"{message}; fix it {under}", file, lines, here).problems)
             continue
         if not wrong:
-            queues[str(name)] = kwargs
+            # Plain data, as a YAML or JSON file gives it (a tuple rate_limit as a list).
+            queues[str(name)] = {
+                k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()
+            }
     return queues, problems
 
 
