@@ -150,6 +150,17 @@ def undeclared_queues(definition: DagDefinition, declared: Iterable[str]) -> lis
         where = Location(top.file, top.line, "$.queue")
         problems.append(problem_at(f"queue {definition.queue!r} is not declared: {hint}", where))
     for step in definition.steps:
+        if step.queue is not None and step.queue == definition.queue:
+            problems.append(
+                problem_at(
+                    f"step {step.id!r}: queue {step.queue!r} is also the queue the runs of "
+                    f"{definition.name!r} start in (`queue:`); a run holds its slot until it "
+                    "ends, so runs waiting for their steps' instances could hold every slot "
+                    "while the instances wait for one, forever: put the step on another queue",
+                    step.location,
+                    "queue",
+                )
+            )
         if step.queue is not None and step.queue not in names:
             problems.append(
                 problem_at(

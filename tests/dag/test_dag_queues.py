@@ -371,3 +371,22 @@ def test_durable_validate_refuses_an_undeclared_queue_unless_named(tmp_path: Pat
     assert f"{file}:3: step 'a': queue 'emails' is not declared" in refused.stderr
     assert "--queue NAME" in refused.stderr
     assert validate("--queue", "emails").returncode == 0
+
+
+def test_a_step_on_the_queue_its_runs_start_in_is_refused(tmp_path: Path) -> None:
+    # With concurrency 1, the run would hold the only slot while its step's instance waits
+    # for it: a deadlock the definition can be refused for up front.
+    file = tmp_path / "mail.yaml"
+    file.write_text(
+        "name: mail\nqueues:\n  emails: {concurrency: 1}\nqueue: emails\ntasks:\n"
+        '  a: {script: "echo", queue: emails}\n'
+    )
+    app = App(f"sqlite:///{tmp_path / 'runs.db'}")
+    with pytest.raises(DagDefinitionError) as caught:
+        app.register_dag(file)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.path) == (6, "$.tasks.a.queue")
+    assert problem.message.startswith(
+        "step 'a': queue 'emails' is also the queue the runs of 'mail' start in (`queue:`)"
+    )
+    assert "put the step on another queue" in problem.message
