@@ -298,7 +298,7 @@ async def could_admit(
     SQLite's idle poll asks this before taking the write lock). Partition limits and the
     worker's workflows are left to the admission itself: this may say yes when it then
     admits nothing, never no when it would admit."""
-    for (name,) in await read(_WAITING_QUEUES, (now,)):
+    for name, _oldest in await read(_WAITING_QUEUES + _BY_OLDEST, (now,)):
         found = await read(SQLITE_GET, (name,))
         if not found:
             continue  # not declared: its runs wait
