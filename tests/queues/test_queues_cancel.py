@@ -84,6 +84,7 @@ async def assert_cancelled_unrun(app: App, run_id: str) -> None:
     assert await app.engine.client.store.read_inbox([run_id]) == []
     report = await replay(run_id, events, app.registry)
     assert report.deterministic, report.divergence
+    assert (report.status, report.events) == ("cancelled", 3)
 
 
 async def test_a_run_waiting_behind_a_full_queue_is_cancelled_at_once(url: str) -> None:
