@@ -36,6 +36,7 @@ from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import RunInfo, RunSummary, run_info, summary
+from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
 from durable.runtime._registry import Registry, WorkflowDef
@@ -252,17 +253,26 @@ class Client:
         data = encode_value(payload, f"the payload of signal {name!r}")
         await self._send(run_id, NewInboxItem(run_id, "signal", name, data, time.time()))
 
-    async def cancel(self, run_id: str, reason: str = "") -> None:
+    async def cancel(self, run_id: str, reason: str = "") -> bool:
         """Ask a run to stop: the steps and waits it is in are cancelled (the workflow sees
         asyncio.CancelledError there, and may run compensation steps before re-raising),
         its children are cancelled too (not those started with parent_close="abandon"), and
         it ends `cancelled`. Cancelling twice is one request; cancelling a finished run
-        raises ValueError. A cancelled run can be resumed with retry()."""
+        raises ValueError. A cancelled run can be resumed with retry(). A queued run still
+        waiting for its queue (never started) is ended at once, without running: True (False:
+        the request is sent, and the run ends when a worker has delivered it)."""
         check_lookup("run id", run_id)
+        record = await self.store.get_run(run_id)
+        if record is not None and await cancel_if_waiting(self.store, record, reason):
+            self.notifier.notify(run_id)  # its waiters here
+            if self.worker is not None and record.parent_run_id is not None:
+                self.worker.wake_inbox()  # its parent may be executing here
+            return True
         item = NewInboxItem(
             run_id, "cancel", "cancel", reason.encode(), time.time(), dedupe_key="cancel"
         )
         await self._send(run_id, item)
+        return False
 
     async def fork(
         self,

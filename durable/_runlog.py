@@ -55,6 +55,7 @@ class RunLog:
         *,
         on_durable: Callable[[str], None],
         on_failed: Callable[[BaseException], None],
+        on_cancels_sent: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self._store = store
         self.state = state
@@ -62,6 +63,9 @@ class RunLog:
         self.last_seq = state.last_seq
         self._on_durable = on_durable
         self._on_failed = on_failed
+        # Told, once durable, which runs a commit asked to cancel (their queued, waiting ones
+        # end at once: durable.queues._cancel).
+        self._on_cancels_sent = on_cancels_sent
         self._mark_running = state.status == "pending"
         self.failed: BaseException | None = None
         # False until a step attempt has ended in this execution of the run: until then, a
@@ -173,13 +177,16 @@ class RunLog:
             fut.set_exception(exc)
         self._tail = fut
         last = records[-1].seq
-        fut.add_done_callback(lambda f: self._settle(f, last))
+        asked = tuple(item.run_id for item in send if item.kind == "cancel")
+        fut.add_done_callback(lambda f: self._settle(f, last, asked))
 
-    def _settle(self, fut: asyncio.Future[None], seq: int) -> None:
+    def _settle(self, fut: asyncio.Future[None], seq: int, asked: tuple[str, ...] = ()) -> None:
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if exc is None:
             self._durable_seq = max(self._durable_seq, seq)
             self._on_durable(self.state.run_id)
+            if asked and self._on_cancels_sent is not None:
+                self._on_cancels_sent(asked)
         elif self.failed is None:
             self.failed = exc
             self._on_failed(exc)
@@ -200,6 +207,18 @@ class ChildOutcome(msgspec.Struct, frozen=True):
     status: str
     result: bytes = b""
     error: ErrorInfo | None = None
+
+
+def child_end_notice(run_id: str, parent: str, outcome: ChildOutcome, now: float) -> NewInboxItem:
+    """The item telling a parent how its child `run_id` ended (one per child: its dedupe key)."""
+    return NewInboxItem(
+        run_id=parent,
+        kind="child",
+        name=run_id,
+        payload=msgspec.msgpack.encode(outcome),
+        created_at=now,
+        dedupe_key=f"child:{run_id}",
+    )
 
 
 async def append_end(log: RunLog, event: RunCompleted | RunFailed | RunCancelled) -> None:
@@ -228,17 +247,7 @@ async def append_end(log: RunLog, event: RunCompleted | RunFailed | RunCancelled
     reason = f"parent run {log.state.run_id!r} ended {outcome.status}"
     send = cancel_requests(log.state, reason, now)
     if parent is not None:
-        run_id = log.state.run_id
-        send += (
-            NewInboxItem(
-                run_id=parent,
-                kind="child",
-                name=run_id,
-                payload=msgspec.msgpack.encode(outcome),
-                created_at=now,
-                dedupe_key=f"child:{run_id}",
-            ),
-        )
+        send += (child_end_notice(log.state.run_id, parent, outcome, now),)
     log.append(event, update, at=now, send=send)
     durable = log.all_durable()
     if durable is not None:

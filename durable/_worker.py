@@ -25,6 +25,7 @@ from durable._runlog import RunLog
 from durable._state import RunState, fold
 from durable.dag._run import DagExecutor
 from durable.dag._services import DagServices
+from durable.queues._cancel import cancel_if_waiting
 from durable.runtime._child_starts import ChildStarter
 from durable.runtime._executor import RunExecutor
 from durable.runtime._registry import Registry
@@ -173,6 +174,7 @@ class Worker:
             fence,
             on_durable=self.notifier.notify,
             on_failed=functools.partial(self._write_failed, state.run_id),
+            on_cancels_sent=self._cancel_waiting,
         )
         executor: RunExecutor | DagExecutor
         if workflow.dag is not None:
@@ -189,6 +191,22 @@ class Worker:
         self.tasks[state.run_id] = task
         task.add_done_callback(functools.partial(self._finished, state.run_id))
         return executor
+
+    def _cancel_waiting(self, run_ids: tuple[str, ...]) -> None:
+        """A commit asked these runs (children) to cancel: those still waiting in a queue end
+        now (durable.queues._cancel), not when their queue admits them."""
+        task = asyncio.ensure_future(self._end_waiting(run_ids))
+        task.add_done_callback(_log_failure)
+
+    async def _end_waiting(self, run_ids: tuple[str, ...]) -> None:
+        for run_id in run_ids:
+            try:
+                run = await self.store.get_run(run_id)
+                if run is not None and await cancel_if_waiting(self.store, run):
+                    self.notifier.notify(run_id)
+                    self.wake_inbox()  # its parent, executing here, learns it at once
+            except StorageError as exc:  # the request stays in its inbox: delivered later
+                log.warning("run %s: could not end it while it waits: %s", run_id, exc)
 
     def _write_failed(self, run_id: str, exc: BaseException) -> None:
         executor = self.executors.get(run_id)
@@ -469,3 +487,8 @@ class Worker:
 def _ignore_result(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.warning("releasing a lease failed: %s", fut.exception())
+
+
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("ending waiting runs asked to cancel failed: %r", fut.exception())

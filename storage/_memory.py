@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 
 import msgspec
 
+from storage._cancel_ops import check_cancel_waiting
 from storage._checksum import checksum_of, verified
 from storage._debounce_ops import check_debounced, rearmed_ready_at
 from storage._errors import (
@@ -135,6 +136,28 @@ class MemoryStore:
         try:
             self._apply(append)
             fut.set_result(None)
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
+
+    def cancel_waiting(self, append: Append) -> asyncio.Future[bool]:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        try:
+            self._check_open()
+            check_cancel_waiting(append)
+            run = self._runs.get(append.run_id)
+            waiting = (
+                run is not None
+                and run.queue is not None
+                and run.status == "pending"
+                and self._queues.waiting(run.run_id)
+                and run.owner is None
+                and run.epoch == 0
+                and run.last_seq == 1
+            )
+            if waiting:
+                self._apply(append)
+            fut.set_result(waiting)
         except Exception as exc:
             fut.set_exception(exc)
         return fut

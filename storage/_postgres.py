@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from storage import _cancel_pg as pgcancel
 from storage import _debounce_pg as pgdebounce
 from storage import _postgres_ops as ops
 from storage import _queue_pg as pgqueues
@@ -250,6 +251,10 @@ class PostgresStore:
             row_to_run=ops.row_to_run,
         )
         return self._w().submit(op, notify=True)
+
+    def cancel_waiting(self, append: Append) -> asyncio.Future[bool]:
+        op = functools.partial(pgcancel.cancel_waiting, app=append)
+        return self._w().submit(op, notify=bool(append.send))  # its parent is woken
 
     async def reopen_run(
         self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float

@@ -268,6 +268,17 @@ class Store(Protocol):
         dedupe_key or ready_at."""
         ...
 
+    def cancel_waiting(self, append: Append) -> asyncio.Future[bool]:
+        """End a queued run that still waits (storage._cancel_ops): pending, never admitted
+        nor claimed (no owner, epoch 0), its log its first event only. If it does, `append`
+        (events after seq 1, a final status, no fence) is applied as Store.append applies
+        one, atomically with the check: its events, row update, consumed items and sends;
+        gives True. Otherwise (admitted, claimed, appended to, ended, not queued, no such
+        run) nothing is written: False. Atomic between processes: of this and a claim
+        admitting the run at once, one wins. ValueError for an append that does not follow
+        seq 1, has no events or final status, or has a fence."""
+        ...
+
 
 @runtime_checkable
 class WorkSignal(Protocol):

@@ -22,6 +22,7 @@ from contextlib import closing
 
 import aiosqlite
 
+from storage import _cancel_ops as cancelling
 from storage import _debounce_ops as debounce
 from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
@@ -235,6 +236,9 @@ class SQLiteStore:
             row_to_run=ops.row_to_run,
         )
         return self._w().submit(op)
+
+    def cancel_waiting(self, append: Append) -> asyncio.Future[bool]:
+        return self._w().submit(functools.partial(cancelling.cancel_waiting, app=append))
 
     async def reopen_run(
         self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float

@@ -64,10 +64,12 @@ async def test_every_golden_history_replays_cleanly(path: Path) -> None:
     events = history.logged()
     report = await replay(history.run.run_id, events, make_app().registry)
     assert report.deterministic, report.divergence
-    # Every run succeeded, but the child run that failed on purpose (children.1).
-    expected = "failed" if path.stem == "children.1" else "succeeded"
+    # Every run succeeded, but the child run that failed on purpose (children.1) and the
+    # queued run cancelled while it waited (waitcancel), whose code asks for a step its log
+    # never reached, as any run cancelled before its first step.
+    expected = {"children.1": "failed", "waitcancel": "cancelled"}.get(path.stem, "succeeded")
     assert report.status == history.run.status == expected
-    assert not report.reached_end_of_history
+    assert report.reached_end_of_history == (expected == "cancelled")
     assert report.events == len(events) == history.run.last_seq
 
 
@@ -94,6 +96,21 @@ def test_the_golden_files_cover_what_they_claim() -> None:
     assert {s.name for s in gathered} == {"slow_square"}
     # asyncio.gather: every one of the three started before any of them finished.
     assert max(s.started_at or 0 for s in gathered) < min(s.finished_at or 0 for s in gathered)
+
+
+def test_the_golden_waiting_cancel_covers_what_it_claims() -> None:
+    """A queued run cancelled while it waited (durable.queues._cancel): RunStarted, then the
+    request and the end in one commit, nothing run; it folds as a cancelled run."""
+    logged = golden("waitcancel").logged()
+    assert [e.type for e in logged] == ["RunStarted", "CancelRequested", "RunCancelled"]
+    assert logged[1].at == logged[2].at
+    state = fold("w", logged)
+    assert (state.status, state.cancel_requested, state.cancel_reason) == (
+        "cancelled",
+        True,
+        "not needed",
+    )
+    assert state.steps == {}
 
 
 def test_the_golden_waits_cover_what_they_claim() -> None:

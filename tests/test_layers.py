@@ -44,7 +44,7 @@ FLOW_ORDER = [
 SCHEDULES_ORDER = ["_cron", "_spec", "_plan", "_fire", "_control", "_loop"]
 
 # durable/queues, likewise.
-QUEUES_ORDER = ["_spec", "_options", "_control", "_declare", "_debounce"]
+QUEUES_ORDER = ["_spec", "_options", "_control", "_declare", "_debounce", "_cancel"]
 
 
 def imported_modules(path: Path) -> set[str]:

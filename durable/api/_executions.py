@@ -175,14 +175,15 @@ async def visualize_execution(services: Services, run_id: str = RunId) -> Visual
 async def cancel_execution(
     services: Services, data: CancelRequest | None = None, run_id: str = RunId
 ) -> Accepted:
-    """Cancel the run and its children; it ends `cancelled` once a worker has delivered it."""
+    """Cancel the run and its children; it ends `cancelled` once a worker has delivered it
+    (status "cancelling"), or at once if it was still waiting in its queue ("cancelled")."""
     try:
-        await services.client.cancel(run_id, data.reason if data is not None else "")
+        ended = await services.client.cancel(run_id, data.reason if data is not None else "")
     except InvalidIdError:
         raise  # a 400 (create_app's handlers), not a conflict
     except ValueError as exc:  # it has ended
         raise ClientException(str(exc), status_code=HTTP_409_CONFLICT) from None
-    return Accepted(execution_id=run_id, status="cancelling")
+    return Accepted(execution_id=run_id, status="cancelled" if ended else "cancelling")
 
 
 @post(

@@ -39,7 +39,7 @@ class CancelRequest(Api, forbid_unknown_fields=True):
 
 class Accepted(Api):
     execution_id: str
-    status: str  # "cancelling", "signalled"
+    status: str  # "cancelling", "cancelled" (a queued run that waited), "signalled"
 
 
 class WorkflowSummary(Api):

@@ -63,12 +63,17 @@ def cancel(ctx: click.Context, run_id: str, reason: str, db: str | None) -> None
     JavaScript sandboxes killed), the workflow may run compensation steps, and the run ends
     `cancelled`."""
 
+    ended: list[bool] = []
+
     async def go() -> None:
         async with reading(chosen_url(ctx, db)) as engine:
-            await engine.client.cancel(run_id, reason)
+            ended.append(await engine.client.cancel(run_id, reason))
 
     _acting(go)
-    click.echo(escape_controls(f"cancellation of run {run_id} requested"))
+    if ended and ended[0]:
+        click.echo(escape_controls(f"run {run_id} cancelled (it was waiting in its queue)"))
+    else:
+        click.echo(escape_controls(f"cancellation of run {run_id} requested"))
 
 
 @cli.command("prune")

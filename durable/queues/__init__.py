@@ -8,7 +8,8 @@ Modules, bottom first (each imports only those before it; tests/test_layers.py c
 _spec (a queue's declaration, checked, and its row), _options (a start's queue options,
 checked against the declared queues), _control (list and show: limits, depth, why a run
 waits), _declare (writing an engine's declarations to the store), _debounce (app.debounce:
-a burst of calls starts one run, with the last input).
+a burst of calls starts one run, with the last input), _cancel (a waiting run cancelled ends
+at once).
 """
 
 from durable.queues._options import QueueStart

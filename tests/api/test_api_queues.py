@@ -152,3 +152,33 @@ def test_a_run_outside_a_queue_has_no_place(tmp_path: Path) -> None:
             "ahead",
             "whyWaiting",
         }
+
+
+def test_cancelling_a_waiting_run_over_http_ends_it_at_once(tmp_path: Path) -> None:
+    """POST /executions/{id}/cancel of a run waiting for its queue's rate: an admin token's
+    request ends it cancelled before the answer ("cancelled", not "cancelling"); a reader's
+    is refused and changes nothing."""
+    (tmp_path / "queue_app.py").write_text(APP)
+    with (
+        serve(tmp_path, "--app", "queue_app:app", env=TOKENS) as server,
+        server.client(ADMIN) as admin,
+        server.client(READER) as reader,
+    ):
+        start = {"workflowId": "email", "context": 1, "queue": "emails"}
+        first = admin.post("/executions/start", json=start)
+        wait_status(reader, first.json()["executionId"], {"succeeded"})
+        waiting = admin.post("/executions/start", json={**start, "context": 2}).json()
+        run_id = waiting["executionId"]
+        assert reader.get("/queues/emails").json()["waiting"] == 1
+        refused = reader.post(f"/executions/{run_id}/cancel", json={"reason": "no"})
+        assert refused.status_code in (401, 403)
+        assert reader.get(f"/executions/{run_id}").json()["status"] == "pending"
+        cancelled = admin.post(f"/executions/{run_id}/cancel", json={"reason": "not needed"})
+        assert cancelled.status_code == 202, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        assert reader.get(f"/executions/{run_id}").json()["status"] == "cancelled"
+        assert reader.get("/queues/emails").json()["waiting"] == 0
+        events = reader.get(f"/executions/{run_id}/events").json()["events"]
+        assert [e["type"] for e in events] == ["RunStarted", "CancelRequested", "RunCancelled"]
+        again = admin.post(f"/executions/{run_id}/cancel")
+        assert again.status_code == 409 and "already ended cancelled" in again.json()["error"]

@@ -44,7 +44,13 @@ from durable._events import (  # noqa: E402
 )
 from durable._history import HistoryFile, dumps, read  # noqa: E402
 from durable._views import event_view, plain  # noqa: E402
-from golden.workflows import GOLDEN_RUNS, GOLDEN_SIGNALS, make_app  # noqa: E402
+from golden.workflows import (  # noqa: E402
+    GOLDEN_CANCELLED_WAITING,
+    GOLDEN_QUEUE,
+    GOLDEN_RUNS,
+    GOLDEN_SIGNALS,
+    make_app,
+)
 from sdk import App  # noqa: E402
 
 _FILE = re.compile(r'File "([^"]+)"')
@@ -107,6 +113,11 @@ async def execute(url: str, runs: list[str]) -> None:
         for run_id in runs:
             workflow, arg = GOLDEN_RUNS[run_id]
             signals = GOLDEN_SIGNALS.get(run_id)
+            reason = GOLDEN_CANCELLED_WAITING.get(run_id)
+            if reason is not None:
+                await app.start(workflow, arg, run_id=run_id, queue=GOLDEN_QUEUE, delay=3600)
+                await app.cancel(run_id, reason)
+                continue
             if not signals:
                 await app.run(workflow, arg, run_id=run_id)
                 continue

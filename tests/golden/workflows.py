@@ -26,7 +26,13 @@ GOLDEN_RUNS: dict[str, tuple[str, Any]] = {
     "golden-children": ("children", 3),
     "golden-patched": ("patched", None),
     "golden-select": ("select", None),
+    "golden-waitcancel": ("steps", 4),
 }
+
+# run id -> the reason it is cancelled with while it waits in the queue GOLDEN_QUEUE (started
+# there with a long delay): the log of a queued run cancelled before it ever started.
+GOLDEN_QUEUE = "golden"
+GOLDEN_CANCELLED_WAITING: dict[str, str] = {"golden-waitcancel": "not needed"}
 
 # run id -> the signals regenerate.py sends it while it runs, in order, as (waits, name,
 # payload): each is sent once the run's log holds `waits` WaitStarted events (0: at once,
@@ -44,6 +50,7 @@ def make_app(url: str | None = None, *, variant: str = "current") -> App:
     "cubed" (children runs `cube` where it ran `square`), "deprecated" (patched with its patch
     removed the documented way: ctx.deprecate_patch() and the old branch dropped)."""
     app = App(url, poll_interval=0.05)
+    app.queue(GOLDEN_QUEUE)
 
     @app.step
     async def add(a: int, b: int) -> int:
