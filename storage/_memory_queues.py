@@ -155,7 +155,9 @@ class MemoryQueues:
             if limit is not None and part is not None and rank[part] + held.get(part, 0) > limit:
                 continue
             p, ready, created, _ = order(i)
-            ranked.append((p, rank[part], ready, created, i))
+            # As the SQL backends: the partition's place in line counts its admitted runs.
+            turn = rank[part] + (held.get(part, 0) if part is not None else 0)
+            ranked.append((p, turn, ready, created, i))
         ids = [t[4] for t in sorted(ranked)[:free]]
         for i in ids:
             self.entries[i].admitted_at = now

@@ -5,8 +5,9 @@ A queued run is created unowned with `queue` set and `admitted_at` NULL. The ord
 never takes it (ADMITTED below); `admit` does, queue by queue, in the claim's write
 transaction: it counts the queue's admitted unfinished runs (a slot is held until the run
 ends, whoever holds its lease), the claimer's own, and the admissions of the rate window, and
-takes at most what every limit leaves free, by priority (higher first), then a fairness rank
-(each partition's first waiting run before any partition's second), then ready_at. Setting
+takes at most what every limit leaves free, by priority (higher first), then a fairness turn
+(a partition's waiting runs ranked, plus the runs it already has admitted: the partition
+holding the fewest goes first), then ready_at. Setting
 admitted_at is what admits: from then on the run is claimed like any other, so an admitted run
 whose worker died is taken over without being counted twice.
 
@@ -178,7 +179,10 @@ SELECT
 FROM durable_runs WHERE queue = ?
 """
 # Waiting runs in admission order. `held` is how many admitted unfinished runs the run's
-# partition already has: with a partition limit, rank + held must stay within it.
+# partition already has: with a partition limit, rank + held must stay within it; and within a
+# priority the partitions take turns by rank + held, so a slot freed on its own goes to the
+# partition holding the fewest (by rank alone, a big tenant's next-oldest run would win every
+# one-slot admission by age, and a small tenant would wait behind the big one's whole line).
 _CANDIDATES = f"""
 SELECT run_id FROM (
     SELECT run_id, priority, ready_at, created_at, partition_key,
@@ -191,7 +195,7 @@ SELECT run_id FROM (
     WHERE queue = ? AND admitted_at IS NULL AND status IN {ACTIVE}
         AND ready_at IS NOT NULL AND ready_at <= ?{{eligible}}
 ) WHERE ? IS NULL OR partition_key IS NULL OR rank + held <= ?
-ORDER BY coalesce(priority, 0) DESC, rank, ready_at, created_at, run_id
+ORDER BY coalesce(priority, 0) DESC, rank + held, ready_at, created_at, run_id
 LIMIT ?
 """
 _ELIGIBLE = (

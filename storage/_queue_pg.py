@@ -103,7 +103,7 @@ SELECT run_id FROM (
     WHERE queue = $4 AND admitted_at IS NULL AND status IN {ACTIVE}
         AND ready_at IS NOT NULL AND ready_at <= $1 AND {_ELIGIBLE}
 ) AS c WHERE $5::int IS NULL OR partition_key IS NULL OR rank + held <= $5::int
-ORDER BY coalesce(priority, 0) DESC, rank, ready_at, created_at, run_id
+ORDER BY coalesce(priority, 0) DESC, rank + held, ready_at, created_at, run_id
 LIMIT $6
 """
 # Re-checked by the UPDATE itself: a run cancelled meanwhile is not admitted, nor one whose

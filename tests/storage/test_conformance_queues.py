@@ -147,6 +147,21 @@ async def test_partitions_share_the_slots_fairly(store: Store) -> None:
     assert await claim(store, "w1", now=T0 + 60) == ["big00", "small"]
 
 
+async def test_a_freed_slot_goes_to_the_partition_holding_fewest(store: Store) -> None:
+    # Slots free one at a time (a worker admits as soon as a run ends): the partition with
+    # the fewest admitted runs goes first, or the big tenant's next-oldest would win every
+    # single-slot admission by age and the small tenant would wait behind all of them.
+    await store.put_queue(QueueRecord("emails", concurrency=2))
+    for i in range(20):
+        await start(store, f"big{i:02}", at=T0 + i, partition_key="tenant-big")
+    assert await claim(store, "w1", now=T0 + 30) == ["big00", "big01"]
+    await start(store, "small", at=T0 + 50, partition_key="tenant-small")
+    await finish(store, "big00")
+    assert await claim(store, "w1", now=T0 + 60, limit=1) == ["small"]
+    await finish(store, "big01")
+    assert await claim(store, "w1", now=T0 + 61, limit=1) == ["big02"]
+
+
 async def test_partition_concurrency(store: Store) -> None:
     await store.put_queue(QueueRecord("emails", partition_concurrency=1))
     for i in range(3):
