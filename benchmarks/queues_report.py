@@ -164,9 +164,9 @@ def render(
     out += [
         "DBOS's fairness: a partitioned queue (partition_concurrency = global concurrency = 10,",
         "so the partition limit limits nothing more), whose poll visits partitions in random",
-        "order; durable's: no partition limit, each partition's first waiting run before any",
-        "partition's second. 'big before': big-tenant runs whose step began before the small",
-        "tenant's last. DBOS's queued results are awaited with a 5 ms result poll.",
+        "order; durable's: no partition limit, the partition holding the fewest admitted runs",
+        "first. 'big before': big-tenant runs whose step began before the small tenant's",
+        "last. DBOS's queued results are awaited with a 5 ms result poll.",
         f"({seconds:.0f} s in all)",
     ]
     payload = {
