@@ -418,6 +418,8 @@ class Client:
         events = await self.store.read_events(run_id)
         state = fold(run_id, [decode_record(r) for r in events])
         info = run_info(record, state, (await self._waiting_for([record])).get(run_id))
+        if record.queue is None:  # a plain run: no place in a queue to look up
+            return info
         place = await self.store.run_queue(run_id)
         if place is None:
             return info

@@ -24,18 +24,12 @@ from storage._debounce_ops import (
 )
 from storage._queue_pg import create_queued, dedupe_lock
 from storage._records import EventRecord, NewRun, RunRecord
+from storage._sql_text import numbered
 
-
-def _numbered(sql: str) -> str:
-    """`?` placeholders as asyncpg's $1, $2, ... (the shared SQL has no literal `?`)."""
-    parts = sql.split("?")
-    return "".join(f"{p}${i}" for i, p in enumerate(parts[:-1], 1)) + parts[-1]
-
-
-_HOLDER = _numbered(HOLDER)
-_REARM = _numbered(REARM)
-_REWRITE_FIRST = _numbered(REWRITE_FIRST)
-_NEXT_GENERATION = _numbered(NEXT_GENERATION)
+_HOLDER = numbered(HOLDER)
+_REARM = numbered(REARM)
+_REWRITE_FIRST = numbered(REWRITE_FIRST)
+_NEXT_GENERATION = numbered(NEXT_GENERATION)
 
 
 async def debounce_run(

@@ -90,7 +90,7 @@ INSERT_QUEUED_COLUMNS = (
     "last_seq, epoch, ready_at, queue, priority, partition_key, dedupe_key"
 )
 
-_SQLITE_UPSERT = f"""
+SQLITE_UPSERT = f"""
 INSERT INTO durable_queues ({QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
     worker_concurrency = excluded.worker_concurrency, rate_limit = excluded.rate_limit,
@@ -143,7 +143,7 @@ SELECT min(t) FROM (
 ) AS soon
 """
 SQLITE_NEXT_ADMISSION = NEXT_ADMISSION.format(now="?")  # three times: (now, now, now)
-_LIVE_HOLDER = (
+LIVE_HOLDER = (
     f"SELECT run_id FROM durable_runs WHERE queue = ? AND dedupe_key = ? AND status IN {ACTIVE}"
 )
 _INSERT_QUEUED = (
@@ -253,7 +253,7 @@ def queued_args(run: NewRun, record: RunRecord) -> tuple[object, ...]:
 
 
 def put_queue(cur: sqlite3.Cursor, record: QueueRecord) -> None:
-    cur.execute(_SQLITE_UPSERT, queue_args(record))
+    cur.execute(SQLITE_UPSERT, queue_args(record))
 
 
 def create_queued(
@@ -267,7 +267,7 @@ def create_queued(
     False). Read then write is safe: the writer's BEGIN IMMEDIATE holds the write lock."""
     found = cur.execute(select_run, (run.run_id,)).fetchone()
     if found is None and run.dedupe_key is not None:
-        holder = cur.execute(_LIVE_HOLDER, (run.queue, run.dedupe_key)).fetchone()
+        holder = cur.execute(LIVE_HOLDER, (run.queue, run.dedupe_key)).fetchone()
         if holder is not None:
             found = cur.execute(select_run, (holder[0],)).fetchone()
     if found is not None:

@@ -19,26 +19,25 @@ from storage._errors import DedupeKeyHeldError
 from storage._queue_ops import (
     ACTIVE,
     INSERT_QUEUED_COLUMNS,
+    LIVE_HOLDER,
     NEXT_ADMISSION,
-    QUEUE_COLUMNS,
     REOPEN_HOLDER,
     REOPEN_KEY,
+    SQLITE_GET,
+    SQLITE_LIST,
+    SQLITE_RUN_QUEUE,
+    SQLITE_UPSERT,
     QueueRecord,
     free_slots,
     queued_args,
     row_to_queue,
 )
 from storage._records import Claim, EventRecord, Fence, NewRun, RunRecord, created_record
+from storage._sql_text import numbered
 
-PG_UPSERT = f"""
-INSERT INTO durable_queues ({QUEUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
-    worker_concurrency = excluded.worker_concurrency, rate_limit = excluded.rate_limit,
-    rate_period = excluded.rate_period, partition_concurrency = excluded.partition_concurrency,
-    updated_at = excluded.updated_at
-"""
-PG_LIST = f"SELECT {QUEUE_COLUMNS} FROM durable_queues ORDER BY name"
-PG_GET = f"SELECT {QUEUE_COLUMNS} FROM durable_queues WHERE name = $1"
+PG_UPSERT = numbered(SQLITE_UPSERT)
+PG_LIST = SQLITE_LIST
+PG_GET = numbered(SQLITE_GET)
 PG_STATS = f"""
 SELECT
     count(*) FILTER (WHERE admitted_at IS NULL AND status IN {ACTIVE}),
@@ -47,10 +46,7 @@ SELECT
     min(created_at) FILTER (WHERE admitted_at IS NULL AND status IN {ACTIVE})
 FROM durable_runs WHERE queue = $2
 """
-PG_RUN_QUEUE = (
-    "SELECT queue, coalesce(priority, 0), partition_key, dedupe_key, admitted_at, ready_at, "
-    "created_at FROM durable_runs WHERE run_id = $1 AND queue IS NOT NULL"
-)
+PG_RUN_QUEUE = numbered(SQLITE_RUN_QUEUE)
 PG_AHEAD = f"""
 SELECT count(*) FROM durable_runs WHERE queue = $1 AND admitted_at IS NULL AND status IN {ACTIVE}
     AND (coalesce(priority, 0) > $2 OR (coalesce(priority, 0) = $2
@@ -58,9 +54,7 @@ SELECT count(*) FROM durable_runs WHERE queue = $1 AND admitted_at IS NULL AND s
 """
 PG_NEXT_ADMISSION = NEXT_ADMISSION.format(now="$1::float8")
 _LOCK_KEY = "SELECT pg_advisory_xact_lock($1)"
-_LIVE_HOLDER = (
-    f"SELECT run_id FROM durable_runs WHERE queue = $1 AND dedupe_key = $2 AND status IN {ACTIVE}"
-)
+_LIVE_HOLDER = numbered(LIVE_HOLDER)
 _INSERT_QUEUED = (
     f"INSERT INTO durable_runs ({INSERT_QUEUED_COLUMNS}) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
@@ -81,7 +75,7 @@ _WAITING_QUEUES = (
     f"AND status IN {ACTIVE} AND ready_at IS NOT NULL AND ready_at <= $1 AND {_ELIGIBLE} "
     "GROUP BY queue ORDER BY min(ready_at), queue"
 )
-_LOCK_QUEUE = f"SELECT {QUEUE_COLUMNS} FROM durable_queues WHERE name = $1 FOR UPDATE SKIP LOCKED"
+_LOCK_QUEUE = PG_GET + " FOR UPDATE SKIP LOCKED"
 _COUNTS = f"""
 SELECT
     count(*) FILTER (WHERE admitted_at IS NOT NULL AND status IN {ACTIVE}),

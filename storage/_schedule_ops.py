@@ -9,11 +9,12 @@ one writes and the other is told to read again, so a tick is never handled twice
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Sequence
 
 import msgspec
+
+from storage._sql_text import numbered
 
 
 class ScheduleRecord(msgspec.Struct, frozen=True):
@@ -80,17 +81,11 @@ _SELECT = f"SELECT {COLUMNS} FROM durable_schedules WHERE name = ?"
 _LIST = f"SELECT {COLUMNS} FROM durable_schedules ORDER BY name"
 
 
-def _numbered(sql: str) -> str:
-    """The same statement with PostgreSQL's $1, $2... placeholders."""
-    count = iter(range(1, 1000))
-    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
-
-
 SQLITE_SELECT = _SELECT
 SQLITE_LIST = _LIST
-PG_UPSERT = _numbered(_UPSERT)
-PG_UPDATE = _numbered(_UPDATE) + " RETURNING 1"
-PG_SELECT = _numbered(_SELECT)
+PG_UPSERT = numbered(_UPSERT)
+PG_UPDATE = numbered(_UPDATE) + " RETURNING 1"
+PG_SELECT = numbered(_SELECT)
 PG_LIST = _LIST
 
 
