@@ -20,6 +20,10 @@ replay (RunExecutor with the registered workflow, re-executing the code against 
 it asks for what the log does not hold: the first live command), and the total. Median of
 `--repeats` subprocesses; the ratios of successive sizes (10x more events) should be ~10 if
 recovery is linear. Not a test: the figures depend on the machine.
+
+Left out: what the worker does around this path and costs the same at any size (the claim, the
+inbox read, RunLog's construction) and the first live command itself (a live signal wait's
+match sorts the run's signals once: Waits._match_signal).
 """
 
 from __future__ import annotations
