@@ -23,7 +23,6 @@ from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownW
 from durable._events import (
     CancelRequested,
     CodeChanged,
-    MarkerRecorded,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -35,6 +34,7 @@ from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
 from durable.runtime._child_starts import ChildArgs, ChildStarter, ChildStarts, Creation
 from durable.runtime._context import ChildRun, Context, current_executor
+from durable.runtime._markers import marker, patched
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
@@ -488,33 +488,7 @@ class RunExecutor:
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
         """See Context.patched()."""
-        known = self._patches.get(change_id)
-        if known is not None:
-            return known
-        pos = self._next_pos
-        marker = self.state.markers.get(pos)
-        if (
-            marker is not None
-            and marker.kind == "patch"
-            and decode_value(marker.value) == change_id
-        ):
-            self._next_pos = pos + 1
-            self._patches[change_id] = True
-            return True
-        if deprecated or self.is_replaying:
-            # A run that passed this point before the patch existed: the old path, and no
-            # position taken, so the positions after it still line up with its log.
-            self._patches[change_id] = False
-            return False
-        if self.log is None:
-            raise EndOfHistory()
-        if self.stopping or self._ending:
-            raise ExecutionStopped()
-        self._next_pos = pos + 1
-        raw = msgspec.Raw(encode_value(change_id, "a patch id"))
-        self.log.append(MarkerRecorded(pos=pos, kind="patch", value=raw))
-        self._patches[change_id] = True
-        return True
+        return patched(self, change_id, deprecated)
 
     # -- cancellation, and telling the worker the run is idle (see _watch) -----------------
 
@@ -540,24 +514,7 @@ class RunExecutor:
         return self.watch.park_problem()
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
-        if self.stopping or self._ending:
-            raise ExecutionStopped()
-        pos = self._next_pos
-        self._next_pos = pos + 1
-        recorded = self.state.markers.get(pos)
-        if recorded is not None:
-            if recorded.kind != kind:
-                raise self._divergence(pos, f"ctx.{recorded.kind}()", f"ctx.{kind}()")
-            return decode_value(recorded.value)
-        other = self.recorded_at(pos)
-        if other is not None:
-            raise self._divergence(pos, other, f"ctx.{kind}()")
-        if self.log is None:
-            raise EndOfHistory()
-        value = produce()
-        raw = msgspec.Raw(encode_value(value, f"ctx.{kind}()"))
-        self.log.append(MarkerRecorded(pos=pos, kind=kind, value=raw))
-        return value
+        return marker(self, kind, produce)
 
     # -- divergence -----------------------------------------------------------------------
 
