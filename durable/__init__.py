@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from durable._replay import Divergence, ReplayReport, replay, state_at
     from durable._state import RunState, StepState, apply, fold
     from durable._usage import RunUsage, StepUsage
-    from durable._views import RunInfo, RunSummary, StepInfo
+    from durable._views import HistoryInfo, RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
     from durable.runtime._context import Context, StepContext, current_step
     from durable.runtime._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
@@ -113,6 +113,7 @@ _WHERE = {
     "fold": "durable._state",
     "RunUsage": "durable._usage",
     "StepUsage": "durable._usage",
+    "HistoryInfo": "durable._views",
     "RunInfo": "durable._views",
     "RunSummary": "durable._views",
     "StepInfo": "durable._views",
@@ -139,6 +140,7 @@ __all__ = [
     "Engine",
     "ErrorInfo",
     "Event",
+    "HistoryInfo",
     "InvalidIdError",
     "InvalidInputError",
     "LoggedEvent",

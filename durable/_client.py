@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,7 +36,7 @@ from durable._ids import check_id, check_lookup
 from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
-from durable._views import RunInfo, RunSummary, run_info, summary
+from durable._views import HistoryInfo, RunInfo, RunSummary, run_info, summary, ts
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -415,7 +416,7 @@ class Client:
         record = await self.store.get_run(run_id)
         if record is None:
             raise RunNotFoundError(run_id)
-        events = await self.store.read_events(run_id)
+        events = await self.store.read_history(run_id)
         state = fold(run_id, [decode_record(r) for r in events])
         info = run_info(record, state, (await self._waiting_for([record])).get(run_id))
         if record.queue is None:  # a plain run: no place in a queue to look up
@@ -428,12 +429,33 @@ class Client:
             queued = await waiting_reason(self.store, place)
         return msgspec.structs.replace(info, queue=place.queue, queued=queued)
 
+    async def histories(self, run_id: str) -> list[HistoryInfo]:
+        """The chain of the run's histories, oldest first (ctx.continue_as_new())."""
+        check_lookup("run id", run_id)
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFoundError(run_id)
+        chain = await self.store.list_histories(run_id)
+        if not chain:  # never continued: one history, from the run's first event
+            return [HistoryInfo(0, 1, None, _at(record.created_at), None, True)]
+        return [
+            HistoryInfo(
+                h.generation,
+                h.first_seq,
+                h.last_seq,
+                _at(h.started_at),
+                ts(h.ended_at),
+                h.retained,
+            )
+            for h in chain
+        ]
+
     async def usage(self, run_id: str) -> RunUsage:
         """The run's token usage and script resources, in total and per step (durable._usage)."""
         check_lookup("run id", run_id)
         if await self.store.get_run(run_id) is None:
             raise RunNotFoundError(run_id)
-        events = await self.store.read_events(run_id)
+        events = await self.store.read_history(run_id)
         return run_usage(fold(run_id, [decode_record(r) for r in events]))
 
     async def _waiting_for(self, records: list[RunRecord]) -> dict[str, str]:
@@ -507,3 +529,7 @@ class Client:
                     await asyncio.wait_for(changed.wait(), delay)
                 except TimeoutError:
                     delay = min(delay * 2, self.poll_interval)
+
+
+def _at(value: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value, dt.UTC)

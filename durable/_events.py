@@ -21,6 +21,18 @@ class Event(msgspec.Struct, tag=True, frozen=True):
     """Base of every event."""
 
 
+class Continuation(msgspec.Struct, frozen=True):
+    """What a history started by ctx.continue_as_new() knows of the one it continues: its
+    generation (the first history is 0), the seq of the RunContinued that closed the previous
+    history, and where and when that previous history began (for the run's chain of histories,
+    which outlives the events a continuation deletes)."""
+
+    generation: int
+    continued_from: int
+    previous_start: int
+    previous_started_at: float
+
+
 class RunStarted(Event, frozen=True):
     workflow: str
     version: str
@@ -42,6 +54,9 @@ class RunStarted(Event, frozen=True):
     # (DagDefinition.canonical_json, whose sha256 is `fingerprint`), for tools that draw or
     # read the run without the application (`durable visualize`). "" for every other run.
     definition: str = ""
+    # Set on the first event of a history started by ctx.continue_as_new(): the fold of a
+    # run's log starts afresh at it (durable._state.fold).
+    continuation: Continuation | None = None
 
 
 class StepStarted(Event, frozen=True):
@@ -202,6 +217,15 @@ class RunCancelled(Event, frozen=True):
     reason: str = ""
 
 
+class RunContinued(Event, frozen=True):
+    """ctx.continue_as_new(): the last event of a history. The run goes on, under the same run
+    id and version, with a new history whose RunStarted follows (generation `generation`, with
+    `input`); signals received and not yet consumed are carried into it."""
+
+    generation: int
+    input: msgspec.Raw
+
+
 class RunResumed(Event, frozen=True):
     """`durable retry`: a failed (or cancelled) run continues in place. The steps at `retry`
     get a new attempt (with a fresh retry budget), the instances at `forget` are as if never
@@ -243,6 +267,7 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     SelectStarted,
     SelectCompleted,
     InboxDropped,
+    RunContinued,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

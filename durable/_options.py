@@ -22,8 +22,13 @@ class WorkerOptions:
     # its lease is given back and the store wakes it when the wait can end, so waiting runs
     # cost rows, not memory. Shorter waits are waited for in memory.
     park_after: float = 1.0
+    # ctx.continue_as_new(): how many histories before a run's current one keep their events
+    # (for `durable events` and debugging); older ones are deleted, their chain kept.
+    keep_histories: int = 1
 
     def __post_init__(self) -> None:
+        if self.keep_histories < 0:
+            raise ValueError("keep_histories must be >= 0")
         if self.lease_ttl <= 0 or (self.poll_interval is not None and self.poll_interval <= 0):
             raise ValueError("lease_ttl and poll_interval must be > 0")
         if self.max_concurrent_runs < 1 or self.claim_batch < 1 or self.step_threads < 1:

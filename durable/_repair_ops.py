@@ -45,7 +45,7 @@ async def _read(store: Store, run_id: str) -> tuple[RunRecord, list[LoggedEvent]
     record = await store.get_run(run_id)
     if record is None:
         raise RunNotFoundError(run_id)
-    events = [decode_record(r) for r in await store.read_events(run_id)]
+    events = [decode_record(r) for r in await store.read_history(run_id)]
     return record, events, fold(run_id, events)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -12,8 +12,10 @@ from durable._children import cancel_requests
 from durable._errors import ErrorInfo
 from durable._events import (
     Event,
+    LoggedEvent,
     RunCancelled,
     RunCompleted,
+    RunContinued,
     RunFailed,
     StepStarted,
     encode_event,
@@ -99,7 +101,7 @@ class RunLog:
         dropped, neither written nor folded into the state (the run is over: nobody reads
         it). Returns the event's seq (the last one's, if dropped)."""
         state = self.state
-        if state.finished:
+        if state.finished or state.continued_as:
             return self.last_seq
         if consume is not None:
             self._consume.append(consume)
@@ -121,6 +123,29 @@ class RunLog:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(WRITE_BEHIND_DELAY, self._timed)
         return seq
+
+    def append_continuation(
+        self,
+        closing: RunContinued,
+        opening: Sequence[Event],
+        send: tuple[NewInboxItem, ...],
+        at: float,
+    ) -> list[LoggedEvent]:
+        """ctx.continue_as_new() (durable.runtime._continue): `closing` ends this state's
+        history; `opening` starts the next one, in the same commit. The opening events are not
+        applied to this state (a new state folds them: returned, with their seqs); nothing
+        appended to this log after them is written."""
+        self.append(closing, at=at, send=send)
+        run_id = self.state.run_id
+        logged: list[LoggedEvent] = []
+        for event in opening:
+            seq = self.last_seq + 1
+            data = encode_event(event)
+            self._buffer.append(EventRecord(run_id, seq, type(event).__name__, data, at))
+            self.last_seq = self._barrier_seq = seq
+            logged.append(LoggedEvent(run_id, seq, at, event))  # type: ignore[arg-type]
+        self._flush()
+        return logged
 
     def results_durable(self) -> asyncio.Future[None] | None:
         """A future to await before a step body runs, or None if nothing needs waiting for."""

@@ -21,11 +21,13 @@ from durable._events import (
     ChildStarted,
     CodeChanged,
     CommandCancelled,
+    Continuation,
     InboxDropped,
     LoggedEvent,
     MarkerRecorded,
     RunCancelled,
     RunCompleted,
+    RunContinued,
     RunFailed,
     RunResumed,
     RunStarted,
@@ -149,6 +151,13 @@ class RunState:
     children_asked: set[str] = field(default_factory=set)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
+    # ctx.continue_as_new(): the history this state folds (0: the run's first), the seq of its
+    # RunStarted, what it continues (None for the first), and, once it is closed by a
+    # RunContinued, the generation that follows it (this state object then takes no events).
+    generation: int = 0
+    history_start: int = 1
+    continuation: Continuation | None = None
+    continued_as: int = 0
 
     @property
     def finished(self) -> bool:
@@ -214,6 +223,10 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.forked_from = event.forked_from
         state.fork_point = event.fork_point
         state.kind = event.kind
+        state.history_start = seq
+        if event.continuation is not None:
+            state.continuation = event.continuation
+            state.generation = event.continuation.generation
     elif isinstance(event, RunCompleted):
         state.status = event.status
         state.result = event.result
@@ -258,6 +271,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.finished_at = at
     elif isinstance(event, RunResumed):
         _apply_resume(state, seq, event)
+    elif isinstance(event, RunContinued):
+        state.continued_as = event.generation
     elif isinstance(event, SelectStarted):
         state.waits[event.pos] = WaitState(
             event.pos,
@@ -336,7 +351,13 @@ def _apply_wait(
 
 
 def fold(run_id: str, events: Iterable[LoggedEvent]) -> RunState:
+    """The state of the run's current history: a RunStarted that continues the run
+    (ctx.continue_as_new()) starts the fold afresh, so folding every retained event and
+    folding only the current history give the same state."""
     state = RunState(run_id=run_id)
     for logged in events:
-        apply(state, logged.seq, logged.at, logged.event)
+        event = logged.event
+        if type(event) is RunStarted and event.continuation is not None:
+            state = RunState(run_id=run_id)
+        apply(state, logged.seq, logged.at, event)
     return state

@@ -42,6 +42,18 @@ class RunSummary(msgspec.Struct, frozen=True):
     waiting_for: str | None = None
 
 
+class HistoryInfo(msgspec.Struct, frozen=True):
+    """One history of a run (ctx.continue_as_new(): a run's histories form a chain; a run never
+    continued has one, generation 0). `retained`: its events are still stored."""
+
+    generation: int
+    first_seq: int
+    last_seq: int | None  # None: the current history
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    retained: bool
+
+
 class RunInfo(msgspec.Struct, frozen=True):
     run_id: str
     workflow: str
@@ -73,6 +85,9 @@ class RunInfo(msgspec.Struct, frozen=True):
     # A queued run (docs/queues.md): its queue, and while it waits there, why and its place
     # ("queued: emails is at its limit 10; 3 runs ahead").
     queue: str | None = None
+    # ctx.continue_as_new(): the current history's generation (0: never continued) and seq.
+    generation: int = 0
+    history_start: int = 1
     queued: str | None = None
 
 
@@ -152,7 +167,8 @@ def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None)
         workflow=record.workflow,
         version=record.version,
         status=record.status,
-        input=decode_value(record.input),
+        # A continued run (ctx.continue_as_new()): the input of its current history.
+        input=decode_value(state.input if state.generation and state.input else record.input),
         result=decode_value(record.result) if record.result is not None else None,
         error=error,
         created_at=created,
@@ -163,6 +179,8 @@ def run_info(record: RunRecord, state: RunState, waiting_for: str | None = None)
         owner=record.owner if record.status in ("pending", "running") else None,
         events=state.last_seq,
         waiting_for=waiting_for,
+        generation=state.generation,
+        history_start=state.history_start,
         waiting_on=[] if state.finished else waiting_on(state),
         fingerprint=state.fingerprint,
         code_changes=[f"{fp[:12]} at event {seq}" for seq, fp in state.fingerprints],

@@ -33,6 +33,7 @@ from storage import (
     Claim,
     EventChecksumError,
     Fence,
+    HistoryMark,
     InboxItem,
     LeaseLostError,
     Release,
@@ -187,6 +188,9 @@ class Worker:
             executor.on_idle = self._idle_run
             executor.start_child_run = self.start_child_run
         self.executors[state.run_id] = executor
+        if state.continuation is not None:
+            chain = asyncio.ensure_future(self._record_history(state))
+            chain.add_done_callback(_log_failure)
         task = executor.start()
         self.tasks[state.run_id] = task
         task.add_done_callback(functools.partial(self._finished, state.run_id))
@@ -269,6 +273,8 @@ class Worker:
     def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
         executor = self.executors.pop(run_id, None)
         self.tasks.pop(run_id, None)
+        if isinstance(executor, RunExecutor) and self._continued(executor):
+            return
         if run_id in self._queued:
             self._queued.discard(run_id)
             self._queue_slot_freed()
@@ -307,6 +313,47 @@ class Worker:
             release = Release(run_id, run_log.fence, ready_at=time.time() + delay)
             task2 = asyncio.ensure_future(self.store.release_leases([release]))
             task2.add_done_callback(_ignore_result)
+
+    def _continued(self, executor: RunExecutor) -> bool:
+        """ctx.continue_as_new() committed: execute the new history at once, under the same
+        lease (no claim), then hand it what waits in the run's inbox (the continuation left it
+        there: signals sent meanwhile, a child's end, a cancel)."""
+        state, run_log = executor.continued, executor.log
+        if state is None or run_log is None or run_log.fence is None or run_log.failed:
+            return False
+        if not self._running:
+            return True  # durable: the next worker to claim the run resumes the new history
+        run_id = state.run_id
+        # An inbox read in flight may still hand over an item the old history consumed (its
+        # delete is in a commit the read did not see): the new state refuses it as the old one
+        # would have.
+        state.inbox_ids |= executor.state.inbox_ids
+        if self.execute(state, run_log.fence) is None:
+            self._queued.discard(run_id)
+            return True
+        task = asyncio.ensure_future(self._pull_inbox([run_id]))
+        task.add_done_callback(_log_failure)
+        return True
+
+    async def _record_history(self, state: RunState) -> None:
+        """The chain of a continued run's histories, and the events of those older than the
+        previous one deleted (Store.record_history; idempotent, so a crash before it is made
+        good by the next execution of this history)."""
+        link = state.continuation
+        assert link is not None
+        mark = HistoryMark(
+            generation=state.generation,
+            first_seq=state.history_start,
+            started_at=state.created_at or time.time(),
+            previous_first_seq=link.previous_start,
+            previous_last_seq=link.continued_from,
+            previous_started_at=link.previous_started_at,
+            keep=self.options.keep_histories,
+        )
+        try:
+            await self.store.record_history(state.run_id, mark)
+        except StorageError as exc:
+            log.warning("run %s: recording its history chain failed: %s", state.run_id, exc)
 
     def _queue_slot_freed(self) -> None:
         """A queued run ended (or was put aside) here: admit again now rather than at the next
@@ -393,7 +440,7 @@ class Worker:
     async def _resume(self, claim: Claim) -> None:
         run_id = claim.run.run_id
         try:
-            records = await self.store.read_events(run_id)
+            records = await self.store.read_history(run_id)
             state = fold(run_id, [decode_record(r) for r in records])
         except (CorruptEventError, EventChecksumError) as exc:  # undecodable, or changed bytes
             log.error("%s (retrying in %.0fs)", exc, QUARANTINE_SECONDS)

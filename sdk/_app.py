@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from durable import (
     Approval,
     Engine,
+    HistoryInfo,
     LoggedEvent,
     Registry,
     RetryPolicy,
@@ -458,6 +459,10 @@ class App(ScheduleMethods, QueueMethods):
 
     async def get_run(self, run_id: str) -> RunInfo:
         return await self.engine.client.get_run(run_id)
+
+    async def histories(self, run_id: str) -> list[HistoryInfo]:
+        """The chain of the run's histories (ctx.continue_as_new()), oldest first."""
+        return await self.engine.client.histories(run_id)
 
     async def usage(self, run_id: str) -> RunUsage:
         """What the run cost: its model requests' token counters and its script steps' CPU

@@ -25,6 +25,7 @@ from storage._errors import (
     StorageError,
     StoreClosedError,
 )
+from storage._history_ops import HistoryMark, HistoryRecord
 from storage._memory import MemoryStore
 from storage._protocol import Store, WorkSignal
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
@@ -64,6 +65,8 @@ __all__ = [
     "EventChecksumError",
     "EventRecord",
     "Fence",
+    "HistoryMark",
+    "HistoryRecord",
     "InboxItem",
     "InvalidAppendError",
     "LeaseLostError",

@@ -17,6 +17,7 @@ from storage._errors import (
     SequenceConflictError,
     StoreClosedError,
 )
+from storage._memory_histories import MemoryHistories
 from storage._memory_queues import MemoryQueues
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
@@ -44,13 +45,14 @@ from storage._records import (
 from storage._schedule_ops import ScheduleRecord
 
 
-class MemoryStore:
+class MemoryStore(MemoryHistories):
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
         # Each event with the checksum it was written with, verified on every read as the SQL
         # backends do (so a test that changes a stored payload sees the same error).
         self._events: dict[str, list[tuple[EventRecord, int]]] = {}
+        self._chains: dict[str, dict[int, list[float | None]]] = {}
         self._inbox: dict[int, InboxItem] = {}  # by id, in arrival order
         self._last_inbox_id = 0
         self._workers: dict[str, WorkerRecord] = {}
@@ -391,6 +393,7 @@ class MemoryStore:
         for run_id in gone:
             del self._runs[run_id]
             self._events.pop(run_id, None)
+            self._chains.pop(run_id, None)
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
         return len(gone)
 

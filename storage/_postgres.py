@@ -46,6 +46,7 @@ from storage._errors import (
     StorageError,
     StoreClosedError,
 )
+from storage._history_pg import PostgresHistories
 from storage._pgurl import SCHEMES, mask_url
 from storage._postgres_schema import migrate
 from storage._postgres_writer import PostgresWriter, is_dead, no_reset
@@ -79,7 +80,7 @@ CHANNEL = "durable_runs"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresStore:
+class PostgresStore(PostgresHistories):
     def __init__(
         self,
         url: str,

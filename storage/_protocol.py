@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
+from storage._history_ops import HistoryMark, HistoryRecord
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
@@ -79,6 +80,21 @@ class Store(Protocol):
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         """The run's events with seq > after_seq, in order, in one query."""
+        ...
+
+    async def read_history(self, run_id: str) -> list[EventRecord]:
+        """The events of the run's current history (ctx.continue_as_new(): from the start of
+        the newest history in its chain; all of them for a run never continued)."""
+        ...
+
+    async def record_history(self, run_id: str, mark: HistoryMark) -> None:
+        """A continued run's history began: its chain gets the row of the history and the
+        closing of the one before, and the events of histories older than `mark.keep` before
+        the current one are deleted. Idempotent (storage._history_ops)."""
+        ...
+
+    async def list_histories(self, run_id: str) -> list[HistoryRecord]:
+        """The chain of the run's histories, oldest first (empty: never continued)."""
         ...
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...

@@ -194,6 +194,20 @@ queues = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The chain of a continued run's histories (ctx.continue_as_new(); storage._history_ops): one
+# row per generation, kept when the events of old histories are deleted.
+histories = Table(
+    "durable_histories",
+    metadata,
+    Column("run_id", String(255), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("first_seq", Integer, nullable=False),
+    Column("last_seq", Integer, nullable=True),  # NULL: the run's current history
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    PrimaryKeyConstraint("run_id", "generation"),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -226,3 +240,6 @@ MIGRATION_6_INDEXES: tuple[Index, ...] = tuple(
     )
 )
 MIGRATION_6_TABLES: tuple[Table, ...] = (queues,)
+
+# What version 7 added to a version-6 database (issue 17): the histories table.
+MIGRATION_7_TABLES: tuple[Table, ...] = (histories,)

@@ -24,6 +24,7 @@ import aiosqlite
 
 from storage import _cancel_ops as cancelling
 from storage import _debounce_ops as debounce
+from storage import _history_ops as history
 from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
 from storage import _sqlite_ops as ops
@@ -33,6 +34,7 @@ from storage._errors import (
     DatabaseUnavailableError,
     StoreClosedError,
 )
+from storage._history_ops import HistoryMark, HistoryRecord
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
@@ -252,6 +254,18 @@ class SQLiteStore:
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         rows = await self._read(ops.SELECT_EVENTS, (run_id, after_seq))
         return verified(rows, self._path)
+
+    async def read_history(self, run_id: str) -> list[EventRecord]:
+        rows = await self._read(history.SELECT_HISTORY, (run_id, run_id))
+        return verified(rows, self._path)
+
+    async def list_histories(self, run_id: str) -> list[HistoryRecord]:
+        rows = await self._read(history.SELECT_CHAIN, (run_id,))
+        oldest = await self._read(history.OLDEST_EVENT, (run_id,))
+        return history.chain(rows, oldest[0][0] if oldest else None)
+
+    async def record_history(self, run_id: str, mark: HistoryMark) -> None:
+        await self._w().submit(functools.partial(history.record_history, run_id=run_id, mark=mark))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._read(ops._SELECT_RUN, (run_id,))

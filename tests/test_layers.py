@@ -23,6 +23,7 @@ RUNTIME_ORDER = [
     "_step_runner",
     "_child_starts",
     "_watch",
+    "_continue",
     "_markers",
     "_executor",
 ]

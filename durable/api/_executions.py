@@ -139,7 +139,7 @@ async def _load(services: Services, run_id: str) -> tuple[Any, Any, Any]:
     record = await store.get_run(run_id)
     if record is None:
         raise NotFoundException(f"no execution with id {run_id!r}")
-    events = [decode_record(r) for r in await store.read_events(run_id)]
+    events = [decode_record(r) for r in await store.read_history(run_id)]
     state = fold(run_id, events)
     return record, state, await services.workflow_of(record.workflow, record.version)
 

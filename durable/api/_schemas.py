@@ -167,6 +167,24 @@ class ExecutionDetail(Api):
     resources: Resources | None = None
     # Started in a queue (app.start(..., queue=...)): where it stands there; null otherwise.
     queue: QueuePlace | None = None
+    # ctx.continue_as_new(): the current history's generation (0: never continued) and its
+    # first event; /executions/{id}/histories lists the chain.
+    generation: int = 0
+    history_start: int = 1
+
+
+class HistoryBody(Api):
+    generation: int
+    first_event: int
+    last_event: int | None  # null: the current history
+    start_time: int
+    end_time: int | None
+    retained: bool  # its events are still stored
+
+
+class HistoryList(Api):
+    execution_id: str
+    histories: list[HistoryBody]
 
 
 class VisualStep(Api):

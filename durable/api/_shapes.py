@@ -218,6 +218,8 @@ def detail(record: RunRecord, state: RunState, wf: WorkflowDef | None) -> Execut
         parent_execution_id=record.parent_run_id,
         forked_from=state.forked_from,
         retries=len(state.resumed),
+        generation=state.generation,
+        history_start=state.history_start,
         usage=run.usage,
         resources=_resources(run),
     )

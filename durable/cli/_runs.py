@@ -151,6 +151,15 @@ def show_run(ctx: click.Context, run_id: str, db: str | None, as_json: bool) -> 
     grid.add_row("finished", when(info.finished_at))
     grid.add_row("duration", duration(info.duration))
     grid.add_row("events", str(info.events))
+    if info.generation:  # ctx.continue_as_new(): `durable runs histories` shows the chain
+        times = "once" if info.generation == 1 else f"{info.generation} times"
+        grid.add_row(
+            "history",
+            Text(
+                f"generation {info.generation} (continued as new {times}), "
+                f"from event {info.history_start}"
+            ),
+        )
     if info.usage is not None:
         grid.add_row("usage", safe_text(usage_text(info.usage)))
     scripts = [r for r in map(step_resources, info.steps) if r is not None]

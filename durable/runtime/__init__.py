@@ -18,6 +18,7 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
                run from being parked, and the run's end records them first.
 - `_watch`     between the workflow's turns: delivering a recorded cancel at its current await,
                telling the worker the run only waits, the parking invariant (park_problem).
+- `_continue`  ctx.continue_as_new(): the commit that closes a history and opens the next.
 - `_markers`   ctx.now()/uuid4()/random()/patched(): values produced once and recorded.
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
                answers each command from the log or runs it live and records it.

@@ -16,7 +16,7 @@ import random as _random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import msgspec
 
@@ -26,6 +26,16 @@ from durable._durations import check_duration
 from durable._state import RunState, WaitState
 
 T = TypeVar("T")
+
+
+class ContinueAsNew(BaseException):
+    """Raised by ctx.continue_as_new(): the workflow's current history ends here and the run
+    goes on with a new one. A BaseException, so `except Exception` in workflow code cannot
+    swallow it."""
+
+    def __init__(self, input: msgspec.Raw) -> None:
+        super().__init__("continue as new")
+        self.input = input
 
 
 class WorkflowRuntime(Protocol):
@@ -50,6 +60,8 @@ class WorkflowRuntime(Protocol):
         ...
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any: ...
+
+    def continue_as_new(self, input: Any) -> NoReturn: ...
 
     def sleep_until(self, when: float) -> Coroutine[Any, Any, None]: ...
 
@@ -169,6 +181,21 @@ class Context:
     def uuid4(self) -> uuid.UUID:
         value: str = self._executor.marker("uuid4", lambda: uuid.uuid4().hex)
         return uuid.UUID(hex=value)
+
+    def continue_as_new(self, input: Any = None) -> NoReturn:
+        """End this history of the run and go on with a new one, under the same run id: the
+        workflow starts again from the top with `input`, on the version the run started on (a
+        run is pinned to its version, continued or not). Signals received and not yet
+        consumed are carried over, and so is what is still in the run's inbox; the log keeps
+        only the current history and the one before it (WorkerOptions.keep_histories), so a
+        workflow that loops forever this way keeps a bounded log. Children still running are
+        treated as at the run's end (cancelled unless abandoned). Workflow code only."""
+        if _current_step.get() is not None:
+            raise RuntimeError(
+                "ctx.continue_as_new() is workflow code and was called inside a step body; "
+                "return from the step and call it in the workflow"
+            )
+        self._executor.continue_as_new(input)
 
     # -- durable waits -----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import contextvars
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 
@@ -33,7 +33,8 @@ from durable._events import (
 from durable._runlog import RunLog, append_end
 from durable._state import CANCELLED, RunState, WaitState
 from durable.runtime._child_starts import ChildArgs, ChildStarter, ChildStarts, Creation
-from durable.runtime._context import ChildRun, Context, current_executor
+from durable.runtime._context import ChildRun, Context, ContinueAsNew, current_executor
+from durable.runtime._continue import record_continuation
 from durable.runtime._markers import marker, patched
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
@@ -92,6 +93,7 @@ class RunExecutor:
         self.fatal: NonDeterminismError | None = None
         self.reached_end_of_history = False
         self.returned: tuple[bool, Any] | None = None  # replay: (ok, value or exception)
+        self.continued: RunState | None = None  # ctx.continue_as_new(): the next history
 
     def busy(self) -> bool:
         """Live work runs (steps, child creations): what it leads to may change the run."""
@@ -152,9 +154,12 @@ class RunExecutor:
 
     async def _main(self) -> None:
         wf = self.workflow
+        continued: ContinueAsNew | None = None
         try:
             try:
                 value = await self._invoke(wf)
+            except ContinueAsNew as request:
+                value, continued = None, request
             finally:
                 self._ending = True
             if self.fatal is None and self.log is not None and self._accepted_cancel():
@@ -166,7 +171,10 @@ class RunExecutor:
                 raise self.fatal
             self._check_all_consumed()
             if self.log is None:
-                self.returned = (True, value)
+                self.returned = (True, continued if continued is not None else value)
+                return
+            if continued is not None:
+                await self._continue(continued)
                 return
             result = encode_value(value, f"the result of workflow {wf.name!r}")
         except EndOfHistory:
@@ -230,6 +238,22 @@ class RunExecutor:
         raw_input = self.state.input
         arg = decode_value(raw_input, wf.input_type) if raw_input is not None else None
         return await wf.fn(ctx, arg)
+
+    async def _continue(self, request: ContinueAsNew) -> None:
+        """ctx.continue_as_new(): see _continue. The worker executes `continued` next."""
+        assert self.log is not None
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.continued = await record_continuation(
+            self.log, self.state, request, self.workflow.fingerprint, self.children.settled
+        )
+
+    def continue_as_new(self, input: Any) -> NoReturn:
+        """See Context.continue_as_new(): the input is encoded here, in the workflow's own
+        frame, so a bad one fails the workflow code that passed it (and nothing is written)."""
+        if self.stopping or self._ending:
+            raise ExecutionStopped()
+        raise ContinueAsNew(msgspec.Raw(encode_value(input, "the input of ctx.continue_as_new()")))
 
     async def _finish(self, event: RunCompleted | RunFailed, *, failed: bool) -> None:
         if self._deadline is not None:
