@@ -36,7 +36,7 @@ def entity_app(url: str, every: int = 5) -> App:
 
     @app.workflow
     async def counter(ctx: Context, state: dict[str, Any]) -> int:
-        total = state["total"]
+        total: int = state["total"]
         for _ in range(every):
             value = await ctx.wait_for_signal("add")
             if value == "stop":
@@ -68,8 +68,8 @@ async def test_an_entity_continues_as_new_and_keeps_two_histories(url: str) -> N
     assert all(h.last_seq is not None for h in chain[:-1]) and chain[-1].last_seq is None
     # The log holds the current history and the one before it, and nothing older.
     assert events[0].seq == chain[3].first_seq
-    starts = [e for e in events if isinstance(e.event, RunStarted)]
-    assert [s.event.continuation.generation for s in starts] == [3, 4]  # type: ignore[union-attr]
+    starts = [e.event for e in events if isinstance(e.event, RunStarted)]
+    assert [s.continuation.generation if s.continuation else 0 for s in starts] == [3, 4]
     continued = [e for e in events if isinstance(e.event, RunContinued)]
     assert [c.seq for c in continued] == [chain[3].last_seq]
     # Every seq of what is kept, in order, without a gap.
