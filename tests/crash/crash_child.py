@@ -40,7 +40,7 @@ MOD = 1_000_003
 
 class RunSpec(msgspec.Struct, frozen=True):
     run_id: str
-    workflow: str  # "five" or "chain"
+    workflow: str  # "five", "chain" or "looping"
     input: dict[str, int]
 
 
@@ -148,6 +148,17 @@ def build_app(cfg: ChildConfig) -> App:
                 total = (total * 31 + await work(rid, pos, total)) % MOD
                 pos += 1
         return {"total": total, "steps": pos}
+
+    @app.workflow(name="looping")
+    async def looping(ctx: Context, inp: dict[str, int]) -> dict[str, int]:
+        """Two steps per history, continuing as new until generation inp["last"]: a step's
+        effect line names it 100 * generation + i, unique across the run's histories."""
+        rid, generation, total = ctx.run_id, inp["gen"], inp["total"]
+        for i in range(2):
+            total = (total * 31 + await work(rid, 100 * generation + i, total)) % MOD
+        if generation < inp["last"]:
+            ctx.continue_as_new({"gen": generation + 1, "total": total, "last": inp["last"]})
+        return {"total": total, "generations": generation + 1}
 
     return app
 
