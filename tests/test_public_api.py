@@ -17,6 +17,7 @@ SDK = {
     "DurableAgent",
     "DurableError",
     "ErrorInfo",
+    "HistoryInfo",
     "InvalidIdError",
     "InvalidInputError",
     "LoggedEvent",
@@ -58,6 +59,8 @@ def test_sdk_surface() -> None:
     # refuses raw asyncio.wait over durable awaitables.
     assert callable(sdk.Context.wait) and callable(sdk.Context.as_completed)
     assert issubclass(sdk.UnrecordedRaceError, sdk.NonDeterminismError)
+    # Continue-as-new (issue 17 §4): the contract's names.
+    assert callable(sdk.Context.continue_as_new) and callable(sdk.App.histories)
 
 
 def test_every_exported_name_exists() -> None:
@@ -104,6 +107,8 @@ STORAGE = {
     "EventRecord",
     "FINAL_STATUSES",
     "Fence",
+    "HistoryMark",
+    "HistoryRecord",
     "InboxItem",
     "InvalidAppendError",
     "LeaseLostError",
@@ -137,7 +142,16 @@ def test_storage_surface() -> None:
     assert set(storage.__all__) == STORAGE
     # Every backend implements the whole protocol (inbox, pruning, workers included).
     for backend in (storage.MemoryStore, storage.SQLiteStore, storage.PostgresStore):
-        for name in ("send", "read_inbox", "prune_runs", "heartbeat_worker", "list_workers"):
+        for name in (
+            "send",
+            "read_inbox",
+            "prune_runs",
+            "heartbeat_worker",
+            "list_workers",
+            "read_history",
+            "record_history",
+            "list_histories",
+        ):
             assert callable(getattr(backend, name, None)), f"{backend.__name__}.{name}"
 
 
