@@ -104,7 +104,9 @@ def loads(data: bytes, where: str = "the file") -> HistoryFile:
     except msgspec.ValidationError as exc:
         raise HistoryFormatError(f"{where} is a damaged {FORMAT} file: {exc}") from None
     seqs = [e.seq for e in history.events]
-    if seqs != list(range(1, len(seqs) + 1)):
+    # A run that continued as new keeps only its latest histories: its seqs start later.
+    first = seqs[0] if seqs else 1
+    if first < 1 or seqs != list(range(first, first + len(seqs))):
         raise HistoryFormatError(f"{where} is a damaged {FORMAT} file: event seqs have gaps")
     return history
 

@@ -18,6 +18,8 @@ from durable._events import (
     ChildCompleted,
     ChildStarted,
     MarkerRecorded,
+    RunContinued,
+    RunStarted,
     SelectCompleted,
     SelectStarted,
     SignalReceived,
@@ -70,7 +72,8 @@ async def test_every_golden_history_replays_cleanly(path: Path) -> None:
     expected = {"children.1": "failed", "waitcancel": "cancelled"}.get(path.stem, "succeeded")
     assert report.status == history.run.status == expected
     assert report.reached_end_of_history == (expected == "cancelled")
-    assert report.events == len(events) == history.run.last_seq
+    # Every event up to the run's last, from the first one kept (1 unless it continued as new).
+    assert report.events == len(events) == history.run.last_seq - events[0].seq + 1
 
 
 def test_the_golden_files_cover_what_they_claim() -> None:
@@ -165,6 +168,22 @@ def test_the_golden_selects_cover_what_they_claim() -> None:
     )
     assert ended[2][0] < slow
     assert fold("s", select).status == "succeeded"
+
+
+def test_the_golden_continuation_covers_what_it_claims() -> None:
+    """ctx.continue_as_new() twice: the file keeps histories 1 and 2 (history 0 trimmed),
+    each opened by a RunStarted that continues the run; the signal, received in history 1 (it
+    arrived after history 0 had continued), carried into history 2 (inbox id 0) and consumed
+    there; history 1 closed by a RunContinued."""
+    continued = golden("continued").logged()
+    assert continued[0].seq > 1
+    starts = [e.event for e in continued if isinstance(e.event, RunStarted)]
+    assert [s.continuation.generation if s.continuation else 0 for s in starts] == [1, 2]
+    assert [e.event.generation for e in continued if isinstance(e.event, RunContinued)] == [2]
+    carried = [e.event for e in continued if isinstance(e.event, SignalReceived)]
+    assert [(c.name, c.inbox_id > 0) for c in carried] == [("extra", True), ("extra", False)]
+    state = fold("c", continued)
+    assert (state.status, state.generation) == ("succeeded", 2)
 
 
 async def test_a_patch_removed_the_documented_way_still_replays() -> None:

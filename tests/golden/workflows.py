@@ -27,6 +27,7 @@ GOLDEN_RUNS: dict[str, tuple[str, Any]] = {
     "golden-patched": ("patched", None),
     "golden-select": ("select", None),
     "golden-waitcancel": ("steps", 4),
+    "golden-continued": ("continued", 0),
 }
 
 # run id -> the reason it is cancelled with while it waits in the queue GOLDEN_QUEUE (started
@@ -39,6 +40,8 @@ GOLDEN_CANCELLED_WAITING: dict[str, str] = {"golden-waitcancel": "not needed"}
 # right after the run starts, so before the run reaches its first wait).
 GOLDEN_SIGNALS: dict[str, list[tuple[int, str, Any]]] = {
     "golden-signals": [(0, "approve", {"by": "ann"}), (2, "approve", {"by": "bob"})],
+    # Sent before the run waits: received in history 0, carried into the next ones.
+    "golden-continued": [(0, "extra", "carried")],
 }
 
 
@@ -198,6 +201,15 @@ def make_app(url: str | None = None, *, variant: str = "current") -> App:
         if ctx.patched("express-shipping"):
             return await greet("express")
         return await greet("standard")
+
+    @app.workflow
+    async def continued(ctx: Context, n: int) -> dict[str, Any]:
+        # ctx.continue_as_new() twice: the file holds the last history and the one before
+        # (history 0 is trimmed), each starting with a RunStarted that continues the run.
+        value = await add(n, 1)
+        if n < 2:
+            ctx.continue_as_new(value)
+        return {"value": value, "extra": await ctx.wait_for_signal("extra")}
 
     return app
 
