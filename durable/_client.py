@@ -370,6 +370,7 @@ class Client:
         check_lookup("run id", run_id)
         delay = 0.02
         with self.notifier.subscribe(run_id) as changed:
+            await self.notifier.ready()  # PostgreSQL: another process's commit wakes us
             while True:
                 local = self._local_outcome(run_id)
                 if local is not None:
@@ -491,6 +492,7 @@ class Client:
         last = 0
         delay = 0.02
         with self.notifier.subscribe(run_id) as changed:
+            await self.notifier.ready()
             while True:
                 changed.clear()
                 batch = await self.events(run_id, last)

@@ -26,7 +26,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._memory import MemoryStore
-from storage._protocol import Store, WorkSignal
+from storage._protocol import RunChanges, Store, WorkSignal
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
@@ -75,6 +75,7 @@ __all__ = [
     "QueueStats",
     "QueuedRun",
     "Release",
+    "RunChanges",
     "RunNotFoundError",
     "RunQuery",
     "RunQueue",
