@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from storage._postgres import PostgresStore
 
+from storage._completions import CompletionRecord, Settled
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
@@ -37,6 +38,7 @@ from storage._records import (
     EventRecord,
     Fence,
     InboxItem,
+    NewCompletion,
     NewInboxItem,
     NewRun,
     Release,
@@ -55,6 +57,7 @@ __all__ = [
     "FINAL_STATUSES",
     "Append",
     "Claim",
+    "CompletionRecord",
     "DatabaseOpenError",
     "DatabaseURLError",
     "DatabaseUnavailableError",
@@ -68,6 +71,7 @@ __all__ = [
     "InvalidAppendError",
     "LeaseLostError",
     "MemoryStore",
+    "NewCompletion",
     "NewInboxItem",
     "NewRun",
     "PostgresStore",
@@ -85,6 +89,7 @@ __all__ = [
     "SQLiteStore",
     "ScheduleRecord",
     "SequenceConflictError",
+    "Settled",
     "StorageError",
     "Store",
     "StoreClosedError",

@@ -34,11 +34,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from storage import _cancel_pg as pgcancel
+from storage import _completions as completions
+from storage import _completions_pg as pgcompletions
 from storage import _debounce_pg as pgdebounce
 from storage import _postgres_ops as ops
 from storage import _queue_pg as pgqueues
 from storage import _schedule_ops as sched
 from storage._checksum import verified
+from storage._completions import CompletionRecord, Settled
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
@@ -47,6 +50,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._pgurl import SCHEMES, mask_url
+from storage._postgres_errors import translate
 from storage._postgres_listen import CHANGES_CHANNEL, WORK_CHANNEL, Listener, channel_name
 from storage._postgres_schema import migrate
 from storage._postgres_writer import PostgresWriter, announced, no_reset
@@ -340,6 +344,21 @@ class PostgresStore:
         result: InboxItem = await self._w().submit(op, notify=True, announce=(item.run_id,))
         return result
 
+    async def settle_completion(
+        self, run_id: str, pos: int, nonce: str, *, status: str, now: float, item: NewInboxItem
+    ) -> Settled:
+        op = functools.partial(
+            pgcompletions.settle,
+            run_id=run_id, pos=pos, nonce=nonce, status=status, now=now, item=item,
+        )  # fmt: skip
+        # Wakes a parked run (work channel) and the worker executing it (changes channel).
+        result: Settled = await self._w().submit(op, notify=True, announce=(run_id,))
+        return result
+
+    async def list_completions(self, run_id: str) -> list[CompletionRecord]:
+        rows = await self._fetch(completions.PG_LIST, run_id)
+        return [completions.row_to_completion(tuple(r)) for r in rows]
+
     async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
         # One statement on a pooled connection, outside the writer: a big prune does not hold
         # up the group commits of running runs, and rows they hold locked are skipped.
@@ -547,44 +566,6 @@ class PostgresStore:
     async def queue_runs(self, name: str, *, waiting: bool, limit: int) -> list[QueuedRun]:
         sql = QUEUE_RUNS.format("$1", "$2", "" if waiting else "NOT")
         return [QueuedRun(*tuple(row)) for row in await self._fetch(sql, name, limit)]
-
-
-def translate(exc: BaseException, where: str, during: str) -> BaseException:
-    """storage's own error for an asyncpg (or socket) error; `where` is the masked URL."""
-    if isinstance(exc, StorageError):
-        return exc
-    if isinstance(exc, asyncpg.InvalidPasswordError):
-        return DatabaseOpenError(f"cannot open {where}: password authentication failed")
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        return DatabaseOpenError(f"cannot open {where}: the server refused the login ({exc})")
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return DatabaseOpenError(
-            f"cannot open {where}: the database does not exist (create it, e.g. createdb)"
-        )
-    if isinstance(exc, asyncpg.InsufficientPrivilegeError) and during == "open":
-        return DatabaseOpenError(f"cannot open {where}: insufficient privilege ({exc})")
-    if isinstance(exc, OSError | TimeoutError):
-        reason = getattr(exc, "strerror", None) or str(exc) or "timed out"
-        return DatabaseUnavailableError(f"cannot reach PostgreSQL at {where}: {reason}")
-    transient = (
-        asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError
-        | asyncpg.InsufficientResourcesError
-    )
-    if (
-        during == "open"
-        and isinstance(exc, ValueError | asyncpg.PostgresError)
-        and not isinstance(exc, transient)
-    ):
-        # A bad libpq option, an unknown server setting in the URL, a schema we may not
-        # create: the configuration is wrong, and retrying won't help.
-        return DatabaseOpenError(f"cannot open {where}: {exc}")
-    if type(exc).__module__.startswith("asyncpg"):
-        # Lost connections surface in several guises (ConnectionDoesNotExistError,
-        # InterfaceError, even InternalClientError when the server's goodbye arrives mid-
-        # query); none of them may reach the engine as a driver exception.
-        return DatabaseUnavailableError(f"PostgreSQL {during} on {where} failed: {exc}")
-    return exc
 
 
 def _add_query(url: str, extra: str) -> str:

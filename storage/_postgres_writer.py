@@ -216,6 +216,7 @@ def _one_statement(batch: list[_Item]) -> bool:
             or op.run_id in runs
             or op.consume
             or op.send
+            or op.completions
         ):
             return False
         runs.add(op.run_id)
@@ -238,7 +239,7 @@ def announced(app: Append) -> tuple[str, ...]:
 
 
 # Append fields whose presence makes an append announce its run (see announced()).
-_ANNOUNCING: tuple[str, ...] = ("values", "stream", "requests", "history")
+_ANNOUNCING: tuple[str, ...] = ("values", "stream", "requests", "history", "completions")
 
 
 def is_dead(conn: Any) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
 
+from storage._completions import CompletionStore
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     Append,
@@ -29,7 +30,7 @@ from storage._records import (
 from storage._schedule_ops import ScheduleRecord
 
 
-class Store(Protocol):
+class Store(CompletionStore, Protocol):
     """A durable home for run rows and their event logs."""
 
     @property
