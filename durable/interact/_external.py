@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -21,7 +22,7 @@ from durable._errors import (
     ExternalAlreadySettledError,
     InvalidTokenError,
 )
-from durable.runtime._external import Outcome, decode_token, outcome_item
+from durable.runtime._external import Outcome, decode_token, encode_token, outcome_item
 from storage import FINAL_STATUSES, CompletionRecord
 
 if TYPE_CHECKING:
@@ -121,3 +122,31 @@ async def list_external(client: Client, run_id: str) -> list[ExternalWaitInfo]:
 def _info(row: CompletionRecord, run_ended: bool) -> ExternalWaitInfo:
     status = "abandoned" if run_ended and row.status == "waiting" else row.status
     return ExternalWaitInfo(row.pos, row.name, status, row.deadline, row.created_at, row.settled_at)
+
+
+# -- keeping tokens out of read-only views ----------------------------------------------------
+
+REDACTED = "<redacted>"
+T = TypeVar("T")
+
+
+def secrets_of(run_id: str, nonces: Iterable[tuple[int, str]]) -> list[str]:
+    """What a read-only view of the run must not show: each external wait's token (a step's
+    input holds it when the workflow hands it over), and its nonce (ExternalStarted records
+    it; with the run id and position it makes the token)."""
+    found: list[str] = []
+    for pos, nonce in nonces:
+        found += [encode_token(run_id, pos, nonce), nonce]
+    return found
+
+
+def redact(value: T, secrets: Sequence[str]) -> T:
+    """`value` (a msgspec Struct of the HTTP API) with every secret replaced by REDACTED. The
+    secrets are URL-safe base64 text: JSON never escapes them, so a plain replace finds them."""
+    if not secrets:
+        return value
+    raw = msgspec.json.encode(value)
+    for secret in secrets:
+        raw = raw.replace(secret.encode(), REDACTED.encode())
+    decoded: T = msgspec.json.decode(raw, type=type(value))
+    return decoded

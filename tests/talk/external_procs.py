@@ -26,7 +26,7 @@ app = App(
 
 
 @app.step()
-async def send_token(token: str) -> None:
+def send_token(token: str) -> None:
     with open(os.environ["TOKENS"], "a") as out:  # the outside system gets the token
         out.write(token + "\\n")
 
