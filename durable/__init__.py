@@ -24,8 +24,11 @@ if TYPE_CHECKING:
         DuplicateRunError,
         DurableError,
         ErrorInfo,
+        ExternalAlreadySettledError,
+        ExternalFailed,
         InvalidIdError,
         InvalidInputError,
+        InvalidTokenError,
         NonDeterminismError,
         QueueError,
         RepairError,
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from durable._views import HistoryInfo, RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
     from durable.runtime._context import Context, StepContext, current_step
+    from durable.runtime._external import ExternalWait
     from durable.runtime._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
     from durable.runtime._select import AsCompleted, Selected
 
@@ -69,6 +73,10 @@ _WHERE = {
     "resolve_url": "durable._engine",
     "ApprovalError": "durable._errors",
     "ChildRunFailed": "durable._errors",
+    "ExternalAlreadySettledError": "durable._errors",
+    "ExternalFailed": "durable._errors",
+    "InvalidTokenError": "durable._errors",
+    "ExternalWait": "durable.runtime._external",
     "CorruptEventError": "durable._errors",
     "DagFailed": "durable._errors",
     "DagPartial": "durable._errors",
@@ -140,9 +148,13 @@ __all__ = [
     "Engine",
     "ErrorInfo",
     "Event",
+    "ExternalAlreadySettledError",
+    "ExternalFailed",
+    "ExternalWait",
     "HistoryInfo",
     "InvalidIdError",
     "InvalidInputError",
+    "InvalidTokenError",
     "LoggedEvent",
     "NonDeterminismError",
     "QueueError",

@@ -37,6 +37,7 @@ from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import HistoryInfo, RunInfo, RunSummary, run_info, summary, ts
+from durable.interact import _external as external
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -366,11 +367,22 @@ class Client:
             self.worker.wake_inbox()  # it may be executing the run right here
             self.worker.wake()  # or may claim it now that it is ready
 
+    async def complete(self, token: str, result: Any = None) -> None:
+        """Complete an external wait (ctx.wait_external) by its token: durable.interact."""
+        await external.complete(self, token, result)
+
+    async def fail(
+        self, token: str, error: str | BaseException, *, type: str | None = None
+    ) -> None:
+        """Fail an external wait by its token (its await raises ExternalFailed)."""
+        await external.fail(self, token, error, type=type)
+
     async def wait(self, run_id: str) -> Outcome:
         """Wait until the run is finished; returns how it ended."""
         check_lookup("run id", run_id)
         delay = 0.02
         with self.notifier.subscribe(run_id) as changed:
+            await self.notifier.ready()  # PostgreSQL: another process's commit wakes us
             while True:
                 local = self._local_outcome(run_id)
                 if local is not None:
@@ -513,6 +525,7 @@ class Client:
         last = 0
         delay = 0.02
         with self.notifier.subscribe(run_id) as changed:
+            await self.notifier.ready()
             while True:
                 changed.clear()
                 batch = await self.events(run_id, last)

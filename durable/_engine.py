@@ -14,7 +14,14 @@ from durable._definitions import DefinitionSync
 from durable._notify import Notifier
 from durable._options import WorkerOptions
 from durable.runtime._registry import Registry
-from storage import DEFAULT_URL, DatabaseOpenError, Store, open_store
+from storage import (
+    DEFAULT_URL,
+    DatabaseOpenError,
+    RunChanges,
+    StorageError,
+    Store,
+    open_store,
+)
 
 if TYPE_CHECKING:
     from durable._worker import Worker
@@ -73,6 +80,7 @@ class Engine:
         self._scheduler: asyncio.Task[None] | None = None
         self.schedules = schedules
         self._declared_queues: dict[str, QueueSpec] = {}  # as written to the store
+        self._announced_here = False  # _run_changed registered with the store
 
     @property
     def client(self) -> Client:
@@ -107,6 +115,8 @@ class Engine:
                 self.store, self.registry, self.notifier, self.options, database_url=self.url
             )
         self._client = Client(self.store, self.registry, self.notifier, self.worker)
+        if isinstance(self.store, RunChanges):
+            await self._listen_runs(self.store)
         if self.registry.queues and not read_only:
             from durable.queues._declare import declare as declare_queues
 
@@ -150,7 +160,25 @@ class Engine:
         finally:
             self._client = None
             self.worker = None
+            self.notifier.listen_with(None)
             await self.store.close()
+
+    async def _listen_runs(self, store: RunChanges) -> None:
+        """Other processes' commits that matter to a run (a signal, its end, ...) are announced
+        by the store (PostgreSQL): wake this process's waiters on it, and the worker if it
+        executes it. A worker listens from the start; a client only once something waits."""
+        if not self._announced_here:
+            store.on_run_change(self._run_changed)
+            self._announced_here = True
+        self.notifier.listen_with(store.listen_runs)
+        if self.worker is not None:
+            with contextlib.suppress(StorageError):  # its polls remain
+                await store.listen_runs()
+
+    def _run_changed(self, run_id: str) -> None:
+        self.notifier.notify(run_id)
+        if self.worker is not None:
+            self.worker.wake_inbox_for(run_id)
 
     async def declare_new_queues(self) -> None:
         """Write the queues declared since the engine opened to the store (a DAG registered

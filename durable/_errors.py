@@ -224,6 +224,29 @@ class ChildRunFailed(DurableError):
         super().__init__(f"child run {run_id!r} of workflow {workflow!r} {status}{detail}")
 
 
+class ExternalFailed(DurableError):
+    """An external wait (ctx.wait_external) was failed from outside (app.fail): `error` is
+    what the failing side gave."""
+
+    def __init__(self, name: str, error: ErrorInfo) -> None:
+        self.name = name
+        self.error = error
+        super().__init__(f"external wait {name!r} failed: {error.type}: {error.message}")
+
+
+class InvalidTokenError(DurableError, ValueError):
+    """A completion token that is malformed, or names no external wait of this database."""
+
+
+class ExternalAlreadySettledError(DurableError):
+    """The external wait was already completed, failed or timed out (`status`), or its run
+    ended: a completion counts once, and this one changed nothing."""
+
+    def __init__(self, message: str, status: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class RunTimedOut(RunFailed):
     """The run's deadline (`start(..., timeout=)`) passed: it failed, whatever it was doing.
     Its error is recorded as type "durable.RunTimedOut"; RunHandle.result() raises this."""

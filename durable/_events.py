@@ -243,6 +243,27 @@ class RunResumed(Event, frozen=True):
     reopen: list[int] = []
 
 
+class ExternalStarted(Event, frozen=True):
+    """ctx.wait_external() at `pos`: its name, the nonce of its completion token (recorded, so
+    that a replay hands out the same token) and its deadline (None: never)."""
+
+    pos: int
+    name: str
+    nonce: str
+    deadline: float | None = None
+
+
+class ExternalCompleted(Event, frozen=True):
+    """The external wait at `pos` ended as settled in durable_completions: "completed" (with
+    `result`), "failed" (with `error`) or "timed_out"; `inbox_id`: the item that brought it."""
+
+    pos: int
+    status: str
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")
+    error: ErrorInfo | None = None
+    inbox_id: int = 0
+
+
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
     RunStarted,
     StepStarted,
@@ -268,6 +289,8 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     SelectCompleted,
     InboxDropped,
     RunContinued,
+    ExternalStarted,
+    ExternalCompleted,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

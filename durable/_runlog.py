@@ -21,7 +21,7 @@ from durable._events import (
     encode_event,
 )
 from durable._state import RunState, apply
-from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store
+from storage import Append, EventRecord, Fence, NewCompletion, NewInboxItem, RunUpdate, Store
 
 _RUNNING = RunUpdate(status="running")
 # Events nobody waits for (a step starting, a result the workflow carries on with) are sent at
@@ -83,6 +83,11 @@ class RunLog:
         self._timer: asyncio.TimerHandle | None = None
         self._consume: list[int] = []
         self._send: list[NewInboxItem] = []
+        self._completions: list[NewCompletion] = []  # external waits opened (ExternalStarted)
+
+    @property
+    def store(self) -> Store:
+        return self._store
 
     def append(
         self,
@@ -92,6 +97,7 @@ class RunLog:
         *,
         consume: int | None = None,
         send: tuple[NewInboxItem, ...] = (),
+        completions: tuple[NewCompletion, ...] = (),
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
         items for other runs' inboxes: both are written in the same commit as the event.
@@ -106,6 +112,7 @@ class RunLog:
         if consume is not None:
             self._consume.append(consume)
         self._send.extend(send)
+        self._completions.extend(completions)
         seq = self.last_seq + 1
         when = time.time() if at is None else at
         self._buffer.append(
@@ -186,6 +193,7 @@ class RunLog:
         expected, self._flushed_seq = self._flushed_seq, records[-1].seq
         consume, self._consume = tuple(self._consume), []
         send, self._send = tuple(self._send), []
+        opened, self._completions = tuple(self._completions), []
         append = Append(
             self.state.run_id,
             tuple(records),
@@ -194,6 +202,7 @@ class RunLog:
             update,
             consume=consume,
             send=send,
+            completions=opened,
         )
         try:
             fut = self._store.append(append)

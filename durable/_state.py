@@ -22,6 +22,8 @@ from durable._events import (
     CodeChanged,
     CommandCancelled,
     Continuation,
+    ExternalCompleted,
+    ExternalStarted,
     InboxDropped,
     LoggedEvent,
     MarkerRecorded,
@@ -81,9 +83,9 @@ class WaitState:
     """
 
     pos: int
-    kind: str  # "timer", "signal", "child", "select"
-    due: float | None = None  # a timer's fire_at, a signal wait's deadline
-    signal: str = ""
+    kind: str  # "timer", "signal", "child", "select", "external"
+    due: float | None = None  # a timer's fire_at, a signal or external wait's deadline
+    signal: str = ""  # an external wait's name too
     child_run_id: str = ""
     child_workflow: str = ""
     parent_close: str = "cancel"  # a child's: see durable._children
@@ -104,6 +106,8 @@ class WaitState:
             return f"ctx.wait() of {self.count} awaitables ({self.return_when})"
         if self.kind == "signal":
             return f"ctx.wait_for_signal({self.signal!r})"
+        if self.kind == "external":
+            return f"ctx.wait_external(name={self.signal!r})"
         return f"child run of {self.child_workflow!r}"
 
 
@@ -158,6 +162,9 @@ class RunState:
     history_start: int = 1
     continuation: Continuation | None = None
     continued_as: int = 0
+    # External waits (ctx.wait_external) by position: opened, and those ended.
+    externals: dict[int, ExternalStarted] = field(default_factory=dict)
+    external_ends: dict[int, ExternalCompleted] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -287,6 +294,22 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         wait.selected = list(event.done)
     elif isinstance(event, InboxDropped):
         state.inbox_ids.update(event.inbox_ids)
+    elif isinstance(event, ExternalStarted | ExternalCompleted):
+        _apply_external(state, seq, event)
+
+
+def _apply_external(state: RunState, seq: int, event: ExternalStarted | ExternalCompleted) -> None:
+    if isinstance(event, ExternalStarted):
+        state.externals[event.pos] = event
+        state.waits[event.pos] = WaitState(
+            event.pos, "external", due=event.deadline, signal=event.name
+        )
+        return
+    state.external_ends[event.pos] = event
+    if event.inbox_id:
+        state.inbox_ids.add(event.inbox_id)
+    wait = state.waits[event.pos]
+    wait.done, wait.done_seq = True, seq
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:

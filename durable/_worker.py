@@ -473,6 +473,12 @@ class Worker:
         """Something was sent to a run this process may be executing: look at once."""
         self._inbox_wake.set()
 
+    def wake_inbox_for(self, run_id: str) -> None:
+        """Another process announced a change to `run_id` (an item sent to its inbox): look at
+        once if the run executes here."""
+        if run_id in self.executors and run_id not in self._parked:
+            self._inbox_wake.set()
+
     async def _inbox_loop(self) -> None:
         while self._running:
             with contextlib.suppress(TimeoutError):

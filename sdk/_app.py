@@ -34,6 +34,7 @@ from durable.dag import (
 )
 from durable.queues._options import IfDuplicate, queue_start
 from durable.runtime._registry import check_max_crashes
+from sdk._external import ExternalMethods
 from sdk._queues import QueueMethods
 from sdk._schedules import ScheduleMethods
 
@@ -55,7 +56,7 @@ DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
 
-class App(ScheduleMethods, QueueMethods):
+class App(ScheduleMethods, QueueMethods, ExternalMethods):
     """A durable application.
 
     App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from storage._postgres import PostgresStore
 
+from storage._completions import CompletionRecord, Settled
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
@@ -27,7 +28,7 @@ from storage._errors import (
 )
 from storage._history_ops import HistoryMark, HistoryRecord
 from storage._memory import MemoryStore
-from storage._protocol import Store, WorkSignal
+from storage._protocol import RunChanges, Store, WorkSignal
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
@@ -38,6 +39,7 @@ from storage._records import (
     EventRecord,
     Fence,
     InboxItem,
+    NewCompletion,
     NewInboxItem,
     NewRun,
     Release,
@@ -56,6 +58,7 @@ __all__ = [
     "FINAL_STATUSES",
     "Append",
     "Claim",
+    "CompletionRecord",
     "DatabaseOpenError",
     "DatabaseURLError",
     "DatabaseUnavailableError",
@@ -71,6 +74,7 @@ __all__ = [
     "InvalidAppendError",
     "LeaseLostError",
     "MemoryStore",
+    "NewCompletion",
     "NewInboxItem",
     "NewRun",
     "PostgresStore",
@@ -78,6 +82,7 @@ __all__ = [
     "QueueStats",
     "QueuedRun",
     "Release",
+    "RunChanges",
     "RunNotFoundError",
     "RunQuery",
     "RunQueue",
@@ -87,6 +92,7 @@ __all__ = [
     "SQLiteStore",
     "ScheduleRecord",
     "SequenceConflictError",
+    "Settled",
     "StorageError",
     "Store",
     "StoreClosedError",

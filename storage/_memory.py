@@ -10,6 +10,7 @@ import msgspec
 
 from storage._cancel_ops import check_cancel_waiting
 from storage._checksum import checksum_of, verified
+from storage._completions import CompletionRecord, Settled
 from storage._debounce_ops import check_debounced, rearmed_ready_at
 from storage._errors import (
     LeaseLostError,
@@ -17,6 +18,7 @@ from storage._errors import (
     SequenceConflictError,
     StoreClosedError,
 )
+from storage._memory_completions import MemoryCompletions
 from storage._memory_histories import MemoryHistories
 from storage._memory_queues import MemoryQueues
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
@@ -59,6 +61,7 @@ class MemoryStore(MemoryHistories):
         self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
         self._queues = MemoryQueues()
+        self._completions = MemoryCompletions()
         self._open = False
 
     @property
@@ -196,6 +199,7 @@ class MemoryStore(MemoryHistories):
                 del self._inbox[item_id]
         for new in append.send:
             self._deliver(new, strict=False)
+        self._completions.insert(append.run_id, append.completions)
 
     def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
         """Insert (or find, by dedupe key) an item and wake its run; None if the run is
@@ -371,6 +375,19 @@ class MemoryStore(MemoryHistories):
         wanted = set(run_ids)
         return [i for i in self._inbox.values() if i.run_id in wanted]
 
+    async def settle_completion(
+        self, run_id: str, pos: int, nonce: str, *, status: str, now: float, item: NewInboxItem
+    ) -> Settled:
+        self._check_open()
+        run = self._runs.get(run_id)
+        return self._completions.settle(
+            run, pos, nonce, status, now, item, lambda i: self._deliver(i, strict=True)
+        )
+
+    async def list_completions(self, run_id: str) -> list[CompletionRecord]:
+        self._check_open()
+        return self._completions.list(run_id)
+
     async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
         self._check_open()
 
@@ -390,6 +407,7 @@ class MemoryStore(MemoryHistories):
             key=lambda r: (r.finished_at or 0.0, r.run_id),
         )[: max(limit, 0)]
         gone = {r.run_id for r in doomed}
+        self._completions.forget(gone)
         for run_id in gone:
             del self._runs[run_id]
             self._events.pop(run_id, None)

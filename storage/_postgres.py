@@ -10,7 +10,8 @@ postgresql://user:password@host:5432/db?pool_size=10&schema=durable
 - Claims lock candidates with FOR UPDATE SKIP LOCKED; every append checks the expected seq and
   the writer's lease (owner, epoch) in the same statement that writes it (fencing).
 - A run that becomes claimable (created without an owner, released) sends NOTIFY on the
-  store's channel at commit; wait_for_work() lets an idle worker sleep until then.
+  store's channel at commit; wait_for_work() lets an idle worker sleep until then. A second
+  channel announces run ids (signals, ends, ...): on_run_change() (storage._postgres_listen).
 - `schema` keeps the tables in a schema of their own (created on first use); other query
   options are passed to asyncpg as libpq connection options.
 - The schema is created or migrated on open (storage._postgres_schema).
@@ -23,22 +24,24 @@ DatabaseOpenError. Every message shows the URL with its password masked.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from storage import _cancel_pg as pgcancel
+from storage import _completions as completions
+from storage import _completions_pg as pgcompletions
 from storage import _debounce_pg as pgdebounce
 from storage import _postgres_ops as ops
 from storage import _queue_pg as pgqueues
 from storage import _schedule_ops as sched
 from storage._checksum import verified
+from storage._completions import CompletionRecord, Settled
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
@@ -48,8 +51,10 @@ from storage._errors import (
 )
 from storage._history_pg import PostgresHistories
 from storage._pgurl import SCHEMES, mask_url
+from storage._postgres_errors import translate
+from storage._postgres_listen import CHANGES_CHANNEL, WORK_CHANNEL, Listener, channel_name
 from storage._postgres_schema import migrate
-from storage._postgres_writer import PostgresWriter, is_dead, no_reset
+from storage._postgres_writer import PostgresWriter, announced, no_reset
 from storage._queue_ops import (
     QUEUE_RUNS,
     QueuedRun,
@@ -76,7 +81,7 @@ from storage._records import (
 )
 from storage._schedule_ops import ScheduleRecord
 
-CHANNEL = "durable_runs"
+CHANNEL = WORK_CHANNEL
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -103,10 +108,11 @@ class PostgresStore(PostgresHistories):
         self._url = mask_url(_add_query(url, "&".join(options)))
         # One channel per schema: several durable deployments may share a database.
         self.channel = CHANNEL if schema is None else f"{CHANNEL}_{schema}"
+        self.changes_channel = channel_name(CHANGES_CHANNEL, schema)
         self._pool: Any = None
         self._writer: PostgresWriter | None = None
-        self._listener: Any = None
-        self._work = asyncio.Event()
+        self._listen: Listener | None = None
+        self._run_callbacks: list[Callable[[str], None]] = []
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -196,26 +202,34 @@ class PostgresStore(PostgresHistories):
             raise
         self._pool = pool
         writer = PostgresWriter(
-            pool, channel=self.channel, translate=self._translate, where=self._url
+            pool,
+            channel=self.channel,
+            changes=self.changes_channel,
+            translate=self._translate,
+            where=self._url,
         )
         writer.start()
         self._writer = writer
+        self._listen = Listener(
+            pool,
+            work_channel=self.channel,
+            changes_channel=self.changes_channel,
+            can_listen=self._pool_size >= 2,
+            translate=self._translate,
+        )
+        for callback in self._run_callbacks:
+            self._listen.on_run_change(callback)
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
-        listener, self._listener = self._listener, None
+        listen, self._listen = self._listen, None
         pool, self._pool = self._pool, None
         if writer is not None:
             await writer.stop()
         if pool is None:
             return
-        if listener is not None:
-            try:
-                await listener.remove_listener(self.channel, self._notified)  # UNLISTEN
-                await pool.release(listener)
-            except Exception:  # its connection is gone (or detached): nothing to hand back
-                with contextlib.suppress(Exception):
-                    listener.terminate()
+        if listen is not None:
+            await listen.close()
         try:
             await pool.close()
         except Exception:
@@ -255,7 +269,8 @@ class PostgresStore(PostgresHistories):
 
     def cancel_waiting(self, append: Append) -> asyncio.Future[bool]:
         op = functools.partial(pgcancel.cancel_waiting, app=append)
-        return self._w().submit(op, notify=bool(append.send))  # its parent is woken
+        # Its parent is woken; its waiters learn it ended.
+        return self._w().submit(op, notify=bool(append.send), announce=announced(append))
 
     async def reopen_run(
         self, run_id: str, event: EventRecord, *, statuses: Collection[str], now: float
@@ -264,7 +279,7 @@ class PostgresStore(PostgresHistories):
             ops.reopen, run_id=run_id, event=event, statuses=frozenset(statuses), now=now
         )
         # The run is claimable now, as one created without an owner: tell idle workers.
-        result: RunRecord = await self._w().submit(op, notify=True)
+        result: RunRecord = await self._w().submit(op, notify=True, announce=(run_id,))
         return result
 
     def append(self, append: Append) -> asyncio.Future[None]:
@@ -326,8 +341,24 @@ class PostgresStore(PostgresHistories):
 
     async def send(self, item: NewInboxItem) -> InboxItem:
         op = functools.partial(ops.send, item=item)
-        result: InboxItem = await self._w().submit(op, notify=True)
+        # The worker executing the run (in any process) reads its inbox at commit.
+        result: InboxItem = await self._w().submit(op, notify=True, announce=(item.run_id,))
         return result
+
+    async def settle_completion(
+        self, run_id: str, pos: int, nonce: str, *, status: str, now: float, item: NewInboxItem
+    ) -> Settled:
+        op = functools.partial(
+            pgcompletions.settle,
+            run_id=run_id, pos=pos, nonce=nonce, status=status, now=now, item=item,
+        )  # fmt: skip
+        # Wakes a parked run (work channel) and the worker executing it (changes channel).
+        result: Settled = await self._w().submit(op, notify=True, announce=(run_id,))
+        return result
+
+    async def list_completions(self, run_id: str) -> list[CompletionRecord]:
+        rows = await self._fetch(completions.PG_LIST, run_id)
+        return [completions.row_to_completion(tuple(r)) for r in rows]
 
     async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
         # One statement on a pooled connection, outside the writer: a big prune does not hold
@@ -448,46 +479,30 @@ class PostgresStore(PostgresHistories):
 
         Listening holds one connection of the pool for as long as the store is open; a pool of
         one connection cannot spare it, so there this only sleeps (the caller's poll)."""
-        pool = self._p()
-        if self._pool_size < 2:
-            await asyncio.sleep(timeout)
-            return False
-        listener = self._listener
-        if listener is None or is_dead(listener):
-            if listener is not None:
-                # Its connection died (a server restart): let the pool forget it, then listen
-                # on a fresh one. Work may have arrived meanwhile, so report a wake-up.
-                self._listener = None
-                with contextlib.suppress(Exception):
-                    listener.terminate()
-                with contextlib.suppress(Exception):
-                    await pool.release(listener)
-            await self._listen(pool)
-            return True
-        try:
-            await asyncio.wait_for(self._work.wait(), timeout)
-        except TimeoutError:
-            return False
-        self._work.clear()
-        return True
+        self._p()
+        assert self._listen is not None
+        return await self._listen.wait_for_work(timeout)
 
-    async def _listen(self, pool: Any) -> None:
-        self._listener = None
-        try:
-            conn = await pool.acquire()
-        except Exception as exc:
-            raise self._translate(exc, "listen") from None
-        try:
-            await conn.add_listener(self.channel, self._notified)
-        except BaseException as exc:  # cancelled too: the connection must go back
-            await pool.release(conn)
-            if isinstance(exc, Exception):
-                raise self._translate(exc, "listen") from None
-            raise
-        self._listener = conn
+    def on_run_change(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(run_id)` (in the event loop) whenever a commit of any process
+        announces that run: an inbox item sent to it, its end or another status change, an
+        append with a projection (storage._postgres_writer.announced). Listening starts at
+        the first listen_runs() (or wait_for_work()); until then nothing is called."""
+        self._run_callbacks.append(callback)
+        if self._listen is not None:
+            self._listen.on_run_change(callback)
 
-    def _notified(self, *_: object) -> None:
-        self._work.set()
+    async def listen_runs(self) -> bool:
+        """Start listening for run changes (once; again after the connection died). False
+        when this store cannot (a pool of one connection): its waiters poll."""
+        self._p()
+        assert self._listen is not None
+        return await self._listen.listen_runs()
+
+    @property
+    def _listener(self) -> Any:
+        """The listening connection (None until something listens)."""
+        return None if self._listen is None else self._listen.conn
 
     # ------------------------------------------------------------------------ errors
 
@@ -552,44 +567,6 @@ class PostgresStore(PostgresHistories):
     async def queue_runs(self, name: str, *, waiting: bool, limit: int) -> list[QueuedRun]:
         sql = QUEUE_RUNS.format("$1", "$2", "" if waiting else "NOT")
         return [QueuedRun(*tuple(row)) for row in await self._fetch(sql, name, limit)]
-
-
-def translate(exc: BaseException, where: str, during: str) -> BaseException:
-    """storage's own error for an asyncpg (or socket) error; `where` is the masked URL."""
-    if isinstance(exc, StorageError):
-        return exc
-    if isinstance(exc, asyncpg.InvalidPasswordError):
-        return DatabaseOpenError(f"cannot open {where}: password authentication failed")
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        return DatabaseOpenError(f"cannot open {where}: the server refused the login ({exc})")
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return DatabaseOpenError(
-            f"cannot open {where}: the database does not exist (create it, e.g. createdb)"
-        )
-    if isinstance(exc, asyncpg.InsufficientPrivilegeError) and during == "open":
-        return DatabaseOpenError(f"cannot open {where}: insufficient privilege ({exc})")
-    if isinstance(exc, OSError | TimeoutError):
-        reason = getattr(exc, "strerror", None) or str(exc) or "timed out"
-        return DatabaseUnavailableError(f"cannot reach PostgreSQL at {where}: {reason}")
-    transient = (
-        asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError
-        | asyncpg.InsufficientResourcesError
-    )
-    if (
-        during == "open"
-        and isinstance(exc, ValueError | asyncpg.PostgresError)
-        and not isinstance(exc, transient)
-    ):
-        # A bad libpq option, an unknown server setting in the URL, a schema we may not
-        # create: the configuration is wrong, and retrying won't help.
-        return DatabaseOpenError(f"cannot open {where}: {exc}")
-    if type(exc).__module__.startswith("asyncpg"):
-        # Lost connections surface in several guises (ConnectionDoesNotExistError,
-        # InterfaceError, even InternalClientError when the server's goodbye arrives mid-
-        # query); none of them may reach the engine as a driver exception.
-        return DatabaseUnavailableError(f"PostgreSQL {during} on {where} failed: {exc}")
-    return exc
 
 
 def _add_query(url: str, extra: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from storage import _completions as completions
 from storage import _queue_pg as queues
 from storage._checksum import checksum_of
 from storage._errors import (
@@ -277,6 +278,8 @@ WITH c AS (
     DELETE FROM durable_inbox WHERE run_id IN (SELECT run_id FROM c)
 ), h AS (
     DELETE FROM durable_histories WHERE run_id IN (SELECT run_id FROM c)
+), x AS (
+    DELETE FROM durable_completions WHERE run_id IN (SELECT run_id FROM c)
 ), d AS (
     DELETE FROM durable_runs WHERE run_id IN (SELECT run_id FROM c) RETURNING 1
 )
@@ -420,7 +423,7 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
         written = await _append_round(conn, [apps[i] for i in this_round])
         for i in this_round:
             app = apps[i]
-            if app.run_id in written and (app.consume or app.send):
+            if app.run_id in written and (app.consume or app.send or app.completions):
                 # In the batch's transaction (the writer never sends such appends alone as one
                 # statement): all or nothing with the events.
                 await _consume_and_send(conn, app)
@@ -478,6 +481,10 @@ async def _consume_and_send(conn: Any, app: Append) -> None:
         await conn.execute(_CONSUME, app.run_id, list(app.consume))
     for item in app.send:
         await deliver(conn, item, strict=False)
+    if app.completions:
+        await conn.executemany(
+            completions.PG_INSERT, [completions.insert_args(app.run_id, c) for c in app.completions]
+        )
 
 
 async def send(conn: Any, item: NewInboxItem) -> InboxItem:

@@ -33,9 +33,10 @@ from storage._records import Append
 log = logging.getLogger("durable.storage.postgres")
 
 Op = Callable[[Any], Awaitable[Any]]  # run with the batch's connection, inside its transaction
-# (an op or an append, its future, notify workers after commit). Appends are data, not ops, so
-# that the writer can apply the consecutive ones of a batch together.
-_Item = tuple[Op | Append, "asyncio.Future[Any]", bool]
+# (an op or an append, its future, notify workers after commit, the run ids to announce on the
+# changes channel at commit). Appends are data, not ops, so that the writer can apply the
+# consecutive ones of a batch together.
+_Item = tuple[Op | Append, "asyncio.Future[Any]", bool, tuple[str, ...]]
 _Outcome = Outcome
 
 # A batch bigger than this is split: a huge transaction delays every waiter in it.
@@ -47,9 +48,12 @@ Translate = Callable[[BaseException, str], BaseException]
 
 
 class PostgresWriter:
-    def __init__(self, pool: Any, *, channel: str, translate: Translate, where: str) -> None:
+    def __init__(
+        self, pool: Any, *, channel: str, changes: str, translate: Translate, where: str
+    ) -> None:
         self._pool = pool
         self._channel = channel
+        self._changes = changes
         self._translate = translate
         self._where = where
         self._pending: list[_Item] = []
@@ -63,11 +67,17 @@ class PostgresWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="durable-postgres-writer")
 
-    def submit(self, op: Op | Append, *, notify: bool = False) -> asyncio.Future[Any]:
+    def submit(
+        self, op: Op | Append, *, notify: bool = False, announce: tuple[str, ...] = ()
+    ) -> asyncio.Future[Any]:
+        """Queue a write. `notify`: wake idle workers at commit (work channel). `announce`: run
+        ids for the changes channel at commit (an append's are derived by announced())."""
         if self._task is None or self._closed:
             raise StoreClosedError(f"PostgreSQL store {self._where} is not open")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, fut, notify))
+        if isinstance(op, Append):
+            announce = announced(op)
+        self._pending.append((op, fut, notify, announce))
         self._wakeup.set()
         return fut
 
@@ -93,7 +103,7 @@ class PostgresWriter:
                 except Exception as exc:  # never let the writer die with futures waiting
                     log.exception("PostgreSQL writer failed")
                     error = self._translate(exc, "write")
-                    outcomes = [(fut, False, error) for _, fut, _ in batch]
+                    outcomes = [(fut, False, error) for _, fut, _, _ in batch]
                 resolve(outcomes)
             if self._closed:
                 return
@@ -115,17 +125,18 @@ class PostgresWriter:
                     return [await self._alone(conn, item, None) for item in batch]
         except Exception as exc:  # the connection or the pool failed: the whole batch did
             error = self._translate(exc, "write")
-            return [(fut, False, error) for _, fut, _ in batch]
+            return [(fut, False, error) for _, fut, _, _ in batch]
 
     async def _transaction(self, conn: Any, batch: list[_Item]) -> list[_Outcome]:
         if _one_statement(batch):
             return await self._statement(conn, batch)
         outcomes: list[_Outcome] = []
         notify = False
+        runs: list[str] = []  # to announce
         async with conn.transaction():
             i = 0
             while i < len(batch):
-                op, fut, wake = batch[i]
+                op, fut, wake, announce = batch[i]
                 if isinstance(op, Append):
                     # Consecutive appends (the bulk of any batch) go as one statement per round.
                     j = i
@@ -134,20 +145,31 @@ class PostgresWriter:
                     group = batch[i:j]
                     apps = [item[0] for item in group if isinstance(item[0], Append)]
                     refusals = await append_many(conn, apps)
-                    for (_, f, sends), refusal in zip(group, refusals, strict=True):
+                    for (_, f, sends, ids), refusal in zip(group, refusals, strict=True):
                         outcomes.append((f, False, refusal) if refusal else (f, True, None))
                         notify = notify or (sends and refusal is None)
+                        if refusal is None:
+                            runs += ids
                     i = j
                     continue
                 try:
                     outcomes.append((fut, True, await op(conn)))
                     notify = notify or wake
+                    runs += announce
                 except StorageError as exc:
                     outcomes.append((fut, False, exc))
                 i += 1
             if notify:
                 # Delivered at commit, to every LISTENing worker: there is work to claim.
                 await conn.execute("SELECT pg_notify($1, '')", self._channel)
+            if runs:
+                # To whoever waits on these runs (any process), at commit; PostgreSQL folds
+                # the duplicates of one transaction.
+                await conn.execute(
+                    "SELECT pg_notify($1, r) FROM unnest($2::text[]) AS r",
+                    self._changes,
+                    list(dict.fromkeys(runs)),
+                )
         self.commits += 1
         self.writes += len(batch)
         return outcomes
@@ -155,19 +177,19 @@ class PostgresWriter:
     async def _statement(self, conn: Any, batch: list[_Item]) -> list[_Outcome]:
         """A batch that is one statement runs without BEGIN/COMMIT: a single statement is
         atomic by itself, and the two extra round trips were most of a lone run's commit."""
-        apps = [op for op, _, _ in batch if isinstance(op, Append)]
+        apps = [op for op, _, _, _ in batch if isinstance(op, Append)]
         refusals = await append_many(conn, apps)
         self.commits += 1
         self.writes += len(batch)
         return [
             (fut, False, refusal) if refusal else (fut, True, None)
-            for (_, fut, _), refusal in zip(batch, refusals, strict=True)
+            for (_, fut, _, _), refusal in zip(batch, refusals, strict=True)
         ]
 
     async def _alone(self, conn: Any, item: _Item, first: Exception | None) -> _Outcome:
         """One write in its own transaction (after its batch failed), retrying transient
         conflicts with other processes' transactions (deadlock, serialization)."""
-        _, fut, _ = item
+        _, fut, _, _ = item
         error = first
         for _attempt in range(_RETRIES):
             if error is not None and not isinstance(error, asyncpg.TransactionRollbackError):
@@ -183,14 +205,41 @@ class PostgresWriter:
 
 
 def _one_statement(batch: list[_Item]) -> bool:
-    """Only appends, each to a different run and touching no inbox: append_many writes them all
-    in one statement."""
+    """Only appends, each to a different run, touching no inbox and announcing nothing:
+    append_many writes them all in one statement."""
     runs: set[str] = set()
-    for op, _, wake in batch:
-        if not isinstance(op, Append) or wake or op.run_id in runs or op.consume or op.send:
+    for op, _, wake, announce in batch:
+        if (
+            not isinstance(op, Append)
+            or wake
+            or announce
+            or op.run_id in runs
+            or op.consume
+            or op.send
+            or op.completions
+        ):
             return False
         runs.add(op.run_id)
     return True
+
+
+def announced(app: Append) -> tuple[str, ...]:
+    """The run ids an append announces on the changes channel when it commits. The one rule
+    of what is worth a notification (the hot path, a step's result, is not): items sent to
+    runs, and a change of the run's status (its end, above all).
+
+    Issue 17's projections (values, stream rows, requests, history) announce their run here
+    too: add the new Append field to `_ANNOUNCING` below."""
+    ids = [item.run_id for item in app.send]
+    if (app.update is not None and app.update.status is not None) or any(
+        getattr(app, name, None) for name in _ANNOUNCING
+    ):
+        ids.append(app.run_id)
+    return tuple(dict.fromkeys(ids))
+
+
+# Append fields whose presence makes an append announce its run (see announced()).
+_ANNOUNCING: tuple[str, ...] = ("values", "stream", "requests", "history", "completions")
 
 
 def is_dead(conn: Any) -> bool:

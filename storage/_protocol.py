@@ -9,9 +9,10 @@ run are applied in the order they were enqueued.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol, runtime_checkable
 
+from storage._completions import CompletionStore
 from storage._history_ops import HistoryMark, HistoryRecord
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
@@ -30,7 +31,7 @@ from storage._records import (
 from storage._schedule_ops import ScheduleRecord
 
 
-class Store(Protocol):
+class Store(CompletionStore, Protocol):
     """A durable home for run rows and their event logs."""
 
     @property
@@ -308,4 +309,19 @@ class WorkSignal(Protocol):
     async def notify_work(self) -> None:
         """Wake every idle worker (after the writes submitted before this one commit): a
         queued run ended, so its queue may admit another."""
+        ...
+
+
+@runtime_checkable
+class RunChanges(Protocol):
+    """A store that announces, across processes, commits that waiters on a run care about (an
+    inbox item sent to it, its end, a projection written): PostgreSQL's LISTEN/NOTIFY. Without
+    it (SQLite, memory), other processes' changes are seen by polling."""
+
+    def on_run_change(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(run_id)` in the event loop for each announcement, once listening."""
+        ...
+
+    async def listen_runs(self) -> bool:
+        """Start listening (idempotent; again after a lost connection). False if it cannot."""
         ...

@@ -126,6 +126,17 @@ class InboxItem(msgspec.Struct, frozen=True):
     dedupe_key: str | None = None
 
 
+class NewCompletion(msgspec.Struct, frozen=True):
+    """An external wait (ctx.wait_external) opened by an append, for the append's run: its
+    row in durable_completions (storage._completions) is inserted in the same transaction."""
+
+    pos: int
+    name: str
+    nonce: str
+    deadline: float | None
+    created_at: float
+
+
 class Append(msgspec.Struct, frozen=True):
     """Events to add to one run's log, after its event number expected_last_seq.
 
@@ -141,6 +152,7 @@ class Append(msgspec.Struct, frozen=True):
     update: RunUpdate | None = None
     consume: tuple[int, ...] = ()
     send: tuple[NewInboxItem, ...] = ()
+    completions: tuple[NewCompletion, ...] = ()  # external waits opened (storage._completions)
 
 
 def created_record(

@@ -22,7 +22,7 @@ from sqlalchemy import (
 # module. 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
 # 3: workflow definitions (MIGRATION_3). 4: a checksum per event (MIGRATION_4: the column, then
 # the checksum of every existing event, computed by the backend's migration). 5: schedules
-# (MIGRATION_5). 6: queues (MIGRATION_6).
+# (MIGRATION_5). 6: queues (MIGRATION_6). 7: issue 17's tables (MIGRATION_7_TABLES).
 from storage._schema_version import SCHEMA_VERSION as SCHEMA_VERSION
 
 metadata = MetaData()
@@ -208,6 +208,23 @@ histories = Table(
     PrimaryKeyConstraint("run_id", "generation"),
 )
 
+# External waits (ctx.wait_external, storage._completions): one row per wait, inserted by the
+# append that records it and settled exactly once by a conditional update of `status`
+# (waiting -> completed / failed / timed_out). `nonce` is the secret part of the wait's token.
+completions = Table(
+    "durable_completions",
+    metadata,
+    Column("run_id", String(255), nullable=False),
+    Column("pos", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("deadline", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("settled_at", Float, nullable=True),
+    PrimaryKeyConstraint("run_id", "pos"),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -241,5 +258,5 @@ MIGRATION_6_INDEXES: tuple[Index, ...] = tuple(
 )
 MIGRATION_6_TABLES: tuple[Table, ...] = (queues,)
 
-# What version 7 added to a version-6 database (issue 17): the histories table.
-MIGRATION_7_TABLES: tuple[Table, ...] = (histories,)
+# What version 7 added to a version-6 database: issue 17's tables.
+MIGRATION_7_TABLES: tuple[Table, ...] = (histories, completions)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 # 1: runs, events. 2: inbox, workers, the finished_at index. 3: workflow definitions.
 # 4: a checksum per event. 5: cron schedules. 6: queues. 7: talking to running workflows
-# (issue 17: the chain of continued runs' histories, ...). storage._schema says what each
-# version added.
+# (issue 17: the chain of continued runs' histories, external completions, ...).
+# storage._schema says what each version added.
 SCHEMA_VERSION = 7
 
 TABLES = (
@@ -20,4 +20,5 @@ TABLES = (
     "durable_schedules",
     "durable_queues",
     "durable_histories",
+    "durable_completions",
 )

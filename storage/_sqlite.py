@@ -23,12 +23,15 @@ from contextlib import closing
 import aiosqlite
 
 from storage import _cancel_ops as cancelling
+from storage import _completions as completions
+from storage import _completions_sqlite as completions_sqlite
 from storage import _debounce_ops as debounce
 from storage import _history_ops as history
 from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
 from storage import _sqlite_ops as ops
 from storage._checksum import verified
+from storage._completions import CompletionRecord, Settled
 from storage._errors import (
     DatabaseOpenError,
     DatabaseUnavailableError,
@@ -358,6 +361,20 @@ class SQLiteStore:
     async def send(self, item: NewInboxItem) -> InboxItem:
         result: InboxItem = await self._w().submit(functools.partial(ops.send, item=item))
         return result
+
+    async def settle_completion(
+        self, run_id: str, pos: int, nonce: str, *, status: str, now: float, item: NewInboxItem
+    ) -> Settled:
+        op = functools.partial(
+            completions_sqlite.settle,
+            run_id=run_id, pos=pos, nonce=nonce, status=status, now=now, item=item,
+        )  # fmt: skip
+        result: Settled = await self._w().submit(op)
+        return result
+
+    async def list_completions(self, run_id: str) -> list[CompletionRecord]:
+        rows = await self._read(completions.LIST, (run_id,))
+        return [completions.row_to_completion(r) for r in rows]
 
     async def read_inbox(self, run_ids: Sequence[str]) -> list[InboxItem]:
         if not run_ids:

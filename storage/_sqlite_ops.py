@@ -7,6 +7,7 @@ import json
 import sqlite3
 from collections.abc import Collection, Sequence
 
+from storage import _completions as completions
 from storage import _queue_ops as queues
 from storage._checksum import checksum_of
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
@@ -100,6 +101,14 @@ _RELEASE = (
     "ELSE min(COALESCE(:ready_at, created_at), "
     f"COALESCE({_OLDEST_ITEM}, :ready_at, created_at)) END "
     "WHERE run_id = :run_id AND owner = :owner AND epoch = :epoch"
+)
+# Every table with rows of a run, the run's own row last: what a prune deletes.
+ALL_RUN_TABLES = (
+    "durable_events",
+    "durable_inbox",
+    "durable_histories",
+    "durable_completions",
+    "durable_runs",
 )
 _PRUNABLE = (
     f"SELECT r.run_id FROM durable_runs AS r WHERE r.status IN {_FINAL_SQL} "
@@ -216,6 +225,10 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
         cur.execute(_CONSUME, (app.run_id, json.dumps(list(app.consume))))
     for item in app.send:
         deliver(cur, item, strict=False)
+    if app.completions:
+        cur.executemany(
+            completions.INSERT, [completions.insert_args(app.run_id, c) for c in app.completions]
+        )
 
 
 def send(cur: sqlite3.Cursor, item: NewInboxItem) -> InboxItem:
@@ -345,7 +358,7 @@ def prune(cur: sqlite3.Cursor, finished_before: float, limit: int) -> int:
     if not ids:
         return 0
     doomed = json.dumps(ids)
-    for table in ("durable_events", "durable_inbox", "durable_histories", "durable_runs"):
+    for table in ALL_RUN_TABLES:
         cur.execute(
             f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (doomed,)
         )

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom first: a module may import only modules before it in this list.
 RUNTIME_ORDER = [
+    "_external",
     "_context",
     "_registry",
     "_stops",

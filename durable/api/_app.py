@@ -55,7 +55,7 @@ from storage import (
     StorageError,
 )
 
-from . import _approvals, _executions, _histories, _queues, _schedules, _workflows
+from . import _approvals, _executions, _external, _histories, _queues, _schedules, _workflows
 from ._auth import Tokens, guard
 from ._docs import docs_page
 from ._limits import MAX_JSON_DEPTH, BodyLimits
@@ -224,6 +224,9 @@ def create_app(options: ApiOptions) -> Litestar:
         _histories.list_histories,
         _approvals.list_approvals,
         _approvals.decide_approval,
+        _external.complete_wait,
+        _external.fail_wait,
+        _external.list_waits,
         _queues.list_all,
         _queues.get_one,
         _schedules.list_all,

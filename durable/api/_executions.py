@@ -30,8 +30,9 @@ from durable._errors import (
     InvalidInputError,
     RunIdConflictError,
 )
-from durable._events import decode_record
+from durable._events import ExternalStarted, decode_record
 from durable._state import fold
+from durable.interact._external import redact, secrets_of
 from durable.queues._options import queue_start
 from storage import RunQuery
 
@@ -153,7 +154,9 @@ async def get_execution(services: Services, run_id: str = RunId) -> ExecutionDet
     record, state, wf = await _load(services, run_id)
     body = detail(record, state, wf)
     place = await run_place(services.client.store, record)
-    return body if place is None else msgspec.structs.replace(body, queue=place)
+    body = body if place is None else msgspec.structs.replace(body, queue=place)
+    nonces = [(pos, started.nonce) for pos, started in state.externals.items()]
+    return redact(body, secrets_of(run_id, nonces))  # no completion tokens for readers
 
 
 @get(
@@ -230,18 +233,29 @@ async def execution_events(
     client = services.client
     if await client.store.get_run(run_id) is None:
         raise NotFoundException(f"no execution with id {run_id!r}")
+    secrets = await _secrets(services, run_id)
     if "text/event-stream" in request.headers.get("accept", ""):
-        return ServerSentEvent(_stream(services, run_id, after))
+        return ServerSentEvent(_stream(services, run_id, after, secrets))
     events = [event_body(e) for e in await client.events(run_id, after)]
-    return Response(EventList(events=events))
+    return Response(redact(EventList(events=events), secrets))
 
 
-async def _stream(services: Services, run_id: str, after: int) -> AsyncIterator[Any]:
+async def _secrets(services: Services, run_id: str) -> list[str]:
+    """The run's completion tokens and their nonces: never shown by a read (interact)."""
+    rows = await services.client.store.list_completions(run_id)
+    return secrets_of(run_id, [(r.pos, r.nonce) for r in rows])
+
+
+async def _stream(
+    services: Services, run_id: str, after: int, secrets: list[str]
+) -> AsyncIterator[Any]:
     watched = services.client.watch(run_id)
     async for logged in _until(services.stopping, watched):
+        if isinstance(logged.event, ExternalStarted):  # opened since the stream began
+            secrets += secrets_of(run_id, [(logged.event.pos, logged.event.nonce)])
         if logged.seq <= after:
             continue
-        body = msgspec.json.encode(event_body(logged)).decode()
+        body = msgspec.json.encode(redact(event_body(logged), secrets)).decode()
         # Client.watch ends after the run's final event (not at an end a retry resumed from).
         yield ServerSentEventMessage(data=body, event=logged.type, id=logged.seq)
 

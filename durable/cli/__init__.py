@@ -24,6 +24,7 @@ def _commands() -> click.Group:
         _approvals,
         _control,
         _diff,
+        _external,
         _histories,
         _history,
         _queues,

@@ -2,6 +2,7 @@
 
 The modules, each importing only those listed before it (tests/test_layers.py checks it):
 
+- `_external`  external waits: the completion token, `ExternalWait`, the inbox outcome.
 - `_context`   what workflow code calls besides steps: `Context`, `ChildRun`, and the
                `WorkflowRuntime` protocol its commands go through; `StepContext`.
 - `_registry`  the app's definitions: `@app.workflow`, `@app.step` (`Step`, `StepDef`,

@@ -24,6 +24,7 @@ from durable._children import ParentClose, check_parent_close
 from durable._codec import decode_value
 from durable._durations import check_duration
 from durable._state import RunState, WaitState
+from durable.runtime._external import MAX_NAME_CHARS, ExternalWait
 
 T = TypeVar("T")
 
@@ -86,6 +87,10 @@ class WorkflowRuntime(Protocol):
         ...
 
     def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]: ...
+
+    def wait_external(
+        self, name: str, timeout: float | None, decode: Callable[[msgspec.Raw], Any]
+    ) -> ExternalWait: ...
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool: ...
 
@@ -220,6 +225,24 @@ class Context:
         if timeout is not None:
             timeout = check_duration("wait_for_signal() timeout", timeout)
         return self._executor.wait_for_signal(name, timeout, functools.partial(_decode_as, type))
+
+    def wait_external(
+        self, *, timeout: float | None = None, name: str = "", type: Any = Any
+    ) -> ExternalWait:
+        """Wait for an outside system (a payment provider's webhook, a human's tool) to
+        complete this wait: hand `.token` to it from a step, then `await` the wait for the
+        result it gives (app.complete(token, result), `durable complete`, POST /completions),
+        decoded as `type`. app.fail(token, error) makes the await raise ExternalFailed;
+        `timeout` seconds without either make it raise TimeoutError. Exactly one of them
+        counts, from any process. The token is recorded: a replay hands out the same one."""
+        if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or "\x00" in name:
+            raise ValueError(
+                f"ctx.wait_external() name must be a string of at most {MAX_NAME_CHARS} "
+                f"characters without NUL, not {name!r:.80}"
+            )
+        if timeout is not None:
+            timeout = check_duration("wait_external() timeout", timeout)
+        return self._executor.wait_external(name, timeout, functools.partial(_decode_as, type))
 
     def start_child(
         self,

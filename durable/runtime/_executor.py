@@ -23,6 +23,7 @@ from durable._errors import ErrorInfo, NonDeterminismError, StepFailed, UnknownW
 from durable._events import (
     CancelRequested,
     CodeChanged,
+    ExternalStarted,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -35,6 +36,7 @@ from durable._state import CANCELLED, RunState, WaitState
 from durable.runtime._child_starts import ChildArgs, ChildStarter, ChildStarts, Creation
 from durable.runtime._context import ChildRun, Context, ContinueAsNew, current_executor
 from durable.runtime._continue import record_continuation
+from durable.runtime._external import ExternalWait, encode_token, new_nonce
 from durable.runtime._markers import marker, patched
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
@@ -43,7 +45,7 @@ from durable.runtime._step_runner import run_step
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from durable.runtime._waits import Waits
 from durable.runtime._watch import RunWatch
-from storage import InboxItem
+from storage import InboxItem, NewCompletion
 
 
 async def _raise(exc: BaseException) -> Any:
@@ -397,6 +399,24 @@ class RunExecutor:
             self.log.append(WaitStarted(pos=pos, signal=name, deadline=deadline))
             rec = self.state.waits[pos]
         return self._await(rec, decode)
+
+    def wait_external(
+        self, name: str, timeout: float | None, decode: Callable[[msgspec.Raw], Any]
+    ) -> ExternalWait:
+        """ctx.wait_external(): its position, its row (durable_completions, same commit) and
+        its token now; the outcome when awaited (see _external, _waits)."""
+        pos, rec = self._wait_command("external", f"ctx.wait_external(name={name!r})", name)
+        if rec is None:
+            assert self.log is not None
+            now = time.time()
+            deadline = None if timeout is None else now + timeout
+            started = ExternalStarted(pos=pos, name=name, nonce=new_nonce(), deadline=deadline)
+            opened = NewCompletion(pos, name, started.nonce, deadline, now)
+            self.log.append(started, at=now, completions=(opened,))
+            rec = self.state.waits[pos]
+        token = encode_token(self.state.run_id, pos, self.state.externals[pos].nonce)
+        wait = rec
+        return ExternalWait(token, name, lambda: self._await(wait, decode))
 
     def start_child(
         self,

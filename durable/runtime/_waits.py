@@ -1,4 +1,4 @@
-"""Durable waits of a Python workflow: timers, signals and child runs.
+"""Durable waits of a Python workflow: timers, signals, child runs and external waits.
 
 A wait takes a position like a step. Its start is recorded (TimerStarted, WaitStarted,
 ChildStarted) with everything that decides its outcome (when the timer fires, the signal's
@@ -12,24 +12,33 @@ signal or a child's end arriving in its inbox); it is then replayed to the wait,
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 
-from durable._errors import ChildRunFailed
+from durable._errors import ChildRunFailed, ErrorInfo, ExternalFailed
 from durable._events import (
     ChildCompleted,
     CommandCancelled,
+    ExternalCompleted,
+    InboxDropped,
     SignalReceived,
     TimerFired,
     WaitCompleted,
 )
 from durable._runlog import ChildOutcome, RunLog
 from durable._state import RunState, WaitState
+from durable.runtime._external import KIND as EXTERNAL
+from durable.runtime._external import Outcome, decode_outcome, item_wait, outcome_item
 from durable.runtime._order import ReplayOrder
-from storage import InboxItem
+from storage import InboxItem, StorageError
+
+log = logging.getLogger("durable")
+# A timeout that could not be settled (the database is unavailable) is tried again after this.
+SETTLE_RETRY = 1.0
 
 
 class WaitsOwner(Protocol):
@@ -55,6 +64,7 @@ class Waits:
         self.ex = executor
         self.futures: dict[int, asyncio.Future[Any]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._settling: set[asyncio.Task[None]] = set()  # external waits timing out
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -108,6 +118,14 @@ class Waits:
             raise asyncio.CancelledError(f"{rec.describe()} at position {rec.pos}: cancelled")
         if rec.kind == "timer":
             return None
+        if rec.kind == EXTERNAL:
+            ended = state.external_ends[rec.pos]
+            if ended.status == "completed":
+                return decode(ended.result)
+            if ended.status == "failed":
+                error = ended.error or ErrorInfo("durable.ExternalFailed", "failed")
+                raise ExternalFailed(rec.signal, error)
+            raise TimeoutError(f"external wait {rec.signal!r}: no completion before its deadline")
         if rec.kind == "signal":
             if not rec.signal_seq:
                 raise TimeoutError(f"no signal {rec.signal!r} before the wait's deadline")
@@ -129,11 +147,60 @@ class Waits:
                 rec.due - time.time(), self._due, pos
             )
             return
+        if rec.kind == EXTERNAL:
+            # Not recorded here: the timeout must win the wait's row first (a completion may
+            # have committed already); the outcome comes back through the inbox either way.
+            task = asyncio.ensure_future(self._time_out(rec))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+            return
         if rec.kind != "select":  # a select records its own outcome (see _select)
-            log = self.ex.log
-            assert log is not None
-            log.append(TimerFired(pos=pos) if rec.kind == "timer" else WaitCompleted(pos=pos))
+            run_log = self.ex.log
+            assert run_log is not None
+            run_log.append(TimerFired(pos=pos) if rec.kind == "timer" else WaitCompleted(pos=pos))
         fut.set_result(None)
+
+    async def _time_out(self, rec: WaitState) -> None:
+        """Settle the external wait `rec` as timed out (if nothing settled it first), then
+        deliver whichever outcome won: it is in the run's inbox now."""
+        run_log = self.ex.log
+        state = self.ex.state
+        if run_log is None:
+            return
+        run_id, pos = state.run_id, rec.pos
+        now = time.time()
+        try:
+            settled = await run_log.store.settle_completion(
+                run_id,
+                pos,
+                state.externals[pos].nonce,
+                status="timed_out",
+                now=now,
+                item=outcome_item(
+                    run_id, pos, state.externals[pos].nonce, Outcome("timed_out"), now
+                ),
+            )
+            if settled.record is None:
+                # No row (a forked run's copied wait): nothing else can end it.
+                if not rec.done and not state.finished:
+                    run_log.append(ExternalCompleted(pos=pos, status="timed_out"))
+                    self._wake(pos)
+                return
+            items = await run_log.store.read_inbox([run_id])
+        except StorageError as exc:
+            log.warning(
+                "run %s: timing out external wait %d failed (retrying): %s", run_id, pos, exc
+            )
+            self._timers[pos] = asyncio.get_running_loop().call_later(SETTLE_RETRY, self._due, pos)
+            return
+        for item in items:
+            if item.kind == EXTERNAL and item_wait(item.name) == (pos, state.externals[pos].nonce):
+                self.deliver(item)
+
+    def _wake(self, pos: int) -> None:
+        fut = self.futures.get(pos)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def _cancelled_live(self, rec: WaitState) -> None:
         log = self.ex.log
@@ -182,6 +249,45 @@ class Waits:
                     fut.set_result(None)
         elif item.kind == "cancel":
             ex.request_cancel(item)
+        elif item.kind == EXTERNAL:
+            self._deliver_external(item)
+
+    def _deliver_external(self, item: InboxItem) -> None:
+        """The outcome the store settled an external wait with (a completion, a failure, its
+        timeout): recorded, and the wait woken."""
+        run_log = self.ex.log
+        assert run_log is not None
+        state = self.ex.state
+        named = item_wait(item.name)
+        rec = state.waits.get(named[0]) if named is not None else None
+        opened = state.externals.get(named[0]) if named is not None else None
+        try:
+            outcome = decode_outcome(item.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            outcome = None
+        if (
+            rec is None
+            or rec.kind != EXTERNAL
+            or rec.done
+            or outcome is None
+            or opened is None
+            or named is None
+            or opened.nonce != named[1]  # a previous history's wait at this position
+        ):
+            # Nothing waits for it (a hand-made item): taken out, unread, so it is not
+            # delivered again and again.
+            run_log.append(InboxDropped(inbox_ids=[item.id]), consume=item.id)
+            return
+        result = msgspec.Raw(outcome.result) if outcome.result is not None else msgspec.Raw(b"\xc0")
+        ended = ExternalCompleted(
+            pos=rec.pos,
+            status=outcome.status,
+            result=result,
+            error=outcome.error,
+            inbox_id=item.id,
+        )
+        run_log.append(ended, consume=item.id)
+        self._wake(rec.pos)
 
     def _match_signal(self, rec: WaitState) -> None:
         """Give the waiting `rec` the oldest signal of its name nobody got yet."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from durable import RunCancelled, decode_record, fold, replay
+from durable import InvalidTokenError, RunCancelled, decode_record, fold, replay
 from durable._events import RunContinued, RunStarted, SignalReceived
 from sdk import App, Context
 
@@ -238,3 +238,37 @@ async def test_a_continued_run_replays_deterministically(url: str) -> None:
 
 async def _generation(app: App, run_id: str, wanted: int) -> bool:
     return (await app.get_run(run_id)).generation >= wanted
+
+
+async def test_an_external_wait_does_not_outlive_its_history(url: str) -> None:
+    """Positions restart in each history: the new history's wait at the old one's position
+    gets a token of its own; the old token is refused, and cannot end the new wait."""
+    app = App(url, poll_interval=0.2)
+    tokens: list[str] = []
+
+    @app.step()
+    async def hand_out(token: str) -> None:
+        tokens.append(token)
+
+    @app.workflow
+    async def hop(ctx: Context, generation: int) -> Any:
+        wait = ctx.wait_external(name=f"g{generation}")
+        await hand_out(wait.token)
+        if generation == 0:
+            ctx.continue_as_new(1)  # its wait left open
+        return await wait
+
+    async with app:
+        handle = await app.start("hop", 0, run_id="h")
+        await _until(lambda: _generation(app, "h", 1))
+        await _until(lambda: _count(tokens, 2))
+        old, new = tokens
+        assert old != new
+        with pytest.raises(InvalidTokenError):
+            await app.complete(old, "stale")
+        await app.complete(new, "fresh")
+        assert await handle.result(timeout=30) == "fresh"
+
+
+async def _count(items: list[str], n: int) -> bool:
+    return len(items) >= n
