@@ -36,6 +36,7 @@ from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import RunInfo, RunSummary, run_info, summary
+from durable.interact import _values as interact_values
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -364,6 +365,19 @@ class Client:
         if self.worker is not None:
             self.worker.wake_inbox()  # it may be executing the run right here
             self.worker.wake()  # or may claim it now that it is ready
+
+    # -- talking to runs (durable.interact) ---------------------------------------------
+
+    async def get_event(self, run_id: str, key: str, *, timeout: float | None = None) -> Any:
+        return await interact_values.get_event(self, run_id, key, timeout=timeout)
+
+    async def list_events(self, run_id: str) -> dict[str, Any]:
+        return await interact_values.list_events(self, run_id)
+
+    async def query(self, run_id: str, name: str, *args: Any, timeout: float = 10.0) -> Any:
+        from durable.interact._query import answer_query  # the executor: loaded when asked
+
+        return await answer_query(self, run_id, name, args, timeout=timeout)
 
     async def wait(self, run_id: str) -> Outcome:
         """Wait until the run is finished; returns how it ended."""

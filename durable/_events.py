@@ -219,6 +219,15 @@ class RunResumed(Event, frozen=True):
     reopen: list[int] = []
 
 
+class ValueSet(Event, frozen=True):
+    """ctx.set_event(key, value) at `pos`: the run's latest value of `key` (get_event reads it
+    from the values table, written in the same commit)."""
+
+    pos: int
+    key: str
+    value: msgspec.Raw
+
+
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
     RunStarted,
     StepStarted,
@@ -243,6 +252,7 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     SelectStarted,
     SelectCompleted,
     InboxDropped,
+    ValueSet,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

@@ -19,7 +19,7 @@ from durable._events import (
     encode_event,
 )
 from durable._state import RunState, apply
-from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store
+from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, RunValue, Store
 
 _RUNNING = RunUpdate(status="running")
 # Events nobody waits for (a step starting, a result the workflow carries on with) are sent at
@@ -81,6 +81,7 @@ class RunLog:
         self._timer: asyncio.TimerHandle | None = None
         self._consume: list[int] = []
         self._send: list[NewInboxItem] = []
+        self._values: list[RunValue] = []
 
     def append(
         self,
@@ -90,6 +91,7 @@ class RunLog:
         *,
         consume: int | None = None,
         send: tuple[NewInboxItem, ...] = (),
+        value: tuple[str, bytes] | None = None,
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
         items for other runs' inboxes: both are written in the same commit as the event.
@@ -117,6 +119,8 @@ class RunLog:
         self.last_seq = seq
         if not isinstance(event, StepStarted):
             self._barrier_seq = seq
+        if value is not None:  # ctx.set_event: its projection row, in the same commit
+            self._values.append(RunValue(state.run_id, value[0], value[1], seq, when))
         apply(state, seq, when, event)  # type: ignore[arg-type]
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(WRITE_BEHIND_DELAY, self._timed)
@@ -161,6 +165,7 @@ class RunLog:
         expected, self._flushed_seq = self._flushed_seq, records[-1].seq
         consume, self._consume = tuple(self._consume), []
         send, self._send = tuple(self._send), []
+        values, self._values = tuple(self._values), []
         append = Append(
             self.state.run_id,
             tuple(records),
@@ -169,6 +174,7 @@ class RunLog:
             update,
             consume=consume,
             send=send,
+            values=values,
         )
         try:
             fut = self._store.append(append)

@@ -41,6 +41,7 @@ from durable._events import (
     WaitCompleted,
     WaitStarted,
 )
+from durable._state_values import apply_talk
 
 # The error type of a step the run's cancellation stopped: replay raises CancelledError for it.
 CANCELLED = "durable.Cancelled"
@@ -149,6 +150,7 @@ class RunState:
     children_asked: set[str] = field(default_factory=set)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
+    commands: dict[int, str] = field(default_factory=dict)  # pos -> "ctx.set_event('k')" etc.
 
     @property
     def finished(self) -> bool:
@@ -272,6 +274,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         wait.selected = list(event.done)
     elif isinstance(event, InboxDropped):
         state.inbox_ids.update(event.inbox_ids)
+    else:
+        apply_talk(state, seq, event)
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:

@@ -43,6 +43,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     RunUpdate,
+    RunValue,
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
@@ -81,6 +82,7 @@ __all__ = [
     "RunRecord",
     "RunStatusError",
     "RunUpdate",
+    "RunValue",
     "SQLiteStore",
     "ScheduleRecord",
     "SequenceConflictError",

@@ -34,6 +34,7 @@ from storage._records import (
     Release,
     RunQuery,
     RunRecord,
+    RunValue,
     WorkerRecord,
     already_stored,
     check_append,
@@ -42,9 +43,11 @@ from storage._records import (
     created_record,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._values_ops import memory_upsert
+from storage._values_store import MemoryValues
 
 
-class MemoryStore:
+class MemoryStore(MemoryValues):
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
@@ -57,6 +60,7 @@ class MemoryStore:
         self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
         self._queues = MemoryQueues()
+        self._values: dict[tuple[str, str], RunValue] = {}  # see storage._values_ops
         self._open = False
 
     @property
@@ -194,6 +198,7 @@ class MemoryStore:
                 del self._inbox[item_id]
         for new in append.send:
             self._deliver(new, strict=False)
+        memory_upsert(self._values, append)
 
     def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
         """Insert (or find, by dedupe key) an item and wake its run; None if the run is
@@ -391,6 +396,7 @@ class MemoryStore:
         for run_id in gone:
             del self._runs[run_id]
             self._events.pop(run_id, None)
+        self._values = {k: v for k, v in self._values.items() if k[0] not in gone}
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
         return len(gone)
 

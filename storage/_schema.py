@@ -22,7 +22,7 @@ from sqlalchemy import (
 # module. 1: runs, events. 2: inbox, workers, the finished_at index (migrated by MIGRATION_2).
 # 3: workflow definitions (MIGRATION_3). 4: a checksum per event (MIGRATION_4: the column, then
 # the checksum of every existing event, computed by the backend's migration). 5: schedules
-# (MIGRATION_5). 6: queues (MIGRATION_6).
+# (MIGRATION_5). 6: queues (MIGRATION_6). 7: issue 17's tables (MIGRATION_7).
 from storage._schema_version import SCHEMA_VERSION as SCHEMA_VERSION
 
 metadata = MetaData()
@@ -194,6 +194,20 @@ queues = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The latest value of each key a run set with ctx.set_event: a projection of its ValueSet
+# events, written in the same commit as the event (so get_event is one indexed read). `seq` is
+# the event's: an upsert only replaces an older value.
+values = Table(
+    "durable_values",
+    metadata,
+    Column("run_id", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -226,3 +240,6 @@ MIGRATION_6_INDEXES: tuple[Index, ...] = tuple(
     )
 )
 MIGRATION_6_TABLES: tuple[Table, ...] = (queues,)
+
+# What version 7 added to a version-6 database: the values table (ctx.set_event).
+MIGRATION_7_TABLES: tuple[Table, ...] = (values,)

@@ -17,6 +17,7 @@ RUNTIME_ORDER = [
     "_context",
     "_registry",
     "_stops",
+    "_guard",
     "_order",
     "_waits",
     "_select",
@@ -24,6 +25,7 @@ RUNTIME_ORDER = [
     "_child_starts",
     "_watch",
     "_markers",
+    "_values",
     "_executor",
 ]
 
