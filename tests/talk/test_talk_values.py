@@ -80,7 +80,7 @@ async def test_get_event_waits_for_a_value_set_later(app: App) -> None:
 
 async def test_timeout_not_set_at_the_end_and_unknown_runs(app: App) -> None:
     handle = await app.start("silent")
-    with pytest.raises(TimeoutError, match="has not set event 'nope' within 0.2 s"):
+    with pytest.raises(TimeoutError, match=r"has not set event 'nope' within 0\.2 s"):
         await app.get_event(handle.run_id, "nope", timeout=0.2)
     waiter = asyncio.ensure_future(app.get_event(handle.run_id, "nope", timeout=10))
     await app.signal(handle.run_id, "go")
