@@ -33,6 +33,7 @@ def _commands() -> click.Group:
         _schedules,
         _serve,
         _validate,
+        _values,
         _visualize,
         _wait,
         _worker,
