@@ -7,6 +7,7 @@ import { conversationView } from "./conversation.js";
 import { badge, formatDuration, formatTime, h, isFinished, json, jsonCell, runDuration } from "./format.js";
 import { renderGraph } from "./graph.js";
 import { queueHref } from "./queues.js";
+import { valuesView } from "./talk.js";
 import { stepUsageCell, usageSummary } from "./usage.js";
 import { every, flash, showError } from "./ui.js";
 
@@ -18,12 +19,14 @@ export function renderRunView(view, runId, signal) {
   const timeline = new Timeline();
   const actions = buildActions(path, signal);
   const conversation = conversationView(path, signal);
+  const values = valuesView(path, signal);
   view.append(
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     header,
     actions.element,
     h("section", { class: "card" }, h("h2", { text: "Steps" }), graph, results),
     conversation.element,
+    values.element,
     h("section", { class: "card" }, h("h2", { text: "Events" }), timeline.element),
   );
 
@@ -40,6 +43,7 @@ export function renderRunView(view, runId, signal) {
     results.replaceChildren(resultsTable(run.stepResults || {}));
     actions.update(run);
     await conversation.refresh();
+    await values.refresh();
     const finished = isFinished(run.status);
     if (!streaming && (streamFailed || finished || timeline.lastSeq === 0)) {
       // The JSON list: the first load, after a finished run, or when the stream is unavailable.
