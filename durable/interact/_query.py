@@ -50,15 +50,15 @@ async def answer_query(
         raise RunNotFoundError(run_id)
     state = fold(run_id, [decode_record(r) for r in records])
     wf = client.registry.get(state.workflow, state.version)
-    if wf is None:
-        raise UnknownWorkflowError(state.workflow, state.version, client.registry.names())
-    if wf.dag is not None or state.kind == "dag":
+    if state.kind == "dag" or (wf is not None and wf.dag is not None):
         raise QueryError(
             run_id,
             name,
             f"run {run_id!r} is a DAG run ({state.workflow!r}): DAG runs have no query "
             "handlers; read its steps' results with app.get_run() or `durable runs show`",
         )
+    if wf is None:
+        raise UnknownWorkflowError(state.workflow, state.version, client.registry.names())
     executor = RunExecutor(state, wf, None, registry=client.registry)
     replay = executor.start()
     try:
