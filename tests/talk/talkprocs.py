@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from procenv import Env
@@ -123,6 +124,19 @@ def talk(tmp_path: Path, url: str | None = None, **environ: str) -> Iterator[Tal
                 os.environ[key] = value
         sys.path.remove(str(tmp_path))
         sys.modules.pop("wfmod", None)
+
+
+@contextmanager
+def serving(workdir: Path, *args: str, env: dict[str, str]) -> Iterator[Any]:
+    """`durable serve` as tests/api runs it (tests/api/serving.py, reached by path: this
+    directory is not tests/api)."""
+    api_dir = str(Path(__file__).resolve().parent.parent / "api")
+    if api_dir not in sys.path:
+        sys.path.append(api_dir)
+    import serving as api_serving
+
+    with api_serving.serve(workdir, *args, env=env) as served:
+        yield served
 
 
 def url_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

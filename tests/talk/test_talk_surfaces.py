@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from api.serving import serve
-from talkprocs import talk
+from talkprocs import serving, talk
 
 ADMIN, READER = "a" * 32, "r" * 32
 TOKENS = {"DURABLE_API_TOKEN": ADMIN, "DURABLE_API_READ_TOKEN": READER}
@@ -33,7 +32,7 @@ def until_phase(api: httpx.Client, run_id: str, phase: str) -> None:
 def test_http_and_cli(tmp_path: Path) -> None:
     with (
         talk(tmp_path) as work,
-        serve(tmp_path, "--app", "wfmod:app", "--no-worker", env=TOKENS) as server,
+        serving(tmp_path, "--app", "wfmod:app", "--no-worker", env=TOKENS) as server,
         server.client(ADMIN) as admin,
         server.client(READER) as read,
         server.client() as anonymous,
