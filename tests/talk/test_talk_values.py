@@ -105,6 +105,14 @@ async def test_a_replay_finds_the_values_recorded_and_changed_code_diverges(app:
     same = await replay(handle.run_id, logged, app.registry)
     assert same.deterministic and not same.reached_end_of_history
 
+    # A replay-only executor whose log ends before the second ValueSet stops there.
+    cut = next(
+        i for i, e in enumerate(logged) if isinstance(e.event, ValueSet) and e.event.pos == 2
+    )
+    prefix = await replay(handle.run_id, logged[:cut], app.registry)
+    assert prefix.deterministic and prefix.reached_end_of_history
+    assert prefix.positions_replayed == 3  # set_event at 0, the step at 1, set_event at 2
+
     changed = App("memory://", worker=False)
 
     @changed.step()
