@@ -77,6 +77,13 @@ def build(app: App, gate: asyncio.Event) -> None:
     async def plain(ctx: Context) -> str:
         return "no handlers"
 
+    @app.workflow
+    async def stuck(ctx: Context) -> str:
+        ctx.on_query("q", lambda: "never asked")
+        await ctx.wait_for_signal("go")
+        await gate.wait()  # not durable: a replay waits here for ever
+        return "through"
+
 
 @pytest.fixture
 async def app() -> Any:
@@ -185,3 +192,15 @@ async def test_unknown_names_failing_handlers_unknown_runs_and_dag_runs(app: App
         dag_run = await dags.start("flow")
         with pytest.raises(QueryError, match="is a DAG run"):
             await dags.query(dag_run.run_id, "state")
+
+
+async def test_a_replay_that_never_reaches_the_end_of_its_log_times_out(app: App) -> None:
+    handle = await app.start("stuck")
+    await app.signal(handle.run_id, "go")
+    for _ in range(500):  # the signal recorded: the replay goes past the wait
+        logged = await app.engine.client.events(handle.run_id)
+        if any(e.type == "WaitCompleted" for e in logged):
+            break
+        await asyncio.sleep(0.02)
+    with pytest.raises(QueryError, match=r"did not reach the end of its log within 0\.3 s"):
+        await app.query(handle.run_id, "q", timeout=0.3)
