@@ -38,6 +38,7 @@ from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import HistoryInfo, RunInfo, RunSummary, run_info, summary, ts
 from durable.interact import _external as external
+from durable.interact import _values as interact_values
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -376,6 +377,19 @@ class Client:
     ) -> None:
         """Fail an external wait by its token (its await raises ExternalFailed)."""
         await external.fail(self, token, error, type=type)
+
+    # -- talking to runs (durable.interact) ---------------------------------------------
+
+    async def get_event(self, run_id: str, key: str, *, timeout: float | None = None) -> Any:
+        return await interact_values.get_event(self, run_id, key, timeout=timeout)
+
+    async def list_events(self, run_id: str) -> dict[str, Any]:
+        return await interact_values.list_events(self, run_id)
+
+    async def query(self, run_id: str, name: str, *args: Any, timeout: float = 10.0) -> Any:
+        from durable.interact._query import answer_query  # the executor: loaded when asked
+
+        return await answer_query(self, run_id, name, args, timeout=timeout)
 
     async def wait(self, run_id: str) -> Outcome:
         """Wait until the run is finished; returns how it ended."""

@@ -334,3 +334,41 @@ class ApprovalError(DurableError, ValueError):
         super().__init__(message)
         self.run_id = run_id
         self.tool_call_id = tool_call_id
+
+
+class EventNotSetError(DurableError, LookupError):
+    """get_event() on a run that ended without setting the key: it never will."""
+
+    def __init__(self, run_id: str, key: str, status: str, known: list[str]) -> None:
+        keys = ", ".join(repr(k) for k in known) if known else "none"
+        super().__init__(
+            f"run {run_id!r} ended ({status}) without setting event {key!r}; "
+            f"the keys it set: {keys}"
+        )
+        self.run_id = run_id
+        self.key = key
+        self.status = status
+
+
+class QueryError(DurableError):
+    """A query could not be answered: its handler issued a durable command (queries are
+    read-only), the run is a DAG run, or the handler raised (the cause is chained)."""
+
+    def __init__(self, run_id: str, name: str, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.name = name
+
+
+class UnknownQueryError(QueryError, LookupError):
+    """No handler of that name was registered (ctx.on_query) by the point the run reached."""
+
+    def __init__(self, run_id: str, name: str, known: list[str]) -> None:
+        hint = ", ".join(repr(k) for k in known) if known else "none"
+        super().__init__(
+            run_id,
+            name,
+            f"run {run_id!r} has no query handler {name!r} (registered with ctx.on_query by "
+            f"the point its log reaches: {hint})",
+        )
+        self.known = known

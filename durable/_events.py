@@ -264,6 +264,15 @@ class ExternalCompleted(Event, frozen=True):
     inbox_id: int = 0
 
 
+class ValueSet(Event, frozen=True):
+    """ctx.set_event(key, value) at `pos`: the run's latest value of `key` (get_event reads it
+    from the values table, written in the same commit)."""
+
+    pos: int
+    key: str
+    value: msgspec.Raw
+
+
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
     RunStarted,
     StepStarted,
@@ -291,6 +300,7 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     RunContinued,
     ExternalStarted,
     ExternalCompleted,
+    ValueSet,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

@@ -21,7 +21,16 @@ from durable._events import (
     encode_event,
 )
 from durable._state import RunState, apply
-from storage import Append, EventRecord, Fence, NewCompletion, NewInboxItem, RunUpdate, Store
+from storage import (
+    Append,
+    EventRecord,
+    Fence,
+    NewCompletion,
+    NewInboxItem,
+    RunUpdate,
+    RunValue,
+    Store,
+)
 
 _RUNNING = RunUpdate(status="running")
 # Events nobody waits for (a step starting, a result the workflow carries on with) are sent at
@@ -84,6 +93,7 @@ class RunLog:
         self._consume: list[int] = []
         self._send: list[NewInboxItem] = []
         self._completions: list[NewCompletion] = []  # external waits opened (ExternalStarted)
+        self._values: list[RunValue] = []  # ctx.set_event values (ValueSet)
 
     @property
     def store(self) -> Store:
@@ -98,6 +108,7 @@ class RunLog:
         consume: int | None = None,
         send: tuple[NewInboxItem, ...] = (),
         completions: tuple[NewCompletion, ...] = (),
+        value: tuple[str, bytes] | None = None,
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
         items for other runs' inboxes: both are written in the same commit as the event.
@@ -126,6 +137,8 @@ class RunLog:
         self.last_seq = seq
         if not isinstance(event, StepStarted):
             self._barrier_seq = seq
+        if value is not None:  # ctx.set_event: its projection row, in the same commit
+            self._values.append(RunValue(state.run_id, value[0], value[1], seq, when))
         apply(state, seq, when, event)  # type: ignore[arg-type]
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(WRITE_BEHIND_DELAY, self._timed)
@@ -194,6 +207,7 @@ class RunLog:
         consume, self._consume = tuple(self._consume), []
         send, self._send = tuple(self._send), []
         opened, self._completions = tuple(self._completions), []
+        values, self._values = tuple(self._values), []
         append = Append(
             self.state.run_id,
             tuple(records),
@@ -203,6 +217,7 @@ class RunLog:
             consume=consume,
             send=send,
             completions=opened,
+            values=values,
         )
         try:
             fut = self._store.append(append)

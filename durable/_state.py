@@ -45,6 +45,7 @@ from durable._events import (
     WaitCompleted,
     WaitStarted,
 )
+from durable._state_values import apply_talk
 
 # The error type of a step the run's cancellation stopped: replay raises CancelledError for it.
 CANCELLED = "durable.Cancelled"
@@ -165,6 +166,7 @@ class RunState:
     # External waits (ctx.wait_external) by position: opened, and those ended.
     externals: dict[int, ExternalStarted] = field(default_factory=dict)
     external_ends: dict[int, ExternalCompleted] = field(default_factory=dict)
+    commands: dict[int, str] = field(default_factory=dict)  # pos -> "ctx.set_event('k')" etc.
 
     @property
     def finished(self) -> bool:
@@ -296,6 +298,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.inbox_ids.update(event.inbox_ids)
     elif isinstance(event, ExternalStarted | ExternalCompleted):
         _apply_external(state, seq, event)
+    else:
+        apply_talk(state, seq, event)
 
 
 def _apply_external(state: RunState, seq: int, event: ExternalStarted | ExternalCompleted) -> None:

@@ -28,6 +28,7 @@ from durable._events import (
     StepStarted,
     TimerFired,
     TimerStarted,
+    ValueSet,
     WaitCompleted,
     WaitStarted,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "StepStarted",
     "TimerFired",
     "TimerStarted",
+    "ValueSet",
     "WaitCompleted",
     "WaitStarted",
 ]

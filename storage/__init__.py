@@ -46,6 +46,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     RunUpdate,
+    RunValue,
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
@@ -89,6 +90,7 @@ __all__ = [
     "RunRecord",
     "RunStatusError",
     "RunUpdate",
+    "RunValue",
     "SQLiteStore",
     "ScheduleRecord",
     "SequenceConflictError",

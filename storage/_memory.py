@@ -37,6 +37,7 @@ from storage._records import (
     Release,
     RunQuery,
     RunRecord,
+    RunValue,
     WorkerRecord,
     already_stored,
     check_append,
@@ -45,9 +46,11 @@ from storage._records import (
     created_record,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._values_ops import memory_upsert
+from storage._values_store import MemoryValues
 
 
-class MemoryStore(MemoryHistories):
+class MemoryStore(MemoryHistories, MemoryValues):
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
@@ -62,6 +65,7 @@ class MemoryStore(MemoryHistories):
         self._schedules: dict[str, ScheduleRecord] = {}
         self._queues = MemoryQueues()
         self._completions = MemoryCompletions()
+        self._values: dict[tuple[str, str], RunValue] = {}  # see storage._values_ops
         self._open = False
 
     @property
@@ -200,6 +204,7 @@ class MemoryStore(MemoryHistories):
         for new in append.send:
             self._deliver(new, strict=False)
         self._completions.insert(append.run_id, append.completions)
+        memory_upsert(self._values, append)
 
     def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
         """Insert (or find, by dedupe key) an item and wake its run; None if the run is
@@ -412,6 +417,7 @@ class MemoryStore(MemoryHistories):
             del self._runs[run_id]
             self._events.pop(run_id, None)
             self._chains.pop(run_id, None)
+        self._values = {k: v for k, v in self._values.items() if k[0] not in gone}
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
         return len(gone)
 

@@ -80,12 +80,13 @@ from storage._records import (
     worker_from_row,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._values_store import PostgresValues
 
 CHANNEL = WORK_CHANNEL
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresStore(PostgresHistories):
+class PostgresStore(PostgresHistories, PostgresValues):
     def __init__(
         self,
         url: str,

@@ -40,6 +40,7 @@ from storage._records import (
     check_reopen,
     created_record,
 )
+from storage._values_ops import pg_upsert
 
 _COLUMNS = (
     "run_id",
@@ -280,6 +281,8 @@ WITH c AS (
     DELETE FROM durable_histories WHERE run_id IN (SELECT run_id FROM c)
 ), x AS (
     DELETE FROM durable_completions WHERE run_id IN (SELECT run_id FROM c)
+), v AS (
+    DELETE FROM durable_values WHERE run_id IN (SELECT run_id FROM c)
 ), d AS (
     DELETE FROM durable_runs WHERE run_id IN (SELECT run_id FROM c) RETURNING 1
 )
@@ -423,7 +426,7 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
         written = await _append_round(conn, [apps[i] for i in this_round])
         for i in this_round:
             app = apps[i]
-            if app.run_id in written and (app.consume or app.send or app.completions):
+            if app.run_id in written and (app.consume or app.send or app.completions or app.values):
                 # In the batch's transaction (the writer never sends such appends alone as one
                 # statement): all or nothing with the events.
                 await _consume_and_send(conn, app)
@@ -485,6 +488,7 @@ async def _consume_and_send(conn: Any, app: Append) -> None:
         await conn.executemany(
             completions.PG_INSERT, [completions.insert_args(app.run_id, c) for c in app.completions]
         )
+    await pg_upsert(conn, app)
 
 
 async def send(conn: Any, item: NewInboxItem) -> InboxItem:

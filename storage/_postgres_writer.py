@@ -219,6 +219,8 @@ def _one_statement(batch: list[_Item]) -> bool:
             or op.completions
         ):
             return False
+        if op.values:  # upserted beside the round (append_many): a transaction
+            return False
         runs.add(op.run_id)
     return True
 

@@ -26,6 +26,7 @@ from storage._records import (
     Release,
     RunQuery,
     RunRecord,
+    RunValue,
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
@@ -157,6 +158,15 @@ class Store(CompletionStore, Protocol):
     async def read_inbox(self, run_ids: Sequence[str]) -> list[InboxItem]:
         """Every item in the inboxes of these runs, ordered by id, in one query. Items leave
         the inbox when an append consumes them (Append.consume) or their run is pruned."""
+        ...
+
+    async def get_value(self, run_id: str, key: str) -> RunValue | None:
+        """The latest value of `key` the run set with ctx.set_event (Append.values); None
+        if it never set it, or there is no such run. Pruned with its run."""
+        ...
+
+    async def list_values(self, run_id: str) -> list[RunValue]:
+        """Every key the run set, with its latest value, ordered by key."""
         ...
 
     # ------------------------------------------------------------------------ retention

@@ -137,6 +137,17 @@ class NewCompletion(msgspec.Struct, frozen=True):
     created_at: float
 
 
+class RunValue(msgspec.Struct, frozen=True):
+    """The latest value of one key a run set (ctx.set_event): `value` is msgpack, `seq` the
+    ValueSet event's. Appended with its event (Append.values), replaced only by a newer seq."""
+
+    run_id: str
+    key: str
+    value: bytes
+    seq: int
+    updated_at: float = 0.0
+
+
 class Append(msgspec.Struct, frozen=True):
     """Events to add to one run's log, after its event number expected_last_seq.
 
@@ -153,6 +164,7 @@ class Append(msgspec.Struct, frozen=True):
     consume: tuple[int, ...] = ()
     send: tuple[NewInboxItem, ...] = ()
     completions: tuple[NewCompletion, ...] = ()  # external waits opened (storage._completions)
+    values: tuple[RunValue, ...] = ()  # upserted in the same commit (see RunValue)
 
 
 def created_record(

@@ -225,6 +225,20 @@ completions = Table(
     PrimaryKeyConstraint("run_id", "pos"),
 )
 
+# The latest value of each key a run set with ctx.set_event: a projection of its ValueSet
+# events, written in the same commit as the event (so get_event is one indexed read). `seq` is
+# the event's: an upsert only replaces an older value.
+values = Table(
+    "durable_values",
+    metadata,
+    Column("run_id", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -259,4 +273,8 @@ MIGRATION_6_INDEXES: tuple[Index, ...] = tuple(
 MIGRATION_6_TABLES: tuple[Table, ...] = (queues,)
 
 # What version 7 added to a version-6 database: issue 17's tables.
-MIGRATION_7_TABLES: tuple[Table, ...] = (histories, completions)
+MIGRATION_7_TABLES: tuple[Table, ...] = (
+    histories,
+    completions,
+    values,
+)

@@ -21,4 +21,5 @@ TABLES = (
     "durable_queues",
     "durable_histories",
     "durable_completions",
+    "durable_values",
 )

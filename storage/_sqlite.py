@@ -67,11 +67,12 @@ from storage._sqlite_open import (
     refuse_read_only,
 )
 from storage._sqlite_writer import SQLiteWriter
+from storage._values_store import SQLiteValues
 
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteValues):
     def __init__(
         self,
         path: str,

@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 
 from storage import _completions as completions
 from storage import _queue_ops as queues
+from storage import _values_ops as values
 from storage._checksum import checksum_of
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
 from storage._records import (
@@ -108,6 +109,7 @@ ALL_RUN_TABLES = (
     "durable_inbox",
     "durable_histories",
     "durable_completions",
+    "durable_values",
     "durable_runs",
 )
 _PRUNABLE = (
@@ -229,6 +231,7 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
         cur.executemany(
             completions.INSERT, [completions.insert_args(app.run_id, c) for c in app.completions]
         )
+    values.sqlite_upsert(cur, app)
 
 
 def send(cur: sqlite3.Cursor, item: NewInboxItem) -> InboxItem:

@@ -18,6 +18,7 @@ RUNTIME_ORDER = [
     "_context",
     "_registry",
     "_stops",
+    "_guard",
     "_order",
     "_waits",
     "_select",
@@ -26,6 +27,7 @@ RUNTIME_ORDER = [
     "_watch",
     "_continue",
     "_markers",
+    "_values",
     "_executor",
 ]
 

@@ -55,7 +55,16 @@ from storage import (
     StorageError,
 )
 
-from . import _approvals, _executions, _external, _histories, _queues, _schedules, _workflows
+from . import (
+    _approvals,
+    _executions,
+    _external,
+    _histories,
+    _queues,
+    _schedules,
+    _values,
+    _workflows,
+)
 from ._auth import Tokens, guard
 from ._docs import docs_page
 from ._limits import MAX_JSON_DEPTH, BodyLimits
@@ -222,6 +231,9 @@ def create_app(options: ApiOptions) -> Litestar:
         _executions.signal_execution,
         _executions.execution_events,
         _histories.list_histories,
+        _values.list_execution_values,
+        _values.get_execution_value,
+        _values.query_execution,
         _approvals.list_approvals,
         _approvals.decide_approval,
         _external.complete_wait,

@@ -1,7 +1,7 @@
 """Bearer tokens for the HTTP API: read-only and admin, from the environment or a TOML file.
 
     DURABLE_API_TOKEN=...        admin tokens (comma-separated): everything
-    DURABLE_API_READ_TOKEN=...   read-only tokens: GET only
+    DURABLE_API_READ_TOKEN=...   read-only tokens: GET, and the POSTs that change nothing
     --tokens FILE                admin = ["..."]  read = ["..."]
 
 Tokens are compared in constant time: the presented token's SHA-256 is compared with every
@@ -144,7 +144,9 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     role = tokens.role(token)
     if role is None:
         raise NotAuthorizedException("the API token is not valid")
-    if role != "admin" and connection.scope.get("method", "GET") not in ("GET", "HEAD"):
+    # `read` routes (a query: a POST that changes nothing) take a read token too.
+    writes = connection.scope.get("method", "GET") not in ("GET", "HEAD")
+    if role != "admin" and writes and not handler.opt.get("read"):
         raise PermissionDeniedException(
             "a read-only token cannot change anything; use an admin token"
         )

@@ -9,6 +9,7 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
                `WorkflowDef`, `RetryPolicy`, `Registry`). A step called inside a workflow
                becomes a command of the current run's executor.
 - `_stops`     EndOfHistory, ExecutionStopped: an execution stopping without an outcome.
+- `_guard`     read-only handlers (queries): every durable command refused while one runs.
 - `_order`     replays hand recorded outcomes back in the order they were recorded.
 - `_waits`     durable waits (timers, signals, child runs) of one executor.
 - `_select`    ctx.wait / ctx.as_completed, a deterministic select; refusing raw asyncio
@@ -21,6 +22,7 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
                telling the worker the run only waits, the parking invariant (park_problem).
 - `_continue`  ctx.continue_as_new(): the commit that closes a history and opens the next.
 - `_markers`   ctx.now()/uuid4()/random()/patched(): values produced once and recorded.
+- `_values`    ctx.set_event() (a recorded value with its projection row), ctx.on_query().
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
                answers each command from the log or runs it live and records it.
 

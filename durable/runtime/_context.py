@@ -102,6 +102,10 @@ class WorkflowRuntime(Protocol):
         self, aws: Iterable[Awaitable[T]], timeout: float | None
     ) -> InCompletionOrder[T]: ...
 
+    def set_event(self, key: str, value: Any) -> None: ...
+
+    def on_query(self, name: str, fn: Callable[..., Any]) -> None: ...
+
 
 class InCompletionOrder(Protocol[T]):
     """What ctx.as_completed() returns: `for aw in it: await aw` (coroutines, in the recorded
@@ -201,6 +205,24 @@ class Context:
                 "return from the step and call it in the workflow"
             )
         self._executor.continue_as_new(input)
+
+    # -- talking to the outside ---------------------------------------------------------------
+
+    def set_event(self, key: str, value: Any) -> None:
+        """Publish `value` (msgpack-encodable) as the run's latest value of `key`: recorded in
+        the log, readable from any process with app.get_event(run_id, key) (which waits for
+        it), `durable runs event` or GET /executions/{id}/values/{key}. Takes a position like
+        a step call; a replay finds it recorded and writes nothing again."""
+        _refuse_in_step("ctx.set_event()")
+        self._executor.set_event(key, value)
+
+    def on_query(self, name: str, fn: Callable[..., Any]) -> None:
+        """Register a read-only handler: app.query(run_id, name, *args) replays the run in the
+        caller's process, then calls fn(*args) and returns its result. The handler reads the
+        workflow's variables; it may not run steps, sleep, wait, set events or start children
+        (QueryError). Takes no position; registering again replaces the handler."""
+        _refuse_in_step("ctx.on_query()")
+        self._executor.on_query(name, fn)
 
     # -- durable waits -----------------------------------------------------------------------
 
@@ -354,6 +376,15 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<Context run_id={self.run_id!r} workflow={self.workflow!r}@{self.version!r}>"
+
+
+def _refuse_in_step(what: str) -> None:
+    step = _current_step.get()
+    if step is not None:
+        raise RuntimeError(
+            f"{what} is workflow code, and was called inside the body of step {step.name!r}: "
+            "return the value from the step and call it in the workflow"
+        )
 
 
 def _wall_clock() -> Any:

@@ -37,12 +37,14 @@ from durable.runtime._child_starts import ChildArgs, ChildStarter, ChildStarts, 
 from durable.runtime._context import ChildRun, Context, ContinueAsNew, current_executor
 from durable.runtime._continue import record_continuation
 from durable.runtime._external import ExternalWait, encode_token, new_nonce
+from durable.runtime._guard import guard_command
 from durable.runtime._markers import marker, patched
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_location
 from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
 from durable.runtime._step_runner import run_step
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
+from durable.runtime._values import on_query, set_event
 from durable.runtime._waits import Waits
 from durable.runtime._watch import RunWatch
 from storage import InboxItem, NewCompletion
@@ -71,7 +73,9 @@ class RunExecutor:
         self.log = log  # None: replay only, nothing may run or be written
         self.step_pool = step_pool
         self._next_pos = 0
-        self._max_recorded = max([*state.steps, *state.markers, *state.waits], default=-1)
+        self._max_recorded = max(
+            [*state.steps, *state.markers, *state.waits, *state.commands], default=-1
+        )
         self.waits = Waits(self)
         self.inflight = 0  # live steps running
         self.children = ChildStarts(self)  # the children being created (see _child_starts)
@@ -96,6 +100,8 @@ class RunExecutor:
         self.reached_end_of_history = False
         self.returned: tuple[bool, Any] | None = None  # replay: (ok, value or exception)
         self.continued: RunState | None = None  # ctx.continue_as_new(): the next history
+        self.queries: dict[str, Callable[..., Any]] = {}  # ctx.on_query (see _values)
+        self.context: contextvars.Context | None = None  # the workflow task's (queries)
 
     def busy(self) -> bool:
         """Live work runs (steps, child creations): what it leads to may change the run."""
@@ -122,6 +128,7 @@ class RunExecutor:
         self._loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         ctx.run(current_executor.set, self)
+        self.context = ctx
         if self.log is not None:
             last = self.state.fingerprints[-1][1] if self.state.fingerprints else ""
             recorded = last or self.state.fingerprint
@@ -253,6 +260,7 @@ class RunExecutor:
     def continue_as_new(self, input: Any) -> NoReturn:
         """See Context.continue_as_new(): the input is encoded here, in the workflow's own
         frame, so a bad one fails the workflow code that passed it (and nothing is written)."""
+        guard_command("ctx.continue_as_new()")
         if self.stopping or self._ending:
             raise ExecutionStopped()
         raise ContinueAsNew(msgspec.Raw(encode_value(input, "the input of ctx.continue_as_new()")))
@@ -280,6 +288,7 @@ class RunExecutor:
         not, so that code treating it as one (asyncio.create_task) behaves the same on replay.
         Awaited directly, a live step runs inline in the workflow's task: no task to create and
         schedule per step; asyncio.gather wraps each in a task of its own."""
+        guard_command(f"step {step.name!r}")
         if self.stopping or self._ending:
             return _raise(ExecutionStopped())
         pos = self._next_pos
@@ -358,7 +367,7 @@ class RunExecutor:
             return f"ctx.{marker.kind}()"
         if pos in self.state.waits:
             return self.state.waits[pos].describe()
-        return None
+        return self.state.commands.get(pos)
 
     # -- durable waits (see _waits) --------------------------------------------------------
 
@@ -366,6 +375,7 @@ class RunExecutor:
         self, kind: str, label: str, signal: str = ""
     ) -> tuple[int, WaitState | None]:
         """Take the next position for a wait of `kind` (label: how divergences name it)."""
+        guard_command(label)
         if self.stopping or self._ending:
             raise ExecutionStopped()
         pos = self._next_pos
@@ -441,6 +451,7 @@ class RunExecutor:
         recorded, so the run's end cancels it (a previous execution may have created it)."""
         args = ChildArgs(workflow, input, run_id, version, parent_close, timeout)
         name = self._child_name(workflow, version, label)
+        guard_command(f"ctx.start_child({name!r})")
         if self.children.legacy(self._next_pos):
             return self._start_child_legacy(args, name, wait)
         try:
@@ -488,6 +499,7 @@ class RunExecutor:
             return label  # a replay without the child's definition: compare what we can
 
     def child_result(self, rec: WaitState) -> Coroutine[Any, Any, Any]:
+        guard_command(f"the result of {rec.describe()}")
         return self._await(rec, decode_value)
 
     async def _await(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
@@ -532,6 +544,7 @@ class RunExecutor:
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
         """See Context.patched()."""
+        guard_command(f"ctx.patched({change_id!r})")
         return patched(self, change_id, deprecated)
 
     # -- cancellation, and telling the worker the run is idle (see _watch) -----------------
@@ -558,7 +571,14 @@ class RunExecutor:
         return self.watch.park_problem()
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
+        guard_command(f"ctx.{kind}()")
         return marker(self, kind, produce)
+
+    def set_event(self, key: str, value: Any) -> None:
+        set_event(self, key, value)
+
+    def on_query(self, name: str, fn: Callable[..., Any]) -> None:
+        on_query(self, name, fn)
 
     # -- divergence -----------------------------------------------------------------------
 

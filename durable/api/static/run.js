@@ -8,6 +8,7 @@ import { badge, formatDuration, formatTime, h, isFinished, json, jsonCell, runDu
 import { renderGraph } from "./graph.js";
 import { historiesView } from "./histories.js";
 import { queueHref } from "./queues.js";
+import { valuesView } from "./talk.js";
 import { stepUsageCell, usageSummary } from "./usage.js";
 import { every, flash, showError } from "./ui.js";
 
@@ -20,6 +21,7 @@ export function renderRunView(view, runId, signal) {
   const actions = buildActions(path, signal);
   const conversation = conversationView(path, signal);
   const histories = historiesView(path, signal);
+  const values = valuesView(path, signal);
   view.append(
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     header,
@@ -27,6 +29,7 @@ export function renderRunView(view, runId, signal) {
     h("section", { class: "card" }, h("h2", { text: "Steps" }), graph, results),
     conversation.element,
     histories.element,
+    values.element,
     h("section", { class: "card" }, h("h2", { text: "Events" }), timeline.element),
   );
 
@@ -44,6 +47,7 @@ export function renderRunView(view, runId, signal) {
     actions.update(run);
     await conversation.refresh();
     await histories.refresh(run);
+    await values.refresh();
     const finished = isFinished(run.status);
     if (!streaming && (streamFailed || finished || timeline.lastSeq === 0)) {
       // The JSON list: the first load, after a finished run, or when the stream is unavailable.
