@@ -109,10 +109,17 @@ async def test_kill_after_the_completion_commits_next_worker_delivers(procs: Pro
     async with client(procs) as app:
         handle = await app.start("pay", None)
         token = procs.tokens_by_run(1)[handle.run_id]
-        # Stopped first: on PostgreSQL the commit would wake it at once.
-        os.kill(worker.pid, signal.SIGSTOP)
-        await app.complete(token, {"ok": 1})
-        os.kill(worker.pid, signal.SIGKILL)
+        if procs.url.startswith("sqlite"):
+            # No notification crosses processes on SQLite and the worker polls its inbox every
+            # 30 s: the completion commits while it lives, and it dies without having seen it.
+            await app.complete(token, {"ok": 1})
+            os.kill(worker.pid, signal.SIGKILL)
+        else:
+            # On PostgreSQL the commit would wake it at once, so it dies first. (Not stopped
+            # with SIGSTOP: a worker stopped in its heartbeat's UPDATE holds the run's row lock,
+            # and the completion would wait for it for ever.)
+            os.kill(worker.pid, signal.SIGKILL)
+            await app.complete(token, {"ok": 1})
         worker.wait(timeout=30)
         assert not [e for e in await app.events(handle.run_id) if e.type == "ExternalCompleted"]
         procs.worker(poll=0.2, lease_ttl=2)
