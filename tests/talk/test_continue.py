@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from durable import InvalidTokenError, RunCancelled, decode_record, fold, replay
+from durable import InvalidTokenError, QueryError, RunCancelled, decode_record, fold, replay
 from durable._events import RunContinued, RunStarted, SignalReceived
 from sdk import App, Context
 
@@ -272,3 +272,25 @@ async def test_an_external_wait_does_not_outlive_its_history(url: str) -> None:
 
 async def _count(items: list[str], n: int) -> bool:
     return len(items) >= n
+
+
+async def test_a_query_handler_cannot_continue_the_run(url: str) -> None:
+    app = App(url, poll_interval=0.2)
+
+    @app.workflow
+    async def entity(ctx: Context, n: int) -> int:
+        ctx.on_query("restart", lambda: ctx.continue_as_new(n + 1))
+        return await ctx.wait_for_signal("stop")
+
+    async with app:
+        handle = await app.start("entity", 0, run_id="q")
+        await _until(lambda: _waiting(app, "q"))
+        with pytest.raises(QueryError, match=r"called ctx\.continue_as_new\(\)"):
+            await app.query("q", "restart")
+        await app.signal("q", "stop", 7)
+        assert await handle.result(timeout=30) == 7
+        assert [h.generation for h in await app.histories("q")] == [0]
+
+
+async def _waiting(app: App, run_id: str) -> bool:
+    return any(e.type == "WaitStarted" for e in await app.events(run_id))
