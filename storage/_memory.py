@@ -18,6 +18,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._memory_queues import MemoryQueues
+from storage._memory_streams import MemoryStreams, StreamTable
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
@@ -44,7 +45,7 @@ from storage._records import (
 from storage._schedule_ops import ScheduleRecord
 
 
-class MemoryStore:
+class MemoryStore(MemoryStreams):
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
@@ -57,6 +58,7 @@ class MemoryStore:
         self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
         self._queues = MemoryQueues()
+        self._streams = StreamTable()
         self._open = False
 
     @property
@@ -194,6 +196,7 @@ class MemoryStore:
                 del self._inbox[item_id]
         for new in append.send:
             self._deliver(new, strict=False)
+        self._streams.project(append.run_id, append.stream)
 
     def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
         """Insert (or find, by dedupe key) an item and wake its run; None if the run is
@@ -391,6 +394,7 @@ class MemoryStore:
         for run_id in gone:
             del self._runs[run_id]
             self._events.pop(run_id, None)
+        self._streams.drop(gone)
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
         return len(gone)
 

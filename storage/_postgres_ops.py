@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from storage import _queue_pg as queues
+from storage import _streams_pg as streams_pg
 from storage._checksum import checksum_of
 from storage._errors import (
     InvalidAppendError,
@@ -275,6 +276,8 @@ WITH c AS (
     DELETE FROM durable_events WHERE run_id IN (SELECT run_id FROM c)
 ), i AS (
     DELETE FROM durable_inbox WHERE run_id IN (SELECT run_id FROM c)
+), s AS (
+    DELETE FROM durable_streams WHERE run_id IN (SELECT run_id FROM c)
 ), d AS (
     DELETE FROM durable_runs WHERE run_id IN (SELECT run_id FROM c) RETURNING 1
 )
@@ -418,7 +421,7 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
         written = await _append_round(conn, [apps[i] for i in this_round])
         for i in this_round:
             app = apps[i]
-            if app.run_id in written and (app.consume or app.send):
+            if app.run_id in written and (app.consume or app.send or app.stream):
                 # In the batch's transaction (the writer never sends such appends alone as one
                 # statement): all or nothing with the events.
                 await _consume_and_send(conn, app)
@@ -476,6 +479,8 @@ async def _consume_and_send(conn: Any, app: Append) -> None:
         await conn.execute(_CONSUME, app.run_id, list(app.consume))
     for item in app.send:
         await deliver(conn, item, strict=False)
+    if app.stream:
+        await streams_pg.project(conn, app.run_id, app.stream)
 
 
 async def send(conn: Any, item: NewInboxItem) -> InboxItem:

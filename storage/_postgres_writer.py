@@ -187,7 +187,14 @@ def _one_statement(batch: list[_Item]) -> bool:
     in one statement."""
     runs: set[str] = set()
     for op, _, wake in batch:
-        if not isinstance(op, Append) or wake or op.run_id in runs or op.consume or op.send:
+        if (
+            not isinstance(op, Append)
+            or wake
+            or op.run_id in runs
+            or op.consume
+            or op.send
+            or op.stream
+        ):
             return False
         runs.add(op.run_id)
     return True

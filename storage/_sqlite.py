@@ -62,11 +62,12 @@ from storage._sqlite_open import (
     refuse_read_only,
 )
 from storage._sqlite_writer import SQLiteWriter
+from storage._streams_ops import SQLiteStreams
 
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteStreams):
     def __init__(
         self,
         path: str,

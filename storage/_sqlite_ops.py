@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Collection, Sequence
 
 from storage import _queue_ops as queues
+from storage import _streams_ops as streams
 from storage._checksum import checksum_of
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
 from storage._records import (
@@ -216,6 +217,8 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
         cur.execute(_CONSUME, (app.run_id, json.dumps(list(app.consume))))
     for item in app.send:
         deliver(cur, item, strict=False)
+    if app.stream:
+        streams.sqlite_project(cur, app.run_id, app.stream)
 
 
 def send(cur: sqlite3.Cursor, item: NewInboxItem) -> InboxItem:
@@ -345,7 +348,7 @@ def prune(cur: sqlite3.Cursor, finished_before: float, limit: int) -> int:
     if not ids:
         return 0
     doomed = json.dumps(ids)
-    for table in ("durable_events", "durable_inbox", "durable_runs"):
+    for table in ("durable_events", "durable_inbox", "durable_streams", "durable_runs"):
         cur.execute(
             f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (doomed,)
         )
