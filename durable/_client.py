@@ -36,6 +36,8 @@ from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import RunInfo, RunSummary, run_info, summary
+from durable.interact import _streams as streams
+from durable.interact._streams import StreamItem
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -49,6 +51,7 @@ from storage import (
     RunQuery,
     RunRecord,
     Store,
+    StreamKey,
 )
 
 if TYPE_CHECKING:
@@ -507,3 +510,19 @@ class Client:
                     await asyncio.wait_for(changed.wait(), delay)
                 except TimeoutError:
                     delay = min(delay * 2, self.poll_interval)
+
+    # -- streams (durable.interact._streams) ------------------------------------------------
+
+    def read_stream(
+        self, run_id: str, key: str, *, after: int = 0, type: Any = Any
+    ) -> AsyncIterator[Any]:
+        return streams.read_stream(self, run_id, key, after=after, type=type)
+
+    def stream_items(
+        self, run_id: str, key: str, *, after: int = 0, type: Any = Any
+    ) -> AsyncIterator[StreamItem]:
+        return streams.stream_items(self, run_id, key, after=after, type=type)
+
+    async def stream_keys(self, run_id: str) -> list[StreamKey]:
+        check_lookup("run id", run_id)
+        return await self.store.stream_keys(run_id)

@@ -219,6 +219,22 @@ class RunResumed(Event, frozen=True):
     reopen: list[int] = []
 
 
+class StreamWritten(Event, frozen=True):
+    """Workflow code's ctx.write_stream(key, value), at a position; its row in durable_streams
+    (producer w<pos>) is written in the same commit."""
+
+    pos: int
+    key: str
+    value: msgspec.Raw
+
+
+class StreamClosed(Event, frozen=True):
+    """Workflow code's ctx.close_stream(key), at a position (producer w<pos>)."""
+
+    pos: int
+    key: str
+
+
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
     RunStarted,
     StepStarted,
@@ -243,6 +259,8 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     SelectStarted,
     SelectCompleted,
     InboxDropped,
+    StreamWritten,
+    StreamClosed,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

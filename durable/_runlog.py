@@ -19,7 +19,7 @@ from durable._events import (
     encode_event,
 )
 from durable._state import RunState, apply
-from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store
+from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store, StreamRow
 
 _RUNNING = RunUpdate(status="running")
 # Events nobody waits for (a step starting, a result the workflow carries on with) are sent at
@@ -81,6 +81,7 @@ class RunLog:
         self._timer: asyncio.TimerHandle | None = None
         self._consume: list[int] = []
         self._send: list[NewInboxItem] = []
+        self._stream: list[StreamRow] = []
 
     def append(
         self,
@@ -90,6 +91,7 @@ class RunLog:
         *,
         consume: int | None = None,
         send: tuple[NewInboxItem, ...] = (),
+        stream: tuple[StreamRow, ...] = (),
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
         items for other runs' inboxes: both are written in the same commit as the event.
@@ -104,6 +106,7 @@ class RunLog:
         if consume is not None:
             self._consume.append(consume)
         self._send.extend(send)
+        self._stream.extend(stream)  # workflow code's stream rows: in the event's commit
         seq = self.last_seq + 1
         when = time.time() if at is None else at
         self._buffer.append(
@@ -161,6 +164,7 @@ class RunLog:
         expected, self._flushed_seq = self._flushed_seq, records[-1].seq
         consume, self._consume = tuple(self._consume), []
         send, self._send = tuple(self._send), []
+        stream, self._stream = tuple(self._stream), []
         append = Append(
             self.state.run_id,
             tuple(records),
@@ -169,6 +173,7 @@ class RunLog:
             update,
             consume=consume,
             send=send,
+            stream=stream,
         )
         try:
             fut = self._store.append(append)
@@ -179,6 +184,13 @@ class RunLog:
         last = records[-1].seq
         asked = tuple(item.run_id for item in send if item.kind == "cancel")
         fut.add_done_callback(lambda f: self._settle(f, last, asked))
+
+    def abort(self, exc: BaseException) -> None:
+        """A write made for this run outside its log (a step body's stream values) failed:
+        stop the execution as a failed append would."""
+        if self.failed is None:
+            self.failed = exc
+            self._on_failed(exc)
 
     def _settle(self, fut: asyncio.Future[None], seq: int, asked: tuple[str, ...] = ()) -> None:
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()

@@ -36,6 +36,8 @@ from durable._events import (
     StepFailed,
     StepSkipped,
     StepStarted,
+    StreamClosed,
+    StreamWritten,
     TimerFired,
     TimerStarted,
     WaitCompleted,
@@ -149,6 +151,8 @@ class RunState:
     children_asked: set[str] = field(default_factory=set)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
+    commands: dict[int, str] = field(default_factory=dict)  # pos -> "ctx.set_event('k')" etc.
+    streams_closed: set[str] = field(default_factory=set)  # keys workflow code closed
 
     @property
     def finished(self) -> bool:
@@ -272,6 +276,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         wait.selected = list(event.done)
     elif isinstance(event, InboxDropped):
         state.inbox_ids.update(event.inbox_ids)
+    elif isinstance(event, StreamWritten | StreamClosed):
+        apply_streams(state, event)
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:
@@ -340,3 +346,13 @@ def fold(run_id: str, events: Iterable[LoggedEvent]) -> RunState:
     for logged in events:
         apply(state, logged.seq, logged.at, logged.event)
     return state
+
+
+def apply_streams(state: RunState, event: StreamWritten | StreamClosed) -> None:
+    """A workflow-level stream command: its position, and the keys it closed (what a later
+    ctx.write_stream to them is refused by)."""
+    if isinstance(event, StreamClosed):
+        state.commands[event.pos] = f"ctx.close_stream({event.key!r})"
+        state.streams_closed.add(event.key)
+    else:
+        state.commands[event.pos] = f"ctx.write_stream({event.key!r})"

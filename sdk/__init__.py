@@ -36,10 +36,14 @@ from durable import (
     StepInfo,
     StepTimeoutError,
     StepUsage,
+    StreamClosedError,
+    StreamItem,
     UnknownWorkflowError,
     UnrecordedRaceError,
     WorkflowDefinitionError,
+    close_stream,
     current_step,
+    write_stream,
 )
 from sdk._app import App
 
@@ -82,10 +86,14 @@ __all__ = [
     "StepInfo",
     "StepTimeoutError",
     "StepUsage",
+    "StreamClosedError",
+    "StreamItem",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
     "WorkflowDefinitionError",
+    "close_stream",
     "current_step",
+    "write_stream",
 ]
 
 

@@ -17,6 +17,7 @@ RUNTIME_ORDER = [
     "_context",
     "_registry",
     "_stops",
+    "_streams",
     "_order",
     "_waits",
     "_select",

@@ -42,10 +42,14 @@ SDK = {
     "StepInfo",
     "StepTimeoutError",
     "StepUsage",
+    "StreamClosedError",
+    "StreamItem",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
     "WorkflowDefinitionError",
+    "close_stream",
     "current_step",
+    "write_stream",
 }
 
 
@@ -127,6 +131,10 @@ STORAGE = {
     "StorageError",
     "Store",
     "StoreClosedError",
+    "StreamClosedError",
+    "StreamKey",
+    "StreamRecord",
+    "StreamRow",
     "WorkSignal",
     "WorkerRecord",
     "open_store",

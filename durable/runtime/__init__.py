@@ -8,6 +8,8 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
                `WorkflowDef`, `RetryPolicy`, `Registry`). A step called inside a workflow
                becomes a command of the current run's executor.
 - `_stops`     EndOfHistory, ExecutionStopped: an execution stopping without an outcome.
+- `_streams`   ctx.write_stream / durable.write_stream: stream values from workflow code
+               (logged commands) and step bodies (exactly-once by producer, not logged).
 - `_order`     replays hand recorded outcomes back in the order they were recorded.
 - `_waits`     durable waits (timers, signals, child runs) of one executor.
 - `_select`    ctx.wait / ctx.as_completed, a deterministic select; refusing raw asyncio

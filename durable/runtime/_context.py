@@ -77,6 +77,8 @@ class WorkflowRuntime(Protocol):
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool: ...
 
+    def write_stream(self, key: str, value: Any, *, close: bool = False) -> None: ...
+
     def select(
         self, aws: Iterable[Awaitable[T]], return_when: str, timeout: float | None
     ) -> Coroutine[Any, Any, tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]]: ...
@@ -109,6 +111,15 @@ class StepContext(msgspec.Struct, frozen=True):
     position: int
     name: str
     attempt: int
+    # Stream values earlier attempts of this call wrote, by key (see stream_resume).
+    streams_written: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def stream_resume(self, key: str) -> int:
+        """How many values earlier attempts of this step call wrote to stream `key`. Values
+        are exactly-once per position (a retry's first N writes are dropped if N were stored):
+        a step whose values would differ on a retry (a real model) continues from here
+        instead of producing them again."""
+        return self.streams_written.get(key, 0)
 
     @property
     def idempotency_key(self) -> str:
@@ -296,6 +307,18 @@ class Context:
         the call by ctx.deprecate_patch("send-sms") and drop the old branch; later, once no
         run that recorded the patch is unfinished either, remove that call too."""
         return self._executor.patched(change_id)
+
+    # -- streams (see runtime._streams) ----------------------------------------------------
+
+    def write_stream(self, key: str, value: Any) -> None:
+        """Append `value` to this run's stream `key`, recorded at a position (a replay writes
+        nothing again); readers (app.read_stream, GET /executions/{id}/streams/{key}) get it
+        live. StreamClosedError if workflow code already closed the key."""
+        self._executor.write_stream(key, value)
+
+    def close_stream(self, key: str) -> None:
+        """Mark the stream `key` complete: readers end after its last value."""
+        self._executor.write_stream(key, None, close=True)
 
     def deprecate_patch(self, change_id: str) -> None:
         """The second step of removing a patch (see patched()): takes the recorded marker of

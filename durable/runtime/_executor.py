@@ -40,6 +40,7 @@ from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_loc
 from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
 from durable.runtime._step_runner import run_step
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
+from durable.runtime._streams import stream_command
 from durable.runtime._waits import Waits
 from durable.runtime._watch import RunWatch
 from storage import InboxItem
@@ -68,7 +69,9 @@ class RunExecutor:
         self.log = log  # None: replay only, nothing may run or be written
         self.step_pool = step_pool
         self._next_pos = 0
-        self._max_recorded = max([*state.steps, *state.markers, *state.waits], default=-1)
+        self._max_recorded = max(
+            [*state.steps, *state.markers, *state.waits, *state.commands], default=-1
+        )
         self.waits = Waits(self)
         self.inflight = 0  # live steps running
         self.children = ChildStarts(self)  # the children being created (see _child_starts)
@@ -332,7 +335,7 @@ class RunExecutor:
             return f"ctx.{marker.kind}()"
         if pos in self.state.waits:
             return self.state.waits[pos].describe()
-        return None
+        return self.state.commands.get(pos)
 
     # -- durable waits (see _waits) --------------------------------------------------------
 
@@ -515,6 +518,9 @@ class RunExecutor:
 
     def marker(self, kind: str, produce: Callable[[], Any]) -> Any:
         return marker(self, kind, produce)
+
+    def write_stream(self, key: str, value: Any, *, close: bool = False) -> None:
+        stream_command(self, key, value, close=close)
 
     # -- divergence -----------------------------------------------------------------------
 
