@@ -2,7 +2,7 @@
 the records and error of the stream operations.
 
 How a value is written exactly once: every row names its producer (w<pos> for workflow code,
-s<pos>.<i> for the i-th write of a step call), unique per (run, key). A row whose producer is
+s<pos>.<i> for a step call's i-th write to the key), unique per (run, key). A row whose producer is
 already stored is dropped (ON CONFLICT DO NOTHING), so a retried step that emits the same
 values again adds nothing until it passes what its earlier attempt wrote. Offsets are dense
 per (run, key): each insert takes MAX + 1 inside the writer's transaction, and one process at a

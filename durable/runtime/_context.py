@@ -115,11 +115,18 @@ class StepContext(msgspec.Struct, frozen=True):
     streams_written: dict[str, int] = msgspec.field(default_factory=dict)
 
     def stream_resume(self, key: str) -> int:
-        """How many values earlier attempts of this step call wrote to stream `key`. Values
-        are exactly-once per position (a retry's first N writes are dropped if N were stored):
-        a step whose values would differ on a retry (a real model) continues from here
-        instead of producing them again."""
-        return self.streams_written.get(key, 0)
+        """How many values earlier attempts of this step call wrote to stream `key`, and from
+        now on this attempt continues after them: its next write to `key` is the one after.
+
+        Without it, an attempt's writes are numbered from the first again, and those already
+        stored are dropped: exactly once for a step that writes the same values each time.
+        A step whose values would differ on a retry (a real model) calls this before writing
+        and produces only the rest (e.g. resumes the model with the text so far)."""
+        count = self.streams_written.get(key, 0)
+        sink = step_streams.get()
+        if sink is not None:
+            sink.resume(key, count)
+        return count
 
     @property
     def idempotency_key(self) -> str:
@@ -127,6 +134,17 @@ class StepContext(msgspec.Struct, frozen=True):
         external system so a step that runs twice has its effect once."""
         return f"{self.run_id}:{self.position}"
 
+
+class StreamSink(Protocol):
+    def resume(self, key: str, count: int) -> None:
+        """Number the attempt's next write to `key` after `count` stored values."""
+        ...
+
+
+# The step attempt's stream writer (runtime._streams.StepStreams), set next to current_step.
+step_streams: contextvars.ContextVar[StreamSink | None] = contextvars.ContextVar(
+    "durable_step_streams", default=None
+)
 
 # Set while a step body runs (in its task, or copied into its worker thread).
 _current_step: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(

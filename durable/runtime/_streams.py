@@ -6,12 +6,13 @@ Two producers, one table (durable_streams):
 - Workflow code: each write or close is a command at a position, logged (StreamWritten,
   StreamClosed) and projected into the table in the same commit (producer w<pos>). A replay
   finds it recorded and writes nothing.
-- Step bodies: not logged (a token stream would swamp the log and every replay). The i-th write
-  of an attempt is producer s<pos>.<i>, i restarting at 0 on every attempt; the store drops a
+- Step bodies: not logged (a token stream would swamp the log and every replay). An attempt's
+  i-th write to a key is producer s<pos>.<i>, i restarting at 0 on every attempt; the store drops a
   row whose producer it holds. So a retried attempt (after a failure or a crash) that emits the
   same values adds nothing until it passes what the earlier attempt wrote: each offset holds one
   value, once. A step whose values differ between attempts keeps the first attempt's prefix;
-  it can ask current_step().stream_resume(key) how many it already wrote and go on from there.
+  it can ask current_step().stream_resume(key) how many it already wrote and go on from there
+  (its next write to the key is then numbered after them).
 
 A run's StreamWriter sends step rows to the store in batches (every STREAM_FLUSH_DELAY at the
 latest), fenced by the run's lease like its appends; the step's outcome is appended only once
@@ -26,7 +27,7 @@ import contextvars
 import threading
 import time
 import weakref
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 
@@ -35,7 +36,7 @@ from durable._events import StreamClosed, StreamWritten
 from durable._limits import MAX_STREAM_VALUE_BYTES
 from durable._runlog import RunLog
 from durable._state import RunState
-from durable.runtime._context import _current_step, current_executor
+from durable.runtime._context import _current_step, current_executor, step_streams
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from storage import StreamClosedError, StreamRow
 
@@ -208,7 +209,7 @@ class StepStreams:
         self._pos = pos
         self._loop = loop
         self._thread = threading.get_ident()
-        self._next = 0
+        self._next: dict[str, int] = {}  # per key: the number of the attempt's next write
         self.used = False
         self._refusals = writer.refusals
         self._lock = threading.Lock()
@@ -224,6 +225,10 @@ class StepStreams:
         if writer.refusals > self._refusals and writer.refused is not None:
             raise writer.refused
 
+    def resume(self, key: str, count: int) -> None:
+        with self._lock:
+            self._next[key] = max(self._next.get(key, 0), count)
+
     def write(self, key: str, value: Any, *, close: bool) -> None:
         check_key(key)
         if key in self.closed:
@@ -231,8 +236,9 @@ class StepStreams:
         data = None if close else encode_stream_value(key, value)
         with self._lock:  # a body's own threads may write concurrently
             self.used = True
-            producer = f"s{self._pos}.{self._next}"
-            self._next += 1
+            number = self._next.get(key, 0)
+            self._next[key] = number + 1
+            producer = f"s{self._pos}.{number}"
             if close:
                 self.closed.add(key)
             row = StreamRow(key, producer, data, time.time(), close)
@@ -245,10 +251,8 @@ class StepStreams:
 
 
 # Set while a step body runs (in its task, or copied into its worker thread), next to
-# current_step().
-current_streams: contextvars.ContextVar[StepStreams | None] = contextvars.ContextVar(
-    "durable_step_streams", default=None
-)
+# current_step(); typed there as the StreamSink that stream_resume() talks to.
+current_streams = cast("contextvars.ContextVar[StepStreams | None]", step_streams)
 
 
 def current_run_id() -> str:
