@@ -32,6 +32,7 @@ def _commands() -> click.Group:
         _runs,
         _schedules,
         _serve,
+        _streams,
         _validate,
         _visualize,
         _wait,
