@@ -103,7 +103,7 @@ async def read_stream(
         resume = request.headers.get("last-event-id")
         if resume is not None:
             after = _last_event_id(resume)
-        return ServerSentEvent(_keepalive(services, _sse(services, run_id, key, after)))
+        return ServerSentEvent(_keepalive(_sse(services, run_id, key, after)))
     # One row more than a page: the close marker right after a full page's last value.
     rows = await services.client.store.read_stream(run_id, key, after, limit=limit + 1)
     values = [StreamValue(offset=r.offset, value=_value(r)) for r in rows if not r.closed]
@@ -150,7 +150,7 @@ async def _sse(services: Services, run_id: str, key: str, after: int) -> AsyncIt
         yield ServerSentEventMessage(data=body, event="end")
 
 
-async def _keepalive(services: Services, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _keepalive(source: AsyncIterator[Any]) -> AsyncIterator[Any]:
     """`source`'s messages, with a comment line whenever it is quiet for KEEPALIVE seconds."""
     step: asyncio.Future[Any] | None = None
     try:

@@ -20,7 +20,9 @@ from storage import (
 )
 
 
-def row(producer: str, value: bytes | None = None, *, key: str = "k", closed: bool = False):
+def row(
+    producer: str, value: bytes | None = None, *, key: str = "k", closed: bool = False
+) -> StreamRow:
     # A value names its producer, so a misplaced or duplicated row is visible in a diff.
     if value is None and not closed:
         value = producer.encode()
@@ -34,7 +36,9 @@ async def held(store: Store, run_id: str = "r1") -> Fence:
     return claims[0].fence
 
 
-async def values(store: Store, run_id: str = "r1", key: str = "k", after: int = 0) -> list:
+async def values(
+    store: Store, run_id: str = "r1", key: str = "k", after: int = 0
+) -> list[tuple[int, bytes | None, bool]]:
     return [(r.offset, r.value, r.closed) for r in await store.read_stream(run_id, key, after)]
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -70,7 +70,7 @@ def process(args: list[str], log: Path, extra_path: str = "") -> Iterator[subpro
                 proc.wait(timeout=10)
 
 
-def worker(url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(url: str, log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
     args = ["worker", APP, "--db", url, "--lease-ttl", "1", "--poll-interval", "0.1"]
     return process(args, log)
 

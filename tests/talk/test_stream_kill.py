@@ -61,5 +61,5 @@ def test_a_killed_worker_loses_and_repeats_no_token(url: str, tmp_path: Path) ->
     assert reader.end == {"reason": "closed"}
     assert reader.connections >= 2  # the drop on purpose at least
     # The generation really ran twice: the killed attempt and the one that finished.
-    started = [e for e in events if e["type"] == "StepStarted"]
-    assert [e["fields"].get("name") for e in started].count("generate") == 2, started
+    starts = [e["fields"].get("name") for e in events if e["type"] == "StepStarted"]
+    assert starts.count("generate") == 2, starts

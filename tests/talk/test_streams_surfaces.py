@@ -130,18 +130,15 @@ def test_streams_over_http_and_the_cli(tmp_path: Path) -> None:
     assert "Traceback" not in unknown.stderr
 
 
-async def test_a_quiet_stream_gets_keepalive_comments(monkeypatch: object) -> None:
-    api_streams.KEEPALIVE = 0.05  # type: ignore[attr-defined]
+async def test_a_quiet_stream_gets_keepalive_comments() -> None:
+    api_streams.KEEPALIVE = 0.05
     try:
 
         async def slow() -> AsyncIterator[ServerSentEventMessage]:
             await asyncio.sleep(0.3)
             yield ServerSentEventMessage(data="1", event="value", id=1)
 
-        class Svc:
-            pass
-
-        got = [m async for m in api_streams._keepalive(Svc(), slow())]  # type: ignore[arg-type]
+        got = [m async for m in api_streams._keepalive(slow())]
     finally:
         api_streams.KEEPALIVE = 15.0
     assert [m.comment for m in got[:-1]] and all(m.comment == "keepalive" for m in got[:-1])
