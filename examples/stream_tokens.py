@@ -37,6 +37,9 @@ REPLY = (
 )
 # Seconds between two tokens (the kill test slows the model down to land a SIGKILL mid-reply).
 TOKEN_DELAY = float(os.environ.get("STREAM_TOKENS_DELAY", "0.02"))
+# STREAM_TOKENS_RESUME=0: a retry writes every token again and the stored ones are dropped
+# (the kill test checks both ways give each token once).
+RESUME = os.environ.get("STREAM_TOKENS_RESUME", "1") != "0"
 
 
 def fake_model(prompt: str) -> Iterator[str]:
@@ -54,7 +57,7 @@ async def generate(prompt: str) -> str:
     # Tokens earlier attempts of this call wrote: 0 on a first attempt. This model repeats
     # itself, so rewriting them is harmless (they are dropped); skipping them saves the work,
     # and is what a non-deterministic model must do.
-    done = current_step().stream_resume("tokens")
+    done = current_step().stream_resume("tokens") if RESUME else 0
     tokens = tokens_for(prompt)
     for token in tokens[done:]:
         await asyncio.sleep(TOKEN_DELAY)

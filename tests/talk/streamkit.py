@@ -34,11 +34,12 @@ def example() -> ModuleType:
     return module
 
 
-def env(extra_path: str = "") -> dict[str, str]:
+def env(extra_path: str = "", resume: bool = True) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
     paths = [extra_path, str(ROOT), environ.get("PYTHONPATH")]
     environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     environ["STREAM_TOKENS_DELAY"] = "0.03"  # slow enough for the kill to land mid-reply
+    environ["STREAM_TOKENS_RESUME"] = "1" if resume else "0"
     return environ
 
 
@@ -49,12 +50,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(args: list[str], log: Path, extra_path: str = "") -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: list[str], log: Path, extra_path: str = "", *, resume: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "durable", *args],
             cwd=ROOT,
-            env=env(extra_path),
+            env=env(extra_path, resume),
             stdout=sink,
             stderr=sink,
         )
@@ -70,9 +73,13 @@ def process(args: list[str], log: Path, extra_path: str = "") -> Iterator[subpro
                 proc.wait(timeout=10)
 
 
-def worker(url: str, log: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
+def worker(
+    url: str, log: Path, *, resume: bool = True
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A `durable worker` of the example; resume=False: its generate step writes every token
+    again on a retry (exactly once by the store's dedupe, not by stream_resume)."""
     args = ["worker", APP, "--db", url, "--lease-ttl", "1", "--poll-interval", "0.1"]
-    return process(args, log)
+    return process(args, log, resume=resume)
 
 
 class Reader(threading.Thread):

@@ -17,15 +17,20 @@ PROMPT = "why do streams survive a crash?"
 KILL_AFTER = 12  # tokens stored before the SIGKILL
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        fresh: str = request.getfixturevalue("pg_fresh_url")
-        return fresh
-    return f"sqlite:///{tmp_path / 'runs.db'}"
+# (backend, how the retried step avoids repeating tokens): the store's dedupe of what it writes
+# again on both backends; stream_resume (writing only the rest) on SQLite.
+CASES = [("sqlite", False), ("postgres", False), ("sqlite", True)]
 
 
-def test_a_killed_worker_loses_and_repeats_no_token(url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "resume"), CASES, ids=["sqlite-dedupe", "postgres-dedupe", "sqlite-resume"]
+)
+def test_a_killed_worker_loses_and_repeats_no_token(
+    backend: str, resume: bool, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_fresh_url")
     tokens = example().tokens_for(PROMPT)
     assert len(tokens) > KILL_AFTER + 10
     with serving(url, tmp_path, "--app", APP, "--no-worker") as (base, api):
@@ -34,7 +39,7 @@ def test_a_killed_worker_loses_and_repeats_no_token(url: str, tmp_path: Path) ->
         assert started.status_code in (200, 201), started.text
         reader = Reader(base, "/executions/k1/streams/tokens")
         reader.start()
-        with worker(url, tmp_path / "worker1.log") as first:
+        with worker(url, tmp_path / "worker1.log", resume=resume) as first:
             deadline = time.monotonic() + 60
             while (count := stored(api, "k1")) < KILL_AFTER:
                 assert first.poll() is None, (tmp_path / "worker1.log").read_text()
@@ -44,7 +49,7 @@ def test_a_killed_worker_loses_and_repeats_no_token(url: str, tmp_path: Path) ->
             first.wait(timeout=10)
         at_kill = stored(api, "k1")
         assert at_kill < len(tokens), "the kill came too late: the reply was complete"
-        with worker(url, tmp_path / "worker2.log"):
+        with worker(url, tmp_path / "worker2.log", resume=resume):
             reader.join(timeout=90)
             assert not reader.is_alive(), f"the reader never ended: {reader.values}"
             assert reader.failure is None, reader.failure
