@@ -89,6 +89,7 @@ class Reader(threading.Thread):
         super().__init__(daemon=True)
         self.base, self.path = base, path
         self.drop = drop
+        self.stop = threading.Event()  # set: give up reconnecting
         self.values: list[tuple[int, object]] = []
         self.end: object = None
         self.connections = 0
@@ -102,7 +103,7 @@ class Reader(threading.Thread):
 
     def _follow(self, deadline: float) -> None:
         dropped = not self.drop
-        while self.end is None:
+        while self.end is None and not self.stop.is_set():
             assert time.monotonic() < deadline, f"no end after {self.values}"
             headers = {"Accept": "text/event-stream"}
             if self.values:
@@ -144,8 +145,9 @@ def stored(api: httpx.Client, run_id: str) -> int:
 @contextmanager
 def serving(
     url: str, workdir: Path, *args: str, extra_path: str = ""
-) -> Iterator[tuple[str, httpx.Client]]:
-    """A `durable serve` process on `url`; yields its base URL and a client, once it answers."""
+) -> Iterator[tuple[str, httpx.Client, subprocess.Popen[bytes]]]:
+    """A `durable serve` process on `url`; yields its base URL, a client and the process, once
+    it answers."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = workdir / "serve.log"
@@ -161,4 +163,4 @@ def serving(
                 pass
             assert time.monotonic() < deadline, "durable serve did not start"
             time.sleep(0.1)
-        yield base, api
+        yield base, api, server

@@ -33,7 +33,7 @@ def test_a_killed_worker_loses_and_repeats_no_token(
         url = request.getfixturevalue("pg_fresh_url")
     tokens = example().tokens_for(PROMPT)
     assert len(tokens) > KILL_AFTER + 10
-    with serving(url, tmp_path, "--app", APP, "--no-worker") as (base, api):
+    with serving(url, tmp_path, "--app", APP, "--no-worker") as (base, api, _):
         body = {"workflowId": "answer", "context": PROMPT, "executionId": "k1"}
         started = api.post("/executions/start", json=body)
         assert started.status_code in (200, 201), started.text

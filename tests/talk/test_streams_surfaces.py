@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,11 @@ APP = textwrap.dedent(
             durable.write_stream("numbers", {"i": i})
         durable.close_stream("numbers")
         return n
+
+    @app.workflow(name="hold")
+    async def hold(ctx: Context) -> str:
+        ctx.write_stream("log", "waiting")
+        return await ctx.wait_for_signal("go")
 
     @app.workflow(name="talk")
     async def talk(ctx: Context, n: int) -> str:
@@ -65,7 +71,11 @@ def sse(base: str, path: str, last: int | None = None) -> Reader:
 def test_streams_over_http_and_the_cli(tmp_path: Path) -> None:
     (tmp_path / "talkapp.py").write_text(APP)
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with serving(url, tmp_path, "--app", "talkapp:app", extra_path=str(tmp_path)) as (base, api):
+    with serving(url, tmp_path, "--app", "talkapp:app", extra_path=str(tmp_path)) as (
+        base,
+        api,
+        _,
+    ):
         started = api.post(
             "/executions/start", json={"workflowId": "talk", "context": 7, "executionId": "h1"}
         )
@@ -128,6 +138,31 @@ def test_streams_over_http_and_the_cli(tmp_path: Path) -> None:
     unknown = cli("nope", "log")
     assert unknown.returncode != 0 and "no run with id 'nope'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_sigterm_ends_an_open_stream_at_once_and_without_an_end(tmp_path: Path) -> None:
+    (tmp_path / "talkapp.py").write_text(APP)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with serving(url, tmp_path, "--app", "talkapp:app", extra_path=str(tmp_path)) as (
+        base,
+        api,
+        server,
+    ):
+        body = {"workflowId": "hold", "executionId": "w1"}
+        assert api.post("/executions/start", json=body).status_code == 201
+        reader = Reader(base, "/executions/w1/streams/log", drop=False)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not reader.values:
+            assert time.monotonic() < deadline, "the stream sent nothing"
+            time.sleep(0.02)
+        time.sleep(0.3)  # the stream now waits for the next value
+        sent = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=15) == 0
+        reader.stop.set()
+        assert time.monotonic() - sent < 2.0, "durable serve took too long with a stream open"
+    assert reader.values == [(1, "waiting")] and reader.end is None  # no end: reconnect
 
 
 async def test_a_quiet_stream_gets_keepalive_comments() -> None:
