@@ -55,10 +55,13 @@ if TYPE_CHECKING:
     from durable._usage import RunUsage, StepUsage
     from durable._views import HistoryInfo, RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
+    from durable.interact._streams import StreamItem
     from durable.runtime._context import Context, StepContext, current_step
     from durable.runtime._external import ExternalWait
     from durable.runtime._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
     from durable.runtime._select import AsCompleted, Selected
+    from durable.runtime._streams import close_stream, write_stream
+    from storage._streams_ops import StreamClosedError
 
 # Where each public name lives.
 _WHERE = {
@@ -70,6 +73,10 @@ _WHERE = {
     "Context": "durable.runtime._context",
     "StepContext": "durable.runtime._context",
     "current_step": "durable.runtime._context",
+    "write_stream": "durable.runtime._streams",
+    "close_stream": "durable.runtime._streams",
+    "StreamClosedError": "storage._streams_ops",
+    "StreamItem": "durable.interact._streams",
     "URL_ENV": "durable._engine",
     "AppLike": "durable._engine",
     "Engine": "durable._engine",
@@ -191,6 +198,8 @@ __all__ = [
     "StepState",
     "StepTimeoutError",
     "StepUsage",
+    "StreamClosedError",
+    "StreamItem",
     "UnknownQueryError",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
@@ -199,6 +208,7 @@ __all__ = [
     "WorkflowDef",
     "WorkflowDefinitionError",
     "apply",
+    "close_stream",
     "current_step",
     "decode_record",
     "decode_value",
@@ -207,6 +217,7 @@ __all__ = [
     "replay",
     "resolve_url",
     "state_at",
+    "write_stream",
 ]
 
 

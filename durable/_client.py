@@ -38,7 +38,9 @@ from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import HistoryInfo, RunInfo, RunSummary, run_info, summary, ts
 from durable.interact import _external as external
+from durable.interact import _streams as streams
 from durable.interact import _values as interact_values
+from durable.interact._streams import StreamItem
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -52,6 +54,7 @@ from storage import (
     RunQuery,
     RunRecord,
     Store,
+    StreamKey,
 )
 
 if TYPE_CHECKING:
@@ -556,6 +559,22 @@ class Client:
                     await asyncio.wait_for(changed.wait(), delay)
                 except TimeoutError:
                     delay = min(delay * 2, self.poll_interval)
+
+    # -- streams (durable.interact._streams) ------------------------------------------------
+
+    def read_stream(
+        self, run_id: str, key: str, *, after: int = 0, type: Any = Any
+    ) -> AsyncIterator[Any]:
+        return streams.read_stream(self, run_id, key, after=after, type=type)
+
+    def stream_items(
+        self, run_id: str, key: str, *, after: int = 0, type: Any = Any
+    ) -> AsyncIterator[StreamItem]:
+        return streams.stream_items(self, run_id, key, after=after, type=type)
+
+    async def stream_keys(self, run_id: str) -> list[StreamKey]:
+        check_lookup("run id", run_id)
+        return await self.store.stream_keys(run_id)
 
 
 def _at(value: float) -> dt.datetime:

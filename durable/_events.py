@@ -273,6 +273,22 @@ class ValueSet(Event, frozen=True):
     value: msgspec.Raw
 
 
+class StreamWritten(Event, frozen=True):
+    """Workflow code's ctx.write_stream(key, value), at a position; its row in durable_streams
+    (producer w<pos>) is written in the same commit."""
+
+    pos: int
+    key: str
+    value: msgspec.Raw
+
+
+class StreamClosed(Event, frozen=True):
+    """Workflow code's ctx.close_stream(key), at a position (producer w<pos>)."""
+
+    pos: int
+    key: str
+
+
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
     RunStarted,
     StepStarted,
@@ -301,6 +317,8 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     ExternalStarted,
     ExternalCompleted,
     ValueSet,
+    StreamWritten,
+    StreamClosed,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

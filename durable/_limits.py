@@ -24,6 +24,9 @@ MAX_SCRIPT_OUTPUT_BYTES = 1024 * 1024
 #: 100 is also what the HTTP API accepts in a body, what a definition file may nest, and what
 #: jsrun converts into a JavaScript step: one limit wherever a value goes.
 MAX_NESTING_DEPTH = 100
+#: Each value written to a stream (ctx.write_stream, durable.write_stream), encoded: streams
+#: carry many small values (tokens, progress), read live; a big result belongs in a step's.
+MAX_STREAM_VALUE_BYTES = 64 * 1024
 
 
 def marker(dropped: int, total: int) -> str:

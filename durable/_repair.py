@@ -34,6 +34,8 @@ from durable._events import (
     StepFailed,
     StepSkipped,
     StepStarted,
+    StreamClosed,
+    StreamWritten,
     TimerStarted,
     WaitCompleted,
     WaitStarted,
@@ -54,6 +56,8 @@ _POSITIONED = (
     ChildStarted,
     StepSkipped,
     SelectStarted,
+    StreamWritten,
+    StreamClosed,
 )
 # Not copied by a fork: the fork has its own start and end, and no cancellation or retry.
 _NOT_COPIED = (

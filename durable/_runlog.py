@@ -30,6 +30,7 @@ from storage import (
     RunUpdate,
     RunValue,
     Store,
+    StreamRow,
 )
 
 _RUNNING = RunUpdate(status="running")
@@ -94,6 +95,7 @@ class RunLog:
         self._send: list[NewInboxItem] = []
         self._completions: list[NewCompletion] = []  # external waits opened (ExternalStarted)
         self._values: list[RunValue] = []  # ctx.set_event values (ValueSet)
+        self._stream: list[StreamRow] = []  # workflow code's stream rows (StreamWritten)
 
     @property
     def store(self) -> Store:
@@ -109,6 +111,7 @@ class RunLog:
         send: tuple[NewInboxItem, ...] = (),
         completions: tuple[NewCompletion, ...] = (),
         value: tuple[str, bytes] | None = None,
+        stream: tuple[StreamRow, ...] = (),
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
         items for other runs' inboxes: both are written in the same commit as the event.
@@ -124,6 +127,7 @@ class RunLog:
             self._consume.append(consume)
         self._send.extend(send)
         self._completions.extend(completions)
+        self._stream.extend(stream)  # workflow code's stream rows: in the event's commit
         seq = self.last_seq + 1
         when = time.time() if at is None else at
         self._buffer.append(
@@ -208,6 +212,7 @@ class RunLog:
         send, self._send = tuple(self._send), []
         opened, self._completions = tuple(self._completions), []
         values, self._values = tuple(self._values), []
+        stream, self._stream = tuple(self._stream), []
         append = Append(
             self.state.run_id,
             tuple(records),
@@ -218,6 +223,7 @@ class RunLog:
             send=send,
             completions=opened,
             values=values,
+            stream=stream,
         )
         try:
             fut = self._store.append(append)
@@ -228,6 +234,13 @@ class RunLog:
         last = records[-1].seq
         asked = tuple(item.run_id for item in send if item.kind == "cancel")
         fut.add_done_callback(lambda f: self._settle(f, last, asked))
+
+    def abort(self, exc: BaseException) -> None:
+        """A write made for this run outside its log (a step body's stream values) failed:
+        stop the execution as a failed append would."""
+        if self.failed is None:
+            self.failed = exc
+            self._on_failed(exc)
 
     def _settle(self, fut: asyncio.Future[None], seq: int, asked: tuple[str, ...] = ()) -> None:
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()

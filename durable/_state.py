@@ -40,6 +40,8 @@ from durable._events import (
     StepFailed,
     StepSkipped,
     StepStarted,
+    StreamClosed,
+    StreamWritten,
     TimerFired,
     TimerStarted,
     WaitCompleted,
@@ -167,6 +169,7 @@ class RunState:
     externals: dict[int, ExternalStarted] = field(default_factory=dict)
     external_ends: dict[int, ExternalCompleted] = field(default_factory=dict)
     commands: dict[int, str] = field(default_factory=dict)  # pos -> "ctx.set_event('k')" etc.
+    streams_closed: set[str] = field(default_factory=set)  # keys workflow code closed
 
     @property
     def finished(self) -> bool:
@@ -298,6 +301,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         state.inbox_ids.update(event.inbox_ids)
     elif isinstance(event, ExternalStarted | ExternalCompleted):
         _apply_external(state, seq, event)
+    elif isinstance(event, StreamWritten | StreamClosed):
+        apply_streams(state, event)
     else:
         apply_talk(state, seq, event)
 
@@ -388,3 +393,13 @@ def fold(run_id: str, events: Iterable[LoggedEvent]) -> RunState:
             state = RunState(run_id=run_id)
         apply(state, logged.seq, logged.at, event)
     return state
+
+
+def apply_streams(state: RunState, event: StreamWritten | StreamClosed) -> None:
+    """A workflow-level stream command: its position, and the keys it closed (what a later
+    ctx.write_stream to them is refused by)."""
+    if isinstance(event, StreamClosed):
+        state.commands[event.pos] = f"ctx.close_stream({event.key!r})"
+        state.streams_closed.add(event.key)
+    else:
+        state.commands[event.pos] = f"ctx.write_stream({event.key!r})"

@@ -43,11 +43,15 @@ from durable import (
     StepInfo,
     StepTimeoutError,
     StepUsage,
+    StreamClosedError,
+    StreamItem,
     UnknownQueryError,
     UnknownWorkflowError,
     UnrecordedRaceError,
     WorkflowDefinitionError,
+    close_stream,
     current_step,
+    write_stream,
 )
 from sdk._app import App
 
@@ -97,11 +101,15 @@ __all__ = [
     "StepInfo",
     "StepTimeoutError",
     "StepUsage",
+    "StreamClosedError",
+    "StreamItem",
     "UnknownQueryError",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
     "WorkflowDefinitionError",
+    "close_stream",
     "current_step",
+    "write_stream",
 ]
 
 

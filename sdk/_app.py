@@ -37,6 +37,7 @@ from durable.runtime._registry import check_max_crashes
 from sdk._external import ExternalMethods
 from sdk._queues import QueueMethods
 from sdk._schedules import ScheduleMethods
+from sdk._streams import StreamMethods
 from sdk._values import ValueMethods
 
 if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() is called
@@ -57,7 +58,7 @@ DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
 
-class App(ScheduleMethods, QueueMethods, ExternalMethods, ValueMethods):
+class App(ScheduleMethods, QueueMethods, ExternalMethods, ValueMethods, StreamMethods):
     """A durable application.
 
     App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:

@@ -47,10 +47,13 @@ from storage._records import (
     RunRecord,
     RunUpdate,
     RunValue,
+    StreamRecord,
+    StreamRow,
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
 from storage._sqlite import SQLiteStore
+from storage._streams_ops import StreamClosedError, StreamKey
 from storage._url import DEFAULT_URL, open_store
 
 __all__ = [
@@ -98,6 +101,10 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreClosedError",
+    "StreamClosedError",
+    "StreamKey",
+    "StreamRecord",
+    "StreamRow",
     "WorkSignal",
     "WorkerRecord",
     "open_store",

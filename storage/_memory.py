@@ -21,6 +21,7 @@ from storage._errors import (
 from storage._memory_completions import MemoryCompletions
 from storage._memory_histories import MemoryHistories
 from storage._memory_queues import MemoryQueues
+from storage._memory_streams import MemoryStreams, StreamTable
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
@@ -50,7 +51,7 @@ from storage._values_ops import memory_upsert
 from storage._values_store import MemoryValues
 
 
-class MemoryStore(MemoryHistories, MemoryValues):
+class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
@@ -66,6 +67,7 @@ class MemoryStore(MemoryHistories, MemoryValues):
         self._queues = MemoryQueues()
         self._completions = MemoryCompletions()
         self._values: dict[tuple[str, str], RunValue] = {}  # see storage._values_ops
+        self._streams = StreamTable()
         self._open = False
 
     @property
@@ -205,6 +207,7 @@ class MemoryStore(MemoryHistories, MemoryValues):
             self._deliver(new, strict=False)
         self._completions.insert(append.run_id, append.completions)
         memory_upsert(self._values, append)
+        self._streams.project(append.run_id, append.stream)
 
     def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
         """Insert (or find, by dedupe key) an item and wake its run; None if the run is
@@ -418,6 +421,7 @@ class MemoryStore(MemoryHistories, MemoryValues):
             self._events.pop(run_id, None)
             self._chains.pop(run_id, None)
         self._values = {k: v for k, v in self._values.items() if k[0] not in gone}
+        self._streams.drop(gone)
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
         return len(gone)
 

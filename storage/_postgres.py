@@ -80,13 +80,14 @@ from storage._records import (
     worker_from_row,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._streams_pg import PostgresStreams
 from storage._values_store import PostgresValues
 
 CHANNEL = WORK_CHANNEL
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresStore(PostgresHistories, PostgresValues):
+class PostgresStore(PostgresHistories, PostgresValues, PostgresStreams):
     def __init__(
         self,
         url: str,

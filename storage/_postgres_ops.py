@@ -14,6 +14,7 @@ from typing import Any
 
 from storage import _completions as completions
 from storage import _queue_pg as queues
+from storage import _streams_pg as streams_pg
 from storage._checksum import checksum_of
 from storage._errors import (
     InvalidAppendError,
@@ -283,6 +284,8 @@ WITH c AS (
     DELETE FROM durable_completions WHERE run_id IN (SELECT run_id FROM c)
 ), v AS (
     DELETE FROM durable_values WHERE run_id IN (SELECT run_id FROM c)
+), s AS (
+    DELETE FROM durable_streams WHERE run_id IN (SELECT run_id FROM c)
 ), d AS (
     DELETE FROM durable_runs WHERE run_id IN (SELECT run_id FROM c) RETURNING 1
 )
@@ -426,7 +429,9 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
         written = await _append_round(conn, [apps[i] for i in this_round])
         for i in this_round:
             app = apps[i]
-            if app.run_id in written and (app.consume or app.send or app.completions or app.values):
+            if app.run_id in written and (
+                app.consume or app.send or app.completions or app.values or app.stream
+            ):
                 # In the batch's transaction (the writer never sends such appends alone as one
                 # statement): all or nothing with the events.
                 await _consume_and_send(conn, app)
@@ -489,6 +494,8 @@ async def _consume_and_send(conn: Any, app: Append) -> None:
             completions.PG_INSERT, [completions.insert_args(app.run_id, c) for c in app.completions]
         )
     await pg_upsert(conn, app)
+    if app.stream:
+        await streams_pg.project(conn, app.run_id, app.stream)
 
 
 async def send(conn: Any, item: NewInboxItem) -> InboxItem:

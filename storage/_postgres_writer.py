@@ -217,6 +217,7 @@ def _one_statement(batch: list[_Item]) -> bool:
             or op.consume
             or op.send
             or op.completions
+            or op.stream
         ):
             return False
         if op.values:  # upserted beside the round (append_many): a transaction

@@ -30,9 +30,10 @@ from storage._records import (
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._streams_protocol import StreamStore
 
 
-class Store(CompletionStore, Protocol):
+class Store(CompletionStore, StreamStore, Protocol):
     """A durable home for run rows and their event logs."""
 
     @property

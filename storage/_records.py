@@ -148,6 +148,28 @@ class RunValue(msgspec.Struct, frozen=True):
     updated_at: float = 0.0
 
 
+class StreamRow(msgspec.Struct, frozen=True):
+    """One value (or the close marker: value None, closed True) to add to a run's stream `key`.
+    `producer` names the write within the run: a second row with the same (key, producer) is
+    dropped, which is what makes a retried step's writes exactly-once."""
+
+    key: str
+    producer: str
+    value: bytes | None
+    created_at: float
+    closed: bool = False
+
+
+class StreamRecord(msgspec.Struct, frozen=True):
+    """A stored stream row: offsets are dense per (run, key), from 1; the close marker takes the
+    offset after the last value."""
+
+    offset: int
+    value: bytes | None
+    closed: bool
+    created_at: float
+
+
 class Append(msgspec.Struct, frozen=True):
     """Events to add to one run's log, after its event number expected_last_seq.
 
@@ -165,6 +187,9 @@ class Append(msgspec.Struct, frozen=True):
     send: tuple[NewInboxItem, ...] = ()
     completions: tuple[NewCompletion, ...] = ()  # external waits opened (storage._completions)
     values: tuple[RunValue, ...] = ()  # upserted in the same commit (see RunValue)
+    # Stream rows written by workflow code (StreamWritten/StreamClosed events), projected into
+    # durable_streams in the same transaction (storage._streams_ops).
+    stream: tuple[StreamRow, ...] = ()
 
 
 def created_record(

@@ -239,6 +239,25 @@ values = Table(
     PrimaryKeyConstraint("run_id", "key"),
 )
 
+# Streams (version 7): the values a run publishes under a key, in order. `producer` names each
+# write within the run (w<pos> from workflow code, s<pos>.<i> from a step body) and is unique
+# per key: a retried step re-emitting its values writes each once. The close marker is a row
+# with closed = 1 and no value.
+streams = Table(
+    "durable_streams",
+    metadata,
+    Column("run_id", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    # The value's offset: 1, 2, 3... per (run_id, key) ("offset" is an SQL keyword).
+    Column("seq", Integer, nullable=False),
+    Column("producer", String(64), nullable=False),
+    Column("value", LargeBinary, nullable=True),
+    Column("closed", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "key", "seq"),
+    Index("ux_durable_streams_producer", "run_id", "key", "producer", unique=True),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -277,4 +296,5 @@ MIGRATION_7_TABLES: tuple[Table, ...] = (
     histories,
     completions,
     values,
+    streams,
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 # 1: runs, events. 2: inbox, workers, the finished_at index. 3: workflow definitions.
 # 4: a checksum per event. 5: cron schedules. 6: queues. 7: talking to running workflows
 # (issue 17: the chain of continued runs' histories, external completions, ...).
+# 4: a checksum per event. 5: cron schedules. 6: queues. 7: issue 17's tables (streams).
 # storage._schema says what each version added.
 SCHEMA_VERSION = 7
 
@@ -22,4 +23,5 @@ TABLES = (
     "durable_histories",
     "durable_completions",
     "durable_values",
+    "durable_streams",
 )

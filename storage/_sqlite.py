@@ -67,12 +67,13 @@ from storage._sqlite_open import (
     refuse_read_only,
 )
 from storage._sqlite_writer import SQLiteWriter
+from storage._streams_ops import SQLiteStreams
 from storage._values_store import SQLiteValues
 
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
-class SQLiteStore(SQLiteValues):
+class SQLiteStore(SQLiteValues, SQLiteStreams):
     def __init__(
         self,
         path: str,

@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 
 from storage import _completions as completions
 from storage import _queue_ops as queues
+from storage import _streams_ops as streams
 from storage import _values_ops as values
 from storage._checksum import checksum_of
 from storage._errors import LeaseLostError, RunNotFoundError, SequenceConflictError
@@ -110,6 +111,7 @@ ALL_RUN_TABLES = (
     "durable_histories",
     "durable_completions",
     "durable_values",
+    "durable_streams",
     "durable_runs",
 )
 _PRUNABLE = (
@@ -232,6 +234,8 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
             completions.INSERT, [completions.insert_args(app.run_id, c) for c in app.completions]
         )
     values.sqlite_upsert(cur, app)
+    if app.stream:
+        streams.sqlite_project(cur, app.run_id, app.stream)
 
 
 def send(cur: sqlite3.Cursor, item: NewInboxItem) -> InboxItem:

@@ -19,6 +19,7 @@ RUNTIME_ORDER = [
     "_registry",
     "_stops",
     "_guard",
+    "_streams",
     "_order",
     "_waits",
     "_select",

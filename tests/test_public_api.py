@@ -50,10 +50,14 @@ SDK = {
     "StepTimeoutError",
     "StepUsage",
     "UnknownQueryError",
+    "StreamClosedError",
+    "StreamItem",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
     "WorkflowDefinitionError",
+    "close_stream",
     "current_step",
+    "write_stream",
 }
 
 
@@ -144,6 +148,10 @@ STORAGE = {
     "StorageError",
     "Store",
     "StoreClosedError",
+    "StreamClosedError",
+    "StreamKey",
+    "StreamRecord",
+    "StreamRow",
     "WorkSignal",
     "WorkerRecord",
     "open_store",

@@ -62,6 +62,7 @@ from . import (
     _histories,
     _queues,
     _schedules,
+    _streams,
     _values,
     _workflows,
 )
@@ -234,6 +235,8 @@ def create_app(options: ApiOptions) -> Litestar:
         _values.list_execution_values,
         _values.get_execution_value,
         _values.query_execution,
+        _streams.list_streams,
+        _streams.read_stream,
         _approvals.list_approvals,
         _approvals.decide_approval,
         _external.complete_wait,

@@ -34,6 +34,7 @@ def _commands() -> click.Group:
         _runs,
         _schedules,
         _serve,
+        _streams,
         _validate,
         _values,
         _visualize,

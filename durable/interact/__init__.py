@@ -7,6 +7,7 @@ The modules, each importing only those listed before it:
                values table; waiting with the in-process notifier, else polling with backoff.
 - `_query`     answering app.query(): the run replayed in this process (nothing written), then
                its ctx.on_query handler called read-only (durable.runtime._guard).
+- `_streams`   following a run's stream (app.read_stream / Client.read_stream), live.
 - `_external`  completing and failing external waits (ctx.wait_external) by token; listing
                a run's external waits (never their tokens).
 

@@ -10,6 +10,8 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
                becomes a command of the current run's executor.
 - `_stops`     EndOfHistory, ExecutionStopped: an execution stopping without an outcome.
 - `_guard`     read-only handlers (queries): every durable command refused while one runs.
+- `_streams`   ctx.write_stream / durable.write_stream: stream values from workflow code
+               (logged commands) and step bodies (exactly-once by producer, not logged).
 - `_order`     replays hand recorded outcomes back in the order they were recorded.
 - `_waits`     durable waits (timers, signals, child runs) of one executor.
 - `_select`    ctx.wait / ctx.as_completed, a deterministic select; refusing raw asyncio

@@ -94,6 +94,8 @@ class WorkflowRuntime(Protocol):
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool: ...
 
+    def write_stream(self, key: str, value: Any, *, close: bool = False) -> None: ...
+
     def select(
         self, aws: Iterable[Awaitable[T]], return_when: str, timeout: float | None
     ) -> Coroutine[Any, Any, tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]]: ...
@@ -130,6 +132,22 @@ class StepContext(msgspec.Struct, frozen=True):
     position: int
     name: str
     attempt: int
+    # Stream values earlier attempts of this call wrote, by key (see stream_resume).
+    streams_written: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def stream_resume(self, key: str) -> int:
+        """How many values earlier attempts of this step call wrote to stream `key`, and from
+        now on this attempt continues after them: its next write to `key` is the one after.
+
+        Without it, an attempt's writes are numbered from the first again, and those already
+        stored are dropped: exactly once for a step that writes the same values each time.
+        A step whose values would differ on a retry (a real model) calls this before writing
+        and produces only the rest (e.g. resumes the model with the text so far)."""
+        count = self.streams_written.get(key, 0)
+        sink = step_streams.get()
+        if sink is not None:
+            sink.resume(key, count)
+        return count
 
     @property
     def idempotency_key(self) -> str:
@@ -137,6 +155,17 @@ class StepContext(msgspec.Struct, frozen=True):
         external system so a step that runs twice has its effect once."""
         return f"{self.run_id}:{self.position}"
 
+
+class StreamSink(Protocol):
+    def resume(self, key: str, count: int) -> None:
+        """Number the attempt's next write to `key` after `count` stored values."""
+        ...
+
+
+# The step attempt's stream writer (runtime._streams.StepStreams), set next to current_step.
+step_streams: contextvars.ContextVar[StreamSink | None] = contextvars.ContextVar(
+    "durable_step_streams", default=None
+)
 
 # Set while a step body runs (in its task, or copied into its worker thread).
 _current_step: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
@@ -368,6 +397,18 @@ class Context:
         the call by ctx.deprecate_patch("send-sms") and drop the old branch; later, once no
         run that recorded the patch is unfinished either, remove that call too."""
         return self._executor.patched(change_id)
+
+    # -- streams (see runtime._streams) ----------------------------------------------------
+
+    def write_stream(self, key: str, value: Any) -> None:
+        """Append `value` to this run's stream `key`, recorded at a position (a replay writes
+        nothing again); readers (app.read_stream, GET /executions/{id}/streams/{key}) get it
+        live. StreamClosedError if workflow code already closed the key."""
+        self._executor.write_stream(key, value)
+
+    def close_stream(self, key: str) -> None:
+        """Mark the stream `key` complete: readers end after its last value."""
+        self._executor.write_stream(key, None, close=True)
 
     def deprecate_patch(self, change_id: str) -> None:
         """The second step of removing a patch (see patched()): takes the recorded marker of

@@ -44,6 +44,7 @@ from durable.runtime._registry import Registry, StepDef, WorkflowDef, caller_loc
 from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
 from durable.runtime._step_runner import run_step
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
+from durable.runtime._streams import stream_command
 from durable.runtime._values import on_query, set_event
 from durable.runtime._waits import Waits
 from durable.runtime._watch import RunWatch
@@ -579,6 +580,9 @@ class RunExecutor:
 
     def on_query(self, name: str, fn: Callable[..., Any]) -> None:
         on_query(self, name, fn)
+
+    def write_stream(self, key: str, value: Any, *, close: bool = False) -> None:
+        stream_command(self, key, value, close=close)
 
     # -- divergence -----------------------------------------------------------------------
 

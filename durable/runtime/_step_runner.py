@@ -25,6 +25,8 @@ from durable._state import CANCELLED, StepState
 from durable.runtime._context import StepContext, _current_step, current_executor
 from durable.runtime._registry import DEFAULT_MAX_CRASHES, StepDef
 from durable.runtime._stops import ExecutionStopped
+from durable.runtime._streams import StepStreams, current_streams, step_progress, writer_of
+from storage import StreamClosedError
 
 
 class StepHost(Protocol):
@@ -70,6 +72,7 @@ async def run_step(
     attempt = (prior.failures if prior is not None else 0) + 1
     next_at = prior.next_attempt_at if prior is not None else None
     base = prior.retry_base if prior is not None else 0  # attempts before a `durable retry`
+    again = False  # an attempt already ran in this execution
     resumed = reattach and prior is not None and prior.status == "running"
     # The last attempt was cut short (the process died): this one's start is made durable
     # before its body runs, whatever else this execution has done.
@@ -110,20 +113,26 @@ async def run_step(
         if barrier is not None:
             await barrier
         retryable = True
+        # Stream values earlier attempts of this call wrote (none if it never started before).
+        written = await step_progress(log, pos) if prior is not None or again else {}
+        again = True
+        streams = StepStreams(writer_of(log), pos, asyncio.get_running_loop())
         try:
-            call = StepContext(log.state.run_id, pos, step.name, attempt)
-            value = await _attempt(executor, step, args, kwargs, call)
+            call = StepContext(log.state.run_id, pos, step.name, attempt, written)
+            value = await _attempt(executor, step, args, kwargs, call, streams)
             encoded = encode_value(value, f"the result of step {step.name!r}")
             # Checked against the step's return annotation before it is recorded: a wrong
             # type fails the step here (not retried), not a later step that uses it.
             result = checked(encoded, step.return_type, f"the result of step {step.name!r}")
+            if streams.used:
+                await streams.flushed()  # a recorded result implies durable stream values
         except asyncio.CancelledError:
             log.attempt_ended = True
             if executor.cancelling:
                 info = ErrorInfo(type=CANCELLED, message=f"step {step.name!r} was cancelled")
                 log.append(StepFailedEvent(pos=pos, attempt=attempt, error=info, retryable=False))
             raise
-        except SerializationError as exc:
+        except (SerializationError, StreamClosedError) as exc:
             error, retryable = error_info(exc), False  # the same value would fail again
         except Exception as exc:
             error = error_info(exc)
@@ -152,6 +161,7 @@ async def _attempt(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     call: StepContext,
+    streams: StepStreams,
 ) -> Any:
     timeout = step.timeout
     attempt = call.attempt
@@ -160,9 +170,11 @@ async def _attempt(
         # there, so that a step the body calls is a plain call, not a recorded one.
         token = current_executor.set(None)
         step_token = _current_step.set(call)
+        streams_token = current_streams.set(streams)
         try:
             return await _attempt_async(step, args, kwargs, attempt, timeout)
         finally:
+            current_streams.reset(streams_token)
             _current_step.reset(step_token)
             current_executor.reset(token)
     loop = asyncio.get_running_loop()
@@ -171,6 +183,7 @@ async def _attempt(
     thread_ctx = contextvars.copy_context()
     thread_ctx.run(current_executor.set, None)
     thread_ctx.run(_current_step.set, call)
+    thread_ctx.run(current_streams.set, streams)
     body = functools.partial(thread_ctx.run, step.fn, *args, **kwargs)
     fut = loop.run_in_executor(executor.step_pool, body)
     if timeout is None:

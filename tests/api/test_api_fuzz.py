@@ -98,6 +98,8 @@ def test_the_schema_covers_every_route(server: Served) -> None:
         "/executions/{run_id}/cancel",
         "/executions/{run_id}/signals/{name}",
         "/executions/{run_id}/events",
+        "/executions/{run_id}/streams",
+        "/executions/{run_id}/streams/{key}",
         "/executions/{run_id}/approvals",
         "/executions/{run_id}/approvals/{tool_call_id}",
         "/queues",

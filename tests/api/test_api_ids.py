@@ -44,6 +44,8 @@ def test_bad_execution_ids_are_4xx_with_the_rule(tmp_path: Path, db_url: str) ->
             "/executions/a%00b",
             "/executions/a%00b/visualize",
             "/executions/a%00b/events",
+            "/executions/a%00b/streams",
+            "/executions/a%00b/streams/k",
         ):
             got = api.get(path)
             assert got.status_code in (400, 404, 422), (path, got.status_code, got.text)
@@ -60,3 +62,7 @@ def test_bad_execution_ids_are_4xx_with_the_rule(tmp_path: Path, db_url: str) ->
             json={"workflowId": "hello", "executionId": "fine-1", "context": "you"},
         )
         assert ok.status_code == 201, ok.text
+        # A stream key follows the same rule (PostgreSQL cannot even look a NUL up).
+        for key in ("a%00b", "k" * 256):
+            got = api.get(f"/executions/fine-1/streams/{key}")
+            assert got.status_code in (400, 422), (key, got.status_code, got.text)

@@ -12,7 +12,7 @@ import pytest
 
 from durable import InvalidTokenError, QueryError, RunCancelled, decode_record, fold, replay
 from durable._events import RunContinued, RunStarted, SignalReceived
-from sdk import App, Context
+from sdk import App, Context, write_stream
 
 
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
@@ -280,7 +280,8 @@ async def test_a_query_handler_cannot_continue_the_run(url: str) -> None:
     @app.workflow
     async def entity(ctx: Context, n: int) -> int:
         ctx.on_query("restart", lambda: ctx.continue_as_new(n + 1))
-        return await ctx.wait_for_signal("stop")
+        stopped: int = await ctx.wait_for_signal("stop")
+        return stopped
 
     async with app:
         handle = await app.start("entity", 0, run_id="q")
@@ -294,3 +295,27 @@ async def test_a_query_handler_cannot_continue_the_run(url: str) -> None:
 
 async def _waiting(app: App, run_id: str) -> bool:
     return any(e.type == "WaitStarted" for e in await app.events(run_id))
+
+
+async def test_stream_writes_of_each_history_all_land(url: str) -> None:
+    """Positions restart in each history: a history's stream writes (from workflow code and
+    from step bodies) are not mistaken for the previous history's and dropped."""
+    app = App(url, poll_interval=0.2)
+
+    @app.step()
+    async def emit(generation: int) -> None:
+        write_stream("log", f"step {generation}")
+
+    @app.workflow
+    async def chatty(ctx: Context, generation: int) -> int:
+        ctx.write_stream("log", f"workflow {generation}")
+        await emit(generation)
+        if generation < 2:
+            ctx.continue_as_new(generation + 1)
+        ctx.close_stream("log")
+        return generation
+
+    async with app:
+        assert await (await app.start("chatty", 0, run_id="w")).result(timeout=30) == 2
+        got = [value async for value in app.read_stream("w", "log")]
+    assert got == [f"{who} {g}" for g in range(3) for who in ("workflow", "step")]
