@@ -136,3 +136,13 @@ async def tamper(
         assert status == "UPDATE 1"
     else:
         raise TypeError(f"no way to tamper with {store!r}")
+
+
+# The tables schema version 7 added (issue 17): dropped, with the version set back to 6, they
+# make a database as the previous release left it (the migration tests).
+def version_6_statements(schema: str | None = None) -> list[str]:
+    from storage._schema import MIGRATION_7_TABLES
+
+    prefix = f'"{schema}".' if schema else ""
+    drops = [f"DROP TABLE {prefix}{table.name}" for table in MIGRATION_7_TABLES]
+    return [*drops, f"UPDATE {prefix}durable_schema SET version = 6"]

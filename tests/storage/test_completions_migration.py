@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
-from storekit import T0, event, new_run
+from storekit import T0, event, new_run, version_6_statements
 
 from storage import Append, Fence, NewCompletion, PostgresStore, SQLiteStore, Store, open_store
 from storage._schema import SCHEMA_VERSION
@@ -42,8 +42,8 @@ async def test_a_version_6_sqlite_file_gains_completions(tmp_path: Path) -> None
     path = tmp_path / "v6.db"
     await _seed(SQLiteStore(str(path)))
     with sqlite3.connect(path) as conn:  # back to version 6: as the previous release left it
-        conn.execute("DROP TABLE durable_completions")
-        conn.execute("UPDATE durable_schema SET version = 6")
+        for statement in version_6_statements():
+            conn.execute(statement)
     await _check_migrated(SQLiteStore(str(path)))
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT version, note FROM durable_schema").fetchall() == [
@@ -58,8 +58,8 @@ async def test_a_version_6_postgres_schema_gains_completions(pg_fresh_url: str) 
     schema = pg_fresh_url.split("schema=")[1].split("&")[0]
     conn = await asyncpg.connect(pg_fresh_url.split("?")[0])
     try:
-        await conn.execute(f'DROP TABLE "{schema}".durable_completions')
-        await conn.execute(f'UPDATE "{schema}".durable_schema SET version = 6')
+        for statement in version_6_statements(schema):
+            await conn.execute(statement)
     finally:
         await conn.close()
     await _check_migrated(store)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pg_helpers import admin, schema_of
-from storekit import T0, create
+from storekit import T0, create, version_6_statements
 
 from storage import PostgresStore, SQLiteStore, Store, StreamKey, StreamRow
 from storage._schema import SCHEMA_VERSION
@@ -29,8 +29,8 @@ async def test_a_version_6_sqlite_file_gets_the_streams_table(tmp_path: Path) ->
     await store.close()
     # Back to version 6: as a release before streams left it.
     with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE durable_streams")
-        conn.execute("UPDATE durable_schema SET version = 6")
+        for statement in version_6_statements():
+            conn.execute(statement)
     assert SCHEMA_VERSION == 7
     store = SQLiteStore(str(path))
     await store.open()
@@ -52,8 +52,8 @@ async def test_a_version_6_postgres_schema_gets_the_streams_table(pg_fresh_url: 
     schema = schema_of(pg_fresh_url)
 
     async def back_to_6(conn: Any) -> None:
-        await conn.execute(f'DROP TABLE "{schema}".durable_streams')
-        await conn.execute(f'UPDATE "{schema}".durable_schema SET version = 6')
+        for statement in version_6_statements(schema):
+            await conn.execute(statement)
 
     await admin(pg_fresh_url, back_to_6)
     store = PostgresStore.from_url(pg_fresh_url)

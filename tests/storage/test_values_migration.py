@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from pg_helpers import admin, opened, schema_of
-from storekit import create, event
+from storekit import create, event, version_6_statements
 
 from storage import Append, PostgresStore, RunValue, SQLiteStore, Store
 from storage._schema import SCHEMA_VERSION
@@ -27,8 +27,8 @@ async def test_a_version_6_sqlite_file_gets_the_values_table(tmp_path: Path) -> 
     await store.open()
     await store.close()
     with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE durable_values")
-        conn.execute("UPDATE durable_schema SET version = 6")
+        for statement in version_6_statements():
+            conn.execute(statement)
     store = SQLiteStore(str(path))
     await store.open()
     try:
@@ -47,8 +47,8 @@ async def test_a_version_6_postgres_schema_gets_the_values_table(pg_fresh_url: s
     schema = schema_of(pg_fresh_url)
 
     async def step_back(conn: object) -> None:
-        await conn.execute(f'DROP TABLE "{schema}".durable_values')  # type: ignore[attr-defined]
-        await conn.execute(f'UPDATE "{schema}".durable_schema SET version = 6')  # type: ignore[attr-defined]
+        for statement in version_6_statements(schema):
+            await conn.execute(statement)
 
     await admin(pg_fresh_url, step_back)
     store = PostgresStore.from_url(pg_fresh_url)
