@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from pg_helpers import admin, opened, schema_of
 from storekit import create, event, version_6_statements
@@ -46,7 +47,7 @@ async def test_a_version_6_postgres_schema_gets_the_values_table(pg_fresh_url: s
         pass
     schema = schema_of(pg_fresh_url)
 
-    async def step_back(conn: object) -> None:
+    async def step_back(conn: Any) -> None:
         for statement in version_6_statements(schema):
             await conn.execute(statement)
 
