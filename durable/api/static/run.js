@@ -4,10 +4,12 @@
 
 import { api, streamEvents } from "./api.js";
 import { conversationView } from "./conversation.js";
+import { externalView } from "./external.js";
 import { badge, formatDuration, formatTime, h, isFinished, json, jsonCell, runDuration } from "./format.js";
 import { renderGraph } from "./graph.js";
 import { historiesView } from "./histories.js";
 import { queueHref } from "./queues.js";
+import { streamsView } from "./streams.js";
 import { valuesView } from "./talk.js";
 import { stepUsageCell, usageSummary } from "./usage.js";
 import { every, flash, showError } from "./ui.js";
@@ -22,6 +24,8 @@ export function renderRunView(view, runId, signal) {
   const conversation = conversationView(path, signal);
   const histories = historiesView(path, signal);
   const values = valuesView(path, signal);
+  const streams = streamsView(path, signal);
+  const external = externalView(path, signal);
   view.append(
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     header,
@@ -30,6 +34,8 @@ export function renderRunView(view, runId, signal) {
     conversation.element,
     histories.element,
     values.element,
+    streams.element,
+    external.element,
     h("section", { class: "card" }, h("h2", { text: "Events" }), timeline.element),
   );
 
@@ -47,7 +53,7 @@ export function renderRunView(view, runId, signal) {
     actions.update(run);
     await conversation.refresh();
     await histories.refresh(run);
-    await values.refresh();
+    await Promise.all([values.refresh(), streams.refresh(), external.refresh()]);
     const finished = isFinished(run.status);
     if (!streaming && (streamFailed || finished || timeline.lastSeq === 0)) {
       // The JSON list: the first load, after a finished run, or when the stream is unavailable.
