@@ -461,7 +461,12 @@ async def test_a_child_end_that_arrives_before_its_start_is_recorded(
 
         async def slow_create(*args: Any) -> tuple[str, str, str]:
             created = await create(*args)
-            await child_ended(app)
+            try:
+                await child_ended(app)
+            except RuntimeError:
+                # The app closed while this looked (stop_first, on a slow machine: the test saw
+                # the end first and left): the execution is being stopped; so is this.
+                await asyncio.sleep(3600)
             if stop_first:
                 await asyncio.sleep(3600)  # the execution stops before recording it
             return created
