@@ -22,9 +22,14 @@ class WorkerOptions:
     # its lease is given back and the store wakes it when the wait can end, so waiting runs
     # cost rows, not memory. Shorter waits are waited for in memory.
     park_after: float = 1.0
+    # A DAG run stores a snapshot of its folded state every this many events (at least;
+    # durable._snapshot), so that resuming it folds only the events after it. 0: never.
+    snapshot_every: int = 1000
 
     def __post_init__(self) -> None:
         if self.lease_ttl <= 0 or (self.poll_interval is not None and self.poll_interval <= 0):
             raise ValueError("lease_ttl and poll_interval must be > 0")
         if self.max_concurrent_runs < 1 or self.claim_batch < 1 or self.step_threads < 1:
             raise ValueError("max_concurrent_runs, claim_batch and step_threads must be >= 1")
+        if self.snapshot_every < 0:
+            raise ValueError("snapshot_every must be >= 0 (0: no snapshots)")

@@ -18,6 +18,7 @@ from durable._events import (
     StepStarted,
     encode_event,
 )
+from durable._snapshot import Snapshots
 from durable._state import RunState, apply
 from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store
 
@@ -81,6 +82,8 @@ class RunLog:
         self._timer: asyncio.TimerHandle | None = None
         self._consume: list[int] = []
         self._send: list[NewInboxItem] = []
+        # A DAG run's (durable._snapshot): told of each event folded and of each commit.
+        self.snapshots: Snapshots | None = None
 
     def append(
         self,
@@ -118,6 +121,8 @@ class RunLog:
         if not isinstance(event, StepStarted):
             self._barrier_seq = seq
         apply(state, seq, when, event)  # type: ignore[arg-type]
+        if self.snapshots is not None:
+            self.snapshots.appended(seq, when)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(WRITE_BEHIND_DELAY, self._timed)
         return seq
@@ -184,6 +189,8 @@ class RunLog:
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if exc is None:
             self._durable_seq = max(self._durable_seq, seq)
+            if self.snapshots is not None:
+                self.snapshots.durable(self._durable_seq)
             self._on_durable(self.state.run_id)
             if asked and self._on_cancels_sent is not None:
                 self._on_cancels_sent(asked)

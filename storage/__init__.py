@@ -43,6 +43,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     RunUpdate,
+    SnapshotRecord,
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
@@ -84,6 +85,7 @@ __all__ = [
     "SQLiteStore",
     "ScheduleRecord",
     "SequenceConflictError",
+    "SnapshotRecord",
     "StorageError",
     "Store",
     "StoreClosedError",

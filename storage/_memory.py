@@ -34,6 +34,7 @@ from storage._records import (
     Release,
     RunQuery,
     RunRecord,
+    SnapshotRecord,
     WorkerRecord,
     already_stored,
     check_append,
@@ -57,6 +58,7 @@ class MemoryStore:
         self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
         self._queues = MemoryQueues()
+        self._snapshots: dict[str, SnapshotRecord] = {}
         self._open = False
 
     @property
@@ -369,6 +371,17 @@ class MemoryStore:
         wanted = set(run_ids)
         return [i for i in self._inbox.values() if i.run_id in wanted]
 
+    async def put_snapshot(self, record: SnapshotRecord) -> None:
+        self._check_open()
+        run = self._runs.get(record.run_id)
+        old = self._snapshots.get(record.run_id)
+        if run is not None and run.last_seq >= record.seq and (old is None or record.seq > old.seq):
+            self._snapshots[record.run_id] = record
+
+    async def get_snapshot(self, run_id: str) -> SnapshotRecord | None:
+        self._check_open()
+        return self._snapshots.get(run_id)
+
     async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
         self._check_open()
 
@@ -391,6 +404,7 @@ class MemoryStore:
         for run_id in gone:
             del self._runs[run_id]
             self._events.pop(run_id, None)
+            self._snapshots.pop(run_id, None)
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
         return len(gone)
 

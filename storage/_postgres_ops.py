@@ -275,6 +275,8 @@ WITH c AS (
     DELETE FROM durable_events WHERE run_id IN (SELECT run_id FROM c)
 ), i AS (
     DELETE FROM durable_inbox WHERE run_id IN (SELECT run_id FROM c)
+), s AS (
+    DELETE FROM durable_snapshots WHERE run_id IN (SELECT run_id FROM c)
 ), d AS (
     DELETE FROM durable_runs WHERE run_id IN (SELECT run_id FROM c) RETURNING 1
 )

@@ -26,6 +26,7 @@ from storage import _cancel_ops as cancelling
 from storage import _debounce_ops as debounce
 from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
+from storage import _snapshot_ops as snapshots
 from storage import _sqlite_ops as ops
 from storage._checksum import verified
 from storage._errors import (
@@ -45,6 +46,7 @@ from storage._records import (
     Release,
     RunQuery,
     RunRecord,
+    SnapshotRecord,
     WorkerRecord,
     worker_from_row,
 )
@@ -252,6 +254,13 @@ class SQLiteStore:
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         rows = await self._read(ops.SELECT_EVENTS, (run_id, after_seq))
         return verified(rows, self._path)
+
+    async def put_snapshot(self, record: SnapshotRecord) -> None:
+        await self._w().submit(functools.partial(snapshots.put_snapshot, record=record))
+
+    async def get_snapshot(self, run_id: str) -> SnapshotRecord | None:
+        rows = await self._read(snapshots.GET_SNAPSHOT, (run_id,))
+        return snapshots.row_to_snapshot(tuple(rows[0])) if rows else None
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._read(ops._SELECT_RUN, (run_id,))

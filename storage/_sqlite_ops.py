@@ -345,7 +345,7 @@ def prune(cur: sqlite3.Cursor, finished_before: float, limit: int) -> int:
     if not ids:
         return 0
     doomed = json.dumps(ids)
-    for table in ("durable_events", "durable_inbox", "durable_runs"):
+    for table in ("durable_events", "durable_inbox", "durable_snapshots", "durable_runs"):
         cur.execute(
             f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (doomed,)
         )

@@ -71,6 +71,9 @@ class ReplayOrder:
         self._quiet = 0
         self._looking = False
         self.gave_way = 0  # outcomes released out of order (the code stopped asking in order)
+        # Bumped whenever turn() suspends its task: a caller seeing it unchanged knows no
+        # other code ran meanwhile (what it checked before the turn still holds).
+        self.pauses = 0
 
     @property
     def active(self) -> bool:
@@ -95,6 +98,7 @@ class ReplayOrder:
             if self.ready(key):
                 await self.settle()
                 return
+            self.pauses += 1
         finally:
             self.settling -= 1
             self._release_after_if_done()
@@ -124,6 +128,7 @@ class ReplayOrder:
             ready = getattr(loop, "_ready", None)  # CPython's queue of ready callbacks
             if ready is not None and not ready:
                 return
+            self.pauses += 1
             await asyncio.sleep(0)
 
     def _release_after_if_done(self) -> None:
