@@ -37,6 +37,12 @@ async def load_state(
         if state is not None:
             tail = await store.read_events(run_id, state.last_seq)
             if not tail or tail[0].seq == state.last_seq + 1:
+                log.info(
+                    "run %s: resumed from its snapshot at seq %d (%d events after it)",
+                    run_id,
+                    state.last_seq,
+                    len(tail),
+                )
                 for event in tail:
                     logged = decode_record(event)
                     apply(state, logged.seq, logged.at, logged.event)
