@@ -53,7 +53,8 @@ def start_key(pos: int) -> int:
 
 class ReplayOrder:
     def __init__(self, state: RunState, busy: Callable[[], bool]) -> None:
-        recorded = [(s.done_seq, done_key(p)) for p, s in state.steps.items() if s.done_seq]
+        # (done_key inlined: this runs once per recorded step of a resumed run)
+        recorded = [(s.done_seq, 2 * p + 1) for p, s in state.steps.items() if s.done_seq]
         for pos, wait in state.waits.items():
             if wait.done_seq:
                 recorded.append((wait.done_seq, done_key(pos)))
@@ -96,7 +97,11 @@ class ReplayOrder:
         self.settling += 1  # live outcomes wait until this one is handed back (see settle)
         try:
             if self.ready(key):
-                await self.settle()
+                # settle()'s first look, without creating its coroutine: a sequential
+                # replay alone on its loop has nothing else ready at each of its steps.
+                ready = getattr(asyncio.get_running_loop(), "_ready", None)
+                if ready is None or ready:
+                    await self.settle()
                 return
             self.pauses += 1
         finally:
