@@ -119,6 +119,7 @@ STORAGE = {
     "RunUpdate",
     "SQLiteStore",
     "ScheduleRecord",
+    "SnapshotRecord",
     "QueueRecord",
     "QueueStats",
     "RunQueue",
