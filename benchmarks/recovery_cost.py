@@ -10,12 +10,15 @@ The logs are synthesised, not executed: events built by the engine's own encodin
 (Store.create_run(new, first, history=...)), for two workflows registered here whose code
 matches them: `sequential` (StepStarted/StepCompleted per step, replay_cost.py's workflow) and
 `signal_loop` (WaitStarted/SignalReceived/WaitCompleted per signal). Each log stops where the
-code wants one more command, so recovery ends at its first live command.
+code wants one more command, so recovery ends at its first live command. Two DAG rows
+(recovery_dag.py): `dag_full` folds a DAG run's whole log, `dag_snapshot` reads its snapshot
+and folds the events after it.
 
 Each measurement runs in a fresh subprocess (cold: no cache, nothing imported lazily yet
 counted against the phases, since the imports happen before the clock starts) and times the
 worker's path (Worker._resume, then the executor) phase by phase: read (store.read_events:
-the query, checksums, records), decode (decode_record per record), fold (durable._state.fold),
+the query, checksums, records), decode (decode_record per record), fold (durable._state.fold;
+these three with the cyclic collector paused, as durable._recovery.load_state does),
 replay (RunExecutor with the registered workflow, re-executing the code against the log until
 it asks for what the log does not hold: the first live command), and the total. Median of
 `--repeats` subprocesses; the ratios of successive sizes (10x more events) should be ~10 if
@@ -47,6 +50,7 @@ from pathlib import Path
 
 import msgspec
 import pg_server
+import recovery_dag
 from replay_cost import build as build_replay_workflows
 
 from durable._codec import encode_value
@@ -61,6 +65,7 @@ from durable._events import (
     decode_record,
     encode_event,
 )
+from durable._gcpause import gc_paused
 from durable._state import fold
 from durable.runtime._executor import RunExecutor
 from durable.runtime._registry import WorkflowDef
@@ -68,7 +73,7 @@ from sdk import App, Context
 from storage import EventRecord, NewRun, open_store
 
 PHASES = ("read", "decode", "fold", "replay", "total")
-WORKFLOWS = ("sequential", "signal_loop")
+WORKFLOWS = ("sequential", "signal_loop", *recovery_dag.DAG_ROWS)
 
 
 def build(app: App) -> dict[str, WorkflowDef]:
@@ -140,12 +145,14 @@ async def recover(url: str, run_id: str, wf: WorkflowDef, app: App) -> dict[str,
     await store.open()
     try:
         began = time.perf_counter()
-        records = await store.read_events(run_id)
-        read = time.perf_counter()
-        logged = [decode_record(r) for r in records]
-        decoded = time.perf_counter()
-        state = fold(run_id, logged)
-        folded = time.perf_counter()
+        with gc_paused():  # as durable._recovery.load_state, the worker's path
+            records = await store.read_events(run_id)
+            read = time.perf_counter()
+            logged = [decode_record(r) for r in records]
+            decoded = time.perf_counter()
+            state = fold(run_id, logged)
+            folded = time.perf_counter()
+        del records, logged
         executor = RunExecutor(state, wf, None, registry=app.registry)
         await executor.start()
         replayed = time.perf_counter()
@@ -165,13 +172,19 @@ async def recover(url: str, run_id: str, wf: WorkflowDef, app: App) -> dict[str,
 
 def child(url: str, run_id: str, workflow: str, profile: bool) -> None:
     app = App(url)
-    wf = build(app)[workflow]
+
+    def once() -> dict[str, float]:
+        if workflow in recovery_dag.DAG_ROWS:
+            snapshot = workflow == "dag_snapshot"
+            return asyncio.run(recovery_dag.recover(url, run_id, snapshot))
+        return asyncio.run(recover(url, run_id, build(app)[workflow], app))
+
     if not profile:
-        print(json.dumps(asyncio.run(recover(url, run_id, wf, app))))
+        print(json.dumps(once()))
         return
     profiler = cProfile.Profile()
     profiler.enable()
-    figures = asyncio.run(recover(url, run_id, wf, app))
+    figures = once()
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -201,7 +214,10 @@ def run(url: str, label: str, sizes: list[int], workflows: list[str], repeats: i
     for name in workflows:
         previous: dict[str, float] | None = None
         for size in sizes:
-            run_id, count, positions = asyncio.run(store_log(url, defs[name], size))
+            if name in recovery_dag.DAG_ROWS:
+                run_id, count, positions = asyncio.run(recovery_dag.store_log(url, size))
+            else:
+                run_id, count, positions = asyncio.run(store_log(url, defs[name], size))
             samples = [measure_once(url, run_id, name) for _ in range(repeats)]
             if any(s["positions"] != positions for s in samples):
                 sys.exit(f"{name}: the replay used other positions than the log's: {samples}")
@@ -217,7 +233,10 @@ def run(url: str, label: str, sizes: list[int], workflows: list[str], repeats: i
 def profile(url: str, size: int, workflows: list[str]) -> None:
     defs = build(App(url))
     for name in workflows:
-        run_id, _, _ = asyncio.run(store_log(url, defs[name], size))
+        if name in recovery_dag.DAG_ROWS:
+            run_id, _, _ = asyncio.run(recovery_dag.store_log(url, size))
+        else:
+            run_id, _, _ = asyncio.run(store_log(url, defs[name], size))
         measure_once(url, run_id, name, profile=True)
 
 
@@ -240,7 +259,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--quick", action="store_true", help="1k and 10k events only")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workflow", choices=[*WORKFLOWS, "both"], default="both")
+    parser.add_argument("--workflow", choices=[*WORKFLOWS, "all"], default="all")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
     parser.add_argument("--pg-url", default=None, help=f"default: ${pg_server.URL_ENV}")
     parser.add_argument(
@@ -248,7 +267,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     sizes = [1000, 10000] if args.quick else args.sizes
-    workflows = list(WORKFLOWS) if args.workflow == "both" else [args.workflow]
+    workflows = list(WORKFLOWS) if args.workflow == "all" else [args.workflow]
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"Python {sys.version.split()[0]} on {os.cpu_count()} CPUs")
     for backend in backends:

@@ -34,6 +34,7 @@ from durable._events import (
 )
 from durable._ids import check_id, check_lookup
 from durable._notify import Notifier
+from durable._recovery import load_state
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import HistoryInfo, RunInfo, RunSummary, run_info, summary, ts
@@ -445,8 +446,8 @@ class Client:
         record = await self.store.get_run(run_id)
         if record is None:
             raise RunNotFoundError(run_id)
-        events = await self.store.read_history(run_id)
-        state = fold(run_id, [decode_record(r) for r in events])
+        # A DAG run's snapshot and the events after it, if it has one (durable._snapshot).
+        state = await load_state(self.store, run_id, snapshot=True, last_seq=record.last_seq)
         info = run_info(record, state, (await self._waiting_for([record])).get(run_id))
         if record.queue is None:  # a plain run: no place in a queue to look up
             return info

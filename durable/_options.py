@@ -25,6 +25,9 @@ class WorkerOptions:
     # ctx.continue_as_new(): how many histories before a run's current one keep their events
     # (for `durable events` and debugging); older ones are deleted, their chain kept.
     keep_histories: int = 1
+    # A DAG run stores a snapshot of its folded state every this many events (at least;
+    # durable._snapshot), so that resuming it folds only the events after it. 0: never.
+    snapshot_every: int = 1000
 
     def __post_init__(self) -> None:
         if self.keep_histories < 0:
@@ -33,3 +36,5 @@ class WorkerOptions:
             raise ValueError("lease_ttl and poll_interval must be > 0")
         if self.max_concurrent_runs < 1 or self.claim_batch < 1 or self.step_threads < 1:
             raise ValueError("max_concurrent_runs, claim_batch and step_threads must be >= 1")
+        if self.snapshot_every < 0:
+            raise ValueError("snapshot_every must be >= 0 (0: no snapshots)")

@@ -20,6 +20,7 @@ from durable._events import (
     StepStarted,
     encode_event,
 )
+from durable._snapshot import Snapshots
 from durable._state import RunState, apply
 from storage import (
     Append,
@@ -96,6 +97,8 @@ class RunLog:
         self._completions: list[NewCompletion] = []  # external waits opened (ExternalStarted)
         self._values: list[RunValue] = []  # ctx.set_event values (ValueSet)
         self._stream: list[StreamRow] = []  # workflow code's stream rows (StreamWritten)
+        # A DAG run's (durable._snapshot): told of each event folded and of each commit.
+        self.snapshots: Snapshots | None = None
 
     @property
     def store(self) -> Store:
@@ -144,6 +147,8 @@ class RunLog:
         if value is not None:  # ctx.set_event: its projection row, in the same commit
             self._values.append(RunValue(state.run_id, value[0], value[1], seq, when))
         apply(state, seq, when, event)  # type: ignore[arg-type]
+        if self.snapshots is not None:
+            self.snapshots.appended(seq, when)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(WRITE_BEHIND_DELAY, self._timed)
         return seq
@@ -246,6 +251,8 @@ class RunLog:
         exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
         if exc is None:
             self._durable_seq = max(self._durable_seq, seq)
+            if self.snapshots is not None:
+                self.snapshots.durable(self._durable_seq)
             self._on_durable(self.state.run_id)
             if asked and self._on_cancels_sent is not None:
                 self._on_cancels_sent(asked)

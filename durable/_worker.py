@@ -18,11 +18,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from durable._errors import CorruptEventError
-from durable._events import decode_record
 from durable._notify import Notifier
 from durable._options import WorkerOptions as WorkerOptions  # re-exported
+from durable._recovery import load_state
 from durable._runlog import RunLog
-from durable._state import RunState, fold
+from durable._snapshot import Snapshots
+from durable._state import RunState
 from durable.dag._run import DagExecutor
 from durable.dag._services import DagServices
 from durable.queues._cancel import cancel_if_waiting
@@ -179,6 +180,8 @@ class Worker:
         )
         executor: RunExecutor | DagExecutor
         if workflow.dag is not None:
+            if self.options.snapshot_every > 0:
+                run_log.snapshots = Snapshots(self.store, state, self.options.snapshot_every)
             executor = DagExecutor(state, workflow, run_log, self.dag_services)
             executor.idle.on_idle = self._put_aside  # it may wait for delays to end
         else:
@@ -440,8 +443,12 @@ class Worker:
     async def _resume(self, claim: Claim) -> None:
         run_id = claim.run.run_id
         try:
-            records = await self.store.read_history(run_id)
-            state = fold(run_id, [decode_record(r) for r in records])
+            workflow = self.registry.get(claim.run.workflow, claim.run.version)
+            dag = workflow is not None and workflow.dag is not None
+            snapshot = dag and self.options.snapshot_every > 0
+            state = await load_state(
+                self.store, run_id, snapshot=snapshot, last_seq=claim.run.last_seq
+            )
         except (CorruptEventError, EventChecksumError) as exc:  # undecodable, or changed bytes
             log.error("%s (retrying in %.0fs)", exc, QUARANTINE_SECONDS)
             await self.store.release_leases(

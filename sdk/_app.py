@@ -84,6 +84,7 @@ class App(ScheduleMethods, QueueMethods, ExternalMethods, ValueMethods, StreamMe
         allowed_function_modules: Iterable[str] = (),
         expose_env: Iterable[str] = (),
         max_step_crashes: int = 10,
+        snapshot_every: int = 1000,
     ) -> None:
         self._url = url
         self._registry = Registry()
@@ -98,6 +99,7 @@ class App(ScheduleMethods, QueueMethods, ExternalMethods, ValueMethods, StreamMe
             max_concurrent_runs=max_concurrent_runs,
             step_threads=step_threads,
             park_after=park_after,
+            snapshot_every=snapshot_every,
         )
         self._run_worker = worker
         self._engine: Engine | None = None

@@ -31,12 +31,25 @@ def checksum_of(event: EventRecord) -> int:
 
 
 def verified(rows: Iterable[Sequence[Any]], where: str) -> list[EventRecord]:
-    """Rows of (run_id, seq, type, data, created_at, checksum) as records, each checked."""
+    """Rows of (run_id, seq, type, data, created_at, checksum) as records, each checked.
+
+    The same CRC as event_checksum, computed incrementally: the run id's part once per run id
+    (a history is one run's), then per row its seq and tag and payload. A mismatch goes to
+    check() for the error message."""
     records: list[EventRecord] = []
+    add = records.append
+    crc32 = zlib.crc32
+    heads: dict[str, int] = {}
     for run_id, seq, tag, data, created_at, checksum in rows:
         if checksum is not None:
-            check(run_id, seq, tag, data, checksum, where)
-        records.append(EventRecord(run_id, seq, tag, data, created_at))
+            head = heads.get(run_id)
+            if head is None:
+                head = heads[run_id] = crc32(f"{run_id}\x00".encode())
+            if type(data) is not bytes or checksum != crc32(
+                data, crc32(f"{seq}\x00{tag}\x00".encode(), head)
+            ):
+                check(run_id, seq, tag, data, checksum, where)
+        add(EventRecord(run_id, seq, tag, data, created_at))
     return records
 
 

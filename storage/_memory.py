@@ -39,6 +39,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     RunValue,
+    SnapshotRecord,
     WorkerRecord,
     already_stored,
     check_append,
@@ -68,6 +69,7 @@ class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
         self._completions = MemoryCompletions()
         self._values: dict[tuple[str, str], RunValue] = {}  # see storage._values_ops
         self._streams = StreamTable()
+        self._snapshots: dict[str, SnapshotRecord] = {}
         self._open = False
 
     @property
@@ -396,6 +398,17 @@ class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
         self._check_open()
         return self._completions.list(run_id)
 
+    async def put_snapshot(self, record: SnapshotRecord) -> None:
+        self._check_open()
+        run = self._runs.get(record.run_id)
+        old = self._snapshots.get(record.run_id)
+        if run is not None and run.last_seq >= record.seq and (old is None or record.seq > old.seq):
+            self._snapshots[record.run_id] = record
+
+    async def get_snapshot(self, run_id: str) -> SnapshotRecord | None:
+        self._check_open()
+        return self._snapshots.get(run_id)
+
     async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
         self._check_open()
 
@@ -420,6 +433,7 @@ class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
             del self._runs[run_id]
             self._events.pop(run_id, None)
             self._chains.pop(run_id, None)
+            self._snapshots.pop(run_id, None)
         self._values = {k: v for k, v in self._values.items() if k[0] not in gone}
         self._streams.drop(gone)
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}

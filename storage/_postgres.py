@@ -80,6 +80,7 @@ from storage._records import (
     worker_from_row,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._snapshot_pg import PostgresSnapshots
 from storage._streams_pg import PostgresStreams
 from storage._values_store import PostgresValues
 
@@ -87,7 +88,7 @@ CHANNEL = WORK_CHANNEL
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresStore(PostgresHistories, PostgresValues, PostgresStreams):
+class PostgresStore(PostgresHistories, PostgresValues, PostgresStreams, PostgresSnapshots):
     def __init__(
         self,
         url: str,

@@ -27,6 +27,7 @@ from storage._records import (
     RunQuery,
     RunRecord,
     RunValue,
+    SnapshotRecord,
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
@@ -177,6 +178,18 @@ class Store(CompletionStore, StreamStore, Protocol):
         finished_at < finished_before, oldest finished first, with their events and inbox
         items. A run whose parent run exists and is unfinished (a reopened one included) is
         kept (the parent still needs it). Returns how many runs were deleted."""
+        ...
+
+    # ------------------------------------------------------------------------ snapshots
+
+    async def put_snapshot(self, record: SnapshotRecord) -> None:
+        """Store a run's folded state as of record.seq (durable._snapshot), replacing its
+        stored one if record.seq is higher; written only if the run exists and its last_seq
+        is at least record.seq (else nothing is written). Outside any append."""
+        ...
+
+    async def get_snapshot(self, run_id: str) -> SnapshotRecord | None:
+        """The run's stored snapshot, as put (checked by the caller), or None."""
         ...
 
     # ------------------------------------------------------------------------ workers

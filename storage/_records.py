@@ -30,6 +30,18 @@ class EventRecord(msgspec.Struct, frozen=True):
     created_at: float
 
 
+class SnapshotRecord(msgspec.Struct, frozen=True):
+    """A run's folded state as of `seq` (durable._snapshot encodes and checks it; storage keeps
+    the bytes and the checksum it is given)."""
+
+    run_id: str
+    seq: int
+    fold_version: int
+    data: bytes
+    checksum: int
+    created_at: float
+
+
 class RunRecord(msgspec.Struct, frozen=True):
     run_id: str
     workflow: str

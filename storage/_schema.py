@@ -258,6 +258,20 @@ streams = Table(
     Index("ux_durable_streams_producer", "run_id", "key", "producer", unique=True),
 )
 
+# A DAG run's folded state as of one seq (durable._snapshot), so that resuming it reads the
+# snapshot and the events after it instead of its whole log. One per run, replaced by newer
+# ones; a cache: nothing is lost if it is missing, stale or damaged (the full fold is used).
+snapshots = Table(
+    "durable_snapshots",
+    metadata,
+    Column("run_id", String(255), primary_key=True),
+    Column("seq", Integer, nullable=False),  # the last event folded into it
+    Column("fold_version", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("checksum", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 # What version 2 added to a version-1 database: whole tables (with their indexes) and indexes
 # on tables version 1 already had. Each backend's migration creates exactly these.
 MIGRATION_2_TABLES: tuple[Table, ...] = (inbox, workers)
@@ -297,4 +311,5 @@ MIGRATION_7_TABLES: tuple[Table, ...] = (
     completions,
     values,
     streams,
+    snapshots,
 )

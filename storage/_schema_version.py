@@ -9,6 +9,8 @@ from __future__ import annotations
 # (issue 17: the chain of continued runs' histories, external completions, ...).
 # 4: a checksum per event. 5: cron schedules. 6: queues. 7: issue 17's tables (streams).
 # storage._schema says what each version added.
+# 4: a checksum per event. 5: cron schedules. 6: queues. storage._schema says what each
+# version added. 7: values, streams, requests, snapshots, histories (issue 17).
 SCHEMA_VERSION = 7
 
 TABLES = (
@@ -24,4 +26,17 @@ TABLES = (
     "durable_completions",
     "durable_values",
     "durable_streams",
+    "durable_snapshots",
+)
+
+# The tables holding rows of one run besides its own row (keyed by run_id): what pruning a run
+# deletes (storage._sqlite_ops.prune, storage._postgres_ops.PRUNE), the run's row last.
+RUN_TABLES = (
+    "durable_events",
+    "durable_inbox",
+    "durable_histories",
+    "durable_completions",
+    "durable_values",
+    "durable_streams",
+    "durable_snapshots",
 )

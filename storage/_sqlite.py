@@ -29,6 +29,7 @@ from storage import _debounce_ops as debounce
 from storage import _history_ops as history
 from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
+from storage import _snapshot_ops as snapshots
 from storage import _sqlite_ops as ops
 from storage._checksum import verified
 from storage._completions import CompletionRecord, Settled
@@ -50,6 +51,7 @@ from storage._records import (
     Release,
     RunQuery,
     RunRecord,
+    SnapshotRecord,
     WorkerRecord,
     worker_from_row,
 )
@@ -271,6 +273,13 @@ class SQLiteStore(SQLiteValues, SQLiteStreams):
 
     async def record_history(self, run_id: str, mark: HistoryMark) -> None:
         await self._w().submit(functools.partial(history.record_history, run_id=run_id, mark=mark))
+
+    async def put_snapshot(self, record: SnapshotRecord) -> None:
+        await self._w().submit(functools.partial(snapshots.put_snapshot, record=record))
+
+    async def get_snapshot(self, run_id: str) -> SnapshotRecord | None:
+        rows = await self._read(snapshots.GET_SNAPSHOT, (run_id,))
+        return snapshots.row_to_snapshot(tuple(rows[0])) if rows else None
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._read(ops._SELECT_RUN, (run_id,))

@@ -32,6 +32,7 @@ from storage._records import (
     check_reopen,
     created_record,
 )
+from storage._schema_version import RUN_TABLES
 
 _INSERT_RUN_COLUMNS = (
     "run_id, workflow, version, status, input, result, error, parent_run_id, created_at, "
@@ -103,16 +104,6 @@ _RELEASE = (
     "ELSE min(COALESCE(:ready_at, created_at), "
     f"COALESCE({_OLDEST_ITEM}, :ready_at, created_at)) END "
     "WHERE run_id = :run_id AND owner = :owner AND epoch = :epoch"
-)
-# Every table with rows of a run, the run's own row last: what a prune deletes.
-ALL_RUN_TABLES = (
-    "durable_events",
-    "durable_inbox",
-    "durable_histories",
-    "durable_completions",
-    "durable_values",
-    "durable_streams",
-    "durable_runs",
 )
 _PRUNABLE = (
     f"SELECT r.run_id FROM durable_runs AS r WHERE r.status IN {_FINAL_SQL} "
@@ -365,7 +356,7 @@ def prune(cur: sqlite3.Cursor, finished_before: float, limit: int) -> int:
     if not ids:
         return 0
     doomed = json.dumps(ids)
-    for table in ALL_RUN_TABLES:
+    for table in (*RUN_TABLES, "durable_runs"):
         cur.execute(
             f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (doomed,)
         )

@@ -140,6 +140,7 @@ STORAGE = {
     "RunValue",
     "SQLiteStore",
     "ScheduleRecord",
+    "SnapshotRecord",
     "QueueRecord",
     "QueueStats",
     "RunQueue",

@@ -44,6 +44,12 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     help="Runs executed at once by this worker.",
 )
 @click.option(
+    "--snapshot-every",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="A DAG run stores a snapshot of its state every N events (default 1000; 0: never).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -58,6 +64,7 @@ def worker(
     lease_ttl: float | None,
     poll_interval: float | None,
     max_concurrent_runs: int | None,
+    snapshot_every: int | None,
     log_level: str,
     allow_module: tuple[str, ...],
     expose_env: tuple[str, ...],
@@ -81,6 +88,7 @@ def worker(
         "lease_ttl": lease_ttl,
         "poll_interval": poll_interval,
         "max_concurrent_runs": max_concurrent_runs,
+        "snapshot_every": snapshot_every,
     }
     options = dataclasses.replace(
         app.worker_options, **{k: v for k, v in overrides.items() if v is not None}

@@ -321,8 +321,11 @@ class RunExecutor:
     async def _recorded(self, pos: int, value: Any, exc: BaseException | None = None) -> Any:
         """A step's recorded outcome, in its turn (see _order)."""
         refuse_raw_race(self, pos)
-        await self.order.turn(done_key(pos))
-        refuse_raw_race(self, pos)
+        order = self.order
+        pauses = order.pauses
+        await order.turn(done_key(pos))
+        if order.pauses != pauses:  # it let other code run: a raw race may have begun since
+            refuse_raw_race(self, pos)
         if exc is not None:
             raise exc
         return value
@@ -511,12 +514,16 @@ class RunExecutor:
         elif self._ending:  # a branch left running: the run's end is being recorded
             raise ExecutionStopped()
         refuse_raw_race(self, rec.pos)
+        # A recorded outcome comes back without suspending: nothing could start a race since.
+        live = not rec.done
         try:
             value = await self.waits.wait(rec, decode)
         except Exception:
-            refuse_raw_race(self, rec.pos)
+            if live:
+                refuse_raw_race(self, rec.pos)
             raise
-        refuse_raw_race(self, rec.pos)
+        if live:
+            refuse_raw_race(self, rec.pos)
         return value
 
     def select(

@@ -53,7 +53,8 @@ def start_key(pos: int) -> int:
 
 class ReplayOrder:
     def __init__(self, state: RunState, busy: Callable[[], bool]) -> None:
-        recorded = [(s.done_seq, done_key(p)) for p, s in state.steps.items() if s.done_seq]
+        # (done_key inlined: this runs once per recorded step of a resumed run)
+        recorded = [(s.done_seq, 2 * p + 1) for p, s in state.steps.items() if s.done_seq]
         for pos, wait in state.waits.items():
             if wait.done_seq:
                 recorded.append((wait.done_seq, done_key(pos)))
@@ -71,6 +72,9 @@ class ReplayOrder:
         self._quiet = 0
         self._looking = False
         self.gave_way = 0  # outcomes released out of order (the code stopped asking in order)
+        # Bumped whenever turn() suspends its task: a caller seeing it unchanged knows no
+        # other code ran meanwhile (what it checked before the turn still holds).
+        self.pauses = 0
 
     @property
     def active(self) -> bool:
@@ -93,8 +97,13 @@ class ReplayOrder:
         self.settling += 1  # live outcomes wait until this one is handed back (see settle)
         try:
             if self.ready(key):
-                await self.settle()
+                # settle()'s first look, without creating its coroutine: a sequential
+                # replay alone on its loop has nothing else ready at each of its steps.
+                ready = getattr(asyncio.get_running_loop(), "_ready", None)
+                if ready is None or ready:
+                    await self.settle()
                 return
+            self.pauses += 1
         finally:
             self.settling -= 1
             self._release_after_if_done()
@@ -124,6 +133,7 @@ class ReplayOrder:
             ready = getattr(loop, "_ready", None)  # CPython's queue of ready callbacks
             if ready is not None and not ready:
                 return
+            self.pauses += 1
             await asyncio.sleep(0)
 
     def _release_after_if_done(self) -> None:

@@ -222,15 +222,15 @@ class Waits:
                 name=item.name, payload=msgspec.Raw(item.payload), inbox_id=item.id
             )
             log.append(signal, consume=item.id)
-            waiting = [
-                rec
-                for rec in state.waits.values()
-                if rec.kind == "signal" and rec.signal == item.name and rec.pos in self.futures
-            ]
-            for rec in sorted(waiting, key=lambda w: w.pos):
+            # The awaited waits (few), not all the run's: an entity looping on signals has
+            # as many waits as signals.
+            for pos in sorted(self.futures):
+                rec = state.waits.get(pos)
+                if rec is None or rec.kind != "signal" or rec.signal != item.name:
+                    continue
                 if not rec.done:
                     self._match_signal(rec)
-                    break
+                break
         elif item.kind == "child":
             outcome = msgspec.msgpack.decode(item.payload, type=ChildOutcome)
             log.append(
@@ -243,9 +243,13 @@ class Waits:
                 ),
                 consume=item.id,
             )
-            for rec in state.waits.values():
-                fut = self.futures.get(rec.pos)
-                if rec.child_run_id == item.name and fut is not None and not fut.done():
+            for pos in state.child_waits.get(item.name, ()):
+                fut = self.futures.get(pos)
+                if (
+                    fut is not None
+                    and not fut.done()
+                    and state.waits[pos].child_run_id == item.name
+                ):
                     fut.set_result(None)
         elif item.kind == "cancel":
             ex.request_cancel(item)
@@ -296,11 +300,10 @@ class Waits:
         fut = self.futures.get(rec.pos)
         if log is None or fut is None or fut.done():
             return
-        for seq, signal in sorted(state.signals.items()):
-            if signal.name == rec.signal and signal.consumed_by is None:
-                log.append(WaitCompleted(pos=rec.pos, signal_seq=seq))
-                fut.set_result(None)
-                return
+        for seq in state.unconsumed.get(rec.signal, ()):  # oldest first (see _state)
+            log.append(WaitCompleted(pos=rec.pos, signal_seq=seq))
+            fut.set_result(None)
+            return
 
     # -- for the worker --------------------------------------------------------------------
 
@@ -317,9 +320,7 @@ class Waits:
                 return f"position {pos} is awaited but not recorded"
             if fut.done() or rec.done:
                 return f"{rec.describe()} at position {pos} has ended"
-            if rec.kind == "signal" and any(
-                s.name == rec.signal and s.consumed_by is None for s in state.signals.values()
-            ):
+            if rec.kind == "signal" and state.unconsumed.get(rec.signal):
                 return f"{rec.describe()} at position {pos}: that signal was already received"
             if rec.kind == "child" and rec.child_run_id in state.children:
                 return f"{rec.describe()} at position {pos}: the child run already ended"

@@ -23,6 +23,9 @@ class FakeState:
     waits: dict[int, WaitState] = field(default_factory=dict)
     signals: dict[int, SignalState] = field(default_factory=dict)
     children: dict[str, Any] = field(default_factory=dict)
+    # The fold's index of the signals no wait got yet (durable._state.RunState.unconsumed).
+    unconsumed: dict[str, dict[int, None]] = field(default_factory=dict)
+    child_waits: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,9 +60,11 @@ async def test_states_that_must_not_park_are_named() -> None:
 
     waits.futures[0] = loop.create_future()
     ex.state.signals[3] = SignalState(seq=3, name="b", payload=msgspec.Raw(b"\xc0"))
+    ex.state.unconsumed["b"] = {3: None}
     assert "already received" in (waits.park_problem() or "")
 
     ex.state.signals.clear()
+    ex.state.unconsumed.clear()
     ex.state.waits[1] = WaitState(pos=1, kind="child", child_run_id="k")
     waits.futures[1] = loop.create_future()
     ex.state.children["k"] = object()
