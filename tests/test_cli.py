@@ -92,6 +92,7 @@ SUMMARY_KEYS = "run_id workflow version status created_at finished_at duration w
 INFO_KEYS = (
     f"{SUMMARY_KEYS} input result error steps parent_run_id owner events"
     " waiting_on fingerprint code_changes forked_from fork_point retries usage queue queued"
+    " generation history_start"
 )
 OK_EVENTS = ["RunStarted", *["StepStarted", "StepCompleted"] * 3, "RunCompleted"]
 
@@ -230,6 +231,7 @@ def test_runs_show_json_shape(populated: Project) -> None:
     assert (info["input"], info["result"], info["error"]) == (3, {"total": 12, "size": 3}, None)
     assert info["events"] == len(OK_EVENTS)
     assert (info["queue"], info["queued"]) == (None, None)  # a plain run: in no queue
+    assert (info["generation"], info["history_start"]) == (0, 1)  # never continued as new
     steps = [(s["position"], s["name"], s["result"]) for s in info["steps"]]
     assert steps == [(0, "double", 6), (1, "double", 12), (2, "blob", "AwD/")]
     failed = populated.json("runs", "show", "bad-run")
