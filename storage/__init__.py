@@ -47,12 +47,15 @@ from storage._records import (
 )
 from storage._schedule_ops import ScheduleRecord
 from storage._sqlite import SQLiteStore
+from storage._update_records import NewUpdate, UpdateChange, UpdateRecord
+from storage._updates_ops import UPDATE_ITEM_KIND, UpdateRequested
 from storage._url import DEFAULT_URL, open_store
 
 __all__ = [
     "ACTIVE_STATUSES",
     "DEFAULT_URL",
     "FINAL_STATUSES",
+    "UPDATE_ITEM_KIND",
     "Append",
     "Claim",
     "DatabaseOpenError",
@@ -70,6 +73,7 @@ __all__ = [
     "MemoryStore",
     "NewInboxItem",
     "NewRun",
+    "NewUpdate",
     "PostgresStore",
     "QueueRecord",
     "QueueStats",
@@ -87,6 +91,9 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreClosedError",
+    "UpdateChange",
+    "UpdateRecord",
+    "UpdateRequested",
     "WorkSignal",
     "WorkerRecord",
     "open_store",

@@ -18,6 +18,7 @@ from storage._errors import (
     StoreClosedError,
 )
 from storage._memory_queues import MemoryQueues
+from storage._memory_updates import MemoryUpdates
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
@@ -42,9 +43,10 @@ from storage._records import (
     created_record,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._update_records import UpdateRecord
 
 
-class MemoryStore:
+class MemoryStore(MemoryUpdates):  # updates: storage._memory_updates
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
@@ -57,6 +59,7 @@ class MemoryStore:
         self._definitions: dict[tuple[str, str], DefinitionRecord] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
         self._queues = MemoryQueues()
+        self._updates: dict[tuple[str, str], UpdateRecord] = {}
         self._open = False
 
     @property
@@ -194,6 +197,8 @@ class MemoryStore:
                 del self._inbox[item_id]
         for new in append.send:
             self._deliver(new, strict=False)
+        if append.updates:
+            self.apply_update_changes(append.run_id, append.updates)
 
     def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
         """Insert (or find, by dedupe key) an item and wake its run; None if the run is
@@ -392,6 +397,7 @@ class MemoryStore:
             del self._runs[run_id]
             self._events.pop(run_id, None)
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
+        self._forget_updates(gone)
         return len(gone)
 
     async def heartbeat_worker(

@@ -74,12 +74,13 @@ from storage._records import (
     worker_from_row,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._updates_pg import PostgresUpdates
 
 CHANNEL = "durable_runs"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresStore:
+class PostgresStore(PostgresUpdates):  # updates: storage._updates_pg
     def __init__(
         self,
         url: str,

@@ -39,6 +39,8 @@ from storage._records import (
     check_reopen,
     created_record,
 )
+from storage._sql_text import numbered
+from storage._updates_sql import CHANGE_UPDATE, change_params
 
 _COLUMNS = (
     "run_id",
@@ -218,6 +220,8 @@ _RELEASE = (
     "WHERE run_id = $2 AND owner = $3 AND epoch = $4"
 )
 
+CHANGE_UPDATE_PG = numbered(CHANGE_UPDATE)
+
 INBOX_COLUMNS = "id, run_id, kind, name, payload, created_at, dedupe_key"
 SELECT_INBOX = (
     f"SELECT {INBOX_COLUMNS} FROM durable_inbox WHERE run_id = ANY($1::text[]) ORDER BY id"
@@ -275,6 +279,8 @@ WITH c AS (
     DELETE FROM durable_events WHERE run_id IN (SELECT run_id FROM c)
 ), i AS (
     DELETE FROM durable_inbox WHERE run_id IN (SELECT run_id FROM c)
+), u AS (
+    DELETE FROM durable_updates WHERE run_id IN (SELECT run_id FROM c)
 ), d AS (
     DELETE FROM durable_runs WHERE run_id IN (SELECT run_id FROM c) RETURNING 1
 )
@@ -418,7 +424,7 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
         written = await _append_round(conn, [apps[i] for i in this_round])
         for i in this_round:
             app = apps[i]
-            if app.run_id in written and (app.consume or app.send):
+            if app.run_id in written and (app.consume or app.send or app.updates):
                 # In the batch's transaction (the writer never sends such appends alone as one
                 # statement): all or nothing with the events.
                 await _consume_and_send(conn, app)
@@ -476,6 +482,10 @@ async def _consume_and_send(conn: Any, app: Append) -> None:
         await conn.execute(_CONSUME, app.run_id, list(app.consume))
     for item in app.send:
         await deliver(conn, item, strict=False)
+    if app.updates:
+        await conn.executemany(
+            CHANGE_UPDATE_PG, [change_params(app.run_id, c) for c in app.updates]
+        )
 
 
 async def send(conn: Any, item: NewInboxItem) -> InboxItem:

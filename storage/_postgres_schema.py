@@ -43,6 +43,7 @@ from storage._schema import (
     MIGRATION_6_COLUMNS,
     MIGRATION_6_INDEXES,
     MIGRATION_6_TABLES,
+    MIGRATION_7_UPDATES,
     SCHEMA_VERSION,
     metadata,
 )
@@ -105,6 +106,11 @@ def _to_version_6() -> list[str]:
     return statements + _create_tables(MIGRATION_6_TABLES)
 
 
+def _to_version_7() -> list[str]:
+    """6 -> 7: issue 17's tables (the updates table here; the other slices add theirs)."""
+    return _create_tables(MIGRATION_7_UPDATES)
+
+
 # Events per round trip when computing the checksums of the events already stored.
 _FILL_BATCH = 5000
 _UNCHECKED = (
@@ -140,6 +146,7 @@ MIGRATIONS: Mapping[int, Migration] = {
     3: _to_version_4,
     4: _to_version_5,
     5: _to_version_6,
+    6: _to_version_7,
 }
 FILLS: Mapping[int, Fill] = {3: _fill_checksums}
 

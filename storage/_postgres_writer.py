@@ -189,6 +189,8 @@ def _one_statement(batch: list[_Item]) -> bool:
     for op, _, wake in batch:
         if not isinstance(op, Append) or wake or op.run_id in runs or op.consume or op.send:
             return False
+        if op.updates:  # update rows change in the batch's transaction (storage._updates_pg)
+            return False
         runs.add(op.run_id)
     return True
 

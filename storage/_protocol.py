@@ -27,9 +27,10 @@ from storage._records import (
     WorkerRecord,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._updates_protocol import UpdateStore
 
 
-class Store(Protocol):
+class Store(UpdateStore, Protocol):
     """A durable home for run rows and their event logs."""
 
     @property

@@ -16,6 +16,7 @@ from storage._errors import (
     RunStatusError,
     SequenceConflictError,
 )
+from storage._update_records import UpdateChange
 
 RunStatus = Literal["pending", "running", "succeeded", "partial", "failed", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "cancelled"})
@@ -141,6 +142,8 @@ class Append(msgspec.Struct, frozen=True):
     update: RunUpdate | None = None
     consume: tuple[int, ...] = ()
     send: tuple[NewInboxItem, ...] = ()
+    # Update rows of this run changed in the same transaction (storage._update_records).
+    updates: tuple[UpdateChange, ...] = ()
 
 
 def created_record(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 # 1: runs, events. 2: inbox, workers, the finished_at index. 3: workflow definitions.
 # 4: a checksum per event. 5: cron schedules. 6: queues. storage._schema says what each
-# version added.
-SCHEMA_VERSION = 6
+# version added. 7: values, streams, updates, completions, snapshots (issue 17).
+SCHEMA_VERSION = 7
 
 TABLES = (
     "durable_runs",
@@ -18,4 +18,5 @@ TABLES = (
     "durable_definitions",
     "durable_schedules",
     "durable_queues",
+    "durable_updates",
 )

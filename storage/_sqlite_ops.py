@@ -29,6 +29,7 @@ from storage._records import (
     check_reopen,
     created_record,
 )
+from storage._updates_sql import apply_changes
 
 _INSERT_RUN_COLUMNS = (
     "run_id, workflow, version, status, input, result, error, parent_run_id, created_at, "
@@ -216,6 +217,8 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
         cur.execute(_CONSUME, (app.run_id, json.dumps(list(app.consume))))
     for item in app.send:
         deliver(cur, item, strict=False)
+    if app.updates:
+        apply_changes(cur, app.run_id, app.updates)
 
 
 def send(cur: sqlite3.Cursor, item: NewInboxItem) -> InboxItem:
@@ -345,7 +348,7 @@ def prune(cur: sqlite3.Cursor, finished_before: float, limit: int) -> int:
     if not ids:
         return 0
     doomed = json.dumps(ids)
-    for table in ("durable_events", "durable_inbox", "durable_runs"):
+    for table in ("durable_events", "durable_inbox", "durable_updates", "durable_runs"):
         cur.execute(
             f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (doomed,)
         )

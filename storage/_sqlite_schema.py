@@ -24,6 +24,7 @@ from storage._schema import (
     MIGRATION_6_COLUMNS,
     MIGRATION_6_INDEXES,
     MIGRATION_6_TABLES,
+    MIGRATION_7_UPDATES,
     SCHEMA_VERSION,
     metadata,
 )
@@ -102,12 +103,18 @@ def _to_version_6(conn: sqlite3.Connection) -> None:
     _create_tables(conn, MIGRATION_6_TABLES)
 
 
+def _to_version_7(conn: sqlite3.Connection) -> None:
+    """6 -> 7: issue 17's tables (the updates table here; the other slices add theirs)."""
+    _create_tables(conn, MIGRATION_7_UPDATES)
+
+
 MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {
     1: _to_version_2,
     2: _to_version_3,
     3: _to_version_4,
     4: _to_version_5,
     5: _to_version_6,
+    6: _to_version_7,
 }
 
 
