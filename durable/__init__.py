@@ -40,6 +40,8 @@ if TYPE_CHECKING:
         StepTimeoutError,
         UnknownWorkflowError,
         UnrecordedRaceError,
+        UpdateFailed,
+        UpdateRejected,
         WorkflowDefinitionError,
     )
     from durable._events import AnyEvent, Event, LoggedEvent, decode_record
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from durable._usage import RunUsage, StepUsage
     from durable._views import RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
+    from durable.interact._updates import Update, UpdateInfo
     from durable.runtime._context import Context, StepContext, current_step
     from durable.runtime._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
     from durable.runtime._select import AsCompleted, Selected
@@ -92,6 +95,10 @@ _WHERE = {
     "UnknownWorkflowError": "durable._errors",
     "UnrecordedRaceError": "durable._errors",
     "WorkflowDefinitionError": "durable._errors",
+    "UpdateFailed": "durable._errors",
+    "UpdateRejected": "durable._errors",
+    "Update": "durable.interact._updates",
+    "UpdateInfo": "durable.interact._updates",
     "AsCompleted": "durable.runtime._select",
     "Selected": "durable.runtime._select",
     "AnyEvent": "durable._events",
@@ -171,6 +178,10 @@ __all__ = [
     "StepUsage",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
+    "Update",
+    "UpdateFailed",
+    "UpdateInfo",
+    "UpdateRejected",
     "Worker",
     "WorkerOptions",
     "WorkflowDef",

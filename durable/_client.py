@@ -36,6 +36,7 @@ from durable._notify import Notifier
 from durable._state import RunState, apply, fold
 from durable._usage import RunUsage, run_usage
 from durable._views import RunInfo, RunSummary, run_info, summary
+from durable.interact._updates import ClientUpdates
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -105,7 +106,7 @@ class RunHandle:
         return f"<RunHandle {self.run_id!r}>"
 
 
-class Client:
+class Client(ClientUpdates):  # update, update_with_start: durable.interact._updates
     def __init__(
         self,
         store: Store,

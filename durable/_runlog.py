@@ -19,7 +19,8 @@ from durable._events import (
     encode_event,
 )
 from durable._state import RunState, apply
-from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store
+from durable._state_updates import closing_changes
+from storage import Append, EventRecord, Fence, NewInboxItem, RunUpdate, Store, UpdateChange
 
 _RUNNING = RunUpdate(status="running")
 # Events nobody waits for (a step starting, a result the workflow carries on with) are sent at
@@ -81,6 +82,7 @@ class RunLog:
         self._timer: asyncio.TimerHandle | None = None
         self._consume: list[int] = []
         self._send: list[NewInboxItem] = []
+        self._updates: list[UpdateChange] = []  # update rows changed with these events
 
     def append(
         self,
@@ -90,6 +92,7 @@ class RunLog:
         *,
         consume: int | None = None,
         send: tuple[NewInboxItem, ...] = (),
+        updates: tuple[UpdateChange, ...] = (),
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
         items for other runs' inboxes: both are written in the same commit as the event.
@@ -104,6 +107,7 @@ class RunLog:
         if consume is not None:
             self._consume.append(consume)
         self._send.extend(send)
+        self._updates.extend(updates)
         seq = self.last_seq + 1
         when = time.time() if at is None else at
         self._buffer.append(
@@ -121,6 +125,15 @@ class RunLog:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(WRITE_BEHIND_DELAY, self._timed)
         return seq
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def notify(self) -> None:
+        """Wake this process's waiters on the run (a write made outside the log: an update
+        rejected)."""
+        self._on_durable(self.state.run_id)
 
     def results_durable(self) -> asyncio.Future[None] | None:
         """A future to await before a step body runs, or None if nothing needs waiting for."""
@@ -161,6 +174,7 @@ class RunLog:
         expected, self._flushed_seq = self._flushed_seq, records[-1].seq
         consume, self._consume = tuple(self._consume), []
         send, self._send = tuple(self._send), []
+        changes, self._updates = tuple(self._updates), []
         append = Append(
             self.state.run_id,
             tuple(records),
@@ -169,6 +183,7 @@ class RunLog:
             update,
             consume=consume,
             send=send,
+            updates=changes,
         )
         try:
             fut = self._store.append(append)
@@ -248,7 +263,8 @@ async def append_end(log: RunLog, event: RunCompleted | RunFailed | RunCancelled
     send = cancel_requests(log.state, reason, now)
     if parent is not None:
         send += (child_end_notice(log.state.run_id, parent, outcome, now),)
-    log.append(event, update, at=now, send=send)
+    changes = closing_changes(log.state.updates, update.status or "", now)
+    log.append(event, update, at=now, send=send, updates=changes)
     durable = log.all_durable()
     if durable is not None:
         await durable

@@ -38,9 +38,12 @@ from durable._events import (
     StepStarted,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WaitCompleted,
     WaitStarted,
 )
+from durable._state_updates import UpdateState, apply_update
 
 # The error type of a step the run's cancellation stopped: replay raises CancelledError for it.
 CANCELLED = "durable.Cancelled"
@@ -149,6 +152,8 @@ class RunState:
     children_asked: set[str] = field(default_factory=set)
     # Positions a retry forgot (a DAG's re-decided instances): never handed out again.
     forgotten: set[int] = field(default_factory=set)
+    commands: dict[int, str] = field(default_factory=dict)  # pos -> "ctx.set_event('k')" etc.
+    updates: dict[str, UpdateState] = field(default_factory=dict)  # accepted, by update id
 
     @property
     def finished(self) -> bool:
@@ -272,6 +277,8 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
         wait.selected = list(event.done)
     elif isinstance(event, InboxDropped):
         state.inbox_ids.update(event.inbox_ids)
+    elif isinstance(event, UpdateAccepted | UpdateCompleted):
+        apply_update(state.updates, state.commands, state.inbox_ids, seq, event)
 
 
 def _apply_resume(state: RunState, seq: int, event: RunResumed) -> None:

@@ -28,6 +28,8 @@ from durable._events import (
     StepStarted,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WaitCompleted,
     WaitStarted,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "StepStarted",
     "TimerFired",
     "TimerStarted",
+    "UpdateAccepted",
+    "UpdateCompleted",
     "WaitCompleted",
     "WaitStarted",
 ]

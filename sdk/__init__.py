@@ -38,6 +38,10 @@ from durable import (
     StepUsage,
     UnknownWorkflowError,
     UnrecordedRaceError,
+    Update,
+    UpdateFailed,
+    UpdateInfo,
+    UpdateRejected,
     WorkflowDefinitionError,
     current_step,
 )
@@ -84,6 +88,10 @@ __all__ = [
     "StepUsage",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
+    "Update",
+    "UpdateFailed",
+    "UpdateInfo",
+    "UpdateRejected",
     "WorkflowDefinitionError",
     "current_step",
 ]

@@ -35,6 +35,7 @@ from durable.queues._options import IfDuplicate, queue_start
 from durable.runtime._registry import check_max_crashes
 from sdk._queues import QueueMethods
 from sdk._schedules import ScheduleMethods
+from sdk._updates import UpdateMethods
 
 if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() is called
     from pydantic_ai.agent import AbstractAgent, EventStreamHandler
@@ -54,7 +55,7 @@ DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
 
-class App(ScheduleMethods, QueueMethods):
+class App(ScheduleMethods, QueueMethods, UpdateMethods):
     """A durable application.
 
     App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:

@@ -44,12 +44,13 @@ class UpdateRequested(msgspec.Struct, frozen=True):
 
 
 def update_item(req: NewUpdate) -> NewInboxItem:
-    """The inbox item that carries the update `req` to its run (name: the update id)."""
+    """The inbox item that carries the update `req` to its run (name: the update id,
+    payload: the row's)."""
     return NewInboxItem(
         run_id=req.run_id,
         kind=UPDATE_ITEM_KIND,
         name=req.update_id,
-        payload=b"",
+        payload=req.payload,  # the handler name and arguments (opaque here)
         created_at=req.created_at,
         dedupe_key=f"update:{req.update_id}",
     )

@@ -24,6 +24,7 @@ RUNTIME_ORDER = [
     "_child_starts",
     "_watch",
     "_markers",
+    "_updates",
     "_executor",
 ]
 

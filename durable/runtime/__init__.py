@@ -19,6 +19,9 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
 - `_watch`     between the workflow's turns: delivering a recorded cancel at its current await,
                telling the worker the run only waits, the parking invariant (park_problem).
 - `_markers`   ctx.now()/uuid4()/random()/patched(): values produced once and recorded.
+- `_updates`   ctx.on_update handlers: taking updates from the inbox (validate, accept at a
+               position, run the handler beside the workflow, record its answer), and
+               relaunching accepted ones on a replay in their turn.
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
                answers each command from the log or runs it live and records it.
 

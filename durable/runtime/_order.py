@@ -19,8 +19,9 @@ while the command ran; and an outcome produced live during a replay (a step the 
 interrupted, run again) waits until every recorded outcome has been taken: it is newer.
 
 What the order keys: a step's final outcome (StepCompleted, a final StepFailed), a wait's end
-(TimerFired, WaitCompleted, ChildCompleted, CommandCancelled), and a child run's start
-(ChildStarted: the starting task resumed once it was recorded). If the workflow stops asking
+(TimerFired, WaitCompleted, ChildCompleted, CommandCancelled), a child run's start
+(ChildStarted: the starting task resumed once it was recorded), and an update's acceptance
+(UpdateAccepted: its handler started in that turn, see _updates). If the workflow stops asking
 for the next outcome (code that awaits something else first, e.g. asyncio.sleep in workflow
 code), the order gives way after a few quiet loop iterations rather than hold the run.
 """
@@ -59,6 +60,8 @@ class ReplayOrder:
                 recorded.append((wait.done_seq, done_key(pos)))
             if wait.start_seq:
                 recorded.append((wait.start_seq, start_key(pos)))
+        for update in state.updates.values():  # its handler starts in its turn (_updates)
+            recorded.append((update.accept_seq, start_key(update.pos)))
         recorded.sort()
         self._order = [key for _, key in recorded]
         self._index = {key: i for i, key in enumerate(self._order)}
@@ -75,6 +78,10 @@ class ReplayOrder:
     @property
     def active(self) -> bool:
         return self._next < len(self._order)
+
+    def is_next(self, key: int) -> bool:
+        """Whether `key` is the next recorded outcome to take (or none is left)."""
+        return self._next >= len(self._order) or self._index.get(key, -1) <= self._next
 
     def ready(self, key: int) -> bool:
         """Whether the outcome `key` may be taken now; if so, it is taken (no suspension)."""
