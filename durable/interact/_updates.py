@@ -100,8 +100,10 @@ async def update(
     _refuse_dag(client, await client.store.get_run(run_id))
     try:
         done = await client.store.request_update(req)
-    except RunStatusError as exc:
-        raise RunStatusError(run_id, exc.status, exc.expected, action="sent updates") from None
+    except RunStatusError as exc:  # worded as Client.signal words it
+        raise ValueError(
+            f"run {run_id!r} already ended {exc.status}: it takes no updates any more"
+        ) from None
     if done.created:
         client._woken()
     return await wait_update(client, run_id, req.update_id, timeout)
