@@ -6,6 +6,7 @@ SQLite files, real apps."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,9 @@ async def test_a_run_closed_while_a_handler_runs_resumes_on_a_new_app(tmp_path: 
                 break
             await asyncio.sleep(0.02)
         assert kinds.count("StepCompleted") >= 7, kinds
-    with pytest.raises(BaseException):  # noqa: B017  (its app closed under it)
-        await pending
+        pending.cancel()  # the caller gives up waiting; the update goes on
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
     again = App(url, poll_interval=0.05)
     build(again, {})
     async with again:
