@@ -21,7 +21,8 @@ interrupted, run again) waits until every recorded outcome has been taken: it is
 What the order keys: a step's final outcome (StepCompleted, a final StepFailed), a wait's end
 (TimerFired, WaitCompleted, ChildCompleted, CommandCancelled), a child run's start
 (ChildStarted: the starting task resumed once it was recorded), and an update's acceptance
-(UpdateAccepted: its handler started in that turn, see _updates). If the workflow stops asking
+(UpdateAccepted: its handler started in that turn, see _updates) and its end
+(UpdateCompleted). If the workflow stops asking
 for the next outcome (code that awaits something else first, e.g. asyncio.sleep in workflow
 code), the order gives way after a few quiet loop iterations rather than hold the run.
 """
@@ -60,8 +61,10 @@ class ReplayOrder:
                 recorded.append((wait.done_seq, done_key(pos)))
             if wait.start_seq:
                 recorded.append((wait.start_seq, start_key(pos)))
-        for update in state.updates.values():  # its handler starts in its turn (_updates)
+        for update in state.updates.values():  # its handler starts and ends in its turns
             recorded.append((update.accept_seq, start_key(update.pos)))
+            if update.done_seq:
+                recorded.append((update.done_seq, done_key(update.pos)))
         recorded.sort()
         self._order = [key for _, key in recorded]
         self._index = {key: i for i, key in enumerate(self._order)}

@@ -39,7 +39,7 @@ from durable._events import UpdateAccepted, UpdateCompleted
 from durable._runlog import RunLog
 from durable._state_updates import UpdateState
 from durable.runtime._context import WorkflowRuntime, current_executor
-from durable.runtime._order import ReplayOrder, start_key
+from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import WorkflowDef
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from storage import InboxItem, UpdateChange
@@ -366,17 +366,28 @@ class Updates:
     async def _run(self, update: UpdateState, handler: Handler, args: list[Any]) -> None:
         host = self.host
         try:
-            value = await handler.fn(*args)
-            outcome = UpdateCompleted(
-                update.update_id,
-                result=msgspec.Raw(encode_value(value, f"the result of update {update.name!r}")),
-            )
-        except (asyncio.CancelledError, ExecutionStopped, EndOfHistory):
-            raise
-        except NonDeterminismError:
-            raise
-        except Exception as exc:
-            outcome = UpdateCompleted(update.update_id, error=error_info(exc))
+            try:
+                value = await handler.fn(*args)
+                outcome = UpdateCompleted(
+                    update.update_id,
+                    result=msgspec.Raw(
+                        encode_value(value, f"the result of update {update.name!r}")
+                    ),
+                )
+            except (asyncio.CancelledError, ExecutionStopped, EndOfHistory):
+                raise
+            except NonDeterminismError as exc:
+                host.fail(exc)  # the run fails with it, as a divergence in its own code
+                return
+            except Exception as exc:
+                outcome = UpdateCompleted(update.update_id, error=error_info(exc))
+            # The handler's end is an outcome like a step's: a replay hands it back in its
+            # turn (the tasks waiting for later outcomes, the workflow's end among them, go
+            # on after it, as they did live); a live one after every recorded outcome.
+            if update.done:
+                await host.order.turn(done_key(update.pos))
+            else:
+                await host.order.after_recorded()
         finally:
             self.tasks.pop(update.update_id, None)
             host.progress += 1

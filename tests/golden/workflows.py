@@ -27,6 +27,7 @@ GOLDEN_RUNS: dict[str, tuple[str, Any]] = {
     "golden-patched": ("patched", None),
     "golden-select": ("select", None),
     "golden-waitcancel": ("steps", 4),
+    "golden-updates": ("updated", None),
 }
 
 # run id -> the reason it is cancelled with while it waits in the queue GOLDEN_QUEUE (started
@@ -39,6 +40,13 @@ GOLDEN_CANCELLED_WAITING: dict[str, str] = {"golden-waitcancel": "not needed"}
 # right after the run starts, so before the run reaches its first wait).
 GOLDEN_SIGNALS: dict[str, list[tuple[int, str, Any]]] = {
     "golden-signals": [(0, "approve", {"by": "ann"}), (2, "approve", {"by": "bob"})],
+}
+
+
+# run id -> the updates regenerate.py sends it, in order, as (name, args): each once the
+# previous one has its answer (a rejected one included), then the signal "close".
+GOLDEN_UPDATES: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
+    "golden-updates": [("deposit", (5,)), ("deposit", (-1,)), ("deposit", (7,))],
 }
 
 
@@ -198,6 +206,23 @@ def make_app(url: str | None = None, *, variant: str = "current") -> App:
         if ctx.patched("express-shipping"):
             return await greet("express")
         return await greet("standard")
+
+    @app.workflow
+    async def updated(ctx: Context) -> list[int]:
+        totals: list[int] = []
+
+        async def deposit(amount: int) -> int:
+            total = await add(totals[-1] if totals else 0, amount)
+            totals.append(total)
+            return total
+
+        def positive(amount: int) -> None:
+            if amount <= 0:
+                raise ValueError("deposits are positive")
+
+        ctx.on_update("deposit", deposit, validator=positive)
+        await ctx.wait_for_signal("close")
+        return totals
 
     return app
 
