@@ -449,4 +449,9 @@ def refuse_update(log: RunLog, item: InboxItem, why: str) -> None:
     error = msgspec.msgpack.encode(ErrorInfo("durable.UpdatesNotSupported", why))
     change = UpdateChange(item.name, "rejected", error=error, at=time.time())
     fut = asyncio.ensure_future(log.store.reject_update(item.run_id, change, item.id))
-    fut.add_done_callback(lambda f: f.cancelled() or f.exception() or log.notify())
+
+    def written(f: asyncio.Future[None]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            log.notify()  # its caller, if waiting in this process
+
+    fut.add_done_callback(written)
