@@ -55,7 +55,7 @@ from storage import (
     StorageError,
 )
 
-from . import _approvals, _executions, _queues, _schedules, _workflows
+from . import _approvals, _executions, _queues, _schedules, _updates, _workflows
 from ._auth import Tokens, guard
 from ._docs import docs_page
 from ._limits import MAX_JSON_DEPTH, BodyLimits
@@ -221,6 +221,9 @@ def create_app(options: ApiOptions) -> Litestar:
         _executions.cancel_execution,
         _executions.signal_execution,
         _executions.execution_events,
+        _updates.send_update,
+        _updates.list_updates,
+        _updates.get_update,
         _approvals.list_approvals,
         _approvals.decide_approval,
         _queues.list_all,

@@ -32,6 +32,7 @@ def _commands() -> click.Group:
         _runs,
         _schedules,
         _serve,
+        _updates,
         _validate,
         _visualize,
         _wait,

@@ -47,6 +47,7 @@ from storage import (
     Store,
     UpdateRecord,
 )
+from storage import RunNotFoundError as StoreRunNotFound
 
 
 class Update(msgspec.Struct, frozen=True):
@@ -97,9 +98,14 @@ async def update(
 ) -> Any:
     check_lookup("run id", run_id)
     req = _request(run_id, name, args, update_id)
-    _refuse_dag(client, await client.store.get_run(run_id))
+    run = await client.store.get_run(run_id)
+    if run is None:
+        raise RunNotFoundError(run_id)
+    _refuse_dag(client, run)
     try:
         done = await client.store.request_update(req)
+    except StoreRunNotFound:
+        raise RunNotFoundError(run_id) from None
     except RunStatusError as exc:  # worded as Client.signal words it
         raise ValueError(
             f"run {run_id!r} already ended {exc.status}: it takes no updates any more"
@@ -148,9 +154,7 @@ def _request(run_id: str, name: str, args: tuple[Any, ...], update_id: str | Non
     return NewUpdate(run_id, uid, name, payload, time.time())
 
 
-def _refuse_dag(client: UpdateClient, run: RunRecord | None) -> None:
-    if run is None:
-        return  # the request says RunNotFoundError
+def _refuse_dag(client: UpdateClient, run: RunRecord) -> None:
     wf = client.registry.get(run.workflow, run.version)
     if wf is not None and wf.dag is not None:
         raise TypeError(
