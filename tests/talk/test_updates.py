@@ -203,3 +203,27 @@ async def test_update_with_start_starts_then_updates(tmp_path: Path) -> None:
         runs = await app.list_runs()
     assert fresh["count"] == 1 and existing["count"] == 2
     assert [r.run_id for r in runs] == ["cart-1"]
+
+
+async def test_dag_runs_refuse_updates(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    async def nap(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    flow = app.dag("napping", api={"nap": nap})
+    flow.js("sleep", "return await nap(3);")
+    app.register_dag(flow)
+    async with app:
+        handle = await app.start("napping")
+        with pytest.raises(TypeError, match="DAG runs take no updates"):
+            await app.update(handle.run_id, "anything", timeout=5)
+        # A caller that does not know the workflow is a DAG: the worker rejects it.
+        async with App(f"sqlite:///{tmp_path / 'runs.db'}", worker=False) as blind:
+            with pytest.raises(UpdateRejected) as caught:
+                await blind.update(handle.run_id, "anything", timeout=20)
+        assert caught.value.error.type == "durable.UpdatesNotSupported"
+        events = await app.events(handle.run_id)
+        assert not any("Update" in e.type or "Signal" in e.type for e in events)
+        await handle.result(30)
