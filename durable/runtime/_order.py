@@ -86,15 +86,20 @@ class ReplayOrder:
         """Whether `key` is the next recorded outcome to take (or none is left)."""
         return self._next >= len(self._order) or self._index.get(key, -1) <= self._next
 
-    def ready(self, key: int) -> bool:
-        """Whether the outcome `key` may be taken now; if so, it is taken (no suspension)."""
+    def ready(self, key: int, *, hold: bool = False) -> bool:
+        """Whether the outcome `key` may be taken now; if so, it is taken (no suspension).
+        `hold`: the tasks waiting for the next outcomes are not released yet (the caller
+        releases them: see turn)."""
         if self._next >= len(self._order):
             return True
         i = self._index.get(key)
         if i is None or i < self._next:
             return True  # not a recorded outcome, or already released
         if i == self._next:
-            self._advance()
+            if hold:
+                self._next += 1
+            else:
+                self._advance()
             return True
         return False
 
@@ -102,8 +107,15 @@ class ReplayOrder:
         """Return once every outcome recorded before `key` has been taken."""
         self.settling += 1  # live outcomes wait until this one is handed back (see settle)
         try:
-            if self.ready(key):
-                await self.settle()
+            if self.ready(key, hold=True):
+                try:
+                    await self.settle()
+                finally:
+                    # The tasks already waiting for the next outcomes resume only once this
+                    # one's task has gone on until it blocks: live, their outcomes came after
+                    # what it did next (a task that awaited a later outcome early, a gathered
+                    # branch or an update's handler, must not take its positions first).
+                    asyncio.get_running_loop().call_soon(self._release_held)
                 return
         finally:
             self.settling -= 1
@@ -156,6 +168,15 @@ class ReplayOrder:
 
     def _advance(self) -> None:
         self._next += 1
+        self._release_waiting()
+
+    def _release_held(self) -> None:
+        """After a turn's task went on until it blocked (see turn): unless another task is
+        taking an outcome now (it releases them when it has gone on in turn)."""
+        if not self.settling:
+            self._release_waiting()
+
+    def _release_waiting(self) -> None:
         # Outcomes already awaited are released in the log's order: their tasks resume in
         # that order, each running until it blocks, as they did live.
         while self._next < len(self._order):

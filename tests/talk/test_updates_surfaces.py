@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api.serving import serve, server_env, wait_status
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+from serving import serve, server_env, wait_status
 
 ADMIN, READER = "a" * 32, "r" * 32
 TOKENS = {"DURABLE_API_TOKEN": ADMIN, "DURABLE_API_READ_TOKEN": READER}
