@@ -19,9 +19,16 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
-from durable._errors import ErrorInfo, InvalidIdError, UpdateFailed, UpdateRejected
+from durable._errors import (
+    ErrorInfo,
+    InvalidIdError,
+    InvalidInputError,
+    RunIdConflictError,
+    UpdateFailed,
+    UpdateRejected,
+)
 from durable._ids import check_id
-from durable.interact._updates import UpdateInfo
+from durable.interact._updates import Update, UpdateInfo
 
 from ._executions import RunId
 from ._responses import WITH_BODY, errors
@@ -38,8 +45,17 @@ UpdateId = Parameter(
 MAX_WAIT = 60.0  # seconds a request may wait for the answer
 
 
+class StartSpec(Api, forbid_unknown_fields=True):
+    """Update-with-start: the run to start under the URL's id if it does not exist."""
+
+    workflow_id: Id
+    context: Any = None
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
 class UpdateRequest(Api, forbid_unknown_fields=True):
     args: list[Any] = msgspec.field(default_factory=list)
+    start: StartSpec | None = None
     # Your own id makes a retry safe (the same id never runs twice); default: a new one.
     update_id: Id | None = None
     wait: Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT)] = 30.0  # seconds
@@ -102,14 +118,27 @@ async def send_update(
     answered: `status` completed (`result`) or failed (`error`: it raised); 202 if it is
     still running after `wait` seconds (ask GET .../updates/{updateId}, or POST again with
     the same updateId); 422 if it was rejected (its validator raised, no such handler, the
-    run ended first); 409 if the run has ended or is a DAG run."""
+    run ended first); 409 if the run has ended or is a DAG run. With `"start": {"workflowId",
+    "context", "version"}`: update-with-start, the run is started under this id first if it
+    does not exist (one transaction); a run of another workflow under it is a 409."""
     body = data if data is not None else UpdateRequest()
     check_id("update name", name)
     uid = body.update_id if body.update_id is not None else uuid.uuid4().hex
     client = services.client
     wait = max(body.wait, 0.001)
     try:
-        result = await client.update(run_id, name, *body.args, update_id=uid, timeout=wait)
+        if body.start is not None:
+            await services.find_workflow(body.start.workflow_id, body.start.version)
+            result = await client.update_with_start(
+                body.start.workflow_id,
+                body.start.context,
+                run_id=run_id,
+                update=Update(name, tuple(body.args), uid),
+                version=body.start.version,
+                timeout=wait,
+            )
+        else:
+            result = await client.update(run_id, name, *body.args, update_id=uid, timeout=wait)
     except UpdateRejected:
         info = await client.get_update(run_id, uid)
         return Response(update_body(info), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
@@ -119,8 +148,10 @@ async def send_update(
     except TimeoutError:
         info = await client.get_update(run_id, uid)
         return Response(update_body(info), status_code=HTTP_202_ACCEPTED)
-    except InvalidIdError:
-        raise  # a 400
+    except (InvalidIdError, RunIdConflictError):
+        raise  # a 400, a 409
+    except InvalidInputError as exc:  # the start's input does not fit the workflow
+        raise ClientException(str(exc), status_code=HTTP_422_UNPROCESSABLE_ENTITY) from None
     except (ValueError, TypeError) as exc:  # the run ended, or is a DAG run
         raise ClientException(str(exc), status_code=HTTP_409_CONFLICT) from None
     info = await client.get_update(run_id, uid)

@@ -57,6 +57,11 @@ async def shop(ctx: Context) -> list[str]:
     ctx.on_update("boom", boom)
     await ctx.wait_for_signal("checkout")
     return basket
+
+
+@app.workflow
+async def other(ctx: Context) -> None:
+    await ctx.wait_for_signal("never")
 """
 
 
@@ -120,6 +125,16 @@ def test_updates_over_http(tmp_path: Path) -> None:
         for bad in ({"args": "x"}, {"extra": 1}, {"wait": 999}, {"updateId": ""}):
             answer = admin.post("/executions/s1/updates/add", json=bad)
             assert answer.status_code == 400, (bad, answer.text)
+
+        # Update-with-start: the run is started under the URL's id if absent, then updated.
+        shop = {"workflowId": "shop"}
+        fresh = post_update(admin, "w1", "add", args=["fig", 1], start=shop)
+        assert fresh.status_code == 200 and fresh.json()["result"]["size"] == 1, fresh.text
+        existing = post_update(admin, "w1", "add", args=["nut", 1], start=shop)
+        assert existing.status_code == 200 and existing.json()["result"]["size"] == 2
+        clash = post_update(admin, "w1", "add", args=["x", 1], start={"workflowId": "other"})
+        assert clash.status_code == 409 and "already names a run" in clash.json()["error"]
+        assert reader.get("/executions/w1").json()["status"] == "running"
 
         assert admin.post("/executions/s1/signals/checkout", json=None).status_code == 202
         assert wait_status(reader, "s1", {"succeeded"})["status"] == "succeeded"
