@@ -257,7 +257,10 @@ class Updates:
         """Validate, then accept; False if rejected."""
         host = self.host
         del self._held[item.id]
-        if item.name in host.state.updates:  # accepted already (cannot happen: consumed)
+        if item.name in host.state.updates:
+            # Accepted already: its acceptance consumed the item the request row let in, and
+            # the row lets in no other. Ignored in this execution rather than looked at again.
+            self._rejected.add(item.id)
             return False
         handler = self.handlers[payload.name]
         args = self._args(payload)

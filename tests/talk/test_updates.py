@@ -227,3 +227,19 @@ async def test_dag_runs_refuse_updates(tmp_path: Path) -> None:
         events = await app.events(handle.run_id)
         assert not any("Update" in e.type or "Signal" in e.type for e in events)
         await handle.result(30)
+
+
+async def test_a_handler_that_is_not_async_is_refused_clearly(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    @app.workflow()
+    async def wrong(ctx: Context) -> None:
+        def plain() -> int:
+            return 1
+
+        ctx.on_update("plain", plain)  # type: ignore[arg-type]
+
+    async with app:
+        handle = await app.start(wrong)
+        with pytest.raises(Exception, match=r"fn must be an async function \(async def\)"):
+            await handle.result(20)
