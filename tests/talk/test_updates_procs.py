@@ -72,6 +72,24 @@ async def main() -> None:
 asyncio.run(main())
 """
 
+# Update-with-start from a process of its own: argv run id, tag, update id.
+WITH_START = """
+import asyncio, json, os, sys
+from sdk import App, Update
+
+async def main() -> None:
+    async with App(os.environ["DURABLE_DATABASE_URL"], worker=False, poll_interval=0.1) as app:
+        import wfmod
+        app.registry._workflows.update(wfmod.app.registry._workflows)
+        got = await app.update_with_start(
+            "holder", run_id=sys.argv[1], update=Update("act", (sys.argv[2],), sys.argv[3]),
+            timeout=90,
+        )
+        print(json.dumps({"result": got}))
+
+asyncio.run(main())
+"""
+
 START = """
 import asyncio, os, sys
 from sdk import App
@@ -98,6 +116,7 @@ class Setup:
         self.hold = tmp_path / "hold"
         (tmp_path / "caller.py").write_text(CALLER)
         (tmp_path / "start.py").write_text(START)
+        (tmp_path / "with_start.py").write_text(WITH_START)
         self.procs: list[subprocess.Popen[str]] = []
 
     def environ(self) -> dict[str, str]:
@@ -134,9 +153,11 @@ class Setup:
         )
         assert done.returncode == 0, done.stderr
 
-    def caller(self, run_id: str, tag: str, update_id: str) -> subprocess.Popen[str]:
+    def caller(
+        self, run_id: str, tag: str, update_id: str, script: str = "caller.py"
+    ) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "caller.py", run_id, tag, update_id],
+            [sys.executable, script, run_id, tag, update_id],
             cwd=self.dir,
             env=self.environ(),
             stdout=subprocess.PIPE,
@@ -242,3 +263,19 @@ def test_a_worker_killed_before_the_acceptance(
         types = s.event_types("r1")
         assert types.count("UpdateAccepted") == 1 and types.count("UpdateCompleted") == 1
         assert s.marks().count("validate oat") == 2 and s.marks().count("end oat") == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_processes_update_with_start_one_run(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    with setup(tmp_path, backend, request) as s:
+        s.gate.touch()
+        s.worker()
+        first = s.caller("fresh", "rye", "w-1", script="with_start.py")
+        second = s.caller("fresh", "oat", "w-2", script="with_start.py")
+        assert s.answer(first) == {"result": "RYE!"}
+        assert s.answer(second) == {"result": "OAT!"}
+        assert list(s.env.runs()) == ["fresh"]
+        types = s.event_types("fresh")
+        assert types.count("RunStarted") == 1 and types.count("UpdateCompleted") == 2
