@@ -115,7 +115,8 @@ class ReplayOrder:
                     # one's task has gone on until it blocks: live, their outcomes came after
                     # what it did next (a task that awaited a later outcome early, a gathered
                     # branch or an update's handler, must not take its positions first).
-                    asyncio.get_running_loop().call_soon(self._release_held)
+                    if self._waiting:  # (a sequential replay never has any: no callback)
+                        asyncio.get_running_loop().call_soon(self._release_held)
                 return
         finally:
             self.settling -= 1
