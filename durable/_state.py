@@ -154,6 +154,9 @@ class RunState:
     forgotten: set[int] = field(default_factory=set)
     commands: dict[int, str] = field(default_factory=dict)  # pos -> "ctx.set_event('k')" etc.
     updates: dict[str, UpdateState] = field(default_factory=dict)  # accepted, by update id
+    # The seq of the first event of each position (its command's record): a replay resumes
+    # tasks waiting for an outcome only once the commands recorded before it were taken.
+    first_seq: dict[int, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -163,6 +166,9 @@ class RunState:
 def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
     """Fold one event into the state (in place: the executor's hot path keeps one state)."""
     state.last_seq = seq
+    pos = getattr(event, "pos", None)
+    if pos is not None and pos not in state.first_seq:
+        state.first_seq[pos] = seq
     if isinstance(event, StepStarted):
         step = state.steps.get(event.pos)
         if step is None:

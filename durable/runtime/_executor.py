@@ -96,6 +96,7 @@ class RunExecutor:
         self.reached_end_of_history = False
         self.returned: tuple[bool, Any] | None = None  # replay: (ok, value or exception)
         self.updates = Updates(self)  # ctx.on_update handlers and what they answer
+        self.order.positions_used = lambda: self._next_pos
 
     def busy(self) -> bool:
         """Live work runs (steps, child creations): what it leads to may change the run."""

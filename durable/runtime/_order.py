@@ -41,6 +41,9 @@ BUSY_LOOK_DELAY = 0.05  # seconds between looks while live steps run
 
 # Loop iterations a recorded outcome taken at once may wait for the other ready tasks (settle).
 SETTLE_LOOKS = 4
+# Loop iterations the tasks waiting for the next outcome may wait for the commands recorded
+# before it to be taken (a bound: code that changed must not hold the replay).
+HELD_LOOKS = 50
 
 
 def done_key(pos: int) -> int:
@@ -67,6 +70,9 @@ class ReplayOrder:
                 recorded.append((update.done_seq, done_key(update.pos)))
         recorded.sort()
         self._order = [key for _, key in recorded]
+        # For each outcome, the positions the replay must have taken before the tasks waiting
+        # for it resume: those of every command recorded before it (see _release_held).
+        self._need = _needs([seq for seq, _ in recorded], state.first_seq)
         self._index = {key: i for i, key in enumerate(self._order)}
         self._next = 0
         self._waiting: dict[int, asyncio.Future[None]] = {}
@@ -77,6 +83,8 @@ class ReplayOrder:
         self._quiet = 0
         self._looking = False
         self.gave_way = 0  # outcomes released out of order (the code stopped asking in order)
+        # The positions the run's commands have taken (set by the executor): see _release_held.
+        self.positions_used: Callable[[], int] | None = None
 
     @property
     def active(self) -> bool:
@@ -171,11 +179,25 @@ class ReplayOrder:
         self._next += 1
         self._release_waiting()
 
-    def _release_held(self) -> None:
-        """After a turn's task went on until it blocked (see turn): unless another task is
-        taking an outcome now (it releases them when it has gone on in turn)."""
-        if not self.settling:
-            self._release_waiting()
+    def _release_held(self, looks: int = 0) -> None:
+        """After a turn's task went on until it blocked (see turn), and the commands the log
+        recorded before the next outcome were taken (the positions before `_need`: a task
+        that went on live before that outcome came, a gathered branch's end waking the task
+        that gathered it, takes them first), or after HELD_LOOKS loop iterations. Not while
+        another task is taking an outcome: it releases them when it has gone on in turn."""
+        if self.settling:
+            return
+        used = self.positions_used
+        if (
+            used is not None
+            and looks < HELD_LOOKS
+            and self._next < len(self._order)
+            and self._order[self._next] in self._waiting
+            and used() < self._need[self._next]
+        ):
+            asyncio.get_running_loop().call_soon(self._release_held, looks + 1)
+            return
+        self._release_waiting()
 
     def _release_waiting(self) -> None:
         # Outcomes already awaited are released in the log's order: their tasks resume in
@@ -244,3 +266,17 @@ class ReplayOrder:
         if not fut.done():
             fut.set_result(None)
         self._advance()
+
+
+def _needs(seqs: list[int], first_seq: dict[int, int]) -> list[int]:
+    """For each outcome's seq (ascending), one more than the highest position whose command
+    was recorded before it (0: none)."""
+    starts = sorted((seq, pos) for pos, seq in first_seq.items())
+    needs: list[int] = []
+    i, highest = 0, -1
+    for seq in seqs:
+        while i < len(starts) and starts[i][0] < seq:
+            highest = max(highest, starts[i][1])
+            i += 1
+        needs.append(highest + 1)
+    return needs

@@ -42,6 +42,7 @@ from durable.runtime._context import WorkflowRuntime, current_executor
 from durable.runtime._order import ReplayOrder, done_key, start_key
 from durable.runtime._registry import WorkflowDef
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
+from durable.runtime._waits import Waits
 from storage import InboxItem, UpdateChange
 
 log_failure = logging.getLogger("durable.updates").warning
@@ -70,6 +71,7 @@ class UpdateHost(WorkflowRuntime, Protocol):
     stopping: bool
     progress: int
     races: dict[int, list[asyncio.Future[Any]]]
+    waits: Waits
 
     @property
     def workflow_task(self) -> asyncio.Task[None] | None: ...
@@ -165,7 +167,7 @@ class Updates:
         rejected, as none may stay (a released run with an item in its inbox is ready at
         once). True: the run is not idle after all (an update was accepted, a rejection is
         being written, or a replay has not caught up)."""
-        if self._rejecting:
+        if self._rejecting or self._handlers_working():
             return True
         if not self._held and not self._launchers:
             return False
@@ -179,6 +181,30 @@ class Updates:
             else:
                 self._reject_missing(item, payload)
         return accepted or bool(self._rejecting)
+
+    def _handlers_working(self) -> bool:
+        """Whether a handler is held by something other than the run's durable waits (a
+        replay's turn, a library's future, a runnable task): parked now, it would stop
+        half-way with nothing to wake the run, and its caller would wait."""
+        durable = {id(f) for f in self.host.waits.futures.values()}
+        races = self.host.races
+
+        def waits_only(fut: asyncio.Future[Any]) -> bool:
+            if id(fut) in durable:
+                return True
+            if fut.done():
+                return False
+            if isinstance(fut, asyncio.Task):
+                blocker = getattr(fut, "_fut_waiter", None)
+                return blocker is not None and waits_only(blocker)
+            members = races.get(id(fut))
+            if members is None:
+                members = getattr(fut, "_children", None)  # asyncio.gather's future
+            if members is None:
+                return False
+            return all(waits_only(m) for m in members if not m.done())
+
+        return not all(waits_only(t) for t in self.tasks.values() if not t.done())
 
     # -- taking held items ---------------------------------------------------------------
 
@@ -220,6 +246,10 @@ class Updates:
         host = self.host
         return not host.is_replaying and not host.order.active and not self._runnable()
 
+    def runnable(self) -> bool:
+        """See _runnable (the replay order asks it too: ReplayOrder.runnable)."""
+        return self._runnable()
+
     def _runnable(self) -> bool:
         """Whether a task of the workflow (its own, a gathered branch's, a handler's) is
         ready to run: it would take positions before anything accepted now."""
@@ -238,7 +268,11 @@ class Updates:
             members = races.get(id(fut))
             if members is None:
                 members = getattr(fut, "_children", None)  # asyncio.gather's future
-            return members is not None and any(visit(m) for m in members if not m.done())
+            if members is None:
+                return False
+            if members and all(m.done() for m in members):
+                return True  # it is about to be done: its awaiter runs next
+            return any(visit(m) for m in members if not m.done())
 
         roots: list[asyncio.Future[Any]] = list(self.tasks.values())
         task = self.host.workflow_task
