@@ -46,6 +46,8 @@ if TYPE_CHECKING:
         UnknownQueryError,
         UnknownWorkflowError,
         UnrecordedRaceError,
+        UpdateFailed,
+        UpdateRejected,
         WorkflowDefinitionError,
     )
     from durable._events import AnyEvent, Event, LoggedEvent, decode_record
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from durable._views import HistoryInfo, RunInfo, RunSummary, StepInfo
     from durable._worker import Worker
     from durable.interact._streams import StreamItem
+    from durable.interact._updates import Update, UpdateInfo
     from durable.runtime._context import Context, StepContext, current_step
     from durable.runtime._external import ExternalWait
     from durable.runtime._registry import Registry, RetryPolicy, Step, StepDef, WorkflowDef
@@ -113,6 +116,10 @@ _WHERE = {
     "UnknownWorkflowError": "durable._errors",
     "UnrecordedRaceError": "durable._errors",
     "WorkflowDefinitionError": "durable._errors",
+    "UpdateFailed": "durable._errors",
+    "UpdateRejected": "durable._errors",
+    "Update": "durable.interact._updates",
+    "UpdateInfo": "durable.interact._updates",
     "AsCompleted": "durable.runtime._select",
     "Selected": "durable.runtime._select",
     "AnyEvent": "durable._events",
@@ -203,6 +210,10 @@ __all__ = [
     "UnknownQueryError",
     "UnknownWorkflowError",
     "UnrecordedRaceError",
+    "Update",
+    "UpdateFailed",
+    "UpdateInfo",
+    "UpdateRejected",
     "Worker",
     "WorkerOptions",
     "WorkflowDef",

@@ -42,6 +42,7 @@ from durable.interact import _external as external
 from durable.interact import _streams as streams
 from durable.interact import _values as interact_values
 from durable.interact._streams import StreamItem
+from durable.interact._updates import ClientUpdates
 from durable.queues._cancel import cancel_if_waiting
 from durable.queues._control import waiting_reason
 from durable.queues._options import QueueStart
@@ -112,7 +113,7 @@ class RunHandle:
         return f"<RunHandle {self.run_id!r}>"
 
 
-class Client:
+class Client(ClientUpdates):  # update, update_with_start: durable.interact._updates
     def __init__(
         self,
         store: Store,

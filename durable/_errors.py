@@ -372,3 +372,28 @@ class UnknownQueryError(QueryError, LookupError):
             f"the point its log reaches: {hint})",
         )
         self.known = known
+
+
+class UpdateRejected(DurableError):
+    """The run did not take the update (app.update): its validator raised, the workflow has no
+    handler of that name, or the run ended before taking it. Nothing entered the run's log;
+    `.error` says why."""
+
+    def __init__(self, run_id: str, name: str, update_id: str, error: ErrorInfo) -> None:
+        super().__init__(f"update {name!r} ({update_id}) of run {run_id!r} rejected: {error}")
+        self.run_id = run_id
+        self.name = name
+        self.update_id = update_id
+        self.error = error
+
+
+class UpdateFailed(DurableError):
+    """The update's handler raised (`.error`, as StepFailed's), or the run ended while it
+    ran (error type durable.RunEnded). The update was accepted: it is in the run's log."""
+
+    def __init__(self, run_id: str, name: str, update_id: str, error: ErrorInfo) -> None:
+        super().__init__(f"update {name!r} ({update_id}) of run {run_id!r} failed: {error}")
+        self.run_id = run_id
+        self.name = name
+        self.update_id = update_id
+        self.error = error

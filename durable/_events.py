@@ -289,6 +289,25 @@ class StreamClosed(Event, frozen=True):
     key: str
 
 
+class UpdateAccepted(Event, frozen=True):
+    """An update sent to the run (app.update) was accepted at position `pos`: its handler runs
+    from there (a replay relaunches it in this event's turn). `inbox_id`: the item it took."""
+
+    pos: int
+    update_id: str
+    name: str
+    args: msgspec.Raw
+    inbox_id: int = 0
+
+
+class UpdateCompleted(Event, frozen=True):
+    """The handler of update `update_id` returned `result`, or raised `error`."""
+
+    update_id: str
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")  # msgpack nil
+    error: ErrorInfo | None = None
+
+
 AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decoder)
     RunStarted,
     StepStarted,
@@ -319,6 +338,8 @@ AnyEvent = Union[  # noqa: UP007  (msgspec needs the Union object for its decode
     ValueSet,
     StreamWritten,
     StreamClosed,
+    UpdateAccepted,
+    UpdateCompleted,
 ]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
 

@@ -22,6 +22,7 @@ from durable._events import (
 )
 from durable._snapshot import Snapshots
 from durable._state import RunState, apply
+from durable._state_updates import closing_changes
 from storage import (
     Append,
     EventRecord,
@@ -32,6 +33,7 @@ from storage import (
     RunValue,
     Store,
     StreamRow,
+    UpdateChange,
 )
 
 _RUNNING = RunUpdate(status="running")
@@ -100,6 +102,8 @@ class RunLog:
         # A DAG run's (durable._snapshot): told of each event folded and of each commit.
         self.snapshots: Snapshots | None = None
 
+        self._updates: list[UpdateChange] = []  # update rows changed with these events
+
     @property
     def store(self) -> Store:
         return self._store
@@ -115,6 +119,7 @@ class RunLog:
         completions: tuple[NewCompletion, ...] = (),
         value: tuple[str, bytes] | None = None,
         stream: tuple[StreamRow, ...] = (),
+        updates: tuple[UpdateChange, ...] = (),
     ) -> int:
         """Buffer `event`; `consume` is the inbox item it takes into the log and `send` are
         items for other runs' inboxes: both are written in the same commit as the event.
@@ -131,6 +136,7 @@ class RunLog:
         self._send.extend(send)
         self._completions.extend(completions)
         self._stream.extend(stream)  # workflow code's stream rows: in the event's commit
+        self._updates.extend(updates)
         seq = self.last_seq + 1
         when = time.time() if at is None else at
         self._buffer.append(
@@ -159,12 +165,14 @@ class RunLog:
         opening: Sequence[Event],
         send: tuple[NewInboxItem, ...],
         at: float,
+        *,
+        updates: tuple[UpdateChange, ...] = (),
     ) -> list[LoggedEvent]:
         """ctx.continue_as_new() (durable.runtime._continue): `closing` ends this state's
         history; `opening` starts the next one, in the same commit. The opening events are not
         applied to this state (a new state folds them: returned, with their seqs); nothing
         appended to this log after them is written."""
-        self.append(closing, at=at, send=send)
+        self.append(closing, at=at, send=send, updates=updates)
         run_id = self.state.run_id
         logged: list[LoggedEvent] = []
         for event in opening:
@@ -175,6 +183,11 @@ class RunLog:
             logged.append(LoggedEvent(run_id, seq, at, event))  # type: ignore[arg-type]
         self._flush()
         return logged
+
+    def notify(self) -> None:
+        """Wake this process's waiters on the run (a write made outside the log: an update
+        rejected)."""
+        self._on_durable(self.state.run_id)
 
     def results_durable(self) -> asyncio.Future[None] | None:
         """A future to await before a step body runs, or None if nothing needs waiting for."""
@@ -218,6 +231,7 @@ class RunLog:
         opened, self._completions = tuple(self._completions), []
         values, self._values = tuple(self._values), []
         stream, self._stream = tuple(self._stream), []
+        changes, self._updates = tuple(self._updates), []
         append = Append(
             self.state.run_id,
             tuple(records),
@@ -229,6 +243,7 @@ class RunLog:
             completions=opened,
             values=values,
             stream=stream,
+            updates=changes,
         )
         try:
             fut = self._store.append(append)
@@ -317,7 +332,8 @@ async def append_end(log: RunLog, event: RunCompleted | RunFailed | RunCancelled
     send = cancel_requests(log.state, reason, now)
     if parent is not None:
         send += (child_end_notice(log.state.run_id, parent, outcome, now),)
-    log.append(event, update, at=now, send=send)
+    changes = closing_changes(log.state.updates, update.status or "", now)
+    log.append(event, update, at=now, send=send, updates=changes)
     durable = log.all_durable()
     if durable is not None:
         await durable

@@ -45,9 +45,12 @@ from durable._events import (
     StreamWritten,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WaitCompleted,
     WaitStarted,
 )
+from durable._state_updates import UpdateState, apply_update
 from durable._state_values import apply_talk
 
 # The error type of a step the run's cancellation stopped: replay raises CancelledError for it.
@@ -176,6 +179,10 @@ class RunState:
     # wait got yet, by name, oldest first; the positions of the child waits, by child run id.
     unconsumed: dict[str, dict[int, None]] = field(default_factory=dict)
     child_waits: dict[str, list[int]] = field(default_factory=dict)
+    updates: dict[str, UpdateState] = field(default_factory=dict)  # accepted, by update id
+    # The seq of the first event of each position (its command's record): a replay resumes
+    # tasks waiting for an outcome only once the commands recorded before it were taken.
+    first_seq: dict[int, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -188,6 +195,9 @@ def apply(state: RunState, seq: int, at: float, event: AnyEvent) -> None:
     One dict lookup by the event's exact type picks its handler (events are final msgspec
     Structs: no subclasses), not a chain of isinstance tests that late types paid in full."""
     state.last_seq = seq
+    pos = getattr(event, "pos", None)
+    if pos is not None and pos not in state.first_seq:
+        state.first_seq[pos] = seq
     handler = _HANDLERS.get(type(event))
     if handler is not None:
         handler(state, seq, at, event)
@@ -507,4 +517,7 @@ _HANDLERS.update(
         StreamWritten: lambda state, seq, at, event: apply_streams(state, event),
         StreamClosed: lambda state, seq, at, event: apply_streams(state, event),
     }
+)
+_HANDLERS[UpdateAccepted] = _HANDLERS[UpdateCompleted] = lambda state, seq, at, event: apply_update(
+    state.updates, state.commands, state.inbox_ids, seq, event
 )

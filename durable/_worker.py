@@ -31,6 +31,7 @@ from durable.runtime._child_starts import ChildStarter
 from durable.runtime._executor import RunExecutor
 from durable.runtime._registry import Registry
 from storage import (
+    UPDATE_ITEM_KIND,
     Claim,
     EventChecksumError,
     Fence,
@@ -228,6 +229,8 @@ class Worker:
     def _idle_run(self, executor: RunExecutor) -> None:
         """The run only waits. Put it aside if the wait is long: see park_after. Never a run
         that can make progress or that nothing would wake (checked: park_problem)."""
+        if executor.updates.before_idle():  # it took an update (or rejects one): not idle
+            return
         problem = executor.park_problem()
         if problem is not None:
             log.error(
@@ -512,7 +515,10 @@ class Worker:
         if executor is None or item.run_id in self._parked:
             return
         if isinstance(executor, RunExecutor):
-            executor.waits.deliver(item)
+            if item.kind == UPDATE_ITEM_KIND:
+                executor.updates.deliver(item)
+            else:
+                executor.waits.deliver(item)
         else:
             executor.deliver(item)
 

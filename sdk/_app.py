@@ -38,6 +38,7 @@ from sdk._external import ExternalMethods
 from sdk._queues import QueueMethods
 from sdk._schedules import ScheduleMethods
 from sdk._streams import StreamMethods
+from sdk._updates import UpdateMethods
 from sdk._values import ValueMethods
 
 if TYPE_CHECKING:  # durable.agents imports Pydantic AI: only when App.agent() is called
@@ -58,7 +59,9 @@ DepsT = TypeVar("DepsT")
 OutputT = TypeVar("OutputT")
 
 
-class App(ScheduleMethods, QueueMethods, ExternalMethods, ValueMethods, StreamMethods):
+class App(
+    ScheduleMethods, QueueMethods, ExternalMethods, ValueMethods, StreamMethods, UpdateMethods
+):
     """A durable application.
 
     App() uses the SQLite file ./durable.db unless a URL is given or DURABLE_DATABASE_URL is set:

@@ -55,12 +55,15 @@ from storage._records import (
 from storage._schedule_ops import ScheduleRecord
 from storage._sqlite import SQLiteStore
 from storage._streams_ops import StreamClosedError, StreamKey
+from storage._update_records import NewUpdate, UpdateChange, UpdateRecord
+from storage._updates_ops import UPDATE_ITEM_KIND, UpdateRequested
 from storage._url import DEFAULT_URL, open_store
 
 __all__ = [
     "ACTIVE_STATUSES",
     "DEFAULT_URL",
     "FINAL_STATUSES",
+    "UPDATE_ITEM_KIND",
     "Append",
     "Claim",
     "CompletionRecord",
@@ -82,6 +85,7 @@ __all__ = [
     "NewCompletion",
     "NewInboxItem",
     "NewRun",
+    "NewUpdate",
     "PostgresStore",
     "QueueRecord",
     "QueueStats",
@@ -107,6 +111,9 @@ __all__ = [
     "StreamKey",
     "StreamRecord",
     "StreamRow",
+    "UpdateChange",
+    "UpdateRecord",
+    "UpdateRequested",
     "WorkSignal",
     "WorkerRecord",
     "open_store",

@@ -22,6 +22,7 @@ from storage._memory_completions import MemoryCompletions
 from storage._memory_histories import MemoryHistories
 from storage._memory_queues import MemoryQueues
 from storage._memory_streams import MemoryStreams, StreamTable
+from storage._memory_updates import MemoryUpdates
 from storage._queue_ops import QueuedRun, QueueRecord, QueueStats, RunQueue
 from storage._records import (
     ACTIVE_STATUSES,
@@ -48,11 +49,13 @@ from storage._records import (
     created_record,
 )
 from storage._schedule_ops import ScheduleRecord
+from storage._update_records import UpdateRecord
 from storage._values_ops import memory_upsert
 from storage._values_store import MemoryValues
 
 
-class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
+# Each base holds one capability's rows and methods (histories, values, streams, updates).
+class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams, MemoryUpdates):
     def __init__(self, url: str = "memory://") -> None:
         self._url = url
         self._runs: dict[str, RunRecord] = {}
@@ -70,6 +73,7 @@ class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
         self._values: dict[tuple[str, str], RunValue] = {}  # see storage._values_ops
         self._streams = StreamTable()
         self._snapshots: dict[str, SnapshotRecord] = {}
+        self._updates: dict[tuple[str, str], UpdateRecord] = {}
         self._open = False
 
     @property
@@ -210,6 +214,8 @@ class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
         self._completions.insert(append.run_id, append.completions)
         memory_upsert(self._values, append)
         self._streams.project(append.run_id, append.stream)
+        if append.updates:
+            self.apply_update_changes(append.run_id, append.updates)
 
     def _deliver(self, new: NewInboxItem, *, strict: bool) -> InboxItem | None:
         """Insert (or find, by dedupe key) an item and wake its run; None if the run is
@@ -437,6 +443,7 @@ class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams):
         self._values = {k: v for k, v in self._values.items() if k[0] not in gone}
         self._streams.drop(gone)
         self._inbox = {k: i for k, i in self._inbox.items() if i.run_id not in gone}
+        self._forget_updates(gone)
         return len(gone)
 
     async def heartbeat_worker(

@@ -82,13 +82,17 @@ from storage._records import (
 from storage._schedule_ops import ScheduleRecord
 from storage._snapshot_pg import PostgresSnapshots
 from storage._streams_pg import PostgresStreams
+from storage._updates_pg import PostgresUpdates
 from storage._values_store import PostgresValues
 
 CHANNEL = WORK_CHANNEL
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresStore(PostgresHistories, PostgresValues, PostgresStreams, PostgresSnapshots):
+# Each base holds one capability's methods (histories, values, streams, snapshots, updates).
+class PostgresStore(
+    PostgresHistories, PostgresValues, PostgresStreams, PostgresSnapshots, PostgresUpdates
+):
     def __init__(
         self,
         url: str,

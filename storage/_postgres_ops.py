@@ -42,6 +42,8 @@ from storage._records import (
     created_record,
 )
 from storage._schema_version import RUN_TABLES
+from storage._sql_text import numbered
+from storage._updates_sql import CHANGE_UPDATE, change_params
 from storage._values_ops import pg_upsert
 
 _COLUMNS = (
@@ -221,6 +223,8 @@ _RELEASE = (
     f"ELSE LEAST(COALESCE($1::float8, created_at), {_OLDEST_ITEM}) END "
     "WHERE run_id = $2 AND owner = $3 AND epoch = $4"
 )
+
+CHANGE_UPDATE_PG = numbered(CHANGE_UPDATE)
 
 INBOX_COLUMNS = "id, run_id, kind, name, payload, created_at, dedupe_key"
 SELECT_INBOX = (
@@ -427,7 +431,12 @@ async def append_many(conn: Any, apps: Sequence[Append]) -> list[Exception | Non
         for i in this_round:
             app = apps[i]
             if app.run_id in written and (
-                app.consume or app.send or app.completions or app.values or app.stream
+                app.consume
+                or app.send
+                or app.completions
+                or app.values
+                or app.stream
+                or app.updates
             ):
                 # In the batch's transaction (the writer never sends such appends alone as one
                 # statement): all or nothing with the events.
@@ -493,6 +502,10 @@ async def _consume_and_send(conn: Any, app: Append) -> None:
     await pg_upsert(conn, app)
     if app.stream:
         await streams_pg.project(conn, app.run_id, app.stream)
+    if app.updates:
+        await conn.executemany(
+            CHANGE_UPDATE_PG, [change_params(app.run_id, c) for c in app.updates]
+        )
 
 
 async def send(conn: Any, item: NewInboxItem) -> InboxItem:

@@ -222,6 +222,8 @@ def _one_statement(batch: list[_Item]) -> bool:
             return False
         if op.values:  # upserted beside the round (append_many): a transaction
             return False
+        if op.updates:  # update rows change in the batch's transaction (storage._updates_pg)
+            return False
         runs.add(op.run_id)
     return True
 

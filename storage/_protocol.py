@@ -32,9 +32,10 @@ from storage._records import (
 )
 from storage._schedule_ops import ScheduleRecord
 from storage._streams_protocol import StreamStore
+from storage._updates_protocol import UpdateStore
 
 
-class Store(CompletionStore, StreamStore, Protocol):
+class Store(CompletionStore, StreamStore, UpdateStore, Protocol):
     """A durable home for run rows and their event logs."""
 
     @property

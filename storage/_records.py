@@ -16,6 +16,7 @@ from storage._errors import (
     RunStatusError,
     SequenceConflictError,
 )
+from storage._update_records import UpdateChange
 
 RunStatus = Literal["pending", "running", "succeeded", "partial", "failed", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "cancelled"})
@@ -202,6 +203,8 @@ class Append(msgspec.Struct, frozen=True):
     # Stream rows written by workflow code (StreamWritten/StreamClosed events), projected into
     # durable_streams in the same transaction (storage._streams_ops).
     stream: tuple[StreamRow, ...] = ()
+    # Update rows of this run changed in the same transaction (storage._update_records).
+    updates: tuple[UpdateChange, ...] = ()
 
 
 def created_record(

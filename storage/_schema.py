@@ -305,6 +305,25 @@ MIGRATION_6_INDEXES: tuple[Index, ...] = tuple(
 )
 MIGRATION_6_TABLES: tuple[Table, ...] = (queues,)
 
+# Version 7 (issue 17). Updates sent to runs (durable.interact._updates): one row per
+# (run, update id) ever, the guard that makes an update exactly-once (a repeated id finds the
+# row and never sends again), and what its callers read: requested -> accepted -> completed |
+# failed, or requested -> rejected. Payload, result and error are msgpack (never pickle).
+updates = Table(
+    "durable_updates",
+    metadata,
+    Column("run_id", String(255), nullable=False),
+    Column("update_id", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("result", LargeBinary, nullable=True),
+    Column("error", LargeBinary, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "update_id"),
+)
+
 # What version 7 added to a version-6 database: issue 17's tables.
 MIGRATION_7_TABLES: tuple[Table, ...] = (
     histories,
@@ -312,4 +331,5 @@ MIGRATION_7_TABLES: tuple[Table, ...] = (
     values,
     streams,
     snapshots,
+    updates,
 )

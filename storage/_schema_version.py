@@ -11,6 +11,7 @@ from __future__ import annotations
 # storage._schema says what each version added.
 # 4: a checksum per event. 5: cron schedules. 6: queues. storage._schema says what each
 # version added. 7: values, streams, requests, snapshots, histories (issue 17).
+# version added. 7: values, streams, updates, completions, snapshots (issue 17).
 SCHEMA_VERSION = 7
 
 TABLES = (
@@ -27,6 +28,7 @@ TABLES = (
     "durable_values",
     "durable_streams",
     "durable_snapshots",
+    "durable_updates",
 )
 
 # The tables holding rows of one run besides its own row (keyed by run_id): what pruning a run
@@ -39,4 +41,5 @@ RUN_TABLES = (
     "durable_values",
     "durable_streams",
     "durable_snapshots",
+    "durable_updates",
 )

@@ -31,6 +31,8 @@ from storage import _queue_ops as queues
 from storage import _schedule_ops as sched
 from storage import _snapshot_ops as snapshots
 from storage import _sqlite_ops as ops
+from storage import _updates_ops as updates
+from storage import _updates_sql as upsql
 from storage._checksum import verified
 from storage._completions import CompletionRecord, Settled
 from storage._errors import (
@@ -70,6 +72,8 @@ from storage._sqlite_open import (
 )
 from storage._sqlite_writer import SQLiteWriter
 from storage._streams_ops import SQLiteStreams
+from storage._update_records import NewUpdate, UpdateChange, UpdateRecord
+from storage._updates_ops import UpdateRequested
 from storage._values_store import SQLiteValues
 
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
@@ -368,6 +372,23 @@ class SQLiteStore(SQLiteValues, SQLiteStreams):
     async def release_leases(self, releases: Sequence[Release]) -> None:
         if releases:
             await self._w().submit(functools.partial(ops.release, releases=tuple(releases)))
+
+    def request_update(
+        self, req: NewUpdate, start: tuple[NewRun, EventRecord] | None = None
+    ) -> asyncio.Future[UpdateRequested]:
+        return self._w().submit(functools.partial(updates.request_update, req=req, start=start))
+
+    async def reject_update(self, run_id: str, change: UpdateChange, item_id: int) -> None:
+        op = functools.partial(updates.reject_update, run_id=run_id, change=change, item_id=item_id)
+        await self._w().submit(op)
+
+    async def get_update(self, run_id: str, update_id: str) -> UpdateRecord | None:
+        rows = await self._read(upsql.SELECT_UPDATE, (run_id, update_id))
+        return upsql.row_to_update(rows[0]) if rows else None
+
+    async def list_updates(self, run_id: str, *, limit: int = 100) -> list[UpdateRecord]:
+        rows = await self._read(upsql.LIST_UPDATES, (run_id, limit))
+        return [upsql.row_to_update(r) for r in rows]
 
     async def send(self, item: NewInboxItem) -> InboxItem:
         result: InboxItem = await self._w().submit(functools.partial(ops.send, item=item))

@@ -33,6 +33,7 @@ from storage._records import (
     created_record,
 )
 from storage._schema_version import RUN_TABLES
+from storage._updates_sql import apply_changes
 
 _INSERT_RUN_COLUMNS = (
     "run_id, workflow, version, status, input, result, error, parent_run_id, created_at, "
@@ -227,6 +228,8 @@ def append(cur: sqlite3.Cursor, app: Append) -> None:
     values.sqlite_upsert(cur, app)
     if app.stream:
         streams.sqlite_project(cur, app.run_id, app.stream)
+    if app.updates:
+        apply_changes(cur, app.run_id, app.updates)
 
 
 def send(cur: sqlite3.Cursor, item: NewInboxItem) -> InboxItem:

@@ -288,3 +288,19 @@ def test_the_cli_replays_golden_files_offline(tmp_path: Path) -> None:
     code = next(line for line in lines if line.split()[:1] == ["code"])
     assert code.split(None, 2)[2].strip() == 'greeting = await welcome("golden")'
     assert not (tmp_path / "none").exists()
+
+
+def test_the_golden_updates_cover_what_they_claim() -> None:
+    """Two updates accepted while the run waited for a signal, each running a step; the one
+    its validator rejected left nothing in the log."""
+    from durable._events import UpdateAccepted, UpdateCompleted
+
+    logged = golden("updates").logged()
+    accepted = [e.event for e in logged if isinstance(e.event, UpdateAccepted)]
+    completed = [e.event for e in logged if isinstance(e.event, UpdateCompleted)]
+    assert [a.name for a in accepted] == ["deposit", "deposit"]
+    assert [a.pos for a in accepted] == [1, 3]  # after the signal wait at 0, each its step
+    assert [c.error for c in completed] == [None, None]
+    state = fold("u", logged)
+    assert sorted(state.updates) == sorted(a.update_id for a in accepted)
+    assert state.status == "succeeded"

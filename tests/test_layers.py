@@ -29,6 +29,7 @@ RUNTIME_ORDER = [
     "_continue",
     "_markers",
     "_values",
+    "_updates",
     "_executor",
 ]
 

@@ -63,6 +63,7 @@ from . import (
     _queues,
     _schedules,
     _streams,
+    _updates,
     _values,
     _workflows,
 )
@@ -237,6 +238,9 @@ def create_app(options: ApiOptions) -> Litestar:
         _values.query_execution,
         _streams.list_streams,
         _streams.read_stream,
+        _updates.send_update,
+        _updates.list_updates,
+        _updates.get_update,
         _approvals.list_approvals,
         _approvals.decide_approval,
         _external.complete_wait,

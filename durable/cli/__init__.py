@@ -35,6 +35,7 @@ def _commands() -> click.Group:
         _schedules,
         _serve,
         _streams,
+        _updates,
         _validate,
         _values,
         _visualize,

@@ -47,7 +47,8 @@ from durable._state import RunState, StepState
 from durable.js import SandboxError
 from durable.runtime._registry import NO_RETRY, StepDef, WorkflowDef
 from durable.runtime._step_runner import run_step
-from storage import InboxItem
+from durable.runtime._updates import refuse_update
+from storage import UPDATE_ITEM_KIND, InboxItem
 
 from ._expr import ExpressionError, evaluate
 from ._graph import DELIVERY_POLICY, Graph, Planned, retry_policy
@@ -133,6 +134,9 @@ class DagExecutor:
             return
         if item.kind == "child":
             child_ended(self, item)
+        elif item.kind == UPDATE_ITEM_KIND:
+            why = f"run {state.run_id!r} is a DAG run ({state.workflow!r}): it takes no updates"
+            refuse_update(self.log, item, why)
         elif item.kind == "cancel":
             reason = item.payload.decode(errors="replace")
             asked = cancel_requests(self.state, reason, time.time())  # queued steps' children

@@ -11,6 +11,9 @@ The modules, each importing only those listed before it:
 - `_external`  completing and failing external waits (ctx.wait_external) by token; listing
                a run's external waits (never their tokens).
 
+- `_updates`   app.update / app.update_with_start: requests answered by a workflow's handler
+               (ctx.on_update), exactly once per update id; reading them back.
+
 Layering: this package imports the runtime and storage, never sdk; the runtime never imports
 it; the API and the CLI reach it through Client.
 """

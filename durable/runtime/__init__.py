@@ -25,6 +25,9 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
 - `_continue`  ctx.continue_as_new(): the commit that closes a history and opens the next.
 - `_markers`   ctx.now()/uuid4()/random()/patched(): values produced once and recorded.
 - `_values`    ctx.set_event() (a recorded value with its projection row), ctx.on_query().
+- `_updates`   ctx.on_update handlers: taking updates from the inbox (validate, accept at a
+               position, run the handler beside the workflow, record its answer), and
+               relaunching accepted ones on a replay in their turn.
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
                answers each command from the log or runs it live and records it.
 

@@ -91,6 +91,12 @@ class WorkflowRuntime(Protocol):
     def wait_external(
         self, name: str, timeout: float | None, decode: Callable[[msgspec.Raw], Any]
     ) -> ExternalWait: ...
+    def on_update(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[Any]],
+        validator: Callable[..., object] | None,
+    ) -> None: ...
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool: ...
 
@@ -383,6 +389,21 @@ class Context:
         ctx.as_completed(aws): fut.result()` (the futures, done: tasks for coroutines).
         After the durable `timeout`, the next one raises TimeoutError."""
         return self._executor.as_completed(aws, timeout)
+
+    def on_update(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[Any]],
+        *,
+        validator: Callable[..., object] | None = None,
+    ) -> None:
+        """Answer updates named `name` (app.update(run_id, name, *args)): `await fn(*args)`
+        runs inside the workflow, beside its code, and may call steps, sleep and wait; what
+        it returns (or raises) is the caller's answer, recorded in the log. `validator(*args)`
+        (a plain function) runs first and rejects the update by raising: nothing is recorded
+        then. Register handlers before the workflow first waits: an update for a name with
+        no handler when the run goes idle is rejected."""
+        self._executor.on_update(name, fn, validator)
 
     def patched(self, change_id: str) -> bool:
         """Change a running workflow's code safely. Runs that reached this point before the

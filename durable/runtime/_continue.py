@@ -19,6 +19,7 @@ from durable._children import cancel_requests
 from durable._events import Continuation, RunContinued, RunStarted, SignalReceived
 from durable._runlog import RunLog
 from durable._state import RunState, fold
+from durable._state_updates import closing_changes
 from durable.runtime._context import ContinueAsNew
 
 
@@ -60,7 +61,14 @@ async def record_continuation(
         if signal.consumed_by is None
     ]
     reason = f"parent run {state.run_id!r} continued as new"
-    logged = log.append_continuation(closing, opening, cancel_requests(state, reason, now), now)
+    # Updates accepted by this history whose handler has not finished fail with it, in the same
+    # commit (their callers get UpdateFailed, type durable.RunEnded): the new history starts
+    # afresh and would never answer them. Updates not yet accepted stay in the inbox and go to
+    # the new history.
+    ended = closing_changes(state.updates, "continued as new", now)
+    logged = log.append_continuation(
+        closing, opening, cancel_requests(state, reason, now), now, updates=ended
+    )
     durable = log.all_durable()
     if durable is not None:
         await durable

@@ -45,6 +45,7 @@ from durable.runtime._select import AsCompleted, refuse_raw_race, select_wait
 from durable.runtime._step_runner import run_step
 from durable.runtime._stops import EndOfHistory, ExecutionStopped
 from durable.runtime._streams import stream_command
+from durable.runtime._updates import Updates
 from durable.runtime._values import on_query, set_event
 from durable.runtime._waits import Waits
 from durable.runtime._watch import RunWatch
@@ -103,6 +104,8 @@ class RunExecutor:
         self.continued: RunState | None = None  # ctx.continue_as_new(): the next history
         self.queries: dict[str, Callable[..., Any]] = {}  # ctx.on_query (see _values)
         self.context: contextvars.Context | None = None  # the workflow task's (queries)
+        self.updates = Updates(self)  # ctx.on_update handlers and what they answer
+        self.order.positions_used = lambda: self._next_pos
 
     def busy(self) -> bool:
         """Live work runs (steps, child creations): what it leads to may change the run."""
@@ -140,6 +143,8 @@ class RunExecutor:
                 delay = max(0.0, self.state.deadline - time.time())
                 self._deadline = self._loop.call_later(delay, self._deadline_passed)
         self._task = self._loop.create_task(self._main(), context=ctx)
+        self.updates.start()
+        self._task.add_done_callback(lambda _t: self.updates.stop())
         return self._task
 
     def abort(self) -> None:
@@ -191,6 +196,12 @@ class RunExecutor:
             self.reached_end_of_history = True
             return
         except (asyncio.CancelledError, ExecutionStopped) as exc:
+            if self.fatal is not None and not self.stopping:  # see fail()
+                if self.log is None:
+                    self.returned = (False, self.fatal)
+                    return
+                await self._finish(RunFailed(error=error_info(self.fatal)), failed=True)
+                return
             if self.timed_out and self.log is not None:
                 info = ErrorInfo(
                     type="durable.RunTimedOut",
@@ -362,6 +373,8 @@ class RunExecutor:
 
     def recorded_at(self, pos: int) -> str | None:
         """What the log holds at `pos` (for divergence messages), if anything."""
+        if pos in self.state.commands:
+            return self.state.commands[pos]
         if pos in self.state.steps:
             return f"step {self.state.steps[pos].name!r}"
         if pos in self.state.markers:
@@ -549,6 +562,30 @@ class RunExecutor:
         if rec.count != count or rec.return_when != return_when:
             raise self._divergence(pos, rec.describe(), label, depth=3)
         return rec
+
+    def take_position(self) -> int:
+        """The next position, for a command taken outside the workflow's code (an update's
+        acceptance, see _updates)."""
+        pos = self._next_pos
+        self._next_pos = pos + 1
+        return pos
+
+    def on_update(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[Any]],
+        validator: Callable[..., object] | None,
+    ) -> None:
+        """See Context.on_update()."""
+        self.updates.register(name, fn, validator)
+
+    def fail(self, err: NonDeterminismError) -> None:
+        """A divergence found outside the workflow's code (an update's replay): the run fails
+        with it, as with one raised at a command."""
+        if self.fatal is None:
+            self.fatal = err
+        if self._task is not None:
+            self._task.cancel()
 
     def patched(self, change_id: str, *, deprecated: bool = False) -> bool:
         """See Context.patched()."""

@@ -19,8 +19,10 @@ while the command ran; and an outcome produced live during a replay (a step the 
 interrupted, run again) waits until every recorded outcome has been taken: it is newer.
 
 What the order keys: a step's final outcome (StepCompleted, a final StepFailed), a wait's end
-(TimerFired, WaitCompleted, ChildCompleted, CommandCancelled), and a child run's start
-(ChildStarted: the starting task resumed once it was recorded). If the workflow stops asking
+(TimerFired, WaitCompleted, ChildCompleted, CommandCancelled), a child run's start
+(ChildStarted: the starting task resumed once it was recorded), and an update's acceptance
+(UpdateAccepted: its handler started in that turn, see _updates) and its end
+(UpdateCompleted). If the workflow stops asking
 for the next outcome (code that awaits something else first, e.g. asyncio.sleep in workflow
 code), the order gives way after a few quiet loop iterations rather than hold the run.
 """
@@ -39,6 +41,9 @@ BUSY_LOOK_DELAY = 0.05  # seconds between looks while live steps run
 
 # Loop iterations a recorded outcome taken at once may wait for the other ready tasks (settle).
 SETTLE_LOOKS = 4
+# Loop iterations the tasks waiting for the next outcome may wait for the commands recorded
+# before it to be taken (a bound: code that changed must not hold the replay).
+HELD_LOOKS = 50
 
 
 def done_key(pos: int) -> int:
@@ -60,8 +65,15 @@ class ReplayOrder:
                 recorded.append((wait.done_seq, done_key(pos)))
             if wait.start_seq:
                 recorded.append((wait.start_seq, start_key(pos)))
+        for update in state.updates.values():  # its handler starts and ends in its turns
+            recorded.append((update.accept_seq, start_key(update.pos)))
+            if update.done_seq:
+                recorded.append((update.done_seq, done_key(update.pos)))
         recorded.sort()
         self._order = [key for _, key in recorded]
+        # For each outcome, the positions the replay must have taken before the tasks waiting
+        # for it resume: those of every command recorded before it (see _release_held).
+        self._need = _needs([seq for seq, _ in recorded], state.first_seq)
         self._index = {key: i for i, key in enumerate(self._order)}
         self._next = 0
         self._waiting: dict[int, asyncio.Future[None]] = {}
@@ -75,20 +87,31 @@ class ReplayOrder:
         # Bumped whenever turn() suspends its task: a caller seeing it unchanged knows no
         # other code ran meanwhile (what it checked before the turn still holds).
         self.pauses = 0
+        # The positions the run's commands have taken (set by the executor): see _release_held.
+        self.positions_used: Callable[[], int] | None = None
 
     @property
     def active(self) -> bool:
         return self._next < len(self._order)
 
-    def ready(self, key: int) -> bool:
-        """Whether the outcome `key` may be taken now; if so, it is taken (no suspension)."""
+    def is_next(self, key: int) -> bool:
+        """Whether `key` is the next recorded outcome to take (or none is left)."""
+        return self._next >= len(self._order) or self._index.get(key, -1) <= self._next
+
+    def ready(self, key: int, *, hold: bool = False) -> bool:
+        """Whether the outcome `key` may be taken now; if so, it is taken (no suspension).
+        `hold`: the tasks waiting for the next outcomes are not released yet (the caller
+        releases them: see turn)."""
         if self._next >= len(self._order):
             return True
         i = self._index.get(key)
         if i is None or i < self._next:
             return True  # not a recorded outcome, or already released
         if i == self._next:
-            self._advance()
+            if hold:
+                self._next += 1
+            else:
+                self._advance()
             return True
         return False
 
@@ -96,12 +119,21 @@ class ReplayOrder:
         """Return once every outcome recorded before `key` has been taken."""
         self.settling += 1  # live outcomes wait until this one is handed back (see settle)
         try:
-            if self.ready(key):
-                # settle()'s first look, without creating its coroutine: a sequential
-                # replay alone on its loop has nothing else ready at each of its steps.
-                ready = getattr(asyncio.get_running_loop(), "_ready", None)
-                if ready is None or ready:
-                    await self.settle()
+            if self.ready(key, hold=True):
+                try:
+                    # settle()'s first look, without creating its coroutine: a sequential
+                    # replay alone on its loop has nothing else ready at each of its steps.
+                    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+                    if ready is None or ready:
+                        self.pauses += 1  # settle() lets the other ready code run
+                        await self.settle()
+                finally:
+                    # The tasks already waiting for the next outcomes resume only once this
+                    # one's task has gone on until it blocks: live, their outcomes came after
+                    # what it did next (a task that awaited a later outcome early, a gathered
+                    # branch or an update's handler, must not take its positions first).
+                    if self._waiting:  # (a sequential replay never has any: no callback)
+                        asyncio.get_running_loop().call_soon(self._release_held)
                 return
             self.pauses += 1
         finally:
@@ -156,6 +188,29 @@ class ReplayOrder:
 
     def _advance(self) -> None:
         self._next += 1
+        self._release_waiting()
+
+    def _release_held(self, looks: int = 0) -> None:
+        """After a turn's task went on until it blocked (see turn), and the commands the log
+        recorded before the next outcome were taken (the positions before `_need`: a task
+        that went on live before that outcome came, a gathered branch's end waking the task
+        that gathered it, takes them first), or after HELD_LOOKS loop iterations. Not while
+        another task is taking an outcome: it releases them when it has gone on in turn."""
+        if self.settling:
+            return
+        used = self.positions_used
+        if (
+            used is not None
+            and looks < HELD_LOOKS
+            and self._next < len(self._order)
+            and self._order[self._next] in self._waiting
+            and used() < self._need[self._next]
+        ):
+            asyncio.get_running_loop().call_soon(self._release_held, looks + 1)
+            return
+        self._release_waiting()
+
+    def _release_waiting(self) -> None:
         # Outcomes already awaited are released in the log's order: their tasks resume in
         # that order, each running until it blocks, as they did live.
         while self._next < len(self._order):
@@ -222,3 +277,17 @@ class ReplayOrder:
         if not fut.done():
             fut.set_result(None)
         self._advance()
+
+
+def _needs(seqs: list[int], first_seq: dict[int, int]) -> list[int]:
+    """For each outcome's seq (ascending), one more than the highest position whose command
+    was recorded before it (0: none)."""
+    starts = sorted((seq, pos) for pos, seq in first_seq.items())
+    needs: list[int] = []
+    i, highest = 0, -1
+    for seq in seqs:
+        while i < len(starts) and starts[i][0] < seq:
+            highest = max(highest, starts[i][1])
+            i += 1
+        needs.append(highest + 1)
+    return needs

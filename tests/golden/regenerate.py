@@ -21,6 +21,7 @@ the engine, not the file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -49,9 +50,10 @@ from golden.workflows import (  # noqa: E402
     GOLDEN_QUEUE,
     GOLDEN_RUNS,
     GOLDEN_SIGNALS,
+    GOLDEN_UPDATES,
     make_app,
 )
-from sdk import App  # noqa: E402
+from sdk import App, UpdateRejected  # noqa: E402
 
 _FILE = re.compile(r'File "([^"]+)"')
 
@@ -117,6 +119,15 @@ async def execute(url: str, runs: list[str]) -> None:
             if reason is not None:
                 await app.start(workflow, arg, run_id=run_id, queue=GOLDEN_QUEUE, delay=3600)
                 await app.cancel(run_id, reason)
+                continue
+            updates = GOLDEN_UPDATES.get(run_id)
+            if updates:
+                handle = await app.start(workflow, arg, run_id=run_id)
+                for name, args in updates:
+                    with contextlib.suppress(UpdateRejected):
+                        await app.update(run_id, name, *args, update_id=f"{name}-{args}")
+                await app.signal(run_id, "close")
+                await handle.result(60)
                 continue
             if not signals:
                 await app.run(workflow, arg, run_id=run_id)

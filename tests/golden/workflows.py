@@ -28,6 +28,7 @@ GOLDEN_RUNS: dict[str, tuple[str, Any]] = {
     "golden-select": ("select", None),
     "golden-waitcancel": ("steps", 4),
     "golden-continued": ("continued", 0),
+    "golden-updates": ("updated", None),
 }
 
 # run id -> the reason it is cancelled with while it waits in the queue GOLDEN_QUEUE (started
@@ -42,6 +43,13 @@ GOLDEN_SIGNALS: dict[str, list[tuple[int, str, Any]]] = {
     "golden-signals": [(0, "approve", {"by": "ann"}), (2, "approve", {"by": "bob"})],
     # Sent before the run waits: received in history 0, carried into the next ones.
     "golden-continued": [(0, "extra", "carried")],
+}
+
+
+# run id -> the updates regenerate.py sends it, in order, as (name, args): each once the
+# previous one has its answer (a rejected one included), then the signal "close".
+GOLDEN_UPDATES: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
+    "golden-updates": [("deposit", (5,)), ("deposit", (-1,)), ("deposit", (7,))],
 }
 
 
@@ -210,6 +218,23 @@ def make_app(url: str | None = None, *, variant: str = "current") -> App:
         if n < 2:
             ctx.continue_as_new(value)
         return {"value": value, "extra": await ctx.wait_for_signal("extra")}
+
+    @app.workflow
+    async def updated(ctx: Context) -> list[int]:
+        totals: list[int] = []
+
+        async def deposit(amount: int) -> int:
+            total = await add(totals[-1] if totals else 0, amount)
+            totals.append(total)
+            return total
+
+        def positive(amount: int) -> None:
+            if amount <= 0:
+                raise ValueError("deposits are positive")
+
+        ctx.on_update("deposit", deposit, validator=positive)
+        await ctx.wait_for_signal("close")
+        return totals
 
     return app
 

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from durable import InvalidTokenError, QueryError, RunCancelled, decode_record, fold, replay
+from durable import (
+    InvalidTokenError,
+    QueryError,
+    RunCancelled,
+    UpdateFailed,
+    decode_record,
+    fold,
+    replay,
+)
 from durable._events import RunContinued, RunStarted, SignalReceived
 from sdk import App, Context, write_stream
 
@@ -319,3 +327,43 @@ async def test_stream_writes_of_each_history_all_land(url: str) -> None:
         assert await (await app.start("chatty", 0, run_id="w")).result(timeout=30) == 2
         got = [value async for value in app.read_stream("w", "log")]
     assert got == [f"{who} {g}" for g in range(3) for who in ("workflow", "step")]
+
+
+async def test_an_update_running_at_the_continuation_fails_and_later_ones_are_answered(
+    url: str,
+) -> None:
+    app = App(url, poll_interval=0.2)
+
+    @app.workflow
+    async def account(ctx: Context, generation: int) -> int:
+        async def slow() -> str:
+            await ctx.wait_for_signal("never")
+            return "never"
+
+        async def which() -> int:
+            return generation
+
+        ctx.on_update("slow", slow)
+        ctx.on_update("which", which)
+        if generation == 0:
+            await ctx.wait_for_signal("go")
+            ctx.continue_as_new(1)
+        stopped: int = await ctx.wait_for_signal("stop")
+        return stopped
+
+    async with app:
+        handle = await app.start("account", 0, run_id="a")
+        assert await app.update("a", "which", timeout=30) == 0
+        pending = asyncio.ensure_future(app.update("a", "slow", update_id="s1", timeout=30))
+        await _until(lambda: _accepted(app, "a", 2))
+        await app.signal("a", "go")
+        with pytest.raises(UpdateFailed, match="continued as new"):
+            await pending
+        assert await app.update("a", "which", timeout=30) == 1  # the new history answers
+        await app.signal("a", "stop", 3)
+        assert await handle.result(timeout=30) == 3
+
+
+async def _accepted(app: App, run_id: str, count: int) -> bool:
+    events = await app.events(run_id)
+    return sum(e.type == "UpdateAccepted" for e in events) >= count

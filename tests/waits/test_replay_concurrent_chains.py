@@ -74,3 +74,40 @@ async def test_a_run_closed_mid_way_resumes_on_a_new_app(tmp_path: Path) -> None
         ]
         report = await replay("r", await again.events("r"), again.registry)
     assert report.deterministic, report.divergence
+
+
+async def test_a_branch_waiting_early_resumes_after_the_one_before_it_went_on(
+    tmp_path: Path,
+) -> None:
+    """b awaits its first step's outcome from the start; a takes two outcomes, then a command
+    and a step, before b's outcome came live. The replay used to release b the moment a took
+    the outcome before b's, and b, resuming first, took a's positions (found with updates,
+    whose handlers await outcomes while other tasks move on)."""
+    app = App(f"sqlite:///{tmp_path / 'runs.db'}", poll_interval=0.05)
+    delays = {"a1": 0.01, "a2": 0.01, "b1": 0.3, "a3": 0.6}
+
+    @app.step
+    async def work(name: str) -> str:
+        await asyncio.sleep(delays.get(name, 0.0))
+        return name
+
+    @app.workflow
+    async def early(ctx: Context) -> list[Any]:
+        async def a() -> list[Any]:
+            first, second = await work("a1"), await work("a2")
+            at = ctx.now().timestamp()
+            return [first, second, await work("a3"), at]
+
+        async def b() -> list[Any]:
+            first = await work("b1")
+            at = ctx.now().timestamp()
+            return [first, await work("b2"), at]
+
+        return list(await asyncio.gather(a(), b()))
+
+    async with app:
+        handle = await app.start(early)
+        result = await handle.result(timeout=20)
+        report = await replay(handle.run_id, await app.events(handle.run_id), app.registry)
+    assert [r[:-1] for r in result] == [["a1", "a2", "a3"], ["b1", "b2"]]
+    assert report.deterministic, report.divergence
