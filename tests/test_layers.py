@@ -30,6 +30,7 @@ RUNTIME_ORDER = [
     "_markers",
     "_values",
     "_updates",
+    "_child_commands",
     "_executor",
 ]
 

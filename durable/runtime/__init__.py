@@ -28,6 +28,8 @@ The modules, each importing only those listed before it (tests/test_layers.py ch
 - `_updates`   ctx.on_update handlers: taking updates from the inbox (validate, accept at a
                position, run the handler beside the workflow, record its answer), and
                relaunching accepted ones on a replay in their turn.
+- `_child_commands` ctx.start_child / run_child / child.result(): the executor's child
+               commands (a base class of RunExecutor).
 - `_executor`  `RunExecutor`: re-executes the workflow coroutine against the run's log,
                answers each command from the log or runs it live and records it.
 
