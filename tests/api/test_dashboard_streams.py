@@ -1,4 +1,4 @@
-"""The dashboard's streams and external-waits panels on a run's page, in a real headless
+"""The dashboard's streams, updates and external-waits panels on a run's page, in a real headless
 Chromium against a real `durable serve` (SQLite file, its in-process worker): a stream's values
 appear live as the run writes them and the key shows closed at the end; an external wait shows
 its name and status (waiting, then completed) and never its token; markup in a stream key, a
@@ -42,6 +42,10 @@ APP_SOURCE = textwrap.dedent(
 
     @app.workflow
     async def talks(ctx: Context) -> str:
+        async def greet(who: str) -> str:
+            return "hi " + who
+
+        ctx.on_update("greet", greet)
         ctx.write_stream("tokens", "Hello")
         ctx.write_stream({MARKUP_KEY!r}, {MARKUP_VALUE!r})
         wait = ctx.wait_external(name={MARKUP_NAME!r})
@@ -107,9 +111,20 @@ def test_streams_and_external_waits_on_a_runs_page(browser: Browser, tmp_path: P
         assert "dx1." not in waits.inner_text()  # never a token
         not_run(page)
 
-        done = api.post(
-            "/completions", json={"token": token_of(tmp_path / "runs.db", run_id), "result": "paid"}
+        # An update, answered: its row on the page, the answer as text.
+        asked = api.post(
+            f"/executions/{run_id}/updates/greet",
+            json={"args": [MARKUP_VALUE], "updateId": "u1", "wait": 30},
         )
+        assert asked.status_code == 200, asked.text
+        updates = page.get_by_test_id("updates-box")
+        row = updates.locator("tr[data-update=u1]")
+        expect(row.get_by_test_id("update-status")).to_have_text("completed")
+        expect(row.get_by_test_id("update-answer")).to_contain_text("hi <img")
+        not_run(page)
+
+        token = token_of(tmp_path / "runs.db", run_id)
+        done = api.post("/completions", json={"token": token, "result": "paid"})
         assert done.status_code == 200, done.text
         expect(waits.get_by_test_id("external-status")).to_have_text("completed")  # live
         assert api.post(f"/executions/{run_id}/signals/more", json=None).status_code == 202
@@ -122,4 +137,5 @@ def test_streams_and_external_waits_on_a_runs_page(browser: Browser, tmp_path: P
         expect(page.get_by_test_id("run-header")).to_contain_text("quiet@")
         expect(page.get_by_test_id("streams-box")).to_be_hidden()
         expect(page.get_by_test_id("external-box")).to_be_hidden()
+        expect(page.get_by_test_id("updates-box")).to_be_hidden()
         assert errors == []

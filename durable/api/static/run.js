@@ -11,6 +11,7 @@ import { historiesView } from "./histories.js";
 import { queueHref } from "./queues.js";
 import { streamsView } from "./streams.js";
 import { valuesView } from "./talk.js";
+import { updatesView } from "./updates.js";
 import { stepUsageCell, usageSummary } from "./usage.js";
 import { every, flash, showError } from "./ui.js";
 
@@ -26,6 +27,7 @@ export function renderRunView(view, runId, signal) {
   const values = valuesView(path, signal);
   const streams = streamsView(path, signal);
   const external = externalView(path, signal);
+  const updates = updatesView(path, signal);
   view.append(
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     header,
@@ -36,6 +38,7 @@ export function renderRunView(view, runId, signal) {
     values.element,
     streams.element,
     external.element,
+    updates.element,
     h("section", { class: "card" }, h("h2", { text: "Events" }), timeline.element),
   );
 
@@ -53,7 +56,7 @@ export function renderRunView(view, runId, signal) {
     actions.update(run);
     await conversation.refresh();
     await histories.refresh(run);
-    await Promise.all([values.refresh(), streams.refresh(), external.refresh()]);
+    await Promise.all([values.refresh(), streams.refresh(), external.refresh(), updates.refresh()]);
     const finished = isFinished(run.status);
     if (!streaming && (streamFailed || finished || timeline.lastSeq === 0)) {
       // The JSON list: the first load, after a finished run, or when the stream is unavailable.
