@@ -31,6 +31,7 @@ from durable._events import (
     MarkerRecorded,
 )
 from durable._state import RunState, SignalState, StepState, WaitState
+from durable._state_updates import UpdateState
 from storage import SnapshotRecord, Store
 
 log = logging.getLogger("durable.snapshots")
@@ -101,6 +102,8 @@ class _Run(msgspec.Struct, array_like=True):
     streams_closed: set[str]
     unconsumed: dict[str, dict[int, None]]
     child_waits: dict[str, list[int]]
+    updates: dict[str, UpdateState]
+    first_seq: dict[int, int]
 
 
 _RUN_FIELDS = tuple(f.name for f in fields(RunState))
