@@ -120,6 +120,10 @@ def _raw(value: bytes | None) -> msgspec.Raw | None:
 
 
 def encode_state(state: RunState) -> bytes:
+    if state.updates:
+        # Only DAG runs are snapshotted, and they refuse updates; an update's Raw fields would
+        # not decode back (msgspec decodes no `Raw | None`): refused rather than lost.
+        raise ValueError(f"run {state.run_id!r} has updates: its state is not snapshotted")
     steps = [
         (
             s.pos,
@@ -224,8 +228,8 @@ class Snapshots:
         """Called after the event at `seq` was folded into the state."""
         if seq - self._last < max(self._every, len(self._state.steps) // 4):
             return
-        if self._state.finished:
-            return  # a finished run is never resumed
+        if self._state.finished or self._state.updates:
+            return  # a finished run is never resumed; one with updates is never snapshotted
         self._last = seq
         self._pending = make_snapshot(self._state, at)
 

@@ -191,3 +191,18 @@ async def test_a_resume_uses_a_usable_snapshot_and_ignores_the_others(tmp_path: 
         assert dataclasses.replace(used, cancel_reason="") == whole
         # ...unless the run row says the log is shorter than its seq.
         assert await load_state(store, "r", snapshot=True, last_seq=cut) == whole
+
+
+def test_a_state_with_updates_is_refused_not_encoded_wrong() -> None:
+    """DAG runs (the only ones snapshotted) refuse updates; a state with one is refused
+    clearly rather than encoded into a snapshot that would not decode back."""
+    import msgspec
+
+    from durable._snapshot import encode_state
+    from durable._state import RunState
+    from durable._state_updates import UpdateState
+
+    state = RunState(run_id="r")
+    state.updates["u"] = UpdateState("u", 3, "n", msgspec.Raw(b"\x90"), 7)
+    with pytest.raises(ValueError, match="has updates: its state is not snapshotted"):
+        encode_state(state)
