@@ -270,10 +270,12 @@ async def _delay(call: StepCall, params: Mapping[str, Any]) -> Any:
     # Durable: the deadline counts from the first start recorded in the log, so a worker
     # that resumes the run after a crash waits only for what is left.
     deadline = call.first_started_at + duration / 1000.0
-    remaining = deadline - time.time()
-    if remaining > 0:
+    if deadline > time.time():
         with call.sleeping(deadline):
-            await asyncio.sleep(remaining)
+            # Never early: asyncio may wake a timer up to its clock's resolution before its
+            # time, and the wall clock the deadline is on can lag the loop's monotonic one.
+            while (remaining := deadline - time.time()) > 0:  # noqa: ASYNC110  (a timer)
+                await asyncio.sleep(remaining)
     return {"waited_ms": duration}
 
 
