@@ -53,6 +53,7 @@ from storage._history_pg import PostgresHistories
 from storage._pgurl import SCHEMES, mask_url
 from storage._postgres_errors import translate
 from storage._postgres_listen import CHANGES_CHANNEL, WORK_CHANNEL, Listener, channel_name
+from storage._postgres_prune import PRUNE
 from storage._postgres_schema import migrate
 from storage._postgres_writer import PostgresWriter, announced, no_reset
 from storage._queue_ops import (
@@ -370,7 +371,7 @@ class PostgresStore(
     async def prune_runs(self, finished_before: float, *, limit: int = 1000) -> int:
         # One statement on a pooled connection, outside the writer: a big prune does not hold
         # up the group commits of running runs, and rows they hold locked are skipped.
-        count: int = await self._execute("prune", ops.PRUNE, finished_before, max(limit, 0))
+        count: int = await self._execute("prune", PRUNE, finished_before, max(limit, 0))
         return count
 
     async def heartbeat_worker(

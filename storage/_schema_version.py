@@ -32,7 +32,7 @@ TABLES = (
 )
 
 # The tables holding rows of one run besides its own row (keyed by run_id): what pruning a run
-# deletes (storage._sqlite_ops.prune, storage._postgres_ops.PRUNE), the run's row last.
+# deletes (storage._sqlite_ops.prune, storage._postgres_prune.PRUNE), the run's row last.
 RUN_TABLES = (
     "durable_events",
     "durable_inbox",

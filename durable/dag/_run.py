@@ -36,7 +36,6 @@ from durable._events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
-    SignalReceived,
     StepCompleted,
     StepSkipped,
     StepStarted,
@@ -47,19 +46,19 @@ from durable._state import RunState, StepState
 from durable.js import SandboxError
 from durable.runtime._registry import NO_RETRY, StepDef, WorkflowDef
 from durable.runtime._step_runner import run_step
-from durable.runtime._updates import refuse_update
-from storage import UPDATE_ITEM_KIND, InboxItem
+from storage import InboxItem
 
 from ._expr import ExpressionError, evaluate
 from ._graph import DELIVERY_POLICY, Graph, Planned, retry_policy
 from ._idle import IdleWatch
+from ._inbox import record_item
 from ._kinds import StepCall, run_body
 from ._loops import body_definition, loop_owners, top_level
 from ._model import DagStep
 from ._notifications import Delivery, final_deliveries, step_delivery
 from ._outcome import end_event, sinks_output
 from ._problems import DagDefinitionError
-from ._queued import child_ended, instance_failed, run_queued
+from ._queued import instance_failed, run_queued
 from ._report import (
     DELIVERY_PREFIX,
     StepReport,
@@ -132,12 +131,7 @@ class DagExecutor:
         state = self.state
         if state.finished or item.id in state.inbox_ids:
             return
-        if item.kind == "child":
-            child_ended(self, item)
-        elif item.kind == UPDATE_ITEM_KIND:
-            why = f"run {state.run_id!r} is a DAG run ({state.workflow!r}): it takes no updates"
-            refuse_update(self.log, item, why)
-        elif item.kind == "cancel":
+        if item.kind == "cancel":
             reason = item.payload.decode(errors="replace")
             asked = cancel_requests(self.state, reason, time.time())  # queued steps' children
             self.log.append(CancelRequested(reason, item.id), consume=item.id, send=asked)
@@ -148,9 +142,7 @@ class DagExecutor:
             if self._task is not None and self._begun:
                 self._task.cancel()
         else:
-            payload = msgspec.Raw(item.payload)
-            signal = SignalReceived(name=item.name, payload=payload, inbox_id=item.id)
-            self.log.append(signal, consume=item.id)
+            record_item(self, item)
 
     async def _main(self) -> None:
         event: RunCompleted | RunFailed | RunCancelled
