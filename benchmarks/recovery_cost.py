@@ -16,13 +16,14 @@ and folds the events after it.
 
 Each measurement runs in a fresh subprocess (cold: no cache, nothing imported lazily yet
 counted against the phases, since the imports happen before the clock starts) and times the
-worker's path (Worker._resume, then the executor) phase by phase: read (store.read_events:
-the query, checksums, records), decode (decode_record per record), fold (durable._state.fold;
-these three with the cyclic collector paused, as durable._recovery.load_state does),
-replay (RunExecutor with the registered workflow, re-executing the code against the log until
-it asks for what the log does not hold: the first live command), and the total. Median of
-`--repeats` subprocesses; the ratios of successive sizes (10x more events) should be ~10 if
-recovery is linear. Not a test: the figures depend on the machine.
+worker's path (Worker._resume, then the executor) phase by phase: read (store.read_history:
+the query, checksums, records), fold (durable._recovery.fold_records: each record decoded and
+folded by durable._state.apply; these two with the cyclic collector paused, as
+durable._recovery.load_state does), replay (RunExecutor with the registered workflow,
+re-executing the code against the log until it asks for what the log does not hold: the first
+live command), and the total. Median of `--repeats` subprocesses; the ratios of successive
+sizes (10x more events) should be ~10 if recovery is linear. Not a test: the figures depend on
+the machine.
 
 Left out: what the worker does around this path and costs the same at any size (the claim, the
 inbox read, RunLog's construction) and the first live command itself (a live signal wait's
@@ -62,17 +63,16 @@ from durable._events import (
     StepStarted,
     WaitCompleted,
     WaitStarted,
-    decode_record,
     encode_event,
 )
 from durable._gcpause import gc_paused
-from durable._state import fold
+from durable._recovery import fold_records
 from durable.runtime._executor import RunExecutor
 from durable.runtime._registry import WorkflowDef
 from sdk import App, Context
 from storage import EventRecord, NewRun, open_store
 
-PHASES = ("read", "decode", "fold", "replay", "total")
+PHASES = ("read", "fold", "replay", "total")
 WORKFLOWS = ("sequential", "signal_loop", *recovery_dag.DAG_ROWS)
 
 
@@ -146,13 +146,11 @@ async def recover(url: str, run_id: str, wf: WorkflowDef, app: App) -> dict[str,
     try:
         began = time.perf_counter()
         with gc_paused():  # as durable._recovery.load_state, the worker's path
-            records = await store.read_events(run_id)
+            records = await store.read_history(run_id)
             read = time.perf_counter()
-            logged = [decode_record(r) for r in records]
-            decoded = time.perf_counter()
-            state = fold(run_id, logged)
+            state = fold_records(run_id, records)
             folded = time.perf_counter()
-        del records, logged
+        del records
         executor = RunExecutor(state, wf, None, registry=app.registry)
         await executor.start()
         replayed = time.perf_counter()
@@ -162,8 +160,7 @@ async def recover(url: str, run_id: str, wf: WorkflowDef, app: App) -> dict[str,
         sys.exit(f"the replay did not reach the end of the log: {executor.fatal}")
     return {
         "read": read - began,
-        "decode": decoded - read,
-        "fold": folded - decoded,
+        "fold": folded - read,
         "replay": replayed - folded,
         "total": replayed - began,
         "positions": executor.positions_used,

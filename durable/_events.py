@@ -17,8 +17,13 @@ from durable._errors import CorruptEventError, ErrorInfo
 from storage import EventRecord
 
 
-class Event(msgspec.Struct, tag=True, frozen=True):
-    """Base of every event."""
+class Event(msgspec.Struct, tag=True, frozen=True, gc=False):
+    """Base of every event.
+
+    gc=False (inherited): the cyclic collector does not track events. They are immutable
+    trees of plain values (decoded from the log or built from arguments), never part of a
+    cycle, and a recovered run makes one per logged event: tracked, each collection walked
+    them again for nothing."""
 
 
 class Continuation(msgspec.Struct, frozen=True):
@@ -369,8 +374,9 @@ def decode_event(record: EventRecord) -> AnyEvent:
     return event
 
 
-class LoggedEvent(msgspec.Struct, frozen=True):
-    """An event as read back from the log, with its position and time."""
+class LoggedEvent(msgspec.Struct, frozen=True, gc=False):
+    """An event as read back from the log, with its position and time (untracked by the
+    cyclic collector, as Event)."""
 
     run_id: str
     seq: int

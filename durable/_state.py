@@ -489,10 +489,15 @@ def fold(run_id: str, events: Iterable[LoggedEvent]) -> RunState:
     state = RunState(run_id=run_id)
     for logged in events:
         event = logged.event
-        if type(event) is RunStarted and event.continuation is not None:
+        if starts_history(event):
             state = RunState(run_id=run_id)
         apply(state, logged.seq, logged.at, event)
     return state
+
+
+def starts_history(event: AnyEvent) -> bool:
+    """A RunStarted that continues the run (ctx.continue_as_new()): a fold starts afresh."""
+    return type(event) is RunStarted and event.continuation is not None
 
 
 def apply_streams(state: RunState, event: StreamWritten | StreamClosed) -> None:

@@ -23,7 +23,10 @@ FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "partial", "failed", "c
 ACTIVE_STATUSES: tuple[str, ...] = ("pending", "running")
 
 
-class EventRecord(msgspec.Struct, frozen=True):
+class EventRecord(msgspec.Struct, frozen=True, gc=False):
+    """One stored event. Untracked by the cyclic collector (gc=False): plain values only, no
+    cycle possible, and a history read makes one per event."""
+
     run_id: str
     seq: int
     type: str

@@ -301,7 +301,7 @@ class RunExecutor(ChildCommands):
         not, so that code treating it as one (asyncio.create_task) behaves the same on replay.
         Awaited directly, a live step runs inline in the workflow's task: no task to create and
         schedule per step; asyncio.gather wraps each in a task of its own."""
-        guard_command(f"step {step.name!r}")
+        guard_command("step", step.name)
         if self.stopping or self._ending:
             return _raise(ExecutionStopped())
         pos = self._next_pos
@@ -334,10 +334,12 @@ class RunExecutor(ChildCommands):
         """A step's recorded outcome, in its turn (see _order)."""
         refuse_raw_race(self, pos)
         order = self.order
-        pauses = order.pauses
-        await order.turn(done_key(pos))
-        if order.pauses != pauses:  # it let other code run: a raw race may have begun since
-            refuse_raw_race(self, pos)
+        key = done_key(pos)
+        if not order.take_now(key):
+            pauses = order.pauses
+            await order.turn(key)
+            if order.pauses != pauses:  # it let other code run: a raw race may have begun since
+                refuse_raw_race(self, pos)
         if exc is not None:
             raise exc
         return value
@@ -448,7 +450,11 @@ class RunExecutor(ChildCommands):
 
     async def _await(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
         if rec.done:
-            await self.order.turn(done_key(rec.pos))
+            key = done_key(rec.pos)
+            if self.order.take_now(key):  # a sequential replay: no pause, nothing to race it
+                refuse_raw_race(self, rec.pos)
+                return self.waits.recorded(rec, decode)
+            await self.order.turn(key)
         elif self.log is None:
             raise EndOfHistory()
         elif self._ending:  # a branch left running: the run's end is being recorded

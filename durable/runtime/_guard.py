@@ -28,12 +28,15 @@ read_only: contextvars.ContextVar[ReadOnly | None] = contextvars.ContextVar(
 )
 
 
-def guard_command(what: str) -> None:
+def guard_command(what: str, name: str | None = None) -> None:
     """Called first by every command entry point: `what` names the command as the user wrote
-    it (`step 'charge'`, `ctx.sleep()`...)."""
+    it (`ctx.sleep()`...), followed by `name`'s repr if given (`step 'charge'`: formatted only
+    when refused, as a step call is on the replay's hot path)."""
     mode = read_only.get()
     if mode is None:
         return
+    if name is not None:
+        what = f"{what} {name!r}"
     err = QueryError(
         mode.run_id,
         mode.name,

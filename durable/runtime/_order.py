@@ -58,22 +58,14 @@ def start_key(pos: int) -> int:
 
 class ReplayOrder:
     def __init__(self, state: RunState, busy: Callable[[], bool]) -> None:
-        # (done_key inlined: this runs once per recorded step of a resumed run)
-        recorded = [(s.done_seq, 2 * p + 1) for p, s in state.steps.items() if s.done_seq]
-        for pos, wait in state.waits.items():
-            if wait.done_seq:
-                recorded.append((wait.done_seq, done_key(pos)))
-            if wait.start_seq:
-                recorded.append((wait.start_seq, start_key(pos)))
-        for update in state.updates.values():  # its handler starts and ends in its turns
-            recorded.append((update.accept_seq, start_key(update.pos)))
-            if update.done_seq:
-                recorded.append((update.done_seq, done_key(update.pos)))
-        recorded.sort()
-        self._order = [key for _, key in recorded]
+        self._seqs, self._order = _recorded_order(state)
         # For each outcome, the positions the replay must have taken before the tasks waiting
-        # for it resume: those of every command recorded before it (see _release_held).
-        self._need = _needs([seq for seq, _ in recorded], state.first_seq)
+        # for it resume: those of every command recorded before it (see _release_held). Only
+        # a task that waits for a later outcome needs them (a sequential replay never does):
+        # computed then, from the outcomes' seqs and the state's first_seq (the commands
+        # recorded since are newer than every outcome: they change nothing).
+        self._first_seq = state.first_seq
+        self._needs: list[int] | None = None
         self._index = {key: i for i, key in enumerate(self._order)}
         self._next = 0
         self._waiting: dict[int, asyncio.Future[None]] = {}
@@ -97,6 +89,18 @@ class ReplayOrder:
     def is_next(self, key: int) -> bool:
         """Whether `key` is the next recorded outcome to take (or none is left)."""
         return self._next >= len(self._order) or self._index.get(key, -1) <= self._next
+
+    def take_now(self, key: int) -> bool:
+        """turn()'s fast path, without a coroutine: when no task waits (for a later outcome,
+        for the end of the replay, in settle()) and the loop has nothing else ready, an outcome
+        that may be taken is taken at once and True returned; else False, and the caller
+        awaits turn(key). A sequential replay takes every outcome here."""
+        if self._waiting or self._after or self.settling:
+            return False
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        if ready is None or ready:
+            return False
+        return self.ready(key, hold=True)
 
     def ready(self, key: int, *, hold: bool = False) -> bool:
         """Whether the outcome `key` may be taken now; if so, it is taken (no suspension).
@@ -204,11 +208,16 @@ class ReplayOrder:
             and looks < HELD_LOOKS
             and self._next < len(self._order)
             and self._order[self._next] in self._waiting
-            and used() < self._need[self._next]
+            and used() < self._need(self._next)
         ):
             asyncio.get_running_loop().call_soon(self._release_held, looks + 1)
             return
         self._release_waiting()
+
+    def _need(self, index: int) -> int:
+        if self._needs is None:
+            self._needs = _needs(self._seqs, self._first_seq)
+        return self._needs[index]
 
     def _release_waiting(self) -> None:
         # Outcomes already awaited are released in the log's order: their tasks resume in
@@ -277,6 +286,39 @@ class ReplayOrder:
         if not fut.done():
             fut.set_result(None)
         self._advance()
+
+
+def _recorded_order(state: RunState) -> tuple[list[int], list[int]]:
+    """The seqs of the recorded outcomes, ascending, and their keys in that order (one event
+    may end several waits, or start and end a child's: ties go by key, a start first).
+
+    Mostly a dict of seq -> key, which the cyclic collector does not track (ints only): a
+    (seq, key) tuple per outcome cost a long run's replay a collection pass every 700."""
+    # A step's outcome is an event of its own: no two steps share a seq (done_key inlined:
+    # this runs once per recorded step of a resumed run).
+    by_seq = {s.done_seq: 2 * p + 1 for p, s in state.steps.items() if s.done_seq}
+    tied: list[tuple[int, int]] = []
+
+    def put(seq: int, key: int) -> None:
+        if seq in by_seq:
+            tied.append((seq, key))
+        else:
+            by_seq[seq] = key
+
+    for pos, wait in state.waits.items():
+        if wait.done_seq:
+            put(wait.done_seq, done_key(pos))
+        if wait.start_seq:
+            put(wait.start_seq, start_key(pos))
+    for update in state.updates.values():  # its handler starts and ends in its turns
+        put(update.accept_seq, start_key(update.pos))
+        if update.done_seq:
+            put(update.done_seq, done_key(update.pos))
+    if tied:
+        pairs = sorted([*by_seq.items(), *tied])
+        return [seq for seq, _ in pairs], [key for _, key in pairs]
+    seqs = sorted(by_seq)
+    return seqs, [by_seq[seq] for seq in seqs]
 
 
 def _needs(seqs: list[int], first_seq: dict[int, int]) -> list[int]:

@@ -71,7 +71,7 @@ class Waits:
     async def wait(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
         """The outcome of the wait `rec`: recorded, or awaited live."""
         if rec.done:
-            return self._recorded(rec, decode)
+            return self.recorded(rec, decode)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self.futures[rec.pos] = fut
@@ -94,7 +94,7 @@ class Waits:
             elif self.futures:  # other waits remain (gathered): the run may be idle for long
                 self.ex.poke()
         await self.ex.order.after_recorded()  # a replay's recorded outcomes first (_order)
-        return self._recorded(rec, decode)
+        return self.recorded(rec, decode)
 
     def arm(self, rec: WaitState) -> asyncio.Future[Any]:
         """A future ended at `rec.due` (a select's deadline), registered like an awaited wait
@@ -112,7 +112,7 @@ class Waits:
         if handle is not None:
             handle.cancel()
 
-    def _recorded(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
+    def recorded(self, rec: WaitState, decode: Callable[[msgspec.Raw], Any]) -> Any:
         state = self.ex.state
         if rec.cancelled:
             raise asyncio.CancelledError(f"{rec.describe()} at position {rec.pos}: cancelled")
