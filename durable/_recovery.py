@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from durable._events import decode_event
+from durable._events import RunStarted, decode_event
 from durable._gcpause import gc_paused
 from durable._snapshot import usable_state
 from durable._state import RunState, apply, starts_history
@@ -58,7 +58,7 @@ def fold_records(run_id: str, records: list[EventRecord]) -> RunState:
     state = RunState(run_id=run_id)
     for record in records:
         event = decode_event(record)
-        if starts_history(event):
+        if type(event) is RunStarted and starts_history(event):
             state = RunState(run_id=run_id)
         apply(state, record.seq, record.created_at, event)
     return state

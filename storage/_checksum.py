@@ -30,25 +30,23 @@ def checksum_of(event: EventRecord) -> int:
     return event_checksum(event.run_id, event.seq, event.type, event.data)
 
 
-def verified(rows: Iterable[Sequence[Any]], where: str) -> list[EventRecord]:
-    """Rows of (run_id, seq, type, data, created_at, checksum) as records, each checked.
+def verified(run_id: str, rows: Iterable[Sequence[Any]], where: str) -> list[EventRecord]:
+    """Rows of (seq, type, data, created_at, checksum) of the run `run_id` as records, each
+    checked. (The run id is not read back: one history is one run's, and a string per row
+    was a sixth of the read.)
 
-    The same CRC as event_checksum, computed incrementally: the run id's part once per run id
-    (a history is one run's), then per row its seq and tag and payload. A mismatch goes to
-    check() for the error message."""
+    The same CRC as event_checksum, computed incrementally: the run id's part once, then per
+    row its seq and tag and payload. A mismatch goes to check() for the error message."""
     records: list[EventRecord] = []
     add = records.append
     crc32 = zlib.crc32
-    heads: dict[str, int] = {}
-    for run_id, seq, tag, data, created_at, checksum in rows:
-        if checksum is not None:
-            head = heads.get(run_id)
-            if head is None:
-                head = heads[run_id] = crc32(f"{run_id}\x00".encode())
-            if type(data) is not bytes or checksum != crc32(
-                data, crc32(f"{seq}\x00{tag}\x00".encode(), head)
-            ):
-                check(run_id, seq, tag, data, checksum, where)
+    head = crc32(f"{run_id}\x00".encode())
+    for seq, tag, data, created_at, checksum in rows:
+        if checksum is not None and (
+            type(data) is not bytes
+            or checksum != crc32(data, crc32(f"{seq}\x00{tag}\x00".encode(), head))
+        ):
+            check(run_id, seq, tag, data, checksum, where)
         add(EventRecord(run_id, seq, tag, data, created_at))
     return records
 

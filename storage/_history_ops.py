@@ -68,7 +68,7 @@ SELECT_CHAIN = (
 )
 OLDEST_EVENT = "SELECT min(seq) FROM durable_events WHERE run_id = ?"
 SELECT_HISTORY = (
-    "SELECT run_id, seq, type, data, created_at, checksum FROM durable_events "
+    "SELECT seq, type, data, created_at, checksum FROM durable_events "
     "WHERE run_id = ? AND seq >= COALESCE((SELECT max(first_seq) FROM durable_histories "
     "WHERE run_id = ?), 0) ORDER BY seq"
 )

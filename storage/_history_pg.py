@@ -56,7 +56,7 @@ class PostgresHistories:
         await self._w().submit(functools.partial(record_history, run_id=run_id, mark=mark))
 
     async def read_history(self, run_id: str) -> list[EventRecord]:
-        return verified(await self._fetch(SELECT_HISTORY_PG, run_id, run_id), self._url)
+        return verified(run_id, await self._fetch(SELECT_HISTORY_PG, run_id, run_id), self._url)
 
     async def list_histories(self, run_id: str) -> list[HistoryRecord]:
         rows = await self._fetch(SELECT_CHAIN_PG, run_id)

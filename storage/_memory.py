@@ -274,11 +274,11 @@ class MemoryStore(MemoryHistories, MemoryValues, MemoryStreams, MemoryUpdates):
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         self._check_open()
         rows = (
-            (e.run_id, e.seq, e.type, e.data, e.created_at, checksum)
+            (e.seq, e.type, e.data, e.created_at, checksum)
             for e, checksum in self._events.get(run_id, ())
             if e.seq > after_seq
         )
-        return verified(rows, self._url)
+        return verified(run_id, rows, self._url)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         self._check_open()

@@ -39,11 +39,11 @@ class MemoryHistories:
         chain = self._chains.get(run_id, {})
         start = max((int(row[0] or 0) for row in chain.values()), default=0)
         rows = (
-            (e.run_id, e.seq, e.type, e.data, e.created_at, checksum)
+            (e.seq, e.type, e.data, e.created_at, checksum)
             for e, checksum in self._events.get(run_id, ())
             if e.seq >= start
         )
-        return verified(rows, self._url)
+        return verified(run_id, rows, self._url)
 
     async def list_histories(self, run_id: str) -> list[HistoryRecord]:
         self._check_open()

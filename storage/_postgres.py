@@ -405,7 +405,7 @@ class PostgresStore(
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         rows = await self._fetch(ops.SELECT_EVENTS, run_id, after_seq)
-        return verified(rows, self._url)
+        return verified(run_id, rows, self._url)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._fetch(ops.SELECT_RUN, run_id)

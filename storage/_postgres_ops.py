@@ -72,7 +72,7 @@ _FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES)) + ")"
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = $1"
 SELECT_EVENTS = (
-    "SELECT run_id, seq, type, data, created_at, checksum FROM durable_events "
+    "SELECT seq, type, data, created_at, checksum FROM durable_events "
     "WHERE run_id = $1 AND seq > $2 ORDER BY seq"
 )
 ANYTHING_CLAIMABLE = (

@@ -264,11 +264,11 @@ class SQLiteStore(SQLiteValues, SQLiteStreams):
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         rows = await self._read(ops.SELECT_EVENTS, (run_id, after_seq))
-        return verified(rows, self._path)
+        return verified(run_id, rows, self._path)
 
     async def read_history(self, run_id: str) -> list[EventRecord]:
         rows = await self._read(history.SELECT_HISTORY, (run_id, run_id))
-        return verified(rows, self._path)
+        return verified(run_id, rows, self._path)
 
     async def list_histories(self, run_id: str) -> list[HistoryRecord]:
         rows = await self._read(history.SELECT_CHAIN, (run_id,))

@@ -53,7 +53,7 @@ _INSERT_EVENT = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 SELECT_EVENTS = (
-    "SELECT run_id, seq, type, data, created_at, checksum FROM durable_events "
+    "SELECT seq, type, data, created_at, checksum FROM durable_events "
     "WHERE run_id = ? AND seq > ? ORDER BY seq"
 )
 _SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM durable_runs WHERE run_id = ?"
