@@ -2,8 +2,9 @@
 
 argv: DB_URL MAX_CRASHES ("app-default" for the App default) RUN_IDS... Starts a run for each
 id not yet in the database, by its prefix: `bomb-*` (a Python step that kills the process),
-`dag-*` (a DAG `function:` step that does), `calm-*`; then works until all of them ended, and
-prints `status run_id=...` lines.
+`dag-*` (a DAG `function:` step that does), `flow-*` (a builder workflow's tool step that
+does), `agent-*` (a durable agent's tool that does), `calm-*`; then works until all of them
+ended, and prints `status run_id=...` lines.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from durable import RunNotFoundError
 from durable.dag import parse_definition
 from sdk import App, Context, RunFailed
+from sdk.workflows import WorkflowBuilder, WorkflowContext
 
 CRASH_DAG = """
 name: crashdag
@@ -28,6 +30,29 @@ tasks:
 def kill_self() -> str:
     os.kill(os.getpid(), signal.SIGKILL)
     return "unreachable"
+
+
+CRASH_FLOW = WorkflowBuilder("crashflow").add_tool_step("boom", kill_self, {}).build()
+
+
+def add_agent(app: App) -> None:
+    """Only for `agent-*` runs: importing Pydantic AI costs seconds per worker process."""
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:  # the prompt alone: call the tool (whose answer never comes)
+            return ModelResponse(parts=[ToolCallPart("boom", {}, tool_call_id="b")])
+        return ModelResponse(parts=[TextPart("unreachable")])
+
+    agent = Agent(FunctionModel(respond, model_name="fn"), name="bomber")
+    agent.tool_plain(name="boom")(kill_self)
+    bomber = app.agent(agent)
+
+    @app.workflow()
+    async def agentbomb(ctx: Context) -> str:
+        return (await bomber.run("go")).output
 
 
 def build(url: str, max_crashes: str) -> App:
@@ -57,12 +82,15 @@ def build(url: str, max_crashes: str) -> App:
 
     app.register_function(kill_self, name="crash:boom")
     app.register_dag(parse_definition(CRASH_DAG, "crashdag.yaml"))
+    app.register_workflow(CRASH_FLOW)
     return app
 
 
 async def main() -> None:
     url, max_crashes, *run_ids = sys.argv[1:]
     app = build(url, max_crashes)
+    if any(run_id.startswith("agent-") for run_id in run_ids):
+        add_agent(app)
     async with app:
         handles = []
         for run_id in run_ids:
@@ -73,6 +101,11 @@ async def main() -> None:
                 handles.append(await app.start("bomb", run_id=run_id))
             elif kind == "dag":
                 handles.append(await app.start("crashdag", run_id=run_id))
+            elif kind == "flow":
+                payload = WorkflowContext(workflow_id=run_id).to_payload()
+                handles.append(await app.start("crashflow", payload, run_id=run_id))
+            elif kind == "agent":
+                handles.append(await app.start("agentbomb", run_id=run_id))
             else:
                 handles.append(await app.start("calm", 41, run_id=run_id))
         for handle in handles:

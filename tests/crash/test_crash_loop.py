@@ -91,6 +91,36 @@ def test_a_dag_step_that_kills_its_process_fails_after_the_apps_max_step_crashes
     assert "max_crashes=2" in failed[0].error.message
 
 
+@pytest.mark.parametrize(
+    ("run_id", "step", "error"),
+    [
+        ("flow-1", "boom", "durable.flow.WorkflowFailedError: workflow 'crashflow' failed"),
+        ("agent-1", "bomber.tool.boom", "durable.StepFailed: step 'bomber.tool.boom'"),
+    ],
+)
+def test_builder_and_agent_steps_that_kill_their_process_fail_after_max_step_crashes(
+    tmp_path: Path, run_id: str, step: str, error: str
+) -> None:
+    """The guard behind every other kind of step: a builder workflow's tool step and a
+    durable agent's tool call, each a body that SIGKILLs its worker, with App(max_step_crashes=2)
+    (the limit would be 10 if it did not reach them, and never if the guard were off)."""
+    db = tmp_path / "loop.db"
+    deaths, out = _restart_until_done(db, "2", run_id, most=12)
+    # The tool call starts after the model request's outcome was committed in the same
+    # execution: its StepStarted may then ride with its own outcome's commit (see
+    # _step_runner), which the first death never makes; that one death can go uncounted.
+    assert deaths == 2 or (run_id.startswith("agent") and deaths == 3), deaths
+    assert out.startswith(f"failed {run_id}=run {run_id!r} failed: {error}"), out
+    events = _events(db, run_id)
+    starts = [e for e in events if isinstance(e, ev.StepStarted) and e.name == step]
+    assert len(starts) == 2
+    failed = [e for e in events if isinstance(e, ev.StepFailed)]
+    assert len(failed) == 1 and failed[0].error.type == "durable.StepInterrupted"
+    assert f"step {step!r} crashed its worker process 2 times" in failed[0].error.message
+    assert "max_crashes=2" in failed[0].error.message
+    assert isinstance(events[-1], ev.RunFailed)
+
+
 def test_max_crashes_is_checked() -> None:
     with pytest.raises(ValueError, match=r"App max_step_crashes must be an int >= 1, got 0"):
         App("sqlite:///:memory:", max_step_crashes=0)
