@@ -35,6 +35,6 @@ async def test_a_javascript_step_times_out_after_its_timeout_minutes(tmp_path: P
     assert spin.status == "failed" and spin.attempts == 1
     assert spin.error is not None
     assert "JavaScript evaluation timed out after 1.2s; sandbox killed" in spin.error, spin.error
-    # The step's own span: the timeout plus the kill, well below twice it (or the 30 s default).
-    assert spin.duration_seconds is not None and 1.2 - 0.02 <= spin.duration_seconds < 2.4
+    # The step's own span: the timeout plus the kill, below three times it (not the 30 s default).
+    assert spin.duration_seconds is not None and 1.2 - 0.02 <= spin.duration_seconds < 3.6
     assert elapsed < 15.0  # the whole run, sandbox start-up included
