@@ -75,6 +75,59 @@ async def test_heartbeat_renews_only_the_runs_executing_here(tmp_path: Path) -> 
         assert await app.handle("orphan").result(timeout=10) == "finished"
 
 
+async def test_heartbeats_move_the_executing_runs_lease_and_no_other(tmp_path: Path) -> None:
+    """Watched in the database, heartbeat after heartbeat: the lease of the run executing here
+    moves forward each time; that of a run held in this worker's name that nothing here
+    executes (of a workflow this worker does not even have, so it never claims it) stays
+    exactly where it was put."""
+    path = tmp_path / "l.db"
+    setup = App(f"sqlite:///{path}", worker=False)
+
+    @setup.workflow(name="elsewhere")
+    async def elsewhere(ctx: Context) -> str:
+        return "not here"
+
+    async with setup:
+        await setup.start("elsewhere", run_id="stale")
+    app = App(f"sqlite:///{path}", poll_interval=0.05, lease_ttl=1.2)  # a heartbeat per 0.4 s
+    gate = asyncio.Event()
+    running = asyncio.Event()
+
+    @app.step()
+    async def hold() -> str:
+        running.set()
+        await gate.wait()
+        return "held"
+
+    @app.workflow(name="live")
+    async def live(ctx: Context) -> str:
+        return await hold()
+
+    async with app:
+        await app.start("live", run_id="live")
+        await asyncio.wait_for(running.wait(), 10)
+        owner = app.engine.worker.owner if app.engine.worker else ""
+        stale_until = time.time() + 60  # far enough that nobody may claim it meanwhile
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "UPDATE durable_runs SET owner = ?, epoch = 3, lease_expires_at = ? "
+                "WHERE run_id = 'stale'",
+                (owner, stale_until),
+            )
+        samples: list[tuple[float, dict[str, float]]] = []  # (when, lease of each run)
+        for _ in range(9):  # 2.4 s: five heartbeats or more
+            with sqlite3.connect(path) as conn:
+                rows = conn.execute("SELECT run_id, lease_expires_at FROM durable_runs")
+                samples.append((time.time(), dict(rows.fetchall())))
+            await asyncio.sleep(0.3)
+        gate.set()
+        assert await app.handle("live").result(timeout=10) == "held"
+    live_leases = [leases["live"] for _, leases in samples]
+    assert len(set(live_leases)) >= 4, live_leases  # renewed again and again ...
+    assert all(leases["live"] > when for when, leases in samples), samples  # ... never lapsed
+    assert [leases["stale"] for _, leases in samples] == [stale_until] * len(samples)
+
+
 async def test_a_ctx_value_is_durable_before_a_step_that_uses_it_starts(tmp_path: Path) -> None:
     """A step's effects may depend on a ctx value: if the value were not durable and the
     process died, the step would re-run with a different one. The body checks the log."""

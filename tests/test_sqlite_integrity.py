@@ -119,12 +119,13 @@ async def test_a_flipped_byte_in_an_event_fails_every_reader_clearly(tmp_path: P
     assert changed.endswith(b"result\x0b")  # 10 became 11, and msgpack can't tell
 
     async with app:
-        with pytest.raises(EventChecksumError) as caught:
+        damaged = rf"^run '{run_id}': event #3 \(\w+\) in .* is damaged"
+        with pytest.raises(EventChecksumError, match=damaged) as caught:
             await app.get_run(run_id)
         assert (caught.value.run_id, caught.value.seq) == (run_id, 3)
-        with pytest.raises(EventChecksumError):
+        with pytest.raises(EventChecksumError, match=damaged):
             await app.events(run_id)
-        with pytest.raises(EventChecksumError):
+        with pytest.raises(EventChecksumError, match=damaged):
             async for _ in app.watch(run_id):
                 pass
         assert [r.run_id for r in await app.list_runs()] == [run_id]  # the row still reads

@@ -74,12 +74,15 @@ async def test_py_script_with_args_and_exit_code(tmp_path: Path) -> None:
     (tmp_path / "job.py").write_text(
         "import sys\nprint('args', sys.argv[1:])\nprint('exe', sys.executable)\nsys.exit(7)\n"
     )
+    began = time.monotonic()
     result = await run_script("job.py one 'two words'", cwd=tmp_path)
+    took = time.monotonic() - began
     assert isinstance(result, ScriptResult)
     assert result.exit_code == 7 and result.signal is None and not result.timed_out
     assert "args ['one', 'two words']" in result.stdout
     assert f"exe {sys.executable}" in result.stdout
-    assert result.duration >= 0
+    # In seconds, the child's whole life: more than nothing (a Python starts), within the call.
+    assert 0.001 < result.duration <= took
 
 
 async def test_py_script_by_absolute_path(tmp_path: Path) -> None:

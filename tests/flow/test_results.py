@@ -4,6 +4,7 @@ StepResults as steps finish, and the WorkflowLogger's hooks."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +136,16 @@ async def test_execute_workflow_stream_and_a_replayed_stream(tmp_path: Path) -> 
     )
     engine = WorkflowEngine(make_app(tmp_path))
     context = WorkflowContext(workflow_id="r1")
+    began = time.time()
     live = [r async for r in execute_workflow_stream(workflow, context, engine)]
+    ended = time.time()
     assert [(r.step_id, r.output, r.is_success) for r in live] == [("a", 1, True), ("b", 2, True)]
-    assert all(r.execution_time_ms >= 0 and r.error is None for r in live)
+    assert all(r.error is None for r in live)
+    for r in live:
+        # The span the log recorded, inside the stream's own, in milliseconds.
+        assert r.started_at is not None and r.finished_at is not None
+        assert began <= r.started_at <= r.finished_at <= ended
+        assert r.execution_time_ms == round((r.finished_at - r.started_at) * 1000, 3)
     # Streaming a finished run again reads the same results from its log.
     again = [r async for r in execute_workflow_stream(workflow, context, engine)]
     assert again == live

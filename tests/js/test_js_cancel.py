@@ -93,7 +93,7 @@ async def test_cancelling_a_run_kills_the_sandbox_running_its_javascript(tmp_pat
         busy = await spinning(pids)
         began = time.monotonic()
         await app.cancel(handle.run_id, "enough spinning")
-        with pytest.raises(RunCancelled):
+        with pytest.raises(RunCancelled, match="run 'spin-1' was cancelled"):
             await handle.result(20)
         assert time.monotonic() - began < 10
         for _ in range(100):  # 5 s at most

@@ -97,7 +97,7 @@ async def test_more_evaluations_than_sandboxes_queue(pool: JsSandboxPool) -> Non
 
 
 async def test_js_exception_has_message_name_and_stack(pool: JsSandboxPool) -> None:
-    with pytest.raises(JsError) as caught:
+    with pytest.raises(JsError, match=r"^TypeError: bad input$") as caught:
         await pool.evaluate(
             "const x = 1;\nfunction check() { throw new TypeError('bad input'); }\ncheck();"
         )
@@ -167,7 +167,7 @@ async def test_values_round_trip(pool: JsSandboxPool) -> None:
 
 
 async def test_unsendable_result_is_an_error(pool: JsSandboxPool) -> None:
-    with pytest.raises(JsError):
+    with pytest.raises(JsError, match=r"^TypeError: cannot send a JsFunction out of the sandbox$"):
         await pool.evaluate("return () => 1;")
     assert await pool.evaluate("return 1;") == 1
 

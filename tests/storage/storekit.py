@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 
 import msgspec
@@ -22,6 +23,24 @@ from storage import (
 
 # Timestamps are explicit everywhere (stores never read the clock), so tests use round numbers.
 T0 = 1_000.0
+
+# What every backend says when used unopened or after close() (the store's name varies).
+CLOSED = r"store .*is not open$"
+
+
+def conflict(run_id: str, expected: int, actual: int) -> str:
+    """The message of the SequenceConflictError every backend raises, as a pattern."""
+    return re.escape(
+        f"run {run_id!r}: append expected last event seq {expected}, but the log is at {actual}"
+    )
+
+
+def lease_lost(run_id: str, owner: str, epoch: int, holder: str | None, held_epoch: int) -> str:
+    """The message of the LeaseLostError for a write under (owner, epoch), as a pattern."""
+    return re.escape(
+        f"run {run_id!r}: lease epoch {epoch} of worker {owner!r} is stale (now held by "
+        f"{holder!r} at epoch {held_epoch}); write rejected"
+    )
 
 
 def event(run_id: str, seq: int, type: str = "E", *, at: float | None = None) -> EventRecord:

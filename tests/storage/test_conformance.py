@@ -8,11 +8,12 @@ to do.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
 from conftest import StoreFactory
-from storekit import T0, append, create, event, must_get, new_run
+from storekit import CLOSED, T0, append, conflict, create, event, lease_lost, must_get, new_run
 
 from storage import (
     Append,
@@ -101,7 +102,7 @@ async def test_expected_seq_conflict_raises_and_writes_nothing(store: Store) -> 
     await store.append(append("r", 1, 2))
     before = await must_get(store, "r")
     for wrong in (0, 1, 2, 4):
-        with pytest.raises(SequenceConflictError) as info:
+        with pytest.raises(SequenceConflictError, match=conflict("r", wrong, 3)) as info:
             await store.append(append("r", wrong, update=RunUpdate(status="failed")))
         assert (info.value.run_id, info.value.expected, info.value.actual) == ("r", wrong, 3)
     assert await must_get(store, "r") == before
@@ -147,13 +148,15 @@ async def test_writes_issued_across_loop_turns_keep_their_order(store: Store) ->
 
 async def test_multi_event_append_is_all_or_nothing(store: Store) -> None:
     await create(store, "r", owner="w1", lease_expires_at=T0 + 30)
-    refused: list[tuple[Append, type[Exception]]] = [
-        (append("r", 0, 3, fence=Fence("w1", 1)), SequenceConflictError),
-        (append("r", 1, 3, fence=Fence("w1", 0)), LeaseLostError),  # stale epoch
-        (append("r", 1, 3, fence=Fence("w2", 1)), LeaseLostError),  # someone else's
+    lost = LeaseLostError
+    refused: list[tuple[Append, type[Exception], str]] = [
+        (append("r", 0, 3, fence=Fence("w1", 1)), SequenceConflictError, conflict("r", 0, 1)),
+        # A stale epoch, then someone else's.
+        (append("r", 1, 3, fence=Fence("w1", 0)), lost, lease_lost("r", "w1", 0, "w1", 1)),
+        (append("r", 1, 3, fence=Fence("w2", 1)), lost, lease_lost("r", "w2", 1, "w1", 1)),
     ]
-    for bad, error in refused:
-        with pytest.raises(error):
+    for bad, error, message in refused:
+        with pytest.raises(error, match=message):
             await store.append(bad)
     assert [e.seq for e in await store.read_events("r")] == [1]
     await store.append(append("r", 1, 3, fence=Fence("w1", 1)))
@@ -168,7 +171,7 @@ async def test_refused_append_does_not_spoil_its_batch(store: Store) -> None:
     bad_b = store.append(append("b", 7, 2))
     good_b = store.append(append("b", 1, 2))
     await good_a
-    with pytest.raises(SequenceConflictError):
+    with pytest.raises(SequenceConflictError, match=conflict("b", 7, 1)):
         await bad_b
     await good_b
     assert [e.seq for e in await store.read_events("a")] == [1, 2, 3]
@@ -207,7 +210,7 @@ async def test_final_status_makes_a_run_unclaimable(store: Store) -> None:
 async def test_append_to_unknown_run_raises_run_not_found(store: Store) -> None:
     await create(store, "r")
     for bad in (append("nope", 0), append("nope", 1, fence=Fence("w1", 1))):
-        with pytest.raises(RunNotFoundError) as info:
+        with pytest.raises(RunNotFoundError, match=r"^no run with id 'nope'$") as info:
             await store.append(bad)
         assert info.value.run_id == "nope"
     assert await store.get_run("nope") is None
@@ -219,14 +222,16 @@ async def test_events_must_continue_the_log_they_name(store: Store) -> None:
     written, and the log goes on from where it was."""
     await create(store, "r")
     await create(store, "other")
-    bad = [
-        Append("r", (event("r", 7),), 1),  # a gap after 1
-        Append("r", (event("r", 2), event("r", 2)), 1),  # the same seq twice
-        Append("r", (event("r", 2), event("r", 4)), 1),  # a gap inside the append
-        Append("r", (event("other", 2),), 1),  # another run's event
+    bad = [  # each with the event the refusal names, and what it should have been
+        (Append("r", (event("r", 7),), 1), "'r'#7 should be 'r'#2"),  # a gap after 1
+        (Append("r", (event("r", 2), event("r", 2)), 1), "'r'#2 should be 'r'#3"),  # twice
+        (Append("r", (event("r", 2), event("r", 4)), 1), "'r'#4 should be 'r'#3"),  # a gap
+        (Append("r", (event("other", 2),), 1), "'other'#2 should be 'r'#2"),  # another run's
     ]
-    for wrong in bad:
-        with pytest.raises(InvalidAppendError):
+    for wrong, named in bad:
+        with pytest.raises(
+            InvalidAppendError, match=rf"^append to run 'r' after seq 1: event {named}$"
+        ):
             await store.append(wrong)
     assert [e.seq for e in await store.read_events("r")] == [1]
     assert (await must_get(store, "r")).last_seq == 1
@@ -237,9 +242,9 @@ async def test_events_must_continue_the_log_they_name(store: Store) -> None:
 
 async def test_append_without_events_checks_and_applies_the_update(store: Store) -> None:
     await create(store, "r", owner="w1", lease_expires_at=T0 + 30)
-    with pytest.raises(SequenceConflictError):
+    with pytest.raises(SequenceConflictError, match=conflict("r", 0, 1)):
         await store.append(Append("r", (), 0))
-    with pytest.raises(LeaseLostError):
+    with pytest.raises(LeaseLostError, match=lease_lost("r", "w1", 0, "w1", 1)):
         await store.append(Append("r", (), 1, Fence("w1", 0)))
     before = await must_get(store, "r")
     await store.append(Append("r", (), 1, Fence("w1", 1), RunUpdate(status="cancelled")))
@@ -322,7 +327,7 @@ async def test_claim_takes_expired_leases_and_fences_the_old_owner(store: Store)
     assert await store.claim_runs("w2", limit=1, lease_ttl=10, now=T0 + 5) == []
     (second,) = await store.claim_runs("w2", limit=1, lease_ttl=10, now=T0 + 11)
     assert (first.fence, second.fence) == (Fence("w1", 1), Fence("w2", 2))
-    with pytest.raises(LeaseLostError) as info:
+    with pytest.raises(LeaseLostError, match=lease_lost("r", "w1", 1, "w2", 2)) as info:
         await store.append(append("r", 1, 2, fence=first.fence, update=RunUpdate(status="failed")))
     err = info.value
     assert (err.run_id, err.owner, err.epoch) == ("r", "w1", 1)
@@ -331,7 +336,7 @@ async def test_claim_takes_expired_leases_and_fences_the_old_owner(store: Store)
     assert (await must_get(store, "r")).status == "pending"
     await store.append(append("r", 1, 2, fence=second.fence))
     # A current fence with a wrong seq is a sequence conflict, not a lost lease.
-    with pytest.raises(SequenceConflictError):
+    with pytest.raises(SequenceConflictError, match=conflict("r", 1, 3)):
         await store.append(append("r", 1, fence=second.fence))
 
 
@@ -371,6 +376,32 @@ async def test_claim_leaves_out_excluded_runs(store: Store) -> None:
     again = await store.claim_runs("w1", limit=10, lease_ttl=10, now=T0 + 20, exclude=["a"])
     assert sorted(c.run.run_id for c in again) == ["b", "c"]
     assert (await must_get(store, "a")).epoch == 1
+
+
+async def test_excluded_runs_take_no_claim_slot_and_no_other_claimer_is_bound(
+    store: Store,
+) -> None:
+    """A worker executing many runs whose leases lapsed (they come first in claim order) still
+    gets `limit` other runs: the exclusion applies before the limit, by exact id, and leaves
+    the excluded rows as they were. It binds only the claimer that passes it: another worker
+    takes those lapsed runs."""
+    held = [f"held-{i:02d}" for i in range(30)]
+    await asyncio.gather(*(create(store, run_id, created_at=T0) for run_id in held))
+    taken = await store.claim_runs("w1", limit=100, lease_ttl=10, now=T0)
+    assert sorted(c.run.run_id for c in taken) == held
+    for i, run_id in enumerate(("new-a", "new-b", "new-c", "new-d")):
+        await create(store, run_id, created_at=T0 + 5 + i)
+    # Lapsed at T0 + 10. Near misses of a new run's id ("new" a prefix, "NEW-A" its case)
+    # exclude nothing.
+    exclude = [*held, "new", "NEW-A", "new-a%", "missing"]
+    claims = await store.claim_runs("w1", limit=3, lease_ttl=10, now=T0 + 20, exclude=exclude)
+    assert [c.run.run_id for c in claims] == ["new-a", "new-b", "new-c"]
+    for run_id in held:
+        row = await must_get(store, run_id)
+        assert (row.owner, row.epoch, row.lease_expires_at) == ("w1", 1, T0 + 10)
+    others = await store.claim_runs("w2", limit=100, lease_ttl=10, now=T0 + 20)
+    assert sorted(c.run.run_id for c in others) == [*held, "new-d"]
+    assert {c.fence for c in others if c.run.run_id in held} == {Fence("w2", 2)}
 
 
 async def test_renew_extends_only_the_owners_unfinished_runs(store: Store) -> None:
@@ -414,7 +445,7 @@ async def test_release_needs_the_matching_fence(store: Store) -> None:
     assert await store.claim_runs("w3", limit=1, lease_ttl=10, now=T0 + 99) == []
     (again,) = await store.claim_runs("w3", limit=1, lease_ttl=10, now=T0 + 100)
     assert again.fence == Fence("w3", 3)
-    with pytest.raises(LeaseLostError):
+    with pytest.raises(LeaseLostError, match=lease_lost("r", "w2", 2, "w3", 3)):
         await store.append(append("r", 1, fence=current.fence))
     # Without a ready time the run is claimable at once.
     await store.release_leases([Release("r", again.fence)])
@@ -441,21 +472,21 @@ async def test_closed_or_unopened_store_raises_store_closed(store_factory: Store
     await create(closed, "r")
     await closed.close()
     for s in (unopened, closed):
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.create_run(new_run("x"), event("x", 1))
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.append(append("r", 1))
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.read_events("r")
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.get_run("r")
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.list_runs(RunQuery())
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.claim_runs("w", limit=1, lease_ttl=1, now=T0)
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.renew_leases("w", lease_ttl=1, now=T0)
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.release_leases([Release("r", Fence("w", 1))])
 
 
@@ -497,7 +528,7 @@ async def test_sqlite_on_a_non_database_file_is_database_open_error(tmp_path: Pa
     ],
 )
 def test_bad_urls_raise_database_url_error(url: str, fragment: str) -> None:
-    with pytest.raises(DatabaseURLError) as info:
+    with pytest.raises(DatabaseURLError, match=re.escape(fragment)) as info:
         open_store(url)
     message = str(info.value)
     assert fragment in message

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from storekit import T0, event, new_run
+from storekit import T0, conflict, event, new_run
 
 from storage import (
     Append,
@@ -90,7 +90,7 @@ async def test_a_refused_append_opens_no_wait(store: Store) -> None:
         new_run("r", owner="w", lease_expires_at=T0 + 1e9), event("r", 1)
     )
     wait = NewCompletion(pos=0, name="x", nonce="n", deadline=None, created_at=T0)
-    with pytest.raises(SequenceConflictError):
+    with pytest.raises(SequenceConflictError, match=conflict("r", 4, 1)):
         await store.append(
             Append("r", (event("r", 5),), 4, fence=Fence("w", run.epoch), completions=(wait,))
         )

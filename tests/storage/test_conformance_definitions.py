@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from conftest import StoreFactory
-from storekit import T0
+from storekit import CLOSED, T0
 
 from storage import (
     DefinitionConflictError,
@@ -106,7 +106,7 @@ async def test_a_different_definition_under_a_stored_version_is_refused(store: S
     await store.put_definition(other)
     before = await snapshot(store)
     changed = definition(fingerprint="9f8e7d6c5b4a" + "f" * 52, source="changed", at=T0 + 9)
-    with pytest.raises(DefinitionConflictError) as info:
+    with pytest.raises(DefinitionConflictError, match=r"^workflow 'etl' version '1' is") as info:
         await store.put_definition(changed)
     err = info.value
     assert isinstance(err, StorageError)
@@ -172,7 +172,7 @@ async def test_count_follows_inserts_only(store: Store) -> None:
     await store.put_definition(definition("a", "1"))
     assert await store.count_definitions() == 1
     await store.put_definition(definition("a", "1"))  # idempotent: no new row
-    with pytest.raises(DefinitionConflictError):
+    with pytest.raises(DefinitionConflictError, match=r"^workflow 'a' version '1' is already"):
         await store.put_definition(definition("a", "1", fingerprint="other"))
     assert await store.count_definitions() == 1
     await store.put_definition(definition("a", "2"))
@@ -288,11 +288,11 @@ async def test_definitions_of_a_closed_or_unopened_store_raise_store_closed(
     await closed.put_definition(definition())
     await closed.close()
     for s in (unopened, closed):
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.put_definition(definition())
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.get_definition("etl", "1")
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.list_definitions()
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.count_definitions()

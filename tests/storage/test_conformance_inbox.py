@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from conftest import StoreFactory
-from storekit import T0, append, create, event, must_get
+from storekit import CLOSED, T0, append, conflict, create, event, lease_lost, must_get
 
 from storage import (
     Append,
@@ -122,7 +122,7 @@ async def test_concurrent_sends_with_one_dedupe_key_store_one(store: Store) -> N
 
 async def test_send_to_an_unknown_run_raises_and_stores_nothing(store: Store) -> None:
     await create(store, "r")
-    with pytest.raises(RunNotFoundError) as info:
+    with pytest.raises(RunNotFoundError, match=r"^no run with id 'nope'$") as info:
         await store.send(item("nope"))
     assert info.value.run_id == "nope"
     assert await store.read_inbox(["nope", "r"]) == []
@@ -227,22 +227,25 @@ async def test_a_refused_append_consumes_and_sends_nothing(store: Store) -> None
     mine = await store.send(item("r", at=T0))
     before = await must_get(store, "parent")
     note = item("parent", "child-done", at=T0 + 1, kind="child")
-    refused: list[tuple[Append, type[Exception]]] = [
+    refused: list[tuple[Append, type[Exception], str]] = [
         (
             Append("r", (event("r", 3),), 2, Fence("w1", 1), None, (mine.id,), (note,)),
             SequenceConflictError,
+            conflict("r", 2, 1),
         ),
         (
             Append("r", (event("r", 2),), 1, Fence("w1", 0), None, (mine.id,), (note,)),
             LeaseLostError,
+            lease_lost("r", "w1", 0, "w1", 1),
         ),
         (
             Append("r", (event("r", 2),), 1, Fence("w2", 1), None, (mine.id,), (note,)),
             LeaseLostError,
+            lease_lost("r", "w2", 1, "w1", 1),
         ),
     ]
-    for bad, error in refused:
-        with pytest.raises(error):
+    for bad, error, message in refused:
+        with pytest.raises(error, match=message):
             await store.append(bad)
     assert await store.read_inbox(["r", "parent"]) == [mine]
     assert await must_get(store, "parent") == before  # not woken either
@@ -392,16 +395,16 @@ async def test_closed_or_unopened_store_refuses_the_new_calls(store_factory: Sto
     await create(closed, "r")
     await closed.close()
     for s in (unopened, closed):
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.send(item("r"))
         for run_ids in (["r"], []):
-            with pytest.raises(StoreClosedError):
+            with pytest.raises(StoreClosedError, match=CLOSED):
                 await s.read_inbox(run_ids)
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.prune_runs(T0)
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.heartbeat_worker("w", [], now=T0, ttl=1)
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.list_workers(now=T0)
-        with pytest.raises(StoreClosedError):
+        with pytest.raises(StoreClosedError, match=CLOSED):
             await s.remove_worker("w")

@@ -30,7 +30,8 @@ async def test_a_changed_payload_fails_every_read_that_includes_it(store: Store)
     for seq in range(1, 7):
         await tamper(store, "r", seq, data=b"changed")
         for after in range(seq):
-            with pytest.raises(EventChecksumError) as caught:
+            damaged = rf"^run 'r': event #{seq} \(\w+\) in .* is damaged: its type tag or"
+            with pytest.raises(EventChecksumError, match=damaged) as caught:
                 await store.read_events("r", after_seq=after)
             assert (caught.value.run_id, caught.value.seq) == ("r", seq)
         message = str(caught.value)
@@ -47,7 +48,9 @@ async def test_a_changed_payload_fails_every_read_that_includes_it(store: Store)
 async def test_a_changed_type_tag_is_refused(store: Store) -> None:
     await write_by_every_path(store, "r")
     await tamper(store, "r", 4, type="RunCompleted")
-    with pytest.raises(EventChecksumError) as caught:
+    with pytest.raises(
+        EventChecksumError, match=r"^run 'r': event #4 \(RunCompleted\) in "
+    ) as caught:
         await store.read_events("r")
     assert caught.value.seq == 4
     assert isinstance(caught.value, StorageError)
@@ -58,7 +61,9 @@ async def test_payloads_swapped_between_events_are_refused(store: Store) -> None
     intact = await write_by_every_path(store, "r")
     await tamper(store, "r", 2, data=intact[2].data)
     await tamper(store, "r", 3, data=intact[1].data)
-    with pytest.raises(EventChecksumError) as caught:
+    with pytest.raises(
+        EventChecksumError, match=r"^run 'r': event #2 \(E\) in .* is damaged"
+    ) as caught:
         await store.read_events("r")
     assert caught.value.seq == 2
 

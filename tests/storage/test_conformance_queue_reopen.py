@@ -59,7 +59,8 @@ async def test_a_reopen_whose_dedupe_key_is_taken_names_the_holder(store: Store)
     seq = await fail(store, "first")
     await start(store, "second", dedupe_key="order-7")  # the key was freed by the failure
     before = await store.get_run("first")
-    with pytest.raises(DedupeKeyHeldError) as caught:
+    held = r"^run 'first' cannot be reopened: run 'second' of queue 'emails' now holds"
+    with pytest.raises(DedupeKeyHeldError, match=held) as caught:
         await reopen(store, "first", seq)
     assert caught.value.holder == "second"
     assert "second" in str(caught.value) and "order-7" in str(caught.value)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from storekit import T0, append, create, event, events, must_get, new_run
+from storekit import T0, append, conflict, create, event, events, lease_lost, must_get, new_run
 
 from storage import (
     EventRecord,
     Fence,
     InvalidAppendError,
+    LeaseLostError,
     NewInboxItem,
     NewRun,
     RunNotFoundError,
@@ -20,7 +21,6 @@ from storage import (
     RunStatusError,
     RunUpdate,
     SequenceConflictError,
-    StorageError,
     Store,
 )
 
@@ -68,7 +68,7 @@ async def test_create_run_with_history_stores_the_whole_log_at_once(store: Store
     assert await store.read_events("fork") == [first, *history]
     assert await store.read_events("fork", after_seq=3) == list(history[2:])
     # The log goes on from the last copied event, and only from there.
-    with pytest.raises(SequenceConflictError):
+    with pytest.raises(SequenceConflictError, match=conflict("fork", 1, 5)):
         await store.append(append("fork", 1))
     await store.append(append("fork", 5))
     assert (await must_get(store, "fork")).last_seq == 6
@@ -107,7 +107,7 @@ async def test_create_run_history_is_ignored_for_an_existing_run(store: Store) -
 async def test_create_run_with_a_bad_history_writes_nothing(
     store: Store, history: tuple[EventRecord, ...]
 ) -> None:
-    with pytest.raises(InvalidAppendError):
+    with pytest.raises(InvalidAppendError, match=r"^history of new run 'fork' after seq 1: "):
         await store.create_run(new_run("fork"), event("fork", 1), history)
     assert await store.get_run("fork") is None
     assert await store.read_events("fork") == []
@@ -119,7 +119,7 @@ async def test_create_run_with_a_bad_history_writes_nothing(
 
 async def test_a_bad_history_is_refused_even_for_an_existing_run(store: Store) -> None:
     before = await create(store, "r")
-    with pytest.raises(InvalidAppendError):
+    with pytest.raises(InvalidAppendError, match=r"event 'r'#5 should be 'r'#2$"):
         await store.create_run(new_run("r"), event("r", 1), (event("r", 5),))
     await unchanged(store, "r", before, [event("r", 1, "Started", at=T0)])
 
@@ -168,7 +168,7 @@ async def test_reopen_resets_the_row_appends_the_event_and_makes_it_claimable(
     # ... then at once, by anyone, under a new epoch that fences out the old holder.
     (claim,) = await store.claim_runs("w2", limit=10, lease_ttl=30, now=now)
     assert claim.run.run_id == "r" and claim.fence == Fence("w2", 2)
-    with pytest.raises(StorageError):
+    with pytest.raises(LeaseLostError, match=lease_lost("r", "w1", 1, "w2", 2)):
         await store.append(append("r", 4, fence=Fence("w1", 1)))
     await store.append(append("r", 4, fence=claim.fence))
     assert (await must_get(store, "r")).last_seq == 5
@@ -177,7 +177,7 @@ async def test_reopen_resets_the_row_appends_the_event_and_makes_it_claimable(
 async def test_reopen_of_a_wrong_status_is_refused_and_writes_nothing(store: Store) -> None:
     done = await finished(store, "done", status="succeeded")
     done_log = await store.read_events("done")
-    with pytest.raises(RunStatusError) as info:
+    with pytest.raises(RunStatusError, match=r"^run 'done' is succeeded, not ") as info:
         await reopen(store, "done", 4)
     err = info.value
     assert (err.run_id, err.status, err.expected) == ("done", "succeeded", RETRYABLE)
@@ -186,7 +186,7 @@ async def test_reopen_of_a_wrong_status_is_refused_and_writes_nothing(store: Sto
 
     # An unfinished run is no exception, however it is held.
     live = await create(store, "live")
-    with pytest.raises(RunStatusError) as info:
+    with pytest.raises(RunStatusError, match=r"^run 'live' is pending, not ") as info:
         await reopen(store, "live", 2)
     assert info.value.status == "pending"
     await unchanged(store, "live", live, [event("live", 1, "Started", at=T0)])
@@ -199,7 +199,7 @@ async def test_reopen_of_a_wrong_status_is_refused_and_writes_nothing(store: Sto
 
 
 async def test_reopen_of_an_unknown_run_is_run_not_found(store: Store) -> None:
-    with pytest.raises(RunNotFoundError) as info:
+    with pytest.raises(RunNotFoundError, match=r"^no run with id 'ghost'$") as info:
         await reopen(store, "ghost", 2)
     assert info.value.run_id == "ghost"
     assert await store.get_run("ghost") is None
@@ -212,7 +212,7 @@ async def test_reopen_with_a_stale_seq_is_a_conflict_and_writes_nothing(
 ) -> None:
     row = await finished(store, "r")
     log = await store.read_events("r")
-    with pytest.raises(SequenceConflictError) as info:
+    with pytest.raises(SequenceConflictError, match=conflict("r", seq - 1, 3)) as info:
         await reopen(store, "r", seq)
     assert (info.value.run_id, info.value.expected, info.value.actual) == ("r", seq - 1, 3)
     await unchanged(store, "r", row, log)
@@ -221,7 +221,7 @@ async def test_reopen_with_a_stale_seq_is_a_conflict_and_writes_nothing(
 async def test_reopen_with_another_runs_event_is_refused(store: Store) -> None:
     row = await finished(store, "r")
     log = await store.read_events("r")
-    with pytest.raises(InvalidAppendError):
+    with pytest.raises(InvalidAppendError, match=r"^reopen of run 'r' after seq 3: event 'x'#4 "):
         await store.reopen_run("r", event("x", 4), statuses=RETRYABLE, now=T0 + 20)
     await unchanged(store, "r", row, log)
 

@@ -4,7 +4,7 @@ after close, paged reads, the projection of an append, prune. Run against every 
 from __future__ import annotations
 
 import pytest
-from storekit import T0, append, create, event
+from storekit import T0, append, conflict, create, event, lease_lost
 
 from storage import (
     Append,
@@ -66,11 +66,12 @@ async def test_a_duplicate_keeps_the_first_value(store: Store) -> None:
 async def test_a_stale_fence_writes_nothing(store: Store) -> None:
     fence = await held(store)
     stale = Fence(fence.owner, fence.epoch - 1)
-    with pytest.raises(LeaseLostError):
+    who, epoch = fence.owner, fence.epoch
+    with pytest.raises(LeaseLostError, match=lease_lost("r1", who, epoch - 1, who, epoch)):
         await store.write_stream("r1", stale, [row("s2.0")])
-    with pytest.raises(LeaseLostError):
+    with pytest.raises(LeaseLostError, match=lease_lost("r1", "someone", epoch, who, epoch)):
         await store.write_stream("r1", Fence("someone", fence.epoch), [row("s2.0")])
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(RunNotFoundError, match=r"^no run with id 'nope'$"):
         await store.write_stream("nope", fence, [row("s2.0")])
     assert await values(store) == []
     assert await store.stream_keys("r1") == []
@@ -116,7 +117,7 @@ async def test_an_append_projects_its_rows_with_its_events(store: Store) -> None
     assert await values(store) == [(1, b"a", False), (2, None, True)]
     # A refused append writes none of its rows.
     refused = Append("r1", (event("r1", 2),), 1, fence, stream=(row("w4", key="x"),))
-    with pytest.raises(SequenceConflictError):
+    with pytest.raises(SequenceConflictError, match=conflict("r1", 1, 3)):
         await store.append(refused)
     assert await store.stream_keys("r1") == [StreamKey("k", 1, True)]
 

@@ -6,7 +6,7 @@ prune forgets them with their run."""
 from __future__ import annotations
 
 import pytest
-from storekit import T0, append, event, new_run
+from storekit import T0, append, conflict, event, new_run
 
 from storage import (
     UPDATE_ITEM_KIND,
@@ -15,6 +15,7 @@ from storage import (
     RunNotFoundError,
     RunStatusError,
     RunUpdate,
+    SequenceConflictError,
     Store,
     UpdateChange,
 )
@@ -37,7 +38,7 @@ async def test_a_request_is_stored_once_with_its_inbox_item(store: Store) -> Non
     assert [(i.kind, i.name, i.payload) for i in inbox] == [(UPDATE_ITEM_KIND, "u1", b"args")]
     run = await store.get_run("r")
     assert run is not None and run.ready_at is not None  # woken as send() wakes it
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(RunNotFoundError, match=r"^no run with id 'missing'$"):
         await store.request_update(req("missing", "u1"))
 
 
@@ -62,7 +63,7 @@ async def test_a_refused_append_changes_no_row(store: Store) -> None:
     await store.create_run(new_run("r"), event("r", 1))
     await store.request_update(req("r", "u1"))
     accept = UpdateChange("u1", "accepted", at=T0 + 6)
-    with pytest.raises(Exception):  # noqa: B017, PT011  (a sequence conflict)
+    with pytest.raises(SequenceConflictError, match=conflict("r", 4, 1)):
         await store.append(Append("r", (event("r", 5),), 4, updates=(accept,)))
     row = await store.get_update("r", "u1")
     assert row is not None and row.status == "requested"
@@ -99,7 +100,9 @@ async def test_an_ended_run_refuses_new_updates_but_answers_old_ones(store: Stor
     await store.request_update(req("r", "u1"))
     end = RunUpdate(status="succeeded", finished_at=T0 + 9)
     await store.append(append("r", 1, 1, update=end))
-    with pytest.raises(RunStatusError):
+    with pytest.raises(
+        RunStatusError, match=r"^run 'r' is succeeded, not .*: it cannot be sent an update$"
+    ):
         await store.request_update(req("r", "u2"))
     old = await store.request_update(req("r", "u1"))
     assert not old.created and old.update is not None and old.update.status == "requested"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from storekit import T0, create, event, must_get
+from storekit import T0, conflict, create, event, must_get
 
 from storage import Append, RunUpdate, RunValue, SequenceConflictError, Store
 
@@ -49,7 +49,7 @@ async def test_a_newer_seq_replaces_an_older_one_never_the_reverse(store: Store)
 
 async def test_a_refused_append_writes_no_value(store: Store) -> None:
     await create(store, "r")
-    with pytest.raises(SequenceConflictError):
+    with pytest.raises(SequenceConflictError, match=conflict("r", 7, 1)):
         await store.append(valued("r", 7, ("k", b"x")))
     assert await store.get_value("r", "k") is None
     assert len(await store.read_events("r")) == 1

@@ -82,7 +82,7 @@ async def test_a_version_3_database_gains_event_checksums_on_open(
     store = PostgresStore.from_url(pg_fresh_url)
     await store.open()
     try:
-        with pytest.raises(EventChecksumError) as caught:
+        with pytest.raises(EventChecksumError, match=r"^run 'two': event #3 ") as caught:
             await store.read_events("two")
         assert (caught.value.run_id, caught.value.seq) == ("two", 3)
         assert len(await store.read_events("two", after_seq=3)) == 2

@@ -77,7 +77,7 @@ async def test_migrations_run_in_order_and_a_failing_one_changes_nothing(
         return found
 
     broken = {**steps, now + 1: lambda: ["UPDATE durable_runs SET no_such_column = 1"]}
-    with pytest.raises(asyncpg.UndefinedColumnError):
+    with pytest.raises(asyncpg.UndefinedColumnError, match='"no_such_column"'):
         await admin(pg_fresh_url, lambda c: run(c, target, broken))
     columns = await admin(
         pg_fresh_url,
@@ -236,7 +236,7 @@ async def test_a_version_2_database_is_migrated_on_open(pg_fresh_url: str) -> No
         etl = DefinitionRecord("etl", "2", "1a2b3c4d5e6f", "yaml", "name: etl\n", T0)
         assert await a.put_definition(etl) == (etl, True)
         assert await b.put_definition(etl) == (etl, False)
-        with pytest.raises(DefinitionConflictError):
+        with pytest.raises(DefinitionConflictError, match=r"^workflow 'etl' version '2' is"):
             await c.put_definition(DefinitionRecord("etl", "2", "other", "yaml", "", T0))
         assert await c.list_definitions() == [etl]
         # And the schedules table of version 5.

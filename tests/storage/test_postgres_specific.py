@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from pg_helpers import admin, opened, schema_of
-from storekit import T0, append, create, event, new_run
+from storekit import T0, append, conflict, create, event, new_run
 
 from storage import (
     Append,
@@ -101,33 +102,65 @@ async def test_bad_configuration_is_database_open_error(
 
 
 async def test_lost_connections_are_unavailable_then_the_pool_recovers(pg_fresh_url: str) -> None:
+    """A connection killed in the middle of a write fails that write with
+    DatabaseUnavailableError (never a driver error, never the password) and writes nothing;
+    the pool replaces it, and the store works again without being reopened. Connections
+    killed while idle are replaced too, each failing at most its first use."""
     name = f"lost_{uuid.uuid4().hex[:8]}"
-    async with opened(f"{pg_fresh_url}&application_name={name}&pool_size=2") as store:
+    url = f"{pg_fresh_url}&application_name={name}&pool_size=2"
+    ours = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+    async with opened(url) as store:
         await create(store, "r")
-        killed = await admin(
+        locker = await asyncpg.connect(pg_fresh_url.split("?", 1)[0])
+        try:
+            async with locker.transaction():
+                # The write waits for the run's row lock, held here: the kill finds it in the
+                # middle of its statement, every time (an idle kill may be noticed first).
+                await locker.execute(
+                    f'SELECT 1 FROM "{schema_of(pg_fresh_url)}".durable_runs '
+                    "WHERE run_id = 'r' FOR UPDATE"
+                )
+                write = asyncio.ensure_future(store.append(append("r", 1)))
+                waiting = f"{ours} AND wait_event_type = 'Lock'"
+                for _ in range(500):
+                    if await locker.fetch(waiting, name):
+                        break
+                    await asyncio.sleep(0.01)
+                killed = await locker.fetchval(
+                    f"SELECT count(pg_terminate_backend(pid)) FROM ({waiting}) AS w", name
+                )
+                assert killed == 1
+                lost = r"^PostgreSQL write on postgresql://\S+ failed: .*administrator command"
+                with pytest.raises(DatabaseUnavailableError, match=lost) as info:
+                    await asyncio.wait_for(write, 10)
+        finally:
+            await locker.close()
+        password = urlsplit(pg_fresh_url).password
+        assert password is None or password not in str(info.value)
+        assert [e.seq for e in await store.read_events("r")] == [1]  # the write wrote nothing
+        await asyncio.wait_for(store.append(append("r", 1)), 10)  # a fresh connection
+        assert [e.seq for e in await store.read_events("r")] == [1, 2]
+
+        idle = await admin(
             pg_fresh_url,
             lambda c: c.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = $1",
-                name,
+                f"SELECT count(pg_terminate_backend(pid)) FROM ({ours}) AS o", name
             ),
         )
-        assert killed >= 1
-        outcomes: list[object] = []
-        for seq in range(1, 4):  # the first use of each dead connection fails, translated
-            try:
-                await store.append(append("r", seq))
-                outcomes.append(None)
-            except DatabaseUnavailableError as exc:
-                outcomes.append(exc)
-                break
-        with contextlib.suppress(DatabaseUnavailableError):
-            await store.read_events("r")
-        # Then fresh connections: the store works again without being reopened.
-        last = (await store.read_events("r"))[-1].seq
-        await store.append(append("r", last))
-        assert (await store.read_events("r"))[-1].seq == last + 1
-        assert all(o is None or isinstance(o, DatabaseUnavailableError) for o in outcomes)
+        assert idle >= 1
+        failures: list[DatabaseUnavailableError] = []
+
+        async def retried(op: Callable[[], Awaitable[Any]]) -> Any:
+            for _ in range(idle + 1):
+                try:
+                    return await asyncio.wait_for(op(), 10)
+                except DatabaseUnavailableError as exc:  # a dead connection's first use
+                    failures.append(exc)
+            raise AssertionError(f"still failing after {idle + 1} tries: {failures}")
+
+        await retried(lambda: store.append(append("r", 2)))
+        assert [e.seq for e in await retried(lambda: store.read_events("r"))] == [1, 2, 3]
+        assert len(failures) <= idle, failures
 
 
 # ---------------------------------------------------------------------------- pool and batching
@@ -180,7 +213,7 @@ async def test_a_batch_of_appends_is_one_statement_per_round_in_one_commit(
         stale = store.append(append("r1", 5))
         more = store.append(append("r1", 2))
         assert await asyncio.gather(*futures, more) == [None] * 203
-        with pytest.raises(SequenceConflictError) as info:
+        with pytest.raises(SequenceConflictError, match=conflict("r1", 5, 2)) as info:
             await stale
         after = store.commit_stats
     assert (info.value.expected, info.value.actual) == (5, 2)
@@ -287,7 +320,7 @@ async def test_an_idle_worker_is_woken_when_a_run_is_reopened(pg_fresh_url: str)
         assert await worker.wait_for_work(0.01)  # starts listening; work may predate it
         assert not await worker.wait_for_work(0.05)
         # A refused reopen makes nothing claimable: no wake-up.
-        with pytest.raises(RunStatusError):
+        with pytest.raises(RunStatusError, match=r"^run 'ok' is succeeded, not failed: "):
             await client.reopen_run("ok", event("ok", 3), statuses=("failed",), now=T0 + 2)
         assert not await worker.wait_for_work(0.2)
         waiting = asyncio.ensure_future(worker.wait_for_work(10))

@@ -190,7 +190,7 @@ async def test_a_write_waiting_for_the_lock_says_so_then_gives_up_at_its_timeout
     try:
         with write_lock_held(path):
             started = time.monotonic()
-            with pytest.raises(DatabaseUnavailableError) as info:
+            with pytest.raises(DatabaseUnavailableError, match="nothing was written") as info:
                 await store.append(append("r1", 2))
             gave_up = time.monotonic() - started
         assert 2.5 <= gave_up < 4.0

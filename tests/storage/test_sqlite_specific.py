@@ -274,7 +274,7 @@ async def test_a_version_2_database_gains_the_definitions_table_on_open(tmp_path
         etl = DefinitionRecord("etl", "2", "1a2b3c4d5e6f", "yaml", "name: etl\n", T0)
         assert await a.put_definition(etl) == (etl, True)
         assert await b.put_definition(etl) == (etl, False)
-        with pytest.raises(DefinitionConflictError):
+        with pytest.raises(DefinitionConflictError, match=r"^workflow 'etl' version '2' is"):
             await b.put_definition(DefinitionRecord("etl", "2", "other", "yaml", "", T0))
         assert await b.list_definitions() == [etl]
         # And the schedules table of version 5.

@@ -25,7 +25,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from storekit import T0
+from storekit import T0, conflict, lease_lost
 
 from storage import (
     ACTIVE_STATUSES,
@@ -192,7 +192,8 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(kind=st.none() | fence_kinds)
     def append_to_unknown_run(self, kind: FenceKind | None) -> None:
         fence = None if kind is None else Fence("w1", 1)
-        err = self.expect(RunNotFoundError, Append("ghost", self.events("ghost", 0, 1), 0, fence))
+        ghost = Append("ghost", self.events("ghost", 0, 1), 0, fence)
+        err = self.expect(RunNotFoundError, ghost, "no run with id 'ghost'")
         assert err.run_id == "ghost"
 
     @rule(run_id=runs, delta=st.sampled_from([-2, -1, 1, 3]), status=statuses)
@@ -200,7 +201,7 @@ class StoreMachine(RuleBasedStateMachine):
         m = self.model[run_id]
         expected = m.last_seq + delta
         app = Append(run_id, self.events(run_id, expected, 1), expected, None, RunUpdate(status))
-        err = self.expect(SequenceConflictError, app)
+        err = self.expect(SequenceConflictError, app, conflict(run_id, expected, m.last_seq))
         assert (err.expected, err.actual) == (expected, m.last_seq)
 
     @rule(run_id=runs, writers=st.integers(2, 5))
@@ -227,7 +228,8 @@ class StoreMachine(RuleBasedStateMachine):
         update = RunUpdate(status=status) if status else None
         app = Append(run_id, self.events(run_id, m.last_seq, count), m.last_seq, fence, update)
         if (m.owner, m.epoch) != (fence.owner, fence.epoch):
-            err = self.expect(LeaseLostError, app)
+            lost = lease_lost(run_id, fence.owner, fence.epoch, m.owner, m.epoch)
+            err = self.expect(LeaseLostError, app, lost)
             assert (err.current_owner, err.current_epoch) == (m.owner, m.epoch)
             return
         self.call(lambda: self.store.append(app))
@@ -304,8 +306,9 @@ class StoreMachine(RuleBasedStateMachine):
     def advance_time(self, dt: float) -> None:
         self.now += dt
 
-    def expect(self, error: type[E], app: Append) -> E:
-        with pytest.raises(error) as info:
+    def expect(self, error: type[E], app: Append, message: str) -> E:
+        """The store refuses `app` with `error`, whose message is (the pattern) `message`."""
+        with pytest.raises(error, match=f"^{message}$") as info:
             self.call(lambda: self.store.append(app))
         return info.value
 

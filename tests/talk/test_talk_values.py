@@ -86,11 +86,11 @@ async def test_timeout_not_set_at_the_end_and_unknown_runs(app: App) -> None:
     await app.signal(handle.run_id, "go")
     with pytest.raises(EventNotSetError, match=r"ended \(succeeded\) without.*'other'"):
         await waiter
-    with pytest.raises(EventNotSetError):  # already ended: at once
+    with pytest.raises(EventNotSetError, match=r"ended \(succeeded\) without.*'nope'"):  # at once
         await app.get_event(handle.run_id, "nope")
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(RunNotFoundError, match="'no-such-run'"):
         await app.get_event("no-such-run", "k", timeout=1)
-    with pytest.raises(RunNotFoundError):
+    with pytest.raises(RunNotFoundError, match="'no-such-run'"):
         await app.list_events("no-such-run")
     with pytest.raises(InvalidIdError):
         await app.get_event(handle.run_id, "", timeout=1)
