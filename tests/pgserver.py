@@ -10,11 +10,13 @@ Where the server comes from, in order:
    127.0.0.1 on a free port, with fsync on (the benchmarks measure durable commits), stopped
    with `pg_ctl stop -m fast` and deleted at the end of the session. initdb refuses to run as
    root, so as root the server runs as the unprivileged user `durable-pg` (created if missing).
-   Missing binaries are installed with apt-get only as root and with CI=true or
+   Missing binaries are installed with apt-get only as root and in CI or with
    DURABLE_TEST_PG_INSTALL=1: a developer's machine is never changed behind their back.
 
-When no server can be had, PostgreSQL tests skip with the reason, except with CI=true, where they
-fail: CI must run them. Also a command line for scripts (`.ci/run`):
+When no server can be had, PostgreSQL tests skip with the reason, except in CI (tests/ci.py),
+where they fail: CI must run them. A test that restarts the server (`pg_restartable`) gets a
+throwaway server of its own when the session's is someone else's. Also a command line for
+scripts (`.ci/run`):
 
     python tests/pgserver.py start STATE_FILE   # prints the URL
     python tests/pgserver.py stop STATE_FILE
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from ci import in_ci, unavailable
 
 URL_ENV = "DURABLE_TEST_PG_URL"
 INSTALL_ENV = "DURABLE_TEST_PG_INSTALL"
@@ -54,10 +57,6 @@ DATABASE = "durable_test"
 
 class PgUnavailable(Exception):
     """No PostgreSQL server can be started here; the message says why and what to do."""
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -327,9 +326,7 @@ def _pg_session() -> Iterator[PgSession]:
     try:
         server = start()
     except PgUnavailable as exc:
-        if in_ci():
-            pytest.fail(f"CI=true but no PostgreSQL server could be started: {exc}")
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+        unavailable(f"no PostgreSQL server could be started: {exc}")
     try:
         yield PgSession(server.url, external=False, server=server)
     finally:
@@ -355,12 +352,23 @@ def pg_schema_factory(_pg_session: PgSession) -> PgSession:
 
 
 @pytest.fixture
-def pg_restartable(_pg_session: PgSession) -> PgSession:
-    """The session's server, for a test that restarts it (`restart(session.server)`): skipped
-    on someone else's server. Other tests' pools reconnect afterwards."""
-    if _pg_session.server is None:
-        pytest.skip(f"the server of {URL_ENV} is not this session's to restart")
-    return _pg_session
+def pg_restartable(_pg_session: PgSession) -> Iterator[PgSession]:
+    """A server the test may restart (`restart(session.server)`), with `.fresh_url()` for its
+    schemas: the session's own (other tests' pools reconnect afterwards), or, when that is
+    someone else's ($DURABLE_TEST_PG_URL, e.g. the one .ci/run starts), a throwaway server
+    of the test's own, stopped after it. Someone else's server is never restarted."""
+    if _pg_session.server is not None:
+        yield _pg_session
+        return
+    try:
+        server = start()
+    except PgUnavailable as exc:
+        why = f"{URL_ENV}'s server is not this session's to restart"
+        unavailable(f"no throwaway server for a test that restarts one ({why}): {exc}")
+    try:
+        yield PgSession(server.url, external=False, server=server)
+    finally:
+        stop(server)
 
 
 def _main(argv: list[str]) -> int:

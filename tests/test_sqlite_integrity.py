@@ -22,6 +22,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from ci import unavailable
 
 from sdk import App
 from storage import EventChecksumError
@@ -58,7 +59,7 @@ def durable_cli(
     if unprivileged and os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            pytest.skip("running as root without setpriv: cannot drop the right to write")
+            unavailable("running as root without setpriv: cannot drop the right to write")
         command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{where}"}
     env.pop("DURABLE_DATABASE_URL", None)

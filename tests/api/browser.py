@@ -2,7 +2,7 @@
 system's Chromium for Playwright, and a directory for screenshots.
 
 Playwright cannot download its own browsers here, so it drives Debian's `chromium`. Outside
-CI a missing browser skips the browser tests with the reason; in CI (env CI set) it fails them.
+CI a missing browser skips the browser tests with the reason; in CI (tests/ci.py) it fails them.
 """
 
 from __future__ import annotations
@@ -13,30 +13,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import serving
+from ci import unavailable
 from serving import Served
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS_ENV = "DURABLE_TEST_ARTIFACTS"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str) -> None:
-    """Skip (on a developer's machine) or fail (in CI): CI must never skip these tests."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set: the browser tests must run)", pytrace=False)
-    pytest.skip(reason)
-
-
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         unavailable("no chromium on PATH (install the Debian package `chromium`)")
-        raise AssertionError("unreachable")
     return path
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import chromium_path, in_ci
+from browser import chromium_path
+from ci import in_ci
 from loopback import Web
 from serving import serve
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import Server, artifacts_dir, chromium_path, in_ci, serve
+from browser import Server, artifacts_dir, chromium_path, serve
+from ci import in_ci
 
 try:
     from playwright.sync_api import (

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import chromium_path, in_ci, serve
+from browser import chromium_path, serve
+from ci import in_ci
 
 try:
     from playwright.sync_api import Browser, expect, sync_playwright

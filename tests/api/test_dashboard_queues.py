@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import artifacts_dir, chromium_path, in_ci, serve
+from browser import artifacts_dir, chromium_path, serve
+from ci import in_ci
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import artifacts_dir, chromium_path, in_ci, serve
+from browser import artifacts_dir, chromium_path, serve
+from ci import in_ci
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright

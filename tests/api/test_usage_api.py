@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from browser import chromium_path, unavailable
+from browser import chromium_path
+from ci import unavailable
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from serving import Served, serve, wait_status
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from ci import unavailable
 from multi_app import STEPS, build_app
 from multi_harness import (
     HERE,
@@ -180,7 +181,7 @@ class DedicatedServer:
         )
         if proc.returncode != 0:
             self.stop()
-            pytest.skip(f"no PostgreSQL server: {proc.stderr.strip()}")
+            unavailable(f"no PostgreSQL server: {proc.stderr.strip()}")
         info = json.loads(state.read_text())
         self.url: str = info["url"]
         self.bindir: str = info["bindir"]

@@ -51,10 +51,11 @@ async def finish(work: Workload) -> list[str]:
 
 
 def test_a_postgres_restart_neither_overfills_loses_nor_sticks(
-    pg_restartable: PgSession, pg_fresh_url: str, tmp_path: Path
+    pg_restartable: PgSession, tmp_path: Path
 ) -> None:
     server = pg_restartable.server
     assert server is not None
+    pg_fresh_url = pg_restartable.fresh_url()  # on the server restarted below
     queue = f'app.queue("q", concurrency={LIMIT}, worker_concurrency=2)'
     # A lease longer than the outage: a worker that lives through it keeps its runs.
     environ = {"STEP_SECONDS": "1.0", "LEASE_TTL": "10"}

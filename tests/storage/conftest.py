@@ -35,7 +35,7 @@ StoreFactory = Callable[[], Store]
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Builds fresh, unopened stores of one backend (for tests that open, close or make many)."""
     if request.param == "postgres":
-        # Skips (or, with CI=true, fails) here when no server can be had. Each store gets an
+        # Skips (or, in CI, fails) here when no server can be had. Each store gets an
         # empty schema of its own on the one server.
         schemas: PgSession = request.getfixturevalue("pg_schema_factory")
         return lambda: PostgresStore.from_url(schemas.fresh_url())

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ci import unavailable
 from storekit import T0, append, create, event, new_run
 from test_sqlite_locking import write_lock_held
 
@@ -400,7 +401,7 @@ def as_unprivileged(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            pytest.skip("running as root without setpriv: cannot drop the right to write")
+            unavailable("running as root without setpriv: cannot drop the right to write")
         command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{root}:{root / 'tests' / 'storage'}"}
