@@ -325,3 +325,31 @@ def _process_state(pid: int) -> str:
     except FileNotFoundError:
         return "gone"
     return stat.rsplit(")", 1)[1].split()[0]
+
+
+async def test_a_signal_within_a_waits_timeout_arrives_and_its_deadline_is_ahead(
+    tmp_path: Path,
+) -> None:
+    """The deadline is the wait's start plus its timeout (a wait whose deadline were computed
+    backwards would time out at once: mutation testing found no test sending a signal inside a
+    timeout)."""
+    app = make_app(tmp_path)
+
+    @app.workflow()
+    async def patient(ctx: Context) -> Any:
+        return await ctx.wait_for_signal("go", timeout=30)
+
+    async with app:
+        handle = await app.start(patient, run_id="p1")
+        for _ in range(200):  # until the wait is recorded
+            events = await app.events("p1")
+            if any(isinstance(e.event, ev.WaitStarted) for e in events):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # well past a deadline that were already behind
+        await app.signal("p1", "go", "now")
+        assert await handle.result(20) == "now"
+        events = await app.events("p1")
+    logged = next(e for e in events if isinstance(e.event, ev.WaitStarted))
+    assert isinstance(logged.event, ev.WaitStarted) and logged.event.deadline is not None
+    assert abs(logged.event.deadline - (logged.at + 30)) < 1.0
