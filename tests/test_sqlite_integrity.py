@@ -77,6 +77,10 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
 
 def load_module(where: Path) -> App:
     sys.path.insert(0, str(where))
+    # Another test's module of the same name may still be imported (tests/versions loads a
+    # `wfmod` too): this one's file, not that cached module.
+    sys.modules.pop("wfmod", None)
+    importlib.invalidate_caches()
     try:
         app: App = importlib.import_module("wfmod").app
         return app
