@@ -13,7 +13,7 @@ Where the server comes from, in order:
    Missing binaries are installed with apt-get only as root and in CI or with
    DURABLE_TEST_PG_INSTALL=1: a developer's machine is never changed behind their back.
 
-When no server can be had, PostgreSQL tests skip with the reason, except in CI (tests/ci.py),
+When no server can be had, PostgreSQL tests skip with the reason, except in CI (tests/cirules.py),
 where they fail: CI must run them. A test that restarts the server (`pg_restartable`) gets a
 throwaway server of its own when the session's is someone else's. Also a command line for
 scripts (`.ci/run`):
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from ci import in_ci, unavailable
+from cirules import in_ci, unavailable
 
 URL_ENV = "DURABLE_TEST_PG_URL"
 INSTALL_ENV = "DURABLE_TEST_PG_INSTALL"

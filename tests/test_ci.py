@@ -1,6 +1,6 @@
-"""In CI nothing skips (tests/ci.py): every way a test can skip fails it there instead, with the
-reason; outside CI the same tests skip. One definition of "in CI", which `.ci/run` sets itself,
-and the suite loads the guard."""
+"""In CI nothing skips (tests/cirules.py): every way a test can skip fails it there instead,
+with the reason; outside CI the same tests skip. One definition of "in CI", which `.ci/run`
+sets itself, and the suite loads the guard."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import ci
+import cirules
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -59,7 +59,7 @@ def run_pytest(where: Path, ci_value: str | None, *files: str) -> subprocess.Com
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only pytest and the guard: a quick start
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "ci", "-p", "no:cacheprovider", "-rA", *files],
+        [sys.executable, "-m", "pytest", "-p", "cirules", "-p", "no:cacheprovider", "-rA", *files],
         cwd=where,
         env=env,
         capture_output=True,
@@ -124,13 +124,13 @@ def test_one_definition_of_in_ci(
     monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
 ) -> None:
     monkeypatch.setenv("CI", value)
-    assert ci.in_ci() is expected
+    assert cirules.in_ci() is expected
     monkeypatch.delenv("CI")
-    assert ci.in_ci() is False
+    assert cirules.in_ci() is False
 
 
 def test_the_suite_runs_with_the_guard(pytestconfig: pytest.Config) -> None:
-    assert pytestconfig.pluginmanager.has_plugin("ci")
+    assert pytestconfig.pluginmanager.has_plugin("cirules")
 
 
 def test_ci_run_sets_ci_itself_before_anything_else() -> None:

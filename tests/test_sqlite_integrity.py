@@ -22,7 +22,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from ci import unavailable
+from cirules import unavailable
 
 from sdk import App
 from storage import EventChecksumError

@@ -2,7 +2,8 @@
 system's Chromium for Playwright, and a directory for screenshots.
 
 Playwright cannot download its own browsers here, so it drives Debian's `chromium`. Outside
-CI a missing browser skips the browser tests with the reason; in CI (tests/ci.py) it fails them.
+CI a missing browser skips the browser tests with the reason; in CI (tests/cirules.py) it
+fails them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import serving
-from ci import unavailable
+from cirules import unavailable
 from serving import Served
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import chromium_path
-from ci import in_ci
+from cirules import in_ci
 from loopback import Web
 from serving import serve
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser import Server, artifacts_dir, chromium_path, serve
-from ci import in_ci
+from cirules import in_ci
 
 try:
     from playwright.sync_api import (

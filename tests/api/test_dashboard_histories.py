@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import chromium_path, serve
-from ci import in_ci
+from cirules import in_ci
 
 try:
     from playwright.sync_api import Browser, expect, sync_playwright

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import artifacts_dir, chromium_path, serve
-from ci import in_ci
+from cirules import in_ci
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser import artifacts_dir, chromium_path, serve
-from ci import in_ci
+from cirules import in_ci
 
 from durable.runtime._external import encode_token
 

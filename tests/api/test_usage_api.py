@@ -15,7 +15,7 @@ import httpx
 import pytest
 import schemathesis
 from browser import chromium_path
-from ci import unavailable
+from cirules import unavailable
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from serving import Served, serve, wait_status
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from ci import unavailable
+from cirules import unavailable
 from multi_app import STEPS, build_app
 from multi_harness import (
     HERE,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from ci import unavailable
+from cirules import unavailable
 from pg_helpers import admin, opened, schema_of
 from storekit import T0, append, conflict, create, event, new_run
 

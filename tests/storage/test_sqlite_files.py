@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ci import unavailable
+from cirules import unavailable
 from storekit import T0, append, create, event, new_run
 from test_sqlite_locking import write_lock_held
 
